@@ -1,1 +1,71 @@
-//! placeholder
+//! Maildir mailboxes for popgate's POP3 sessions.
+//!
+//! This crate is the part of popgate that touches mail. It knows nothing
+//! about sockets, TLS or who the user is: the gateway authenticates a user,
+//! finds their Maildir, and then, inside `spawn_blocking`, drives a
+//! [`Mailbox`] through the life of a POP3 session:
+//!
+//! 1. **Open** ([`Mailbox::open`]): take the session lock (a second
+//!    session waits up to `lock_wait`, then gets [`StoreError::Locked`]),
+//!    move `new/` to `cur/` and fix the list of messages for the session
+//!    (the snapshot), each with its UIDL ([`uidl`]) and its
+//!    exact size on the wire (from the file name, the size cache,
+//!    or computed once).
+//! 2. **Read** ([`Mailbox::messages`], [`Mailbox::open_message`]): STAT,
+//!    LIST and UIDL come from the snapshot; RETR and TOP open the message
+//!    file and stream it through a [`wire::Encoder`], the same code that
+//!    computed the size LIST reported.
+//! 3. **Update** ([`Mailbox::commit`]): after QUIT, apply the
+//!    leave-on-server policy ([`OnDele`]) to the messages marked deleted,
+//!    then unlock. A session that ends any other way just drops the
+//!    `Mailbox`: nothing is applied.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use popgate_store::{Mailbox, OnDele, OpenOptions, Order};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = OpenOptions {
+//!     lock: true,
+//!     lock_wait: std::time::Duration::from_secs(15),
+//!     order: "oldest-first".parse::<Order>()?,
+//!     on_dele: "move:Archive".parse::<OnDele>()?,
+//! };
+//! let mailbox = Mailbox::open(Path::new("/var/vmail/example.com/ann/Maildir"), &options)?;
+//! for (number, message) in mailbox.messages().iter().enumerate() {
+//!     println!("{} {} {}", number + 1, message.uidl, message.size);
+//! }
+//! let report = mailbox.commit(&[0, 2]);
+//! for (index, err) in &report.failed {
+//!     eprintln!("message {} not removed: {err}", index + 1);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Files the store keeps in the Maildir root, next to `cur/`, `new/` and
+//! `tmp/`: [`LOCK_FILE`] and [`SIZE_CACHE_FILE`]. Message files are opened
+//! without following symlinks, and anything that is not a regular file is
+//! skipped.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod file;
+mod lock;
+mod mailbox;
+mod name;
+mod policy;
+mod size_cache;
+mod snapshot;
+pub mod uidl;
+mod update;
+pub mod wire;
+
+pub use error::StoreError;
+pub use lock::LOCK_FILE;
+pub use mailbox::{Mailbox, MessageInfo, OpenOptions};
+pub use policy::{validate_folder, OnDele, Order};
+pub use size_cache::SIZE_CACHE_FILE;
+pub use update::CommitReport;

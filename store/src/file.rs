@@ -1,0 +1,144 @@
+//! Careful file operations: open without following symlinks, rename
+//! without replacing.
+//!
+//! A session may read or remove only what its user could, and never
+//! through a link someone planted in the Maildir: message files are opened
+//! with `O_NOFOLLOW` and must turn out to be regular files. `O_NONBLOCK`
+//! keeps a FIFO planted under a message's name from hanging the open; it
+//! has no effect on reading regular files.
+//!
+//! Renames inside the Maildir (new→cur, adding a flag, moving to a folder)
+//! must never overwrite another message, so they use `renameat2` with
+//! `RENAME_NOREPLACE`, falling back to a check-then-rename where the file
+//! system does not support the flag.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::libc;
+
+/// Why a message file could not be opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// Nothing at that path.
+    NotFound,
+    /// A symlink, directory or special file.
+    NotRegular,
+    /// Any other failure.
+    Io(io::Error),
+}
+
+/// Opens a message file for reading, refusing anything that is not a
+/// regular file. Returns the file and its length on disk.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), OpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ENOENT) => OpenError::NotFound,
+            Some(libc::ELOOP) => OpenError::NotRegular,
+            _ => OpenError::Io(err),
+        })?;
+    let metadata = file.metadata().map_err(OpenError::Io)?;
+    if !metadata.is_file() {
+        return Err(OpenError::NotRegular);
+    }
+    Ok((file, metadata.len()))
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` instead of
+/// replacing an existing `to`.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // The file system does not know the flag (older NFS, some FUSE).
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    match std::fs::symlink_metadata(to) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", to.display()),
+        )),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => std::fs::rename(from, to),
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn opens_regular_files_with_their_length() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("m");
+        fs::write(&path, b"hello")?;
+        let (_, len) = open_regular(&path).map_err(|e| io::Error::other(format!("{e:?}")))?;
+        assert_eq!(len, 5);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_symlinks_directories_and_missing_files() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join("target"), b"secret")?;
+        std::os::unix::fs::symlink(dir.path().join("target"), dir.path().join("link"))?;
+        fs::create_dir(dir.path().join("sub"))?;
+        assert!(matches!(
+            open_regular(&dir.path().join("link")),
+            Err(OpenError::NotRegular)
+        ));
+        assert!(matches!(
+            open_regular(&dir.path().join("sub")),
+            Err(OpenError::NotRegular)
+        ));
+        assert!(matches!(
+            open_regular(&dir.path().join("missing")),
+            Err(OpenError::NotFound)
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn fifo_is_refused_without_hanging() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("fifo");
+        nix::unistd::mkfifo(
+            &path,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .map_err(io::Error::from)?;
+        assert!(matches!(open_regular(&path), Err(OpenError::NotRegular)));
+        Ok(())
+    }
+
+    #[test]
+    fn rename_never_replaces() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        fs::write(&a, b"a")?;
+        fs::write(&b, b"b")?;
+        let err = rename_noreplace(&a, &b).err().map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(fs::read(&b)?, b"b");
+        rename_noreplace(&a, &c)?;
+        assert_eq!(fs::read(&c)?, b"a");
+        assert!(!a.exists());
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! The maildrop of one POP3 session: open (lock + snapshot), read, commit.
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use std::path::Path;
+//! use popgate_store::{wire::Encoder, Mailbox, OpenOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // AUTHORIZATION succeeded: lock the mailbox and take the snapshot.
+//! let mailbox = Mailbox::open(Path::new("/home/ann/Maildir"), &OpenOptions::default())?;
+//!
+//! // STAT, LIST, UIDL read the snapshot.
+//! let total: u64 = mailbox.messages().iter().map(|m| m.size).sum();
+//! println!("+OK {} {}", mailbox.messages().len(), total);
+//!
+//! // RETR 1 streams the file through the wire encoder.
+//! let mut file = mailbox.open_message(0)?;
+//! let (mut encoder, mut buf, mut out) = (Encoder::full(), vec![0; 64 * 1024], Vec::new());
+//! loop {
+//!     let n = file.read(&mut buf)?;
+//!     if n == 0 { break; }
+//!     encoder.encode(&buf[..n], &mut out);
+//!     // ... write `out` to the client, clear it ...
+//! }
+//! encoder.finish(&mut out);
+//!
+//! // DELE 1, then QUIT: UPDATE applies the on_dele policy and unlocks.
+//! let report = mailbox.commit(&[0]);
+//! assert!(report.is_complete());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Everything is plain blocking `std` I/O; the gateway calls it from
+//! `spawn_blocking`. A session that ends without QUIT just drops the
+//! [`Mailbox`]: the lock is released and nothing is applied.
+//!
+//! Sizes come, in this order, from a `,W=` field in the file name, from the
+//! size cache (`popgate-sizes`), or from reading the file once with
+//! [`wire_size`](crate::wire::wire_size); a login on a warm cache reads no
+//! message and `stat`s no file.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::file::{self, OpenError};
+use crate::lock::SessionLock;
+use crate::size_cache::{self, SizeCache, Sizes};
+use crate::snapshot::{self, Dir};
+use crate::{name, uidl, wire, OnDele, Order, StoreError};
+
+/// How to open a mailbox.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Take the session lock (RFC 1939 §8: one session per maildrop).
+    pub lock: bool,
+    /// How long to wait for another session to let go of the lock before
+    /// [`StoreError::Locked`].
+    pub lock_wait: Duration,
+    /// How messages are numbered.
+    pub order: Order,
+    /// What [`Mailbox::commit`] does with deleted messages.
+    pub on_dele: OnDele,
+}
+
+impl Default for OpenOptions {
+    /// The configuration defaults: locked, 15 s wait, oldest first, delete.
+    fn default() -> OpenOptions {
+        OpenOptions {
+            lock: true,
+            lock_wait: Duration::from_secs(15),
+            order: Order::OldestFirst,
+            on_dele: OnDele::Delete,
+        }
+    }
+}
+
+/// One message as the session sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The UIDL (see [`uidl`]).
+    pub uidl: String,
+    /// The exact number of octets RETR sends before dot-stuffing and
+    /// without the terminator: what LIST and STAT report.
+    pub size: u64,
+}
+
+/// Where a message file is, and what its size on disk was when its wire
+/// size was computed (`None` when the size came from a `,W=` name).
+#[derive(Debug)]
+pub(crate) struct MessageFile {
+    pub(crate) dir: Dir,
+    pub(crate) name: OsString,
+    raw_size: Option<u64>,
+}
+
+impl MessageFile {
+    /// The message's unique name.
+    pub(crate) fn unique(&self) -> &[u8] {
+        name::unique_name(self.name.as_bytes())
+    }
+}
+
+/// An open, locked, snapshotted maildrop.
+///
+/// Message numbers are fixed for the session: index 0 of
+/// [`messages`](Mailbox::messages) is message 1. Dropping the mailbox
+/// releases the lock and applies nothing.
+#[derive(Debug)]
+pub struct Mailbox {
+    pub(crate) root: PathBuf,
+    pub(crate) on_dele: OnDele,
+    messages: Vec<MessageInfo>,
+    pub(crate) files: Vec<MessageFile>,
+    /// Messages whose cached sizes were found wrong on open_message.
+    stale: Mutex<Vec<usize>>,
+    /// Held for the life of the session; `None` when locking is off.
+    _lock: Option<SessionLock>,
+}
+
+impl Mailbox {
+    /// Locks the Maildir at `maildir` (waiting up to `lock_wait`, then
+    /// [`StoreError::Locked`]) and takes the snapshot: moves `new/` to
+    /// `cur/`, lists `cur/`, orders by delivery, and finds each message's
+    /// UIDL and size. Writes the size cache when it learnt new sizes or
+    /// found entries for messages no longer present.
+    ///
+    /// Errors: [`StoreError::NoSuchMailbox`] when the Maildir, `cur/` or
+    /// `new/` is missing; [`StoreError::Io`] when a directory cannot be
+    /// read, the lock file cannot be opened, or a message cannot be read
+    /// to compute its size. A message that disappears while its size is
+    /// computed is left out of the snapshot.
+    pub fn open(maildir: &Path, options: &OpenOptions) -> Result<Mailbox, StoreError> {
+        snapshot::check_layout(maildir)?;
+        let lock = if options.lock {
+            Some(SessionLock::acquire(maildir, options.lock_wait)?)
+        } else {
+            None
+        };
+        let listed = snapshot::take(maildir, options.order)?;
+
+        let cache_bytes = size_cache::read(maildir);
+        let mut cache = SizeCache::parse(cache_bytes.as_deref());
+        let mut learnt = false;
+        let mut messages = Vec::with_capacity(listed.len());
+        let mut files = Vec::with_capacity(listed.len());
+        for entry in listed {
+            let unique = name::unique_name(entry.name.as_bytes());
+            let (raw_size, size) = if let Some(size) = name::wire_size_hint(unique) {
+                (None, size)
+            } else if let Some(sizes) = cache.get(unique) {
+                (Some(sizes.raw), sizes.wire)
+            } else {
+                let path = snapshot::path(maildir, entry.dir, &entry.name);
+                match compute_sizes(&path)? {
+                    Some(sizes) => {
+                        learnt = true;
+                        (Some(sizes.raw), sizes.wire)
+                    }
+                    None => continue,
+                }
+            };
+            messages.push(MessageInfo {
+                uidl: uidl::from_unique_name(unique),
+                size,
+            });
+            files.push(MessageFile {
+                dir: entry.dir,
+                name: entry.name,
+                raw_size,
+            });
+        }
+
+        let mailbox = Mailbox {
+            root: maildir.to_path_buf(),
+            on_dele: options.on_dele.clone(),
+            messages,
+            files,
+            stale: Mutex::new(Vec::new()),
+            _lock: lock,
+        };
+        if learnt || cache.is_stale() {
+            mailbox.write_size_cache(&[]);
+        }
+        Ok(mailbox)
+    }
+
+    /// The messages of the snapshot; index 0 is message 1.
+    pub fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    /// The Maildir this mailbox was opened on.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens message `index` (0-based) for reading, positioned at its
+    /// start. Feed it to a [`wire::Encoder`].
+    ///
+    /// The file is opened without following symlinks and must be a regular
+    /// file. When another program renamed it (an IMAP server adding a flag)
+    /// it is found again by its unique name. Errors:
+    /// [`StoreError::Vanished`] when it is gone,
+    /// [`StoreError::NotRegularFile`] when the name now is a symlink or
+    /// special file, [`StoreError::NoSuchMessage`] for an index outside the
+    /// snapshot, [`StoreError::Io`] otherwise.
+    ///
+    /// When the size was taken from the size cache, the size on disk of
+    /// the opened file is compared with the cached one; on a mismatch the
+    /// entry is dropped from the cache file at once, so the next session
+    /// computes it again (this session has already reported its size).
+    pub fn open_message(&self, index: usize) -> Result<File, StoreError> {
+        let message = self
+            .files
+            .get(index)
+            .ok_or(StoreError::NoSuchMessage(index))?;
+        let path = snapshot::path(&self.root, message.dir, &message.name);
+        let (file, len) = match file::open_regular(&path) {
+            Ok(opened) => opened,
+            Err(OpenError::NotFound) => {
+                match snapshot::find_unique(&self.root, message.dir, message.unique())? {
+                    Some((dir, name)) => open_existing(&snapshot::path(&self.root, dir, &name))?,
+                    None => return Err(StoreError::Vanished),
+                }
+            }
+            Err(err) => return Err(open_error(err, path)),
+        };
+        if message.raw_size.is_some_and(|raw| raw != len) {
+            self.write_size_cache(&[index]);
+        }
+        Ok(file)
+    }
+
+    /// UPDATE: applies the `on_dele` policy to the messages at `deleted`
+    /// (0-based indices, in any order, repeats ignored), then releases the
+    /// lock. A message that fails does not stop the others; see
+    /// [`CommitReport`](crate::CommitReport).
+    pub fn commit(self, deleted: &[usize]) -> crate::CommitReport {
+        crate::update::apply(&self, deleted)
+    }
+
+    /// Rewrites the size cache from the snapshot, leaving out the messages
+    /// in `also_stale` and those found stale before. Best effort: a cache
+    /// that cannot be written is simply not used.
+    fn write_size_cache(&self, also_stale: &[usize]) {
+        let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
+        stale.extend_from_slice(also_stale);
+        let entries = self
+            .files
+            .iter()
+            .zip(&self.messages)
+            .enumerate()
+            .filter(|(index, _)| !stale.contains(index))
+            .filter_map(|(_, (file, info))| {
+                file.raw_size.map(|raw| {
+                    (
+                        file.unique(),
+                        Sizes {
+                            raw,
+                            wire: info.size,
+                        },
+                    )
+                })
+            });
+        // Ignored on purpose: the cache is an optimisation only.
+        let _ = size_cache::write(&self.root, entries);
+    }
+}
+
+/// Reads a message once for its sizes; `None` when it disappeared or is not
+/// a regular file any more.
+fn compute_sizes(path: &Path) -> Result<Option<Sizes>, StoreError> {
+    let (file, raw) = match file::open_regular(path) {
+        Ok(opened) => opened,
+        Err(OpenError::NotFound | OpenError::NotRegular) => return Ok(None),
+        Err(OpenError::Io(err)) => {
+            return Err(StoreError::io(format!("opening {}", path.display()), err))
+        }
+    };
+    let wire = wire::wire_size(file)
+        .map_err(|err| StoreError::io(format!("reading {}", path.display()), err))?;
+    Ok(Some(Sizes { raw, wire }))
+}
+
+/// Opens a message file found again by its unique name.
+fn open_existing(path: &Path) -> Result<(File, u64), StoreError> {
+    file::open_regular(path).map_err(|err| open_error(err, path.to_path_buf()))
+}
+
+/// The error for a message file that could not be opened.
+fn open_error(err: OpenError, path: PathBuf) -> StoreError {
+    match err {
+        OpenError::NotFound => StoreError::Vanished,
+        OpenError::NotRegular => StoreError::NotRegularFile(path),
+        OpenError::Io(err) => StoreError::io(format!("opening {}", path.display()), err),
+    }
+}

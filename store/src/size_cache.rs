@@ -1,0 +1,303 @@
+//! The size cache: wire sizes computed once, kept in the Maildir.
+//!
+//! LIST and STAT must give exact CRLF sizes (see [`wire`](crate::wire)), and
+//! a Maildir file with LF line ends does not know its own. When the file
+//! name carries no `,W=` size, the store reads the message once, and keeps
+//! the result in `popgate-sizes` in the Maildir root so the next login reads
+//! nothing:
+//!
+//! ```text
+//! popgate-sizes 1
+//! 1700000000.M1P2.host 5120 5187
+//! 1700000100.M7P8.host 803 822
+//! ```
+//!
+//! After the version line, one line per message: the unique name (see
+//! [`uidl`](crate::uidl)), the file's size on disk and its wire size,
+//! separated by single spaces, each line ending in LF.
+//!
+//! The cache is only an optimisation, so it is never trusted when in doubt:
+//! a wrong version line, a malformed line or a missing final LF (a file cut
+//! short) makes the whole file count as absent, and every size is computed
+//! again. Writing is atomic (a temporary file renamed over the old one) and
+//! best-effort: a cache that cannot be written (read-only Maildir, full
+//! disk) only means the sizes are computed again next time.
+//!
+//! The size on disk guards against a stale entry: when a message is opened
+//! for RETR or TOP, the size of the opened file is compared with the cached
+//! one, and a mismatch drops the entry from the cache at once (see
+//! [`Mailbox::open_message`](crate::Mailbox::open_message)).
+
+use std::collections::hash_map::{Entry, HashMap, RandomState};
+use std::fs::{self, OpenOptions};
+use std::hash::BuildHasher;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::libc;
+
+use crate::file;
+use crate::name::parse_decimal;
+
+/// The cache file's name in the Maildir root.
+pub const SIZE_CACHE_FILE: &str = "popgate-sizes";
+
+/// The largest cache file read: about a million messages. A bigger file
+/// is not read into memory; it is replaced.
+const MAX_BYTES: u64 = 64 << 20;
+
+/// The first line of a cache file of the current format.
+const HEADER: &[u8] = b"popgate-sizes 1\n";
+
+/// The two sizes kept for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizes {
+    /// The file's length on disk.
+    pub(crate) raw: u64,
+    /// The length RETR sends, before dot-stuffing and without terminator.
+    pub(crate) wire: u64,
+}
+
+/// One cache entry and whether the snapshot asked for it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    sizes: Sizes,
+    used: bool,
+}
+
+/// What the file on disk turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No file (or it could not be read).
+    Missing,
+    /// A file that failed validation; it should be replaced.
+    Corrupt,
+    /// A valid file.
+    Valid,
+}
+
+/// A cache loaded for one snapshot, borrowing names from the file's bytes.
+#[derive(Debug)]
+pub(crate) struct SizeCache<'a> {
+    entries: HashMap<&'a [u8], Slot>,
+    state: State,
+}
+
+/// Reads the cache file of the Maildir at `root`: `None` when missing or
+/// unreadable (an unreadable cache is no reason to refuse a login). Opened
+/// like a message (no symlinks, no FIFOs); a file over [`MAX_BYTES`] is
+/// returned empty, so it counts as corrupt and gets replaced.
+pub(crate) fn read(root: &Path) -> Option<Vec<u8>> {
+    let (file, len) = file::open_regular(&root.join(SIZE_CACHE_FILE)).ok()?;
+    if len > MAX_BYTES {
+        return Some(Vec::new());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or_default());
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > MAX_BYTES {
+        bytes.clear();
+    }
+    Some(bytes)
+}
+
+impl<'a> SizeCache<'a> {
+    /// Parses the bytes from [`read`]; anything malformed yields an empty
+    /// cache that asks to be rewritten.
+    pub(crate) fn parse(bytes: Option<&'a [u8]>) -> SizeCache<'a> {
+        let Some(bytes) = bytes else {
+            return SizeCache {
+                entries: HashMap::new(),
+                state: State::Missing,
+            };
+        };
+        match parse_entries(bytes) {
+            Some(entries) => SizeCache {
+                entries,
+                state: State::Valid,
+            },
+            None => SizeCache {
+                entries: HashMap::new(),
+                state: State::Corrupt,
+            },
+        }
+    }
+
+    /// The sizes cached for `unique`, marking the entry as still needed.
+    pub(crate) fn get(&mut self, unique: &[u8]) -> Option<Sizes> {
+        self.entries.get_mut(unique).map(|slot| {
+            slot.used = true;
+            slot.sizes
+        })
+    }
+
+    /// `true` when the file should be rewritten even if nothing was added:
+    /// it is corrupt, or holds entries for messages no longer present.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.state == State::Corrupt || self.entries.values().any(|slot| !slot.used)
+    }
+}
+
+/// Parses a whole cache file; `None` when anything is off.
+fn parse_entries(bytes: &[u8]) -> Option<HashMap<&[u8], Slot>> {
+    let body = bytes.strip_prefix(HEADER)?;
+    if body.is_empty() {
+        return Some(HashMap::new());
+    }
+    let body = body.strip_suffix(b"\n")?;
+    let mut entries = HashMap::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+    for line in body.split(|&b| b == b'\n') {
+        let mut fields = line.split(|&b| b == b' ');
+        let name = fields.next().filter(|name| !name.is_empty())?;
+        let raw = parse_decimal(fields.next()?)?;
+        let wire = parse_decimal(fields.next()?)?;
+        if fields.next().is_some() {
+            return None;
+        }
+        let slot = Slot {
+            sizes: Sizes { raw, wire },
+            used: false,
+        };
+        match entries.entry(name) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(slot);
+            }
+            Entry::Occupied(_) => return None,
+        }
+    }
+    Some(entries)
+}
+
+/// `true` when `unique` can be written as a cache key.
+pub(crate) fn is_storable(unique: &[u8]) -> bool {
+    !unique.is_empty() && !unique.iter().any(|&b| b == b' ' || b == b'\n')
+}
+
+/// Replaces the cache file of the Maildir at `root` with `entries`
+/// (names that are not [storable](is_storable), or repeated, are left out).
+/// Atomic: written to `popgate-sizes.tmp.<pid>.<random>`, then renamed.
+pub(crate) fn write<'n>(
+    root: &Path,
+    entries: impl Iterator<Item = (&'n [u8], Sizes)>,
+) -> io::Result<()> {
+    let mut text = HEADER.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    for (unique, sizes) in entries {
+        if !is_storable(unique) || !seen.insert(unique) {
+            continue;
+        }
+        text.extend_from_slice(unique);
+        writeln!(text, " {} {}", sizes.raw, sizes.wire)?;
+    }
+    let random = RandomState::new().hash_one(std::process::id());
+    let tmp = root.join(format!(
+        "{SIZE_CACHE_FILE}.tmp.{}.{random:016x}",
+        std::process::id()
+    ));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(&text))
+        .and_then(|()| fs::rename(&tmp, root.join(SIZE_CACHE_FILE)));
+    if result.is_err() {
+        // Best effort: a leftover temporary file is harmless but untidy.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(raw: u64, wire: u64) -> Sizes {
+        Sizes { raw, wire }
+    }
+
+    #[test]
+    fn valid_file_is_used() {
+        let bytes = b"popgate-sizes 1\na.host 10 12\nb.host 3 5\n";
+        let mut cache = SizeCache::parse(Some(bytes));
+        assert_eq!(cache.get(b"a.host"), Some(sizes(10, 12)));
+        assert_eq!(cache.get(b"c.host"), None);
+        assert!(cache.is_stale(), "b.host was not asked for");
+        assert_eq!(cache.get(b"b.host"), Some(sizes(3, 5)));
+        assert!(!cache.is_stale());
+    }
+
+    #[test]
+    fn header_only_is_valid_and_empty() {
+        let cache = SizeCache::parse(Some(b"popgate-sizes 1\n"));
+        assert_eq!(cache.state, State::Valid);
+        assert!(!cache.is_stale());
+    }
+
+    #[test]
+    fn missing_file_is_not_stale() {
+        let mut cache = SizeCache::parse(None);
+        assert_eq!(cache.get(b"a"), None);
+        assert!(!cache.is_stale());
+    }
+
+    #[test]
+    fn corrupt_files_are_ignored_entirely() {
+        for bad in [
+            &b""[..],
+            b"popgate-sizes 2\na 1 2\n",
+            b"popgate-sizes 1",
+            b"popgate-sizes 1\na 1 2",
+            b"popgate-sizes 1\na 1 2\nb 1\n",
+            b"popgate-sizes 1\na 1 2\nb 1 2 3\n",
+            b"popgate-sizes 1\na 1 x\n",
+            b"popgate-sizes 1\na  1 2\n",
+            b"popgate-sizes 1\n 1 2\n",
+            b"popgate-sizes 1\na 1 2\n\n",
+            b"popgate-sizes 1\na 1 2\na 1 2\n",
+            b"popgate-sizes 1\na 1 99999999999999999999999\n",
+        ] {
+            let mut cache = SizeCache::parse(Some(bad));
+            assert_eq!(cache.get(b"a"), None, "{:?}", String::from_utf8_lossy(bad));
+            assert!(cache.is_stale(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn write_then_read_round_trips() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let entries = [
+            (&b"a.host"[..], sizes(1, 2)),
+            (b"with space", sizes(3, 4)),
+            (b"", sizes(5, 6)),
+            (b"b.host", sizes(7, 8)),
+            (b"a.host", sizes(9, 9)),
+        ];
+        write(dir.path(), entries.into_iter())?;
+        let bytes = read(dir.path());
+        assert_eq!(
+            bytes.as_deref(),
+            Some(&b"popgate-sizes 1\na.host 1 2\nb.host 7 8\n"[..])
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        assert_eq!(names, [SIZE_CACHE_FILE], "no temporary file left");
+        Ok(())
+    }
+
+    #[test]
+    fn write_into_missing_directory_fails_cleanly() {
+        let result = write(Path::new("/nonexistent/popgate"), std::iter::empty());
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn storable_names() {
+        assert!(is_storable(b"1.2.host,S=5"));
+        assert!(!is_storable(b""));
+        assert!(!is_storable(b"a b"));
+        assert!(!is_storable(b"a\nb"));
+    }
+}
