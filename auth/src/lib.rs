@@ -1,1 +1,115 @@
-//! placeholder
+//! Who may log in to popgate, and where their mail lives.
+//!
+//! `popgate-auth` answers one question for the gateway: *do these credentials
+//! open a mailbox, and which one?* It knows nothing of sockets, TLS or tokio;
+//! every call is plain blocking code, so the gateway runs [`Authenticator::verify`]
+//! inside `spawn_blocking`.
+//!
+//! # A login, step by step
+//!
+//! 1. The client sends a name, with `USER` or inside a SASL exchange. The
+//!    gateway checks it with [`validate_login_name`] before anything else, so a
+//!    name with `/`, a control character or a leading dot never reaches a
+//!    backend or a path.
+//! 2. SASL responses are decoded by the [`sasl`] module: [`sasl::decode_plain`]
+//!    for `AUTH PLAIN`, [`sasl::decode_login_line`] for each line of
+//!    `AUTH LOGIN`. Either way the result is a set of [`Credentials`], whose
+//!    [`Password`] never shows in `Debug` output.
+//! 3. [`Authenticator::verify`] applies the policy (deny list, per-user POP3
+//!    switch), asks the login cache, then the backend (an htpasswd file today,
+//!    PAM later), and answers with a [`Verdict`].
+//! 4. On a failure the gateway asks its [`Throttle`] how long to wait before
+//!    answering and whether to hang up; on a success it clears the client's
+//!    record.
+//!
+//! ```
+//! use popgate_auth::{
+//!     hash_password_bcrypt, AuthConfig, Authenticator, BackendConfig, Credentials, Verdict,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("users.htpasswd");
+//! let entry = format!("alice@example.com:{}\n", hash_password_bcrypt("s3cret", 4)?);
+//! std::fs::write(&path, entry)?;
+//!
+//! let auth = Authenticator::new(AuthConfig::new(BackendConfig::Htpasswd { path }))?;
+//!
+//! match auth.verify(&Credentials::new("alice@example.com", "s3cret")) {
+//!     Verdict::Accepted(account) => {
+//!         assert_eq!(account.maildir, std::path::Path::new("/var/vmail/example.com/alice/Maildir"));
+//!     }
+//!     other => panic!("unexpected verdict {other:?}"),
+//! }
+//! assert_eq!(auth.verify(&Credentials::new("alice@example.com", "guess")), Verdict::Rejected);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Same answer, same time
+//!
+//! An unknown user, a wrong password, a denied user and a malformed name all
+//! give [`Verdict::Rejected`], and all of them cost one password-hash
+//! computation: names with no usable entry are checked against a decoy hash of
+//! the kind and cost most entries in the file use. Only a *correct* password
+//! can tell a switched-off mailbox ([`Verdict::Disabled`]) from the rest.
+//!
+//! # Modules
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `login_name` | the login-name rule |
+//! | [`sasl`] | SASL PLAIN and LOGIN decoding |
+//! | `password` | [`Password`] and [`Credentials`] |
+//! | `hash` | stored password hashes: bcrypt, SHA-crypt, MD5-crypt, `{SHA}` |
+//! | `htpasswd` | parsing an htpasswd file |
+//! | `backend` | the backends and the htpasswd file watcher |
+//! | `policy` | deny list and per-user POP3 switch |
+//! | `maildir_template` | `%u`/`%n`/`%d`/`~` expansion of the Maildir path |
+//! | `cache` | the cache of recent successful logins |
+//! | `throttle` | the per-address failure delay |
+//! | `authenticator` | [`Authenticator`], which ties them together |
+//! | `evict`, `sync` | bounded tables and poison-proof locks, for the above |
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::unreachable
+    )
+)]
+
+mod account;
+mod authenticator;
+mod backend;
+mod cache;
+mod error;
+mod evict;
+mod hash;
+mod htpasswd;
+mod login_name;
+mod maildir_template;
+mod password;
+mod policy;
+pub mod sasl;
+mod sync;
+mod throttle;
+
+pub use account::{Account, Verdict};
+pub use authenticator::{
+    AuthConfig, Authenticator, DEFAULT_CACHE_TTL, DEFAULT_DENY_USERS, DEFAULT_FAILURE_DELAY,
+    DEFAULT_MAILDIR_TEMPLATE,
+};
+pub use backend::{BackendConfig, MAX_HTPASSWD_SIZE};
+pub use error::AuthError;
+pub use hash::hash_password_bcrypt;
+pub use htpasswd::{LoadReport, SkipReason, SkippedLine};
+pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
+pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
+pub use password::{Credentials, Password};
+pub use throttle::{Penalty, Throttle, ThrottleConfig};

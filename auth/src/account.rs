@@ -1,0 +1,52 @@
+//! What a login attempt comes to.
+//!
+//! [`Authenticator::verify`](crate::Authenticator::verify) answers with a
+//! [`Verdict`]; an accepted login carries the [`Account`]: the canonical user
+//! name and the Maildir the store should open. Each verdict maps to one
+//! POP3 answer:
+//!
+//! | verdict | POP3 | SMTP |
+//! | --- | --- | --- |
+//! | [`Verdict::Accepted`] | `+OK` | `235 2.7.0` |
+//! | [`Verdict::Rejected`] | `-ERR [AUTH]` after the throttle's delay | `535 5.7.8` |
+//! | [`Verdict::Disabled`] | `-ERR [SYS/PERM]` | `535 5.7.8` |
+//! | [`Verdict::TemporaryFailure`] | `-ERR [SYS/TEMP]` | `454 4.7.0` |
+
+use std::path::PathBuf;
+
+/// The authenticated account: who it is and where its mail lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Account {
+    /// The login name, as validated and found in the backend.
+    pub user: String,
+    /// The Maildir of the account, from the `maildir` template.
+    pub maildir: PathBuf,
+}
+
+impl Account {
+    /// Builds an account (the fields may grow, e.g. a uid for PAM users).
+    pub fn new(user: impl Into<String>, maildir: impl Into<PathBuf>) -> Account {
+        Account {
+            user: user.into(),
+            maildir: maildir.into(),
+        }
+    }
+}
+
+/// Outcome of a login attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The credentials are right and the account may use POP3.
+    Accepted(Account),
+    /// Unknown user, wrong password, denied user or malformed name: all give
+    /// the same outward answer (`[AUTH]`), after the same work.
+    Rejected,
+    /// The password was right, but POP3 is switched off for this mailbox
+    /// (`[SYS/PERM]`).
+    Disabled,
+    /// The backend could not be asked (file unreadable, PAM unreachable): the
+    /// client should retry later without re-prompting (`[SYS/TEMP]`). The text
+    /// is for the server log, never for the client.
+    TemporaryFailure(String),
+}

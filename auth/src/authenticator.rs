@@ -1,0 +1,231 @@
+//! The [`Authenticator`]: backend, policy and cache behind one call.
+//!
+//! Build it once from an [`AuthConfig`], share it by `Arc`, and call
+//! [`Authenticator::verify`] from a blocking thread for every login:
+//!
+//! ```text
+//! verify(credentials)
+//!   ├─ malformed name ─────────────────── decoy hash → Rejected
+//!   ├─ backend changed? reload, empty cache; unreadable → TemporaryFailure
+//!   ├─ denied name ────────────────────── decoy hash → Rejected
+//!   ├─ cached with this password ──────── Accepted (no hashing)
+//!   └─ backend
+//!        ├─ wrong password / unknown user (decoy hash) → Rejected
+//!        ├─ unavailable ───────────────── TemporaryFailure
+//!        └─ right password
+//!             ├─ POP3 switched off ────── Disabled
+//!             └─ Maildir from the template, cached → Accepted
+//! ```
+//!
+//! Configuration that needs fixing is refused by [`Authenticator::new`]: an
+//! unreadable htpasswd file, an invalid Maildir template, a `~` template for
+//! a backend without home directories.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::account::{Account, Verdict};
+use crate::backend::{Answer, Backend, BackendConfig, Refresh};
+use crate::cache::{LoginCache, MAX_CACHED_LOGINS};
+use crate::htpasswd::LoadReport;
+use crate::login_name::validate_login_name;
+use crate::maildir_template::MaildirTemplate;
+use crate::password::Credentials;
+use crate::policy::Policy;
+use crate::AuthError;
+
+/// The default `[auth] deny_users`.
+pub const DEFAULT_DENY_USERS: &[&str] = &[
+    "root",
+    "administrator",
+    "admin",
+    "guest",
+    "anonymous",
+    "nobody",
+];
+
+/// The default `[store] maildir` template.
+pub const DEFAULT_MAILDIR_TEMPLATE: &str = "/var/vmail/%d/%n/Maildir";
+
+/// The default `[auth] failure_delay`.
+pub const DEFAULT_FAILURE_DELAY: Duration = Duration::from_secs(2);
+
+/// The default lifetime of a cached login.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// How often, at most, the backend is asked whether its data changed.
+const CHANGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Configuration of the auth layer (the gateway builds it from its config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Where users and passwords come from.
+    pub backend: BackendConfig,
+    /// Names always refused, as if unknown; compared ignoring ASCII case.
+    pub deny_users: Vec<String>,
+    /// Mailboxes with POP3 switched off; compared ignoring ASCII case.
+    pub disabled_users: Vec<String>,
+    /// The Maildir path template: `%u` whole login, `%n` local part, `%d`
+    /// domain, `%%` a percent; `~` or `~/…` for the home directory (PAM only).
+    pub maildir_template: String,
+    /// The base failure delay, for the gateway's [`Throttle`](crate::Throttle).
+    pub failure_delay: Duration,
+    /// How long a successful login is cached; zero disables the cache.
+    pub cache_ttl: Duration,
+}
+
+impl AuthConfig {
+    /// A configuration with this backend and every other setting at its
+    /// default: [`DEFAULT_DENY_USERS`], no disabled users,
+    /// [`DEFAULT_MAILDIR_TEMPLATE`], [`DEFAULT_FAILURE_DELAY`],
+    /// [`DEFAULT_CACHE_TTL`].
+    pub fn new(backend: BackendConfig) -> AuthConfig {
+        AuthConfig {
+            backend,
+            deny_users: DEFAULT_DENY_USERS.iter().map(|&u| u.to_owned()).collect(),
+            disabled_users: Vec::new(),
+            maildir_template: DEFAULT_MAILDIR_TEMPLATE.to_owned(),
+            failure_delay: DEFAULT_FAILURE_DELAY,
+            cache_ttl: DEFAULT_CACHE_TTL,
+        }
+    }
+}
+
+/// The authenticator: backend, policy and cache. `Send + Sync`; share it by `Arc`.
+pub struct Authenticator {
+    backend: Backend,
+    policy: Policy,
+    template: MaildirTemplate,
+    cache: LoginCache,
+    failure_delay: Duration,
+    check_interval: Duration,
+}
+
+impl Authenticator {
+    /// Builds the authenticator, reading the htpasswd file now.
+    ///
+    /// Fails, naming the problem, on an unreadable or oversized htpasswd
+    /// file, an invalid Maildir template, or a `~` template with a backend
+    /// that has no home directories.
+    pub fn new(config: AuthConfig) -> Result<Authenticator, AuthError> {
+        let template = MaildirTemplate::parse(&config.maildir_template).map_err(|reason| {
+            AuthError::MaildirTemplate {
+                template: config.maildir_template.clone(),
+                reason,
+            }
+        })?;
+        let backend = Backend::open(&config.backend)?;
+        if template.uses_home() && !backend.has_home_directories() {
+            return Err(AuthError::HomeNotAvailable(config.maildir_template));
+        }
+        Ok(Authenticator {
+            backend,
+            policy: Policy::new(&config.deny_users, &config.disabled_users),
+            template,
+            cache: LoginCache::new(config.cache_ttl, MAX_CACHED_LOGINS)?,
+            failure_delay: config.failure_delay,
+            check_interval: CHANGE_CHECK_INTERVAL,
+        })
+    }
+
+    /// Checks credentials. Blocking: it may compute a bcrypt hash, so call it
+    /// from `spawn_blocking`.
+    ///
+    /// An unknown user, a denied user and a malformed name cost the same
+    /// hashing as a wrong password, and give the same [`Verdict::Rejected`].
+    pub fn verify(&self, credentials: &Credentials) -> Verdict {
+        let user = credentials.user.as_str();
+        let password = credentials.password.expose();
+
+        if validate_login_name(user).is_err() {
+            self.backend.spend_decoy(password);
+            return Verdict::Rejected;
+        }
+        match self.backend.refresh(self.check_interval) {
+            Refresh::Unchanged => {}
+            Refresh::Reloaded => self.cache.clear(),
+            Refresh::Failed(reason) => {
+                self.cache.clear();
+                return Verdict::TemporaryFailure(reason);
+            }
+        }
+        if self.policy.is_denied(user) {
+            self.backend.spend_decoy(password);
+            return Verdict::Rejected;
+        }
+        if let Some(account) = self.cache.lookup(user, password, self.backend.generation()) {
+            return Verdict::Accepted(account);
+        }
+        match self.backend.verify(user, password) {
+            Answer::Invalid => Verdict::Rejected,
+            Answer::Unavailable(reason) => Verdict::TemporaryFailure(reason),
+            Answer::Valid { home, generation } => {
+                if self.policy.is_disabled(user) {
+                    return Verdict::Disabled;
+                }
+                match self.template.expand(user, home.as_deref()) {
+                    Ok(maildir) => {
+                        let account = Account::new(user, maildir);
+                        self.cache.insert(user, password, &account, generation);
+                        Verdict::Accepted(account)
+                    }
+                    Err(error) => Verdict::TemporaryFailure(format!(
+                        "no maildir for {user:?} from template {:?}: {error}",
+                        self.template.as_str()
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Re-reads the backend (the htpasswd file) now and empties the login
+    /// cache. The file is also reloaded automatically when it changes
+    /// (checked at most once per second, on `verify`).
+    ///
+    /// On error, logins answer [`Verdict::TemporaryFailure`] until the file
+    /// can be read again.
+    pub fn reload(&self) -> Result<(), AuthError> {
+        let result = self.backend.reload();
+        self.cache.clear();
+        result
+    }
+
+    /// What the last load of the htpasswd file found (entries, skipped lines,
+    /// unsupported hashes), for the gateway's startup log and `popgate check`.
+    /// The crate also logs it through `tracing` on every load.
+    pub fn report(&self) -> Option<LoadReport> {
+        self.backend.report()
+    }
+
+    /// How many password hashes have been computed, decoys included. Cache
+    /// hits compute none. Useful as a metric.
+    pub fn hash_verifications(&self) -> u64 {
+        self.backend.hash_verifications()
+    }
+
+    /// The configured base failure delay, for building the [`Throttle`](crate::Throttle).
+    pub fn failure_delay(&self) -> Duration {
+        self.failure_delay
+    }
+
+    /// Looks for changes on every `verify`, not once per second (tests).
+    #[cfg(test)]
+    fn check_changes_every_time(mut self) -> Authenticator {
+        self.check_interval = Duration::ZERO;
+        self
+    }
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("backend", &self.backend)
+            .field("policy", &self.policy)
+            .field("template", &self.template.as_str())
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

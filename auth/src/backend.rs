@@ -1,0 +1,140 @@
+//! The backends: where users and passwords come from.
+//!
+//! [`BackendConfig`] says which backend to use; [`Backend`] is the opened
+//! backend the [`Authenticator`](crate::Authenticator) talks to. Today there
+//! is one, an htpasswd file (`htpasswd_file`); PAM comes next, as a second
+//! variant of both enums, with home directories (for `~/Maildir`) and its
+//! own way of being unavailable.
+//!
+//! Every backend answers a password check with an [`Answer`], counts the
+//! password-hash computations it does, and can spend the same work on a
+//! decoy, so that names it does not know cost as much as wrong passwords.
+//!
+//! A backend also numbers the versions of its data: the *generation* goes up
+//! on every reload. The login cache files each success under the generation
+//! that granted it and only honours entries of the current one, so a check
+//! that raced with a reload can never leave a stale password in the cache.
+
+mod htpasswd_file;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::htpasswd::LoadReport;
+use crate::AuthError;
+
+use self::htpasswd_file::HtpasswdFile;
+
+/// The largest htpasswd file read, in bytes (64 MiB).
+pub const MAX_HTPASSWD_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Which backend checks passwords (`[auth] backend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendConfig {
+    /// An Apache htpasswd file (`[auth] htpasswd`), reloaded when it changes.
+    Htpasswd {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// An opened backend.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    /// An htpasswd file.
+    Htpasswd(HtpasswdFile),
+}
+
+/// A backend's answer to a password check.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The password is right; `home` is the user's home directory, if the
+    /// backend knows one; `generation` is the version of the data that said so.
+    Valid {
+        home: Option<PathBuf>,
+        generation: u64,
+    },
+    /// Unknown user or wrong password.
+    Invalid,
+    /// The backend could not be asked; the text is for the log.
+    Unavailable(String),
+}
+
+/// What looking for changes found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Nothing changed (or it was not time to look yet).
+    Unchanged,
+    /// The backend's data was reloaded: cached logins are stale.
+    Reloaded,
+    /// The backend cannot be used now; the text is for the log.
+    Failed(String),
+}
+
+impl Backend {
+    /// Opens the configured backend; an htpasswd file is read now.
+    pub(crate) fn open(config: &BackendConfig) -> Result<Backend, AuthError> {
+        match config {
+            BackendConfig::Htpasswd { path } => Ok(Backend::Htpasswd(HtpasswdFile::open(path)?)),
+        }
+    }
+
+    /// Whether the backend gives users home directories (for `~` templates).
+    pub(crate) fn has_home_directories(&self) -> bool {
+        match self {
+            Backend::Htpasswd(_) => false,
+        }
+    }
+
+    /// Checks `password` for `user`.
+    pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
+        match self {
+            Backend::Htpasswd(file) => file.verify(user, password),
+        }
+    }
+
+    /// Spends the work of one failed check, for names that are refused
+    /// before the backend is asked (malformed or denied).
+    pub(crate) fn spend_decoy(&self, password: &str) {
+        match self {
+            Backend::Htpasswd(file) => file.spend_decoy(password),
+        }
+    }
+
+    /// Reloads the backend's data if it changed, looking at most once per
+    /// `interval`.
+    pub(crate) fn refresh(&self, interval: Duration) -> Refresh {
+        match self {
+            Backend::Htpasswd(file) => file.refresh(interval),
+        }
+    }
+
+    /// The version of the backend's data, raised by every reload.
+    pub(crate) fn generation(&self) -> u64 {
+        match self {
+            Backend::Htpasswd(file) => file.generation(),
+        }
+    }
+
+    /// Reloads the backend's data now.
+    pub(crate) fn reload(&self) -> Result<(), AuthError> {
+        match self {
+            Backend::Htpasswd(file) => file.reload(),
+        }
+    }
+
+    /// What the last load of the backend's data found, if it loads data.
+    pub(crate) fn report(&self) -> Option<LoadReport> {
+        match self {
+            Backend::Htpasswd(file) => Some(file.report()),
+        }
+    }
+
+    /// How many password hashes the backend has computed, decoys included.
+    pub(crate) fn hash_verifications(&self) -> u64 {
+        match self {
+            Backend::Htpasswd(file) => file.hash_verifications(),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The htpasswd backend: a file, watched for changes.
+//!
+//! The file is read when the authenticator is built; an unreadable file is
+//! an error then. Afterwards, every check first asks whether the file
+//! changed (at most once per interval, one `stat`), comparing device, inode,
+//! size, modification and change times. A changed file is read again and
+//! replaces the table in one step; checks already running finish with the old
+//! table. A file that is rewritten while it is being read (`htpasswd`
+//! rewrites in place) is read again, up to three times.
+//!
+//! If the file becomes unreadable or vanishes, checks answer
+//! [`Answer::Unavailable`] (a temporary failure) until it is back: the file is
+//! the list of who may log in, so a missing file must not leave the old list
+//! in force.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::{Answer, Refresh, MAX_HTPASSWD_SIZE};
+use crate::hash::StoredHash;
+use crate::htpasswd::{LoadReport, Lookup, Table};
+use crate::sync;
+use crate::AuthError;
+
+/// How many skipped lines are logged one by one on each load.
+const MAX_LOGGED_LINES: usize = 20;
+
+/// An htpasswd file and its current table.
+pub(crate) struct HtpasswdFile {
+    path: PathBuf,
+    state: RwLock<State>,
+    watch: Mutex<Watch>,
+    hash_verifications: AtomicU64,
+}
+
+/// The table in force, or why there is none.
+struct State {
+    table: Arc<Table>,
+    report: LoadReport,
+    /// Set while the file cannot be read: checks fail temporarily.
+    failure: Option<String>,
+    /// Raised on every (attempted) reload.
+    generation: u64,
+}
+
+/// What was last seen of the file.
+struct Watch {
+    /// The identity of the file the table was read from; `None` forces the
+    /// next look to reload.
+    identity: Option<FileIdentity>,
+    last_check: Instant,
+}
+
+/// Enough of a file's metadata to notice that it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl HtpasswdFile {
+    /// Reads the file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<HtpasswdFile, AuthError> {
+        let (contents, identity) = read_file(path)?;
+        let (table, report) = Table::parse(&contents);
+        log_load(path, &report);
+        Ok(HtpasswdFile {
+            path: path.to_owned(),
+            state: RwLock::new(State {
+                table: Arc::new(table),
+                report,
+                failure: None,
+                generation: 0,
+            }),
+            watch: Mutex::new(Watch {
+                identity,
+                last_check: Instant::now(),
+            }),
+            hash_verifications: AtomicU64::new(0),
+        })
+    }
+
+    /// Checks `password` for `user` against the current table.
+    pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
+        let (table, generation) = {
+            let state = sync::read(&self.state);
+            if let Some(failure) = &state.failure {
+                return Answer::Unavailable(failure.clone());
+            }
+            (Arc::clone(&state.table), state.generation)
+        };
+        match table.lookup(user) {
+            Lookup::Found(hash) => {
+                if self.check(hash, password) {
+                    Answer::Valid {
+                        home: None,
+                        generation,
+                    }
+                } else {
+                    Answer::Invalid
+                }
+            }
+            Lookup::Unusable | Lookup::Missing => {
+                self.spend_decoy_on(&table, password);
+                Answer::Invalid
+            }
+        }
+    }
+
+    /// Spends the work of one failed check.
+    pub(crate) fn spend_decoy(&self, password: &str) {
+        let table = Arc::clone(&sync::read(&self.state).table);
+        self.spend_decoy_on(&table, password);
+    }
+
+    /// Reloads the file if it changed since it was read; looks at most once
+    /// per `interval`. While another thread is looking, answers at once.
+    pub(crate) fn refresh(&self, interval: Duration) -> Refresh {
+        let Some(mut watch) = sync::try_lock(&self.watch) else {
+            return self.status();
+        };
+        let now = Instant::now();
+        if now.duration_since(watch.last_check) < interval {
+            return self.status();
+        }
+        watch.last_check = now;
+        if watch.identity.is_some() && file_identity(&self.path).ok() == watch.identity {
+            return Refresh::Unchanged;
+        }
+        match self.load(&mut watch) {
+            Ok(()) => Refresh::Reloaded,
+            Err(error) => Refresh::Failed(error.to_string()),
+        }
+    }
+
+    /// Reads the file again now.
+    pub(crate) fn reload(&self) -> Result<(), AuthError> {
+        let mut watch = sync::lock(&self.watch);
+        watch.last_check = Instant::now();
+        self.load(&mut watch)
+    }
+
+    /// The version of the table, raised by every reload.
+    pub(crate) fn generation(&self) -> u64 {
+        sync::read(&self.state).generation
+    }
+
+    /// What the last successful read of the file found.
+    pub(crate) fn report(&self) -> LoadReport {
+        sync::read(&self.state).report.clone()
+    }
+
+    /// How many password hashes were computed, decoys included.
+    pub(crate) fn hash_verifications(&self) -> u64 {
+        self.hash_verifications.load(Ordering::Relaxed)
+    }
+
+    fn check(&self, hash: &StoredHash, password: &str) -> bool {
+        self.hash_verifications.fetch_add(1, Ordering::Relaxed);
+        hash.verify(password.as_bytes())
+    }
+
+    fn spend_decoy_on(&self, table: &Table, password: &str) {
+        if let Some(decoy) = table.decoy() {
+            // The answer is meaningless and thrown away; only the work counts.
+            std::hint::black_box(self.check(decoy, std::hint::black_box(password)));
+        }
+    }
+
+    /// `Unchanged`, or `Failed` while the file cannot be read.
+    fn status(&self) -> Refresh {
+        match &sync::read(&self.state).failure {
+            Some(failure) => Refresh::Failed(failure.clone()),
+            None => Refresh::Unchanged,
+        }
+    }
+
+    /// Reads the file and installs its table, or records the failure.
+    fn load(&self, watch: &mut Watch) -> Result<(), AuthError> {
+        match read_file(&self.path) {
+            Ok((contents, identity)) => {
+                let (table, report) = Table::parse(&contents);
+                log_load(&self.path, &report);
+                let mut state = sync::write(&self.state);
+                *state = State {
+                    table: Arc::new(table),
+                    report,
+                    failure: None,
+                    generation: state.generation.wrapping_add(1),
+                };
+                watch.identity = identity;
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "logins fail with a temporary error until the htpasswd file can be read"
+                );
+                let mut state = sync::write(&self.state);
+                state.failure = Some(error.to_string());
+                state.generation = state.generation.wrapping_add(1);
+                watch.identity = None;
+                Err(error)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for HtpasswdFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = sync::read(&self.state);
+        f.debug_struct("HtpasswdFile")
+            .field("path", &self.path)
+            .field("entries", &state.report.entries)
+            .field("failure", &state.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the whole file, and the identity it had while being read (`None`
+/// if it kept changing).
+fn read_file(path: &Path) -> Result<(Vec<u8>, Option<FileIdentity>), AuthError> {
+    let unreadable = |source| AuthError::HtpasswdUnreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let before = file_identity(path).map_err(unreadable)?;
+        let mut contents = Vec::new();
+        File::open(path)
+            .and_then(|file| file.take(MAX_HTPASSWD_SIZE + 1).read_to_end(&mut contents))
+            .map_err(unreadable)?;
+        if u64::try_from(contents.len()).map_or(true, |len| len > MAX_HTPASSWD_SIZE) {
+            return Err(AuthError::HtpasswdTooLarge {
+                path: path.to_owned(),
+                limit: MAX_HTPASSWD_SIZE,
+            });
+        }
+        let after = file_identity(path).map_err(unreadable)?;
+        if before == after {
+            return Ok((contents, Some(after)));
+        }
+        if attempts == 3 {
+            return Ok((contents, None));
+        }
+    }
+}
+
+fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
+    let metadata = std::fs::metadata(path)?;
+    Ok(FileIdentity {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+        size: metadata.size(),
+        modified: (metadata.mtime(), metadata.mtime_nsec()),
+        changed: (metadata.ctime(), metadata.ctime_nsec()),
+    })
+}
+
+/// Logs what a load found: a summary, and each problem line by number.
+fn log_load(path: &Path, report: &LoadReport) {
+    tracing::info!(
+        path = %path.display(),
+        entries = report.entries,
+        skipped = report.skipped.len(),
+        unsupported = report.unsupported.len(),
+        "htpasswd file loaded"
+    );
+    for skipped in report.skipped.iter().take(MAX_LOGGED_LINES) {
+        tracing::warn!(
+            path = %path.display(),
+            line = skipped.line,
+            reason = %skipped.reason,
+            "htpasswd line skipped"
+        );
+    }
+    for line in report.unsupported.iter().take(MAX_LOGGED_LINES) {
+        tracing::warn!(
+            path = %path.display(),
+            line,
+            "htpasswd entry has an unsupported hash scheme (use bcrypt, SHA-crypt, $apr1$ or {{SHA}}); \
+             that user cannot log in"
+        );
+    }
+}

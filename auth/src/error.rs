@@ -1,0 +1,65 @@
+//! The error type of the crate's fallible set-up calls.
+//!
+//! Logging in never fails with an error: [`Authenticator::verify`] always
+//! answers with a [`Verdict`]. Errors come from building an authenticator,
+//! reloading its backend and hashing a new password.
+//!
+//! [`Authenticator::verify`]: crate::Authenticator::verify
+//! [`Verdict`]: crate::Verdict
+
+use std::path::PathBuf;
+
+use crate::maildir_template::TemplateError;
+
+/// What went wrong while setting up or reloading authentication.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The htpasswd file could not be read (missing, no permission, an I/O error).
+    #[error("cannot read htpasswd file {}: {source}", path.display())]
+    HtpasswdUnreadable {
+        /// The file that was read.
+        path: PathBuf,
+        /// Why reading failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The htpasswd file is larger than [`MAX_HTPASSWD_SIZE`](crate::MAX_HTPASSWD_SIZE) allows.
+    #[error("htpasswd file {} is larger than {limit} bytes", path.display())]
+    HtpasswdTooLarge {
+        /// The file that was read.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// The `maildir` template is not valid.
+    #[error("invalid maildir template {template:?}: {reason}")]
+    MaildirTemplate {
+        /// The template as configured.
+        template: String,
+        /// What is wrong with it.
+        #[source]
+        reason: TemplateError,
+    },
+
+    /// The `maildir` template starts with `~`, but the backend has no home directories.
+    #[error(
+        "maildir template {0:?} uses the home directory (~), which htpasswd users do not have; \
+         use an absolute path such as \"/var/vmail/%d/%n/Maildir\""
+    )]
+    HomeNotAvailable(String),
+
+    /// A bcrypt cost outside `4..=31` was asked for.
+    #[error("bcrypt cost {0} is outside the allowed range 4..=31")]
+    InvalidBcryptCost(u32),
+
+    /// The password is too long for bcrypt, which reads at most 72 bytes.
+    #[error("the password is too long for bcrypt (it must be shorter than 72 bytes)")]
+    PasswordTooLong,
+
+    /// The operating system's random number generator failed.
+    #[error("cannot get random bytes from the operating system: {0}")]
+    Random(String),
+}
