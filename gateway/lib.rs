@@ -1,1 +1,22 @@
-//! placeholder
+//! popgate: a POP3 gateway for existing Maildir folders.
+//!
+//! The crate is the process around two libraries: `popgate-auth` decides who
+//! may log in and where their mail lives; `popgate-store` reads and updates
+//! Maildir mailboxes. What lives here is everything that touches the network:
+//!
+//! - [`config`]: the configuration contract as types, loaded from TOML and
+//!   the environment;
+//! - [`pop3`]: the protocol — a pure parser and session state machine, and
+//!   the connection driver that does the I/O around them;
+//! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
+//! - [`demo`]: a ready-to-try sandbox.
+
+pub mod config;
+pub mod demo;
+pub mod limits;
+pub mod line_buffer;
+pub mod pop3;
+pub mod server;
+pub mod stream;
+pub mod tls;

@@ -1,1 +1,164 @@
-fn main() {}
+//! The `popgate` command: serve, demo, config, passwd.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use popgate::config::Settings;
+use popgate::demo::{self, DemoOptions};
+use popgate::server::Gateway;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// A POP3 gateway for existing Maildir folders.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve POP3 as the configuration file says.
+    Serve {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+        config: PathBuf,
+    },
+    /// Set up a sandbox (certificate, user, Maildir) and serve it on loopback.
+    Demo {
+        /// Where to create the sandbox.
+        #[arg(long, default_value = "popgate-demo")]
+        dir: PathBuf,
+        /// Plaintext POP3 port (STLS).
+        #[arg(long, default_value_t = 2110)]
+        pop3_port: u16,
+        /// Implicit-TLS POP3 port.
+        #[arg(long, default_value_t = 2995)]
+        pop3s_port: u16,
+    },
+    /// Print the effective configuration (file plus environment overrides).
+    Config {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+        config: PathBuf,
+    },
+    /// Add or replace a user in an htpasswd file (bcrypt); reads the password
+    /// from standard input.
+    Passwd {
+        /// The htpasswd file (created if missing).
+        #[arg(short, long)]
+        file: PathBuf,
+        /// The login name.
+        user: String,
+        /// bcrypt cost.
+        #[arg(long, default_value_t = 12)]
+        cost: u32,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve { config } => serve(config, None),
+        Command::Demo {
+            dir,
+            pop3_port,
+            pop3s_port,
+        } => {
+            let demo = demo::prepare(DemoOptions {
+                dir,
+                pop3_port,
+                pop3s_port,
+            })
+            .context("setting up the demo sandbox")?;
+            let instructions = demo.instructions();
+            serve(demo.config, Some(instructions))
+        }
+        Command::Config { config } => {
+            let settings = Settings::load(&config)?;
+            print!("{}", toml::to_string_pretty(&settings)?);
+            Ok(())
+        }
+        Command::Passwd { file, user, cost } => passwd(&file, &user, cost),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
+    let settings = Settings::load(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = Gateway::bind(&settings)
+            .await
+            .with_context(|| format!("starting with {}", config.display()))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let reloader = gateway.reloader();
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => reloader.reload(),
+                    _ = terminate.recv() => break,
+                    _ = interrupt.recv() => break,
+                }
+            }
+            let _ = stop_tx.send(true);
+        });
+        if let Some(text) = banner {
+            println!("{text}");
+        }
+        gateway.run(stop_rx).await;
+        Ok(())
+    })
+}
+
+fn passwd(file: &std::path::Path, user: &str, cost: u32) -> Result<()> {
+    if popgate_auth::validate_login_name(user).is_err() {
+        bail!("`{user}` is not a valid login name (letters, digits, . _ - + @; at most 64)");
+    }
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    let hash = popgate_auth::hash_password_bcrypt(password, cost)?;
+    let existing = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let prefix = format!("{user}:");
+    let mut lines: Vec<&str> = existing
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .collect();
+    let entry = format!("{user}:{hash}");
+    lines.push(&entry);
+    let tmp = file.with_extension("tmp");
+    let mut out =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.sync_all()?;
+    std::fs::rename(&tmp, file).with_context(|| format!("replacing {}", file.display()))?;
+    eprintln!("{user} written to {}", file.display());
+    Ok(())
+}

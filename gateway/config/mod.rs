@@ -1,0 +1,436 @@
+//! The configuration contract of DESIGN.md, as types.
+//!
+//! A TOML file is read through the `config` crate and then every key can be
+//! overridden from the environment as `POPGATE_<SECTION>__<KEY>` (for example
+//! `POPGATE_POP3__LOGIN=plaintext`, or `POPGATE_HOSTNAME=mail.example.org` for
+//! a top-level key). Every struct denies unknown fields: a misspelt key is an
+//! error that names it, because a typo must never silently turn security off.
+//!
+//! [`Settings::load`] returns settings that have also passed [`Settings::validate`],
+//! so the rest of the gateway can trust them.
+
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use units::{ByteSize, HumanDuration};
+
+/// A configuration that could not be used, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a value has the wrong type.
+    #[error("{path}: {source}")]
+    Load {
+        /// The configuration file.
+        path: PathBuf,
+        /// What the `config` crate reported (it names the key).
+        source: config::ConfigError,
+    },
+    /// A key has a value of the right type that cannot work.
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The dotted key, e.g. `pop3.max_command_size`.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Everything `popgate serve` reads from its configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The name this server gives itself in greetings and headers.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Certificate and key; without them no TLS listener and no STLS.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// The POP3 service.
+    #[serde(default)]
+    pub pop3: Pop3Settings,
+    /// Who may log in.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// Where mail lives.
+    #[serde(default)]
+    pub store: StoreSettings,
+}
+
+/// `[tls]`: the certificate chain and private key, PEM files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first (e.g. Let's Encrypt's fullchain.pem).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// When a client may send credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginPolicy {
+    /// No credentials before TLS (Exchange's SecureLogin, the default).
+    Secure,
+    /// Credentials accepted on plaintext connections too.
+    Plaintext,
+}
+
+/// `[pop3]`: listeners, behaviour and limits of the POP3 service.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Settings {
+    /// Plaintext listeners; STLS is offered on them when `[tls]` is set.
+    pub listen: Vec<SocketAddr>,
+    /// Implicit-TLS listeners (port 995).
+    pub listen_tls: Vec<SocketAddr>,
+    /// Whether credentials need TLS.
+    pub login: LoginPolicy,
+    /// Leave-on-server policy: "delete", "keep", "mark-seen" or "move:Folder".
+    pub on_dele: String,
+    /// "oldest-first" or "newest-first".
+    pub order: String,
+    /// One session per mailbox at a time (RFC 1939 §8).
+    pub lock: bool,
+    /// How long a second session waits for the first to QUIT.
+    pub lock_wait: HumanDuration,
+    /// The longest command line accepted, in octets.
+    pub max_command_size: usize,
+    /// Idle time allowed before login.
+    pub preauth_timeout: HumanDuration,
+    /// Idle time allowed after login (RFC 1939 autologout).
+    pub idle_timeout: HumanDuration,
+    /// Connections in all.
+    pub max_connections: usize,
+    /// Connections from one client address.
+    pub max_connections_per_ip: usize,
+    /// Logged-in sessions of one user.
+    pub max_connections_per_user: usize,
+    /// The text of the greeting after `+OK`.
+    pub banner: String,
+    /// Log every command (credentials redacted).
+    pub protocol_log: bool,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Pop3Settings {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 110))],
+            listen_tls: vec![SocketAddr::from(([0, 0, 0, 0], 995))],
+            login: LoginPolicy::Secure,
+            on_dele: "delete".into(),
+            order: "oldest-first".into(),
+            lock: true,
+            lock_wait: HumanDuration::from_secs(15),
+            max_command_size: 512,
+            preauth_timeout: HumanDuration::from_secs(60),
+            idle_timeout: HumanDuration::from_secs(600),
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+            max_connections_per_user: 10,
+            banner: "popgate ready".into(),
+            protocol_log: false,
+        }
+    }
+}
+
+impl Pop3Settings {
+    /// How sessions open mailboxes; the error names the key that is wrong.
+    pub fn open_options(&self) -> Result<popgate_store::OpenOptions, (&'static str, String)> {
+        Ok(popgate_store::OpenOptions {
+            lock: self.lock,
+            lock_wait: self.lock_wait.0,
+            order: self.order.parse().map_err(|e| ("pop3.order", e))?,
+            on_dele: self.on_dele.parse().map_err(|e| ("pop3.on_dele", e))?,
+        })
+    }
+}
+
+/// Which authentication backend checks passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// An Apache-style htpasswd file of virtual users.
+    Htpasswd,
+    /// The system's PAM stack, for system users.
+    Pam,
+}
+
+/// `[auth]`: backend and login policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The backend.
+    pub backend: BackendKind,
+    /// The htpasswd file (backend "htpasswd"); reloaded when it changes.
+    pub htpasswd: PathBuf,
+    /// The PAM service name (backend "pam").
+    pub pam_service: String,
+    /// Login names that are always refused, whatever the password.
+    pub deny_users: Vec<String>,
+    /// Mailboxes whose POP3 access is switched off.
+    pub disabled_users: Vec<String>,
+    /// PAM users with a smaller uid are refused.
+    pub min_uid: u32,
+    /// The delay before answering a failed login; it grows per client address.
+    pub failure_delay: HumanDuration,
+    /// How long a successful login is remembered ("0s" turns the cache off).
+    pub cache_ttl: HumanDuration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            backend: BackendKind::Htpasswd,
+            htpasswd: PathBuf::from("/etc/popgate/users.htpasswd"),
+            pam_service: "popgate".into(),
+            deny_users: [
+                "root",
+                "administrator",
+                "admin",
+                "guest",
+                "anonymous",
+                "nobody",
+            ]
+            .map(String::from)
+            .to_vec(),
+            disabled_users: Vec::new(),
+            min_uid: 1000,
+            failure_delay: HumanDuration::from_secs(2),
+            cache_ttl: HumanDuration::from_secs(60),
+        }
+    }
+}
+
+/// `[store]`: where each user's Maildir is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Path template: `%u` user, `%n` local part, `%d` domain; `~/Maildir` for PAM users.
+    pub maildir: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            maildir: "/var/vmail/%d/%n/Maildir".into(),
+        }
+    }
+}
+
+/// The `POPGATE_*` variables that are meant as configuration: section keys
+/// (`POPGATE_POP3__LOGIN`) and top-level keys (`POPGATE_HOSTNAME`). Others
+/// that merely share the prefix, such as a `POPGATE_BIN` set by a script,
+/// are not configuration and are left alone.
+fn configuration_variables(
+    vars: impl Iterator<Item = (String, String)>,
+) -> config::Map<String, String> {
+    vars.filter(|(name, _)| {
+        name.strip_prefix("POPGATE_")
+            .is_some_and(|key| key.contains("__") || key == "HOSTNAME")
+    })
+    .collect()
+}
+
+fn default_hostname() -> String {
+    "localhost".into()
+}
+
+impl Settings {
+    /// Reads `path`, applies `POPGATE_*` environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let load_error = |source| ConfigError::Load {
+            path: path.to_path_buf(),
+            source,
+        };
+        let environment = config::Environment::with_prefix("POPGATE")
+            .source(Some(configuration_variables(std::env::vars())))
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("pop3.listen")
+            .with_list_parse_key("pop3.listen_tls")
+            .with_list_parse_key("auth.deny_users")
+            .with_list_parse_key("auth.disabled_users")
+            .try_parsing(true);
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(environment)
+            .build()
+            .map_err(load_error)?
+            .try_deserialize()
+            .map_err(load_error)?;
+        settings
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })?;
+        Ok(settings)
+    }
+
+    /// Checks the values that have the right type but cannot work; the error
+    /// names the key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let pop3 = &self.pop3;
+        if self.hostname.is_empty() || !self.hostname.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(("hostname", "must be a host name without spaces".into()));
+        }
+        if self.tls.is_none() && !pop3.listen_tls.is_empty() {
+            return Err((
+                "pop3.listen_tls",
+                "implicit-TLS listeners need [tls] cert and key (or set listen_tls = [])".into(),
+            ));
+        }
+        pop3.open_options()?;
+        if !(40..=8192).contains(&pop3.max_command_size) {
+            return Err((
+                "pop3.max_command_size",
+                "must be between 40 and 8192 octets".into(),
+            ));
+        }
+        if pop3.banner.len() > 200 || !pop3.banner.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err((
+                "pop3.banner",
+                "must be at most 200 printable ASCII characters".into(),
+            ));
+        }
+        if pop3.preauth_timeout.0.is_zero() || pop3.idle_timeout.0.is_zero() {
+            return Err((
+                "pop3.idle_timeout",
+                "timeouts must be longer than zero".into(),
+            ));
+        }
+        if pop3.max_connections == 0
+            || pop3.max_connections_per_ip == 0
+            || pop3.max_connections_per_user == 0
+        {
+            return Err((
+                "pop3.max_connections",
+                "connection limits must be at least 1".into(),
+            ));
+        }
+        if self.store.maildir.is_empty() {
+            return Err(("store.maildir", "must name a Maildir path template".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_contract_example_loads_and_keeps_its_values() {
+        let file = write(
+            r#"
+hostname = "mail.example.com"
+[pop3]
+listen = ["127.0.0.1:1110"]
+listen_tls = []
+login = "plaintext"
+on_dele = "move:Archive"
+lock_wait = "2s"
+idle_timeout = "10m"
+max_command_size = 1024
+[auth]
+failure_delay = "500ms"
+[store]
+maildir = "/srv/mail/%d/%n"
+"#,
+        );
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.hostname, "mail.example.com");
+        assert_eq!(settings.pop3.login, LoginPolicy::Plaintext);
+        assert_eq!(settings.pop3.lock_wait.0, std::time::Duration::from_secs(2));
+        assert_eq!(
+            settings.pop3.idle_timeout.0,
+            std::time::Duration::from_secs(600)
+        );
+        assert_eq!(settings.pop3.max_command_size, 1024);
+        assert_eq!(
+            settings.auth.failure_delay.0,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(settings.auth.deny_users.len(), 6);
+        assert_eq!(settings.store.maildir, "/srv/mail/%d/%n");
+    }
+
+    #[test]
+    fn the_annotated_example_is_a_valid_configuration() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/popgate.toml");
+        let settings = Settings::load(&path).unwrap();
+        let defaults = Pop3Settings::default();
+        assert_eq!(settings.pop3.listen, defaults.listen);
+        assert_eq!(settings.pop3.idle_timeout, defaults.idle_timeout);
+        assert_eq!(settings.auth.deny_users, AuthSettings::default().deny_users);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it_and_the_file() {
+        let file = write("[pop3]\nlgin = \"plaintext\"\nlisten_tls = []\n");
+        let error = Settings::load(file.path()).unwrap_err().to_string();
+        assert!(error.contains("lgin"), "{error}");
+        assert!(
+            error.contains(&file.path().display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_that_names_the_key() {
+        for (text, key) in [
+            (
+                "[pop3]\nlisten_tls = []\non_dele = \"shred\"\n",
+                "pop3.on_dele",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\nmax_command_size = 5\n",
+                "pop3.max_command_size",
+            ),
+            (
+                "[pop3]\nlisten_tls = [\"127.0.0.1:995\"]\n",
+                "pop3.listen_tls",
+            ),
+        ] {
+            let file = write(text);
+            let error = Settings::load(file.path()).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+        let file = write("[pop3]\nlisten_tls = []\nlock_wait = \"soon\"\n");
+        let error = Settings::load(file.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("soon") && error.contains("lock_wait"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn only_configuration_shaped_variables_are_taken_from_the_environment() {
+        let vars = [
+            ("POPGATE_POP3__LOGIN", "plaintext"),
+            ("POPGATE_HOSTNAME", "h"),
+            ("POPGATE_BIN", "/usr/bin/popgate"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let kept = configuration_variables(vars.into_iter());
+        let mut names: Vec<_> = kept.keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["POPGATE_HOSTNAME", "POPGATE_POP3__LOGIN"]);
+    }
+}

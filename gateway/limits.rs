@@ -1,0 +1,159 @@
+//! Connection limits: in all, per client address and per user.
+//!
+//! Each admitted connection or login holds a guard; dropping the guard gives
+//! the slot back, so a panicking or aborted task can never leak a slot.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// Counters shared by all listeners of one service.
+#[derive(Debug)]
+pub struct Limits {
+    max_total: usize,
+    max_per_ip: usize,
+    max_per_user: usize,
+    per_ip: Counter<IpAddr>,
+    per_user: Counter<String>,
+}
+
+/// Why a connection or login was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server is at `max_connections`.
+    Total,
+    /// The client address is at `max_connections_per_ip`.
+    PerIp,
+    /// The user is at `max_connections_per_user`.
+    PerUser,
+}
+
+/// A slot held by one connection (or one logged-in session, for users).
+#[derive(Debug)]
+pub struct Slot<K: Eq + Hash + Clone> {
+    counter: Counter<K>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
+    fn drop(&mut self) {
+        self.counter.release(&self.key);
+    }
+}
+
+/// A connection's place: its address slot and one in the total.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    _ip: Slot<IpAddr>,
+}
+
+#[derive(Debug)]
+struct Counter<K>(Arc<Mutex<CounterInner<K>>>);
+
+#[derive(Debug)]
+struct CounterInner<K> {
+    counts: HashMap<K, usize>,
+    total: usize,
+}
+
+impl<K> Clone for Counter<K> {
+    fn clone(&self) -> Self {
+        Counter(self.0.clone())
+    }
+}
+
+impl<K: Eq + Hash + Clone> Counter<K> {
+    fn new() -> Self {
+        Counter(Arc::new(Mutex::new(CounterInner {
+            counts: HashMap::new(),
+            total: 0,
+        })))
+    }
+
+    fn acquire(&self, key: K, max_each: usize, max_total: usize) -> Result<Slot<K>, bool> {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.total >= max_total {
+            return Err(true);
+        }
+        let count = inner.counts.entry(key.clone()).or_insert(0);
+        if *count >= max_each {
+            return Err(false);
+        }
+        *count += 1;
+        inner.total += 1;
+        Ok(Slot {
+            counter: self.clone(),
+            key,
+        })
+    }
+
+    fn release(&self, key: &K) {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        inner.total = inner.total.saturating_sub(1);
+        if let Some(count) = inner.counts.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                inner.counts.remove(key);
+            }
+        }
+    }
+}
+
+impl Limits {
+    /// Limits of `max_total` connections, `max_per_ip` per address and
+    /// `max_per_user` sessions per user.
+    pub fn new(max_total: usize, max_per_ip: usize, max_per_user: usize) -> Self {
+        Limits {
+            max_total,
+            max_per_ip,
+            max_per_user,
+            per_ip: Counter::new(),
+            per_user: Counter::new(),
+        }
+    }
+
+    /// Admits a new connection from `ip`, or says which limit it hit.
+    pub fn admit(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        self.per_ip
+            .acquire(ip, self.max_per_ip, self.max_total)
+            .map(|slot| ConnectionSlot { _ip: slot })
+            .map_err(|total| {
+                if total {
+                    Refusal::Total
+                } else {
+                    Refusal::PerIp
+                }
+            })
+    }
+
+    /// Admits a logged-in session of `user` (compared without case).
+    pub fn admit_user(&self, user: &str) -> Result<Slot<String>, Refusal> {
+        self.per_user
+            .acquire(user.to_ascii_lowercase(), self.max_per_user, usize::MAX)
+            .map_err(|_| Refusal::PerUser)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_and_given_back() {
+        let limits = Limits::new(3, 2, 1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).unwrap_err(), Refusal::PerIp);
+        let _b1 = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).unwrap_err(), Refusal::Total);
+        drop(a1);
+        assert!(limits.admit(b).is_ok());
+        let alice = limits.admit_user("Alice").unwrap();
+        assert_eq!(limits.admit_user("alice").unwrap_err(), Refusal::PerUser);
+        drop(alice);
+        assert!(limits.admit_user("alice").is_ok());
+    }
+}

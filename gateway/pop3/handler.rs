@@ -1,0 +1,461 @@
+//! The POP3 connection driver: the I/O edge around the pure [`Session`].
+//!
+//! It reads lines under the right timeout, hands them to the session, writes
+//! what the session answered, and carries out each [`Next`] step: checking
+//! credentials (on a blocking thread, with the failure delay), opening the
+//! mailbox, streaming a message through the wire encoder, upgrading to TLS,
+//! and applying deletions at QUIT. Every other way a connection ends —
+//! the client leaves, a timeout, shutdown, an error — applies nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use popgate_auth::{Credentials, Verdict};
+use popgate_store::{wire, Mailbox, StoreError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::reply::{self, Code};
+use super::session::{Listing, Next, Session, SessionOptions};
+use super::Pop3Service;
+use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
+use crate::stream::Stream;
+
+/// Output is written to the socket whenever this much is buffered.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Message files are read in pieces of this size.
+const READ_CHUNK: usize = 128 * 1024;
+
+type Pop3Session = Session<Arc<Mailbox>>;
+
+/// How a connection ended, for the summary log line.
+#[derive(Debug, Default)]
+struct Summary {
+    user: Option<String>,
+    retrieved: usize,
+    retrieved_octets: u64,
+    deleted: usize,
+    end: &'static str,
+}
+
+/// One client connection from greeting to close.
+struct Connection<'a> {
+    service: &'a Pop3Service,
+    stream: Stream,
+    input: LineBuffer,
+    output: Vec<u8>,
+    peer: SocketAddr,
+    session: Pop3Session,
+    summary: Summary,
+    user_slot: Option<crate::limits::Slot<String>>,
+}
+
+/// Serves one accepted connection (TLS already established on port 995).
+pub async fn serve(
+    service: Arc<Pop3Service>,
+    stream: Stream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let tls = stream.is_tls();
+    let options = SessionOptions {
+        stls_available: !tls && service.tls.is_some(),
+        tls,
+        plaintext_login: service.plaintext_login,
+        max_command_size: service.max_command_size,
+    };
+    let mut connection = Connection {
+        service: &service,
+        stream,
+        input: LineBuffer::new(HARD_LINE_LIMIT),
+        output: Vec::with_capacity(4096),
+        peer,
+        session: Session::new(options),
+        summary: Summary::default(),
+        user_slot: None,
+    };
+    connection.summary.end = match connection.run(shutdown).await {
+        Ok(end) => end,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "connection error");
+            "error"
+        }
+    };
+    let _ = connection.stream.shutdown().await;
+    let summary = &connection.summary;
+    info!(
+        target: "popgate::session",
+        "pop3 session ended: rip={} user={} tls={} retrieved={}/{} deleted={} end={} duration_ms={}",
+        peer.ip(),
+        summary.user.as_deref().unwrap_or("-"),
+        connection.stream.tls_version().unwrap_or("no"),
+        summary.retrieved,
+        summary.retrieved_octets,
+        summary.deleted,
+        summary.end,
+        started.elapsed().as_millis(),
+    );
+}
+
+impl Connection<'_> {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<&'static str> {
+        reply::ok(&mut self.output, format_args!("{}", self.service.banner));
+        let mut line = Vec::with_capacity(256);
+        loop {
+            loop {
+                match self.input.take_line(&mut line) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(too_long) => {
+                        reply::err(&mut self.output, None, format_args!("{too_long}, closing"));
+                        self.flush().await?;
+                        return Ok("line-too-long");
+                    }
+                }
+                if self.service.protocol_log {
+                    info!(target: "popgate::protocol", rip = %self.peer.ip(), "C: {}", redacted(&line, self.session.in_sasl_exchange()));
+                }
+                let next = self.session.handle_line(&line, &mut self.output);
+                if let Some(end) = self.step(next).await? {
+                    self.flush().await?;
+                    return Ok(end);
+                }
+                if self.output.len() >= WRITE_CHUNK {
+                    self.flush().await?;
+                }
+            }
+            self.flush().await?;
+            let timeout = if self.session.is_authenticated() {
+                self.service.idle_timeout
+            } else {
+                self.service.preauth_timeout
+            };
+            tokio::select! {
+                read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream)) => match read {
+                    Err(_) => {
+                        reply::err(&mut self.output, None, format_args!("Autologout; idle for too long"));
+                        self.flush().await?;
+                        return Ok("timeout");
+                    }
+                    Ok(Ok(0)) => return Ok("disconnected"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Err(error),
+                },
+                _ = crate::server::stopped(&mut shutdown) => {
+                    reply::err(&mut self.output, Some(Code::SysTemp), format_args!("Server shutting down, try again later"));
+                    self.flush().await?;
+                    return Ok("shutdown");
+                }
+            }
+        }
+    }
+
+    /// Carries out one step; `Some(reason)` ends the connection.
+    async fn step(&mut self, next: Next<Arc<Mailbox>>) -> std::io::Result<Option<&'static str>> {
+        match next {
+            Next::Continue => {}
+            Next::Close => return Ok(Some("quit")),
+            Next::Authenticate(credentials) => return self.authenticate(credentials).await,
+            Next::StartTls => return self.start_tls().await,
+            Next::List(listing) => self.list(listing).await?,
+            Next::Retrieve {
+                index,
+                number,
+                size,
+                body_lines,
+            } => self.retrieve(index, number, size, body_lines).await?,
+            Next::Update { mailbox, deleted } => {
+                self.update(mailbox, deleted).await;
+                return Ok(Some("quit"));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            let write = self.stream.write_all(&self.output);
+            tokio::time::timeout(self.service.idle_timeout, write)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+                })??;
+            self.output.clear();
+        }
+        self.stream.flush().await
+    }
+
+    async fn start_tls(&mut self) -> std::io::Result<Option<&'static str>> {
+        self.flush().await?;
+        // Anything the client sent after STLS was sent in the clear and must
+        // not be treated as if it came over TLS (RFC 2595 §4).
+        self.input.discard();
+        let (Some(tls), Some(tcp)) = (&self.service.tls, self.stream.take_plain()) else {
+            return Ok(Some("error"));
+        };
+        let handshake =
+            tokio::time::timeout(self.service.preauth_timeout, tls.acceptor().accept(tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                self.session.tls_started();
+                Ok(None)
+            }
+            _ => Ok(Some("tls-failed")),
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        credentials: Credentials,
+    ) -> std::io::Result<Option<&'static str>> {
+        let user = credentials.user.clone();
+        let auth = self.service.auth.clone();
+        let verdict = tokio::task::spawn_blocking(move || auth.verify(&credentials))
+            .await
+            .unwrap_or_else(|e| {
+                Verdict::TemporaryFailure(format!("authentication task failed: {e}"))
+            });
+        let ip = self.peer.ip();
+        let account = match verdict {
+            Verdict::Accepted(account) => account,
+            Verdict::Rejected => {
+                let penalty = self.service.throttle.record_failure(ip);
+                warn!(target: "popgate::auth", "authentication failed: service=pop3 rip={ip} user={user} reason=bad-credentials");
+                tokio::time::sleep(penalty.delay).await;
+                self.session.login_refused();
+                reply::err(
+                    &mut self.output,
+                    Some(Code::Auth),
+                    format_args!("Authentication failed"),
+                );
+                return Ok(penalty.close.then_some("too-many-failures"));
+            }
+            Verdict::Disabled => {
+                warn!(target: "popgate::auth", "authentication refused: service=pop3 rip={ip} user={user} reason=pop3-disabled");
+                self.session.login_refused();
+                reply::err(
+                    &mut self.output,
+                    Some(Code::SysPerm),
+                    format_args!("POP3 access is disabled for this mailbox"),
+                );
+                return Ok(None);
+            }
+            Verdict::TemporaryFailure(reason) => {
+                warn!(target: "popgate::auth", "authentication unavailable: service=pop3 rip={ip} user={user} reason={reason:?}");
+                self.session.login_refused();
+                reply::err(
+                    &mut self.output,
+                    Some(Code::SysTemp),
+                    format_args!("Authentication is temporarily unavailable"),
+                );
+                return Ok(None);
+            }
+        };
+        self.service.throttle.record_success(ip);
+        let slot = match self.service.limits.admit_user(&account.user) {
+            Ok(slot) => slot,
+            Err(_) => {
+                self.session.login_refused();
+                reply::err(
+                    &mut self.output,
+                    Some(Code::InUse),
+                    format_args!("Too many sessions for this user"),
+                );
+                return Ok(None);
+            }
+        };
+        let options = self.service.open_options.clone();
+        let maildir = account.maildir.clone();
+        let opened = tokio::task::spawn_blocking(move || Mailbox::open(&maildir, &options))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::from(std::io::Error::other(e))));
+        match opened {
+            Ok(mailbox) => {
+                self.user_slot = Some(slot);
+                self.summary.user = Some(account.user);
+                self.session.logged_in(Arc::new(mailbox), &mut self.output);
+            }
+            Err(error) => {
+                self.session.login_refused();
+                let (code, text) = match &error {
+                    StoreError::Locked => {
+                        (Code::InUse, "Mailbox is locked by another POP3 session")
+                    }
+                    error if error.is_temporary() => {
+                        (Code::SysTemp, "Mailbox is temporarily unavailable")
+                    }
+                    _ => (Code::SysPerm, "Mailbox cannot be opened"),
+                };
+                warn!(target: "popgate::store", rip = %ip, user = %account.user, %error, "mailbox not opened");
+                reply::err(&mut self.output, Some(code), format_args!("{text}"));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn list(&mut self, listing: Listing) -> std::io::Result<()> {
+        let mut from = 0;
+        while let Some(next) =
+            self.session
+                .write_listing(listing, from, &mut self.output, WRITE_CHUNK)
+        {
+            self.flush().await?;
+            from = next;
+        }
+        Ok(())
+    }
+
+    /// Sends one message (RETR) or its top (TOP). An error after the `+OK`
+    /// has gone out cannot be told to the client in protocol, so it ends the
+    /// connection (and so applies nothing).
+    async fn retrieve(
+        &mut self,
+        index: usize,
+        number: u32,
+        size: u64,
+        body_lines: Option<u64>,
+    ) -> std::io::Result<()> {
+        let Some(mailbox) = self.session.mailbox().cloned() else {
+            return Ok(());
+        };
+        let opened = tokio::task::spawn_blocking(move || mailbox.open_message(index))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::from(std::io::Error::other(e))));
+        let file = match opened {
+            Ok(file) => file,
+            Err(StoreError::Vanished) => {
+                reply::err(
+                    &mut self.output,
+                    None,
+                    format_args!("Message {number} was removed by another program"),
+                );
+                return Ok(());
+            }
+            Err(error) => {
+                warn!(target: "popgate::store", rip = %self.peer.ip(), %error, "message not opened");
+                reply::err(
+                    &mut self.output,
+                    Some(Code::SysTemp),
+                    format_args!("Message {number} cannot be read now"),
+                );
+                return Ok(());
+            }
+        };
+        let mut encoder = match body_lines {
+            None => {
+                reply::ok(&mut self.output, format_args!("{size} octets"));
+                wire::Encoder::full()
+            }
+            Some(lines) => {
+                reply::ok(
+                    &mut self.output,
+                    format_args!("Top of message {number} follows"),
+                );
+                wire::Encoder::top(lines)
+            }
+        };
+        let mut file = tokio::fs::File::from_std(file);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut sent = 0u64;
+        while !encoder.is_done() {
+            let n = file.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            sent += n as u64;
+            encoder.encode(&chunk[..n], &mut self.output);
+            if self.output.len() >= WRITE_CHUNK {
+                self.flush().await?;
+            }
+        }
+        encoder.finish(&mut self.output);
+        if body_lines.is_none() {
+            self.summary.retrieved += 1;
+            self.summary.retrieved_octets += sent;
+        }
+        Ok(())
+    }
+
+    /// QUIT in TRANSACTION: the UPDATE state of RFC 1939 §6.
+    async fn update(&mut self, mailbox: Arc<Mailbox>, deleted: Vec<usize>) {
+        let count = deleted.len();
+        let committed = match Arc::try_unwrap(mailbox) {
+            Ok(mailbox) => tokio::task::spawn_blocking(move || mailbox.commit(&deleted))
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        match committed {
+            Some(report) if report.is_complete() => {
+                self.summary.deleted = count;
+                reply::ok(
+                    &mut self.output,
+                    format_args!("Logging out, {count} messages deleted"),
+                );
+            }
+            Some(report) => {
+                let failed: Vec<String> = report
+                    .failed
+                    .iter()
+                    .map(|(index, _)| (index + 1).to_string())
+                    .collect();
+                for (index, error) in &report.failed {
+                    warn!(target: "popgate::store", rip = %self.peer.ip(), message = index + 1, %error, "deletion not applied");
+                }
+                self.summary.deleted = count - failed.len();
+                reply::err(
+                    &mut self.output,
+                    Some(Code::SysTemp),
+                    format_args!(
+                        "Some deleted messages were not removed: {}",
+                        failed.join(" ")
+                    ),
+                );
+            }
+            None => reply::err(
+                &mut self.output,
+                Some(Code::SysTemp),
+                format_args!("Deleted messages were not removed"),
+            ),
+        }
+    }
+}
+
+/// A command line as it may be logged: passwords and SASL responses hidden.
+fn redacted(line: &[u8], sasl_response: bool) -> String {
+    if sasl_response {
+        return "<SASL response redacted>".into();
+    }
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.splitn(3, ' ');
+    let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+    match keyword.as_str() {
+        "PASS" => "PASS <redacted>".into(),
+        "AUTH" => match words.next() {
+            Some(mechanism) if words.next().is_some() => format!("AUTH {mechanism} <redacted>"),
+            _ => text.into_owned(),
+        },
+        _ => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn logged_lines_hide_credentials() {
+        assert_eq!(redacted(b"pass hunter2", false), "PASS <redacted>");
+        assert_eq!(
+            redacted(b"AUTH PLAIN AGEAYg==", false),
+            "AUTH PLAIN <redacted>"
+        );
+        assert_eq!(redacted(b"AUTH LOGIN", false), "AUTH LOGIN");
+        assert_eq!(redacted(b"c2VjcmV0", true), "<SASL response redacted>");
+        assert_eq!(redacted(b"RETR 1", false), "RETR 1");
+    }
+}

@@ -1,0 +1,884 @@
+//! The POP3 session as a state machine. Pure: lines in, response bytes and
+//! [`Next`] steps out; no sockets, no clocks, no files.
+//!
+//! ```text
+//!   AUTHORIZATION --USER/PASS or AUTH--> (driver checks) --> TRANSACTION --QUIT--> UPDATE
+//!        |  ^                                                    |
+//!        |  +---- STLS (driver upgrades, state starts over) ----  |
+//!        +--QUIT--> closed, nothing applied                       +-- drop: nothing applied
+//! ```
+//!
+//! Whatever needs I/O comes back as a [`Next`] for the connection driver:
+//! checking a password, starting TLS, streaming a message, listing, or
+//! applying deletions. The driver reports the outcome through
+//! [`Session::logged_in`], [`Session::login_refused`] and
+//! [`Session::tls_started`]. Everything else — state rules, message numbers,
+//! deletion marks, STAT/LIST/UIDL answers, SASL exchanges — is decided here, so
+//! it can be tested without a network.
+
+use popgate_auth::{sasl, validate_login_name, Credentials};
+use popgate_store::MessageInfo;
+
+use super::capability::{Capabilities, SASL_MECHANISMS};
+use super::command::{self, Command, MessageNumber};
+use super::reply::{self, Code};
+
+/// What the session is reading: a mailbox snapshot that lists its messages.
+pub trait Maildrop {
+    /// The messages of the snapshot; index 0 is message number 1.
+    fn messages(&self) -> &[MessageInfo];
+}
+
+impl Maildrop for popgate_store::Mailbox {
+    fn messages(&self) -> &[MessageInfo] {
+        popgate_store::Mailbox::messages(self)
+    }
+}
+
+impl Maildrop for std::sync::Arc<popgate_store::Mailbox> {
+    fn messages(&self) -> &[MessageInfo] {
+        popgate_store::Mailbox::messages(self)
+    }
+}
+
+impl Maildrop for Vec<MessageInfo> {
+    fn messages(&self) -> &[MessageInfo] {
+        self
+    }
+}
+
+/// Invalid commands tolerated before login, and after, before the connection
+/// is closed (a port scanner or a confused client gets disconnected).
+const MAX_INVALID_BEFORE_LOGIN: u32 = 10;
+const MAX_INVALID_AFTER_LOGIN: u32 = 50;
+
+/// Fixed properties of a connection, set when it is accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    /// STLS may be offered: a plain listener with TLS configured.
+    pub stls_available: bool,
+    /// The connection is already TLS (port 995).
+    pub tls: bool,
+    /// Credentials are accepted without TLS (`login = "plaintext"`).
+    pub plaintext_login: bool,
+    /// `max_command_size`, CRLF included.
+    pub max_command_size: usize,
+}
+
+/// Which listing to stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `LIST`: message number and size.
+    Sizes,
+    /// `UIDL`: message number and unique id.
+    Uidls,
+}
+
+/// What the driver must do after a line has been handled. Any response text
+/// has already been appended to the output buffer.
+#[derive(Debug)]
+pub enum Next<M> {
+    /// Nothing more: read the next line.
+    Continue,
+    /// Check these credentials, then call [`Session::logged_in`] or
+    /// [`Session::login_refused`].
+    Authenticate(Credentials),
+    /// Flush, discard any input already buffered, start TLS, then call
+    /// [`Session::tls_started`].
+    StartTls,
+    /// Open message `index` and send it: `+OK`, its bytes, the terminator.
+    /// `body_lines` is `Some(n)` for `TOP`.
+    Retrieve {
+        /// 0-based index into the snapshot.
+        index: usize,
+        /// The number the client used, for error messages.
+        number: MessageNumber,
+        /// The size LIST reports for it.
+        size: u64,
+        /// `Some(n)` for TOP: headers, blank line, n body lines.
+        body_lines: Option<u64>,
+    },
+    /// The `+OK` line is written: stream the listing with
+    /// [`Session::write_listing`] until it reports the end.
+    List(Listing),
+    /// QUIT in TRANSACTION: apply the leave-on-server policy to `deleted`,
+    /// answer, close.
+    Update {
+        /// The mailbox, handed back to the driver.
+        mailbox: M,
+        /// 0-based indexes of the messages marked deleted.
+        deleted: Vec<usize>,
+    },
+    /// The response is written; close the connection.
+    Close,
+}
+
+/// A SASL exchange waiting for the client's next line.
+#[derive(Debug)]
+enum Sasl {
+    Plain,
+    LoginUser,
+    LoginPassword { user: String },
+}
+
+#[derive(Debug)]
+enum State<M> {
+    Authorization {
+        user: Option<String>,
+        sasl: Option<Sasl>,
+    },
+    Transaction(Transaction<M>),
+    Closed,
+}
+
+#[derive(Debug)]
+struct Transaction<M> {
+    mailbox: M,
+    deleted: Vec<bool>,
+    deleted_count: usize,
+    deleted_octets: u64,
+    total_octets: u64,
+}
+
+impl<M: Maildrop> Transaction<M> {
+    fn new(mailbox: M) -> Self {
+        let total_octets = mailbox.messages().iter().map(|m| m.size).sum();
+        let deleted = vec![false; mailbox.messages().len()];
+        Transaction {
+            mailbox,
+            deleted,
+            deleted_count: 0,
+            deleted_octets: 0,
+            total_octets,
+        }
+    }
+
+    fn visible_count(&self) -> usize {
+        self.deleted.len() - self.deleted_count
+    }
+
+    fn visible_octets(&self) -> u64 {
+        self.total_octets - self.deleted_octets
+    }
+
+    /// Looks up a message number, writing the `-ERR` for a bad or deleted one.
+    fn message(&self, number: MessageNumber, out: &mut Vec<u8>) -> Option<(usize, &MessageInfo)> {
+        let found = (number as usize)
+            .checked_sub(1)
+            .and_then(|index| Some((index, self.mailbox.messages().get(index)?)));
+        match found {
+            None => {
+                reply::err(out, None, format_args!("There's no message {number}."));
+                None
+            }
+            Some((index, _)) if self.deleted[index] => {
+                reply::err(out, None, format_args!("Message {number} is deleted."));
+                None
+            }
+            found => found,
+        }
+    }
+}
+
+/// One POP3 conversation's protocol state.
+#[derive(Debug)]
+pub struct Session<M> {
+    state: State<M>,
+    options: SessionOptions,
+    invalid_commands: u32,
+}
+
+impl<M: Maildrop> Session<M> {
+    /// A new session in the AUTHORIZATION state.
+    pub fn new(options: SessionOptions) -> Self {
+        Session {
+            state: State::Authorization {
+                user: None,
+                sasl: None,
+            },
+            options,
+            invalid_commands: 0,
+        }
+    }
+
+    /// True once the user has logged in.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Transaction(_))
+    }
+
+    /// The mailbox of a logged-in session.
+    pub fn mailbox(&self) -> Option<&M> {
+        match &self.state {
+            State::Transaction(t) => Some(&t.mailbox),
+            _ => None,
+        }
+    }
+
+    /// Messages marked deleted and their octets, for the session summary.
+    pub fn deleted_summary(&self) -> (usize, u64) {
+        match &self.state {
+            State::Transaction(t) => (t.deleted_count, t.deleted_octets),
+            _ => (0, 0),
+        }
+    }
+
+    /// True while a SASL exchange waits for the client's next line, which is
+    /// then a response, not a command (and may be longer than a command).
+    pub fn in_sasl_exchange(&self) -> bool {
+        matches!(self.state, State::Authorization { sasl: Some(_), .. })
+    }
+
+    fn credentials_allowed(&self) -> bool {
+        self.options.tls || self.options.plaintext_login
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let before_login = matches!(self.state, State::Authorization { .. });
+        Capabilities {
+            stls: before_login && self.options.stls_available && !self.options.tls,
+            credentials: self.credentials_allowed(),
+        }
+    }
+
+    /// Handles one input line (without its line ending).
+    pub fn handle_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next<M> {
+        if self.in_sasl_exchange() {
+            return self.continue_sasl(line, out);
+        }
+        match command::parse(line, self.options.max_command_size) {
+            Ok(command) => self.handle_command(command, out),
+            Err(error) => self.invalid(out, format_args!("{error}")),
+        }
+    }
+
+    fn invalid(&mut self, out: &mut Vec<u8>, text: std::fmt::Arguments<'_>) -> Next<M> {
+        self.invalid_commands += 1;
+        let limit = if self.is_authenticated() {
+            MAX_INVALID_AFTER_LOGIN
+        } else {
+            MAX_INVALID_BEFORE_LOGIN
+        };
+        if self.invalid_commands >= limit {
+            reply::err(
+                out,
+                None,
+                format_args!("Too many invalid commands, closing."),
+            );
+            self.state = State::Closed;
+            return Next::Close;
+        }
+        reply::err(out, None, text);
+        Next::Continue
+    }
+
+    fn handle_command(&mut self, command: Command, out: &mut Vec<u8>) -> Next<M> {
+        match command {
+            Command::Capa => {
+                self.capabilities().write(out);
+                Next::Continue
+            }
+            Command::Noop if self.is_authenticated() => {
+                reply::ok(out, format_args!(""));
+                Next::Continue
+            }
+            Command::Utf8 => {
+                reply::ok(out, format_args!("UTF8 enabled"));
+                Next::Continue
+            }
+            Command::Quit => self.quit(out),
+            command if self.is_authenticated() => self.transaction(command, out),
+            command => self.authorization(command, out),
+        }
+    }
+
+    fn quit(&mut self, out: &mut Vec<u8>) -> Next<M> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Transaction(t) => {
+                let deleted = (0..t.deleted.len()).filter(|&i| t.deleted[i]).collect();
+                Next::Update {
+                    mailbox: t.mailbox,
+                    deleted,
+                }
+            }
+            _ => {
+                reply::ok(out, format_args!("Logging out"));
+                Next::Close
+            }
+        }
+    }
+
+    fn authorization(&mut self, command: Command, out: &mut Vec<u8>) -> Next<M> {
+        let credentials_allowed = self.credentials_allowed();
+        let State::Authorization { user, sasl } = &mut self.state else {
+            return self.invalid(out, format_args!("Not allowed now"));
+        };
+        match command {
+            Command::Stls if self.options.tls => {
+                reply::err(out, None, format_args!("Already using TLS"));
+                Next::Continue
+            }
+            Command::Stls if !self.options.stls_available => {
+                reply::err(out, None, format_args!("TLS is not available"));
+                Next::Continue
+            }
+            Command::Stls => {
+                reply::ok(out, format_args!("Begin TLS negotiation"));
+                Next::StartTls
+            }
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Auth {
+                mechanism: Some(_), ..
+            } if !credentials_allowed => {
+                reply::err(
+                    out,
+                    Some(Code::Auth),
+                    format_args!("Plaintext authentication disallowed on non-secure connections; use STLS or port 995"),
+                );
+                Next::Continue
+            }
+            Command::User(name) => {
+                if validate_login_name(&name).is_err() {
+                    *user = None;
+                    reply::err(out, Some(Code::Auth), format_args!("Invalid user name"));
+                } else {
+                    *user = Some(name);
+                    reply::ok(out, format_args!("Send your password"));
+                }
+                Next::Continue
+            }
+            Command::Pass(password) => match user.take() {
+                Some(name) => Next::Authenticate(Credentials::new(name, password)),
+                None => {
+                    reply::err(
+                        out,
+                        None,
+                        format_args!("No user name given; send USER first"),
+                    );
+                    Next::Continue
+                }
+            },
+            Command::Auth {
+                mechanism: None, ..
+            } => {
+                reply::ok(out, format_args!("Supported mechanisms follow"));
+                if credentials_allowed {
+                    for mechanism in SASL_MECHANISMS.split(' ') {
+                        reply::body_line(out, format_args!("{mechanism}"));
+                    }
+                }
+                reply::end_multiline(out);
+                Next::Continue
+            }
+            Command::Auth {
+                mechanism: Some(mechanism),
+                initial_response,
+            } => {
+                *user = None;
+                match (mechanism.as_str(), initial_response) {
+                    ("PLAIN", None) => {
+                        *sasl = Some(Sasl::Plain);
+                        reply::continuation(out, "");
+                        Next::Continue
+                    }
+                    ("PLAIN", Some(response)) => Self::finish_plain(&response, out),
+                    ("LOGIN", None) => {
+                        *sasl = Some(Sasl::LoginUser);
+                        reply::continuation(out, sasl::LOGIN_USER_PROMPT);
+                        Next::Continue
+                    }
+                    ("LOGIN", Some(response)) => {
+                        match sasl::decode_login_line(&response) {
+                            Ok(name) if validate_login_name(&name).is_err() => {
+                                reply::err(
+                                    out,
+                                    Some(Code::Auth),
+                                    format_args!("Invalid user name"),
+                                );
+                            }
+                            Ok(name) => {
+                                *sasl = Some(Sasl::LoginPassword { user: name });
+                                reply::continuation(out, sasl::LOGIN_PASSWORD_PROMPT);
+                            }
+                            Err(error) => reply::err(out, None, format_args!("{error}")),
+                        }
+                        Next::Continue
+                    }
+                    _ => {
+                        reply::err(
+                            out,
+                            None,
+                            format_args!("Unsupported authentication mechanism"),
+                        );
+                        Next::Continue
+                    }
+                }
+            }
+            _ => self.invalid(out, format_args!("Not allowed before login")),
+        }
+    }
+
+    fn finish_plain(response: &str, out: &mut Vec<u8>) -> Next<M> {
+        match sasl::decode_plain(response) {
+            Ok(credentials) if validate_login_name(&credentials.user).is_err() => {
+                reply::err(out, Some(Code::Auth), format_args!("Invalid user name"));
+                Next::Continue
+            }
+            Ok(credentials) => Next::Authenticate(credentials),
+            Err(error) => {
+                reply::err(out, None, format_args!("{error}"));
+                Next::Continue
+            }
+        }
+    }
+
+    fn continue_sasl(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next<M> {
+        let State::Authorization { sasl, .. } = &mut self.state else {
+            return Next::Continue;
+        };
+        let Some(step) = sasl.take() else {
+            return Next::Continue;
+        };
+        let Ok(line) = std::str::from_utf8(line) else {
+            reply::err(out, None, format_args!("Invalid SASL response"));
+            return Next::Continue;
+        };
+        let line = line.trim();
+        if line == "*" {
+            reply::err(out, None, format_args!("Authentication cancelled"));
+            return Next::Continue;
+        }
+        match step {
+            Sasl::Plain => Self::finish_plain(line, out),
+            Sasl::LoginUser => {
+                match sasl::decode_login_line(line) {
+                    Ok(name) if validate_login_name(&name).is_err() => {
+                        reply::err(out, Some(Code::Auth), format_args!("Invalid user name"));
+                    }
+                    Ok(name) => {
+                        *sasl = Some(Sasl::LoginPassword { user: name });
+                        reply::continuation(out, sasl::LOGIN_PASSWORD_PROMPT);
+                    }
+                    Err(error) => reply::err(out, None, format_args!("{error}")),
+                }
+                Next::Continue
+            }
+            Sasl::LoginPassword { user } => match sasl::decode_login_line(line) {
+                Ok(password) => Next::Authenticate(Credentials::new(user, password)),
+                Err(error) => {
+                    reply::err(out, None, format_args!("{error}"));
+                    Next::Continue
+                }
+            },
+        }
+    }
+
+    /// The driver accepted the credentials and opened the mailbox.
+    pub fn logged_in(&mut self, mailbox: M, out: &mut Vec<u8>) {
+        let transaction = Transaction::new(mailbox);
+        reply::ok(
+            out,
+            format_args!(
+                "Logged in, {} messages ({} octets)",
+                transaction.visible_count(),
+                transaction.visible_octets()
+            ),
+        );
+        self.invalid_commands = 0;
+        self.state = State::Transaction(transaction);
+    }
+
+    /// The driver refused the login (and wrote the `-ERR`); AUTHORIZATION
+    /// starts over.
+    pub fn login_refused(&mut self) {
+        self.state = State::Authorization {
+            user: None,
+            sasl: None,
+        };
+    }
+
+    /// TLS is up after STLS: all earlier state is forgotten (RFC 2595 §4).
+    pub fn tls_started(&mut self) {
+        self.options.tls = true;
+        self.login_refused();
+    }
+
+    fn transaction(&mut self, command: Command, out: &mut Vec<u8>) -> Next<M> {
+        let State::Transaction(t) = &mut self.state else {
+            return Next::Continue;
+        };
+        match command {
+            Command::Stat => {
+                reply::ok(
+                    out,
+                    format_args!("{} {}", t.visible_count(), t.visible_octets()),
+                );
+                Next::Continue
+            }
+            Command::List(None) => {
+                reply::ok(
+                    out,
+                    format_args!(
+                        "{} messages ({} octets)",
+                        t.visible_count(),
+                        t.visible_octets()
+                    ),
+                );
+                Next::List(Listing::Sizes)
+            }
+            Command::Uidl(None) => {
+                reply::ok(out, format_args!("Unique-ID listing follows"));
+                Next::List(Listing::Uidls)
+            }
+            Command::List(Some(number)) => {
+                if let Some((_, info)) = t.message(number, out) {
+                    reply::ok(out, format_args!("{number} {}", info.size));
+                }
+                Next::Continue
+            }
+            Command::Uidl(Some(number)) => {
+                if let Some((_, info)) = t.message(number, out) {
+                    reply::ok(out, format_args!("{number} {}", info.uidl));
+                }
+                Next::Continue
+            }
+            Command::Retr(number) | Command::Top(number, _) => {
+                let body_lines = match command {
+                    Command::Top(_, lines) => Some(lines),
+                    _ => None,
+                };
+                match t.message(number, out) {
+                    Some((index, info)) => Next::Retrieve {
+                        index,
+                        number,
+                        size: info.size,
+                        body_lines,
+                    },
+                    None => Next::Continue,
+                }
+            }
+            Command::Dele(number) => {
+                if let Some((index, info)) = t.message(number, out) {
+                    let size = info.size;
+                    t.deleted[index] = true;
+                    t.deleted_count += 1;
+                    t.deleted_octets += size;
+                    reply::ok(out, format_args!("Message {number} deleted"));
+                }
+                Next::Continue
+            }
+            Command::Rset => {
+                t.deleted.iter_mut().for_each(|d| *d = false);
+                t.deleted_count = 0;
+                t.deleted_octets = 0;
+                reply::ok(
+                    out,
+                    format_args!(
+                        "{} messages ({} octets)",
+                        t.visible_count(),
+                        t.visible_octets()
+                    ),
+                );
+                Next::Continue
+            }
+            _ => self.invalid(out, format_args!("Not allowed after login")),
+        }
+    }
+
+    /// Writes listing lines from message index `from` until about `budget`
+    /// octets are in `out`; returns the index to continue from, or `None`
+    /// once the terminating dot is written. Deleted messages are left out.
+    pub fn write_listing(
+        &self,
+        listing: Listing,
+        from: usize,
+        out: &mut Vec<u8>,
+        budget: usize,
+    ) -> Option<usize> {
+        let State::Transaction(t) = &self.state else {
+            reply::end_multiline(out);
+            return None;
+        };
+        let messages = t.mailbox.messages();
+        let mut index = from;
+        while index < messages.len() {
+            if out.len() >= budget {
+                return Some(index);
+            }
+            if !t.deleted[index] {
+                let number = index + 1;
+                match listing {
+                    Listing::Sizes => {
+                        reply::body_line(out, format_args!("{number} {}", messages[index].size))
+                    }
+                    Listing::Uidls => {
+                        reply::body_line(out, format_args!("{number} {}", messages[index].uidl))
+                    }
+                }
+            }
+            index += 1;
+        }
+        reply::end_multiline(out);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(tls: bool) -> SessionOptions {
+        SessionOptions {
+            stls_available: !tls,
+            tls,
+            plaintext_login: false,
+            max_command_size: 512,
+        }
+    }
+
+    fn mailbox() -> Vec<MessageInfo> {
+        vec![
+            MessageInfo {
+                uidl: "a1".into(),
+                size: 100,
+            },
+            MessageInfo {
+                uidl: "b2".into(),
+                size: 20,
+            },
+        ]
+    }
+
+    /// Feeds one line and returns the response text and the step.
+    fn send(
+        session: &mut Session<Vec<MessageInfo>>,
+        line: &str,
+    ) -> (String, Next<Vec<MessageInfo>>) {
+        let mut out = Vec::new();
+        let next = session.handle_line(line.as_bytes(), &mut out);
+        (String::from_utf8(out).unwrap(), next)
+    }
+
+    fn logged_in() -> Session<Vec<MessageInfo>> {
+        let mut session = Session::new(options(true));
+        let mut out = Vec::new();
+        session.logged_in(mailbox(), &mut out);
+        assert_eq!(out, b"+OK Logged in, 2 messages (120 octets)\r\n");
+        session
+    }
+
+    fn listing(session: &Session<Vec<MessageInfo>>, kind: Listing, budget: usize) -> String {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let limit = out.len() + budget;
+            let Some(next) = session.write_listing(kind, from, &mut out, limit) else {
+                break;
+            };
+            assert!(next > from || budget == 0, "listing must progress");
+            from = next;
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn no_credentials_before_tls_under_secure_login() {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(false));
+        for line in ["USER alice", "PASS x", "AUTH PLAIN AGFsaWNlAHg="] {
+            let (text, next) = send(&mut session, line);
+            assert!(
+                text.starts_with("-ERR [AUTH] Plaintext authentication disallowed"),
+                "{text}"
+            );
+            assert!(matches!(next, Next::Continue));
+        }
+        let (text, _) = send(&mut session, "CAPA");
+        assert!(text.contains("\r\nSTLS\r\n") && !text.contains("USER") && !text.contains("SASL"));
+        let (text, next) = send(&mut session, "STLS");
+        assert_eq!(text, "+OK Begin TLS negotiation\r\n");
+        assert!(matches!(next, Next::StartTls));
+        session.tls_started();
+        let (text, _) = send(&mut session, "CAPA");
+        assert!(
+            !text.contains("STLS")
+                && text.contains("\r\nUSER\r\n")
+                && text.contains("SASL PLAIN LOGIN")
+        );
+        let (text, _) = send(&mut session, "STLS");
+        assert_eq!(text, "-ERR Already using TLS\r\n");
+    }
+
+    #[test]
+    fn user_pass_yields_credentials_and_a_refusal_forgets_the_user() {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+        assert_eq!(
+            send(&mut session, "PASS x").0,
+            "-ERR No user name given; send USER first\r\n"
+        );
+        assert_eq!(
+            send(&mut session, "USER ../etc").0,
+            "-ERR [AUTH] Invalid user name\r\n"
+        );
+        assert_eq!(
+            send(&mut session, "USER alice").0,
+            "+OK Send your password\r\n"
+        );
+        match send(&mut session, "PASS secret words").1 {
+            Next::Authenticate(c) => {
+                assert_eq!(c.user, "alice");
+                assert_eq!(c.password.expose(), "secret words");
+            }
+            other => panic!("{other:?}"),
+        }
+        session.login_refused();
+        assert!(send(&mut session, "PASS again")
+            .0
+            .starts_with("-ERR No user name"));
+    }
+
+    #[test]
+    fn sasl_plain_and_login_in_both_forms() {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+        // "\0alice\0pw"
+        let (_, next) = send(&mut session, "AUTH PLAIN AGFsaWNlAHB3");
+        assert!(
+            matches!(next, Next::Authenticate(c) if c.user == "alice" && c.password.expose() == "pw")
+        );
+        assert_eq!(send(&mut session, "AUTH PLAIN").0, "+ \r\n");
+        assert!(session.in_sasl_exchange());
+        let (_, next) = send(&mut session, "AGFsaWNlAHB3");
+        assert!(matches!(next, Next::Authenticate(c) if c.user == "alice"));
+        assert_eq!(send(&mut session, "AUTH LOGIN").0, "+ VXNlcm5hbWU6\r\n");
+        assert_eq!(send(&mut session, "YWxpY2U=").0, "+ UGFzc3dvcmQ6\r\n");
+        let (_, next) = send(&mut session, "cHc=");
+        assert!(
+            matches!(next, Next::Authenticate(c) if c.user == "alice" && c.password.expose() == "pw")
+        );
+        assert_eq!(
+            send(&mut session, "AUTH LOGIN YWxpY2U=").0,
+            "+ UGFzc3dvcmQ6\r\n"
+        );
+        assert_eq!(
+            send(&mut session, "*").0,
+            "-ERR Authentication cancelled\r\n"
+        );
+        assert!(!session.in_sasl_exchange());
+        assert!(send(&mut session, "AUTH PLAIN !!!").0.starts_with("-ERR"));
+        assert_eq!(
+            send(&mut session, "AUTH CRAM-MD5").0,
+            "-ERR Unsupported authentication mechanism\r\n"
+        );
+        assert_eq!(
+            send(&mut session, "AUTH").0,
+            "+OK Supported mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn transaction_commands_answer_from_the_snapshot() {
+        let mut session = logged_in();
+        assert_eq!(send(&mut session, "STAT").0, "+OK 2 120\r\n");
+        assert_eq!(send(&mut session, "LIST 2").0, "+OK 2 20\r\n");
+        assert_eq!(send(&mut session, "UIDL 1").0, "+OK 1 a1\r\n");
+        assert_eq!(
+            send(&mut session, "LIST 3").0,
+            "-ERR There's no message 3.\r\n"
+        );
+        assert_eq!(
+            send(&mut session, "RETR 0").0,
+            "-ERR There's no message 0.\r\n"
+        );
+        assert!(matches!(
+            send(&mut session, "RETR 2").1,
+            Next::Retrieve {
+                index: 1,
+                number: 2,
+                size: 20,
+                body_lines: None
+            }
+        ));
+        assert!(matches!(
+            send(&mut session, "TOP 1 0").1,
+            Next::Retrieve {
+                index: 0,
+                body_lines: Some(0),
+                ..
+            }
+        ));
+        assert_eq!(
+            send(&mut session, "USER bob").0,
+            "-ERR Not allowed after login\r\n"
+        );
+        assert_eq!(send(&mut session, "NOOP").0, "+OK \r\n");
+    }
+
+    #[test]
+    fn deleted_messages_disappear_until_rset() {
+        let mut session = logged_in();
+        assert_eq!(send(&mut session, "DELE 1").0, "+OK Message 1 deleted\r\n");
+        assert_eq!(
+            send(&mut session, "DELE 1").0,
+            "-ERR Message 1 is deleted.\r\n"
+        );
+        assert_eq!(
+            send(&mut session, "RETR 1").0,
+            "-ERR Message 1 is deleted.\r\n"
+        );
+        assert_eq!(send(&mut session, "STAT").0, "+OK 1 20\r\n");
+        let (text, next) = send(&mut session, "LIST");
+        assert_eq!(text, "+OK 1 messages (20 octets)\r\n");
+        assert!(matches!(next, Next::List(Listing::Sizes)));
+        assert_eq!(listing(&session, Listing::Sizes, 1 << 20), "2 20\r\n.\r\n");
+        assert_eq!(listing(&session, Listing::Uidls, 1 << 20), "2 b2\r\n.\r\n");
+        assert_eq!(
+            send(&mut session, "RSET").0,
+            "+OK 2 messages (120 octets)\r\n"
+        );
+        assert_eq!(
+            listing(&session, Listing::Uidls, 1),
+            "1 a1\r\n2 b2\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn quit_hands_back_the_deletions_only_from_transaction() {
+        let mut session = logged_in();
+        send(&mut session, "DELE 2");
+        match send(&mut session, "QUIT") {
+            (text, Next::Update { mailbox, deleted }) => {
+                assert_eq!(text, "");
+                assert_eq!(mailbox.len(), 2);
+                assert_eq!(deleted, vec![1]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+        let (text, next) = send(&mut session, "QUIT");
+        assert_eq!(text, "+OK Logging out\r\n");
+        assert!(matches!(next, Next::Close));
+    }
+
+    #[test]
+    fn repeated_garbage_closes_the_connection() {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(false));
+        for _ in 1..MAX_INVALID_BEFORE_LOGIN {
+            assert!(matches!(
+                send(&mut session, "GET / HTTP/1.1").1,
+                Next::Continue
+            ));
+        }
+        let (text, next) = send(&mut session, "GET / HTTP/1.1");
+        assert_eq!(text, "-ERR Too many invalid commands, closing.\r\n");
+        assert!(matches!(next, Next::Close));
+    }
+
+    #[test]
+    fn utf8_and_capa_work_in_both_states() {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+        assert_eq!(send(&mut session, "UTF8").0, "+OK UTF8 enabled\r\n");
+        let mut session = logged_in();
+        assert_eq!(send(&mut session, "UTF8").0, "+OK UTF8 enabled\r\n");
+        let capa = send(&mut session, "CAPA").0;
+        assert!(capa.contains("\r\nUSER\r\n") && capa.contains("\r\nEXPIRE NEVER\r\n"));
+    }
+}

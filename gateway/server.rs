@@ -1,0 +1,295 @@
+//! The server: binds the listeners, accepts connections, enforces the
+//! connection limits, and shuts down gracefully.
+//!
+//! Binding ([`Gateway::bind`]) is separate from serving ([`Gateway::run`]) so
+//! that privileged ports can be bound before anything else happens, and so
+//! that callers (and tests) learn the real addresses of `:0` listeners.
+//!
+//! Shutdown follows mini-redis: every session task holds a clone of an mpsc
+//! sender; when shutdown is signalled the accept loops stop, idle sessions are
+//! told through a watch channel and close without applying anything, and
+//! `run` waits — up to a grace period — until the last sender is dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::{BackendKind, Settings};
+use crate::limits::Refusal;
+use crate::pop3::{self, Pop3Service};
+use crate::stream::Stream;
+use crate::tls::{TlsError, TlsProvider};
+
+/// How long sessions may go on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The authentication backend cannot be used.
+    #[error("authentication: {0}")]
+    Auth(#[from] popgate_auth::AuthError),
+    /// A setting cannot work.
+    #[error("key `{0}`: {1}")]
+    Setting(&'static str, String),
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// POP3, plaintext with STLS.
+    Pop3,
+    /// POP3 over implicit TLS.
+    Pop3Tls,
+}
+
+impl ListenerKind {
+    fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Pop3 => "pop3",
+            ListenerKind::Pop3Tls => "pop3s",
+        }
+    }
+}
+
+/// A bound, not yet serving, popgate.
+#[derive(Debug)]
+pub struct Gateway {
+    listeners: Vec<(ListenerKind, TcpListener)>,
+    pop3: Arc<Pop3Service>,
+    tls: Option<Arc<TlsProvider>>,
+    auth: Arc<Authenticator>,
+}
+
+/// The parts of a running gateway that SIGHUP reloads.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    tls: Option<Arc<TlsProvider>>,
+    auth: Arc<Authenticator>,
+}
+
+impl Reloader {
+    /// Reloads certificates and the user database; sessions carry on.
+    pub fn reload(&self) {
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificate reloaded"),
+                Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
+            }
+        }
+        match self.auth.reload() {
+            Ok(()) => info!("user database reloaded"),
+            Err(e) => error!("user database not reloaded, keeping the old one: {e}"),
+        }
+    }
+}
+
+/// The authentication layer's configuration from the settings.
+pub fn auth_config(settings: &Settings) -> Result<AuthConfig, StartError> {
+    let backend = match settings.auth.backend {
+        BackendKind::Htpasswd => BackendConfig::Htpasswd {
+            path: settings.auth.htpasswd.clone(),
+        },
+        BackendKind::Pam => {
+            return Err(StartError::Setting(
+                "auth.backend",
+                "\"pam\" is not available in this build yet".into(),
+            ))
+        }
+    };
+    Ok(AuthConfig {
+        backend,
+        deny_users: settings.auth.deny_users.clone(),
+        disabled_users: settings.auth.disabled_users.clone(),
+        maildir_template: settings.store.maildir.clone(),
+        failure_delay: settings.auth.failure_delay.0,
+        cache_ttl: settings.auth.cache_ttl.0,
+    })
+}
+
+impl Gateway {
+    /// Loads certificates and users and binds every listener.
+    pub async fn bind(settings: &Settings) -> Result<Gateway, StartError> {
+        let tls = match &settings.tls {
+            Some(paths) => Some(Arc::new(TlsProvider::load(&paths.cert, &paths.key)?)),
+            None => None,
+        };
+        let auth = Arc::new(Authenticator::new(auth_config(settings)?)?);
+        let throttle = Arc::new(Throttle::new(settings.auth.failure_delay.0));
+        let pop3 = Pop3Service::new(settings, tls.clone(), auth.clone(), throttle)
+            .map_err(|(key, message)| StartError::Setting(key, message))?;
+        let mut listeners = Vec::new();
+        let wanted = settings
+            .pop3
+            .listen
+            .iter()
+            .map(|a| (ListenerKind::Pop3, *a))
+            .chain(
+                settings
+                    .pop3
+                    .listen_tls
+                    .iter()
+                    .map(|a| (ListenerKind::Pop3Tls, *a)),
+            );
+        for (kind, addr) in wanted {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            listeners.push((kind, listener));
+        }
+        Ok(Gateway {
+            listeners,
+            pop3: Arc::new(pop3),
+            tls,
+            auth,
+        })
+    }
+
+    /// The bound addresses, e.g. to learn the port of a `:0` listener.
+    pub fn local_addrs(&self) -> Vec<(ListenerKind, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(kind, l)| Some((*kind, l.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// A handle that reloads certificates and users while serving.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            tls: self.tls.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` becomes true, then waits for sessions to end.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        for (kind, listener) in self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                info!("listening: service={} addr={addr}", kind.name());
+            }
+            let pop3 = self.pop3.clone();
+            let shutdown = shutdown.clone();
+            let done = done_tx.clone();
+            tokio::spawn(accept_loop(kind, listener, pop3, shutdown, done));
+        }
+        drop(done_tx);
+        stopped(&mut shutdown).await;
+        info!(
+            "shutting down: no new connections; waiting up to {}s for sessions",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
+            .await
+            .is_err()
+        {
+            warn!("sessions still open after the grace period are closed without UPDATE");
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns must not live across an await point.
+    let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
+}
+
+async fn accept_loop(
+    kind: ListenerKind,
+    listener: TcpListener,
+    pop3: Arc<Pop3Service>,
+    mut shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut shutdown) => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, don't spin.
+                warn!("accept failed on {}: {e}", kind.name());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let slot = match pop3.limits().admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tokio::spawn(refuse(kind, tcp, peer, refusal));
+                continue;
+            }
+        };
+        let pop3 = pop3.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _done = done;
+            if let Some(stream) = open_stream(kind, tcp, &pop3).await {
+                pop3::handler::serve(pop3, stream, peer, shutdown).await;
+            }
+        });
+    }
+}
+
+/// Wraps an accepted connection: TLS first on the implicit-TLS listener.
+async fn open_stream(kind: ListenerKind, tcp: TcpStream, pop3: &Pop3Service) -> Option<Stream> {
+    match (kind, pop3.tls()) {
+        (ListenerKind::Pop3, _) => Some(Stream::Plain(tcp)),
+        (ListenerKind::Pop3Tls, Some(tls)) => {
+            let handshake = tls.acceptor().accept(tcp);
+            match tokio::time::timeout(pop3.preauth_timeout(), handshake).await {
+                Ok(Ok(stream)) => Some(Stream::Tls(Box::new(stream))),
+                _ => None,
+            }
+        }
+        (ListenerKind::Pop3Tls, None) => None,
+    }
+}
+
+/// Tells a plaintext client why it is turned away; a TLS client is just closed.
+async fn refuse(kind: ListenerKind, mut tcp: TcpStream, peer: SocketAddr, refusal: Refusal) {
+    warn!(
+        "connection refused: service={} rip={} limit={refusal:?}",
+        kind.name(),
+        peer.ip()
+    );
+    if kind == ListenerKind::Pop3 {
+        let _ = tcp
+            .write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
+            .await;
+    }
+}
+
+/// Where a user's password file lives when none is configured, for messages.
+pub fn describe_backend(settings: &Settings) -> String {
+    match settings.auth.backend {
+        BackendKind::Htpasswd => format!(
+            "htpasswd {}",
+            PathBuf::from(&settings.auth.htpasswd).display()
+        ),
+        BackendKind::Pam => format!("PAM service {}", settings.auth.pam_service),
+    }
+}
