@@ -1,0 +1,537 @@
+//! The test harness: a real `popgate serve` process on ephemeral loopback
+//! ports, with a real certificate, htpasswd file and Maildirs in a temporary
+//! directory, and a small POP3 client that speaks plain TCP and rustls TLS.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+
+/// The password every test user has, unless a test says otherwise.
+pub const PASSWORD: &str = "correct horse";
+
+/// One user of a test server.
+pub struct User {
+    pub name: &'static str,
+    pub password: &'static str,
+}
+
+/// What to put into a test server's configuration.
+pub struct Options {
+    pub users: Vec<User>,
+    /// Extra TOML lines for `[pop3]`.
+    pub pop3: Vec<String>,
+    /// Extra TOML lines for `[auth]`.
+    pub auth: Vec<String>,
+    /// Extra top-level TOML (whole sections), appended as is.
+    pub extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            users: vec![
+                User {
+                    name: "alice",
+                    password: PASSWORD,
+                },
+                User {
+                    name: "bob",
+                    password: PASSWORD,
+                },
+            ],
+            pop3: Vec::new(),
+            auth: vec!["failure_delay = \"100ms\"".into()],
+            extra: String::new(),
+        }
+    }
+}
+
+/// A running popgate with its sandbox.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub plain: SocketAddr,
+    pub tls: SocketAddr,
+    pub cert_pem: PathBuf,
+    cert_der: CertificateDer<'static>,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// The popgate binary cargo built for these tests.
+pub fn popgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_popgate")
+}
+
+impl Server {
+    /// A server with two users, alice and bob, with empty Maildirs.
+    pub fn start() -> Server {
+        Server::with(Options::default())
+    }
+
+    /// A server configured by `options`.
+    pub fn with(options: Options) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        let cert_pem = root.join("cert.pem");
+        fs::write(&cert_pem, certified.cert.pem()).unwrap();
+        fs::write(root.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+        let mut htpasswd = String::new();
+        for user in &options.users {
+            let hash = popgate_auth::hash_password_bcrypt(user.password, 4).unwrap();
+            htpasswd.push_str(&format!("{}:{hash}\n", user.name));
+            make_maildir(&root.join("mail").join(user.name));
+        }
+        fs::write(root.join("users.htpasswd"), htpasswd).unwrap();
+        let config = format!(
+            "hostname = \"localhost\"\n\
+             [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
+             [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
+             [auth]\nbackend = \"htpasswd\"\nhtpasswd = \"{root}/users.htpasswd\"\n{auth}\n\
+             [store]\nmaildir = \"{root}/mail/%u\"\n{extra}",
+            root = root.display(),
+            pop3 = options.pop3.join("\n"),
+            auth = options.auth.join("\n"),
+            extra = options.extra,
+        );
+        fs::write(root.join("popgate.toml"), config).unwrap();
+        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"));
+        Server {
+            plain: addrs["pop3"],
+            tls: addrs["pop3s"],
+            cert_der: certified.cert.der().clone(),
+            cert_pem,
+            dir,
+            child,
+            log,
+        }
+    }
+
+    /// The Maildir of `user`.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user)
+    }
+
+    /// A new plaintext connection, greeting read.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.plain, None)
+    }
+
+    /// A new implicit-TLS connection, greeting read.
+    pub fn connect_tls(&self) -> Client {
+        Client::connect(self.tls, Some(self.client_config()))
+    }
+
+    /// A TLS connection logged in as `user`.
+    pub fn login(&self, user: &str) -> Client {
+        let mut client = self.connect_tls();
+        client.ok(&format!("USER {user}"));
+        let reply = client.cmd(&format!("PASS {PASSWORD}"));
+        assert!(reply.starts_with("+OK"), "login of {user}: {reply}");
+        client
+    }
+
+    /// A rustls client configuration that trusts this server's certificate.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert_der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the log contains `needle` (the log is written asynchronously).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit (after a signal sent by the test).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `popgate serve -c config` and waits until its listeners are up;
+/// returns the process, its captured log, and the address per service.
+pub fn spawn_serve(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+    let mut child = Command::new(popgate_bin())
+        .args(["serve", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut addrs = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while addrs.len() < 2 {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            panic!(
+                "popgate did not start; log:\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+        if let Some(rest) = line.split("listening: service=").nth(1) {
+            let (service, addr) = rest.split_once(" addr=").unwrap();
+            addrs.insert(service.to_string(), addr.trim().parse().unwrap());
+        }
+    }
+    (child, log, addrs)
+}
+
+/// Creates an empty Maildir.
+pub fn make_maildir(path: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(path.join(sub)).unwrap();
+    }
+}
+
+/// Delivers `contents` into `maildir/new` the way an MTA does (tmp, then
+/// rename), under a name whose leading seconds give the delivery order.
+pub fn deliver(maildir: &Path, seconds: u64, contents: &[u8]) -> String {
+    let name = format!(
+        "{seconds}.M{}P{}.testhost",
+        rand_suffix(),
+        std::process::id()
+    );
+    let tmp = maildir.join("tmp").join(&name);
+    fs::write(&tmp, contents).unwrap();
+    fs::rename(&tmp, maildir.join("new").join(&name)).unwrap();
+    name
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The bytes RETR must send for a file: LF made CRLF, final CRLF supplied.
+pub fn crlf(contents: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &b) in contents.iter().enumerate() {
+        if b == b'\n' && (i == 0 || contents[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Files in a Maildir's cur/ and new/.
+pub fn message_files(maildir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for sub in ["cur", "new"] {
+        for entry in fs::read_dir(maildir.join(sub)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files.sort();
+    files
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A line-oriented POP3 client for tests. It keeps its own input buffer so
+/// a test can see exactly what arrived, and when.
+pub struct Client {
+    conn: Conn,
+    buffer: Vec<u8>,
+    pub greeting: String,
+}
+
+impl Client {
+    /// Connects, optionally with TLS, and reads the greeting.
+    pub fn connect(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let conn = match tls {
+            None => Conn::Plain(tcp),
+            Some(config) => Conn::Tls(Box::new(tls_over(config, tcp))),
+        };
+        let mut client = Client {
+            conn,
+            buffer: Vec::new(),
+            greeting: String::new(),
+        };
+        client.greeting = client.line();
+        assert!(
+            client.greeting.starts_with("+OK"),
+            "greeting: {}",
+            client.greeting
+        );
+        client
+    }
+
+    /// Sends raw bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.conn.write_all(bytes).unwrap();
+        self.conn.flush().unwrap();
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Reads one response line, without CRLF. Panics on EOF.
+    pub fn line(&mut self) -> String {
+        self.try_line()
+            .expect("connection closed while a line was expected")
+    }
+
+    /// Reads one line, or `None` when the server closed the connection.
+    pub fn try_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                self.buffer.drain(..end + 2);
+                return Some(line);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        match self.conn.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// Sends a command and returns the status line.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(line);
+        self.line()
+    }
+
+    /// Sends a command that must succeed; returns the status line.
+    pub fn ok(&mut self, line: &str) -> String {
+        let reply = self.cmd(line);
+        assert!(reply.starts_with("+OK"), "{line}: {reply}");
+        reply
+    }
+
+    /// Reads the body of a multi-line response, up to and without the
+    /// terminating ".\r\n", exactly as sent (still dot-stuffed).
+    pub fn body(&mut self) -> Vec<u8> {
+        loop {
+            if self.buffer.starts_with(b".\r\n") {
+                self.buffer.drain(..3);
+                return Vec::new();
+            }
+            if let Some(end) = self.buffer.windows(5).position(|w| w == b"\r\n.\r\n") {
+                let body = self.buffer[..end + 2].to_vec();
+                self.buffer.drain(..end + 5);
+                return body;
+            }
+            assert!(
+                self.fill(),
+                "connection closed inside a multi-line response"
+            );
+        }
+    }
+
+    /// Sends a multi-line command; returns its status line and body lines.
+    pub fn multi(&mut self, line: &str) -> (String, Vec<String>) {
+        let status = self.ok(line);
+        let body = String::from_utf8(self.body()).unwrap();
+        (status, body.lines().map(str::to_string).collect())
+    }
+
+    /// RETR or TOP: the status line and the body with dot-stuffing undone.
+    pub fn retrieve(&mut self, line: &str) -> (String, Vec<u8>) {
+        let status = self.ok(line);
+        (status, unstuff(&self.body()))
+    }
+
+    /// STLS, then the TLS handshake on the same connection.
+    pub fn stls(self, config: Arc<rustls::ClientConfig>) -> Client {
+        let mut client = self;
+        let reply = client.cmd("STLS");
+        assert_eq!(reply, "+OK Begin TLS negotiation");
+        assert!(client.buffer.is_empty(), "bytes after the STLS answer");
+        let Conn::Plain(tcp) = client.conn else {
+            panic!("STLS on a TLS connection")
+        };
+        Client {
+            conn: Conn::Tls(Box::new(tls_over(config, tcp))),
+            buffer: Vec::new(),
+            greeting: client.greeting,
+        }
+    }
+
+    /// Switches to TLS after the test itself sent STLS and read the `+OK`;
+    /// anything buffered from the server meanwhile would be a protocol error.
+    pub fn tls_after_stls_answer(self, config: Arc<rustls::ClientConfig>) -> Client {
+        assert!(
+            self.buffer.is_empty(),
+            "server answered bytes pipelined behind STLS"
+        );
+        let Conn::Plain(tcp) = self.conn else {
+            panic!("already TLS")
+        };
+        Client {
+            conn: Conn::Tls(Box::new(tls_over(config, tcp))),
+            buffer: Vec::new(),
+            greeting: self.greeting,
+        }
+    }
+
+    /// True once the server has closed the connection (waits up to `within`).
+    pub fn is_closed_within(&mut self, within: Duration) -> bool {
+        self.conn.tcp().set_read_timeout(Some(within)).unwrap();
+        let mut byte = [0u8; 1];
+        let closed = matches!(self.conn.read(&mut byte), Ok(0));
+        self.conn
+            .tcp()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        closed
+    }
+
+    /// Reads until the server closes; returns everything it sent meanwhile.
+    pub fn read_to_close(&mut self) -> String {
+        while self.fill() {}
+        String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned()
+    }
+
+    /// Closes the TCP connection without QUIT.
+    pub fn drop_connection(self) {
+        let _ = self.conn.tcp().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn tls_over(
+    config: Arc<rustls::ClientConfig>,
+    tcp: TcpStream,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    stream
+}
+
+/// Undoes dot-stuffing: a line that starts with ".." loses one dot.
+pub fn unstuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut line_start = true;
+    let mut i = 0;
+    while i < body.len() {
+        if line_start && body[i] == b'.' {
+            i += 1;
+            line_start = false;
+            continue;
+        }
+        line_start = body[i] == b'\n';
+        out.push(body[i]);
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `popgate` binary, real sockets, real TLS, real
+//! Maildirs on disk, and real clients (curl, Python's poplib).
+
+mod bounds;
+mod harness;
+mod mailbox;
+mod protocol;
+mod real_clients;
+mod startup;
