@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages popgate's build and tests need, only if missing.
+# Usage: scripts/system-deps.sh build|test
+set -euo pipefail
+
+build_packages=(build-essential pkg-config ca-certificates)
+# Real clients and peers the end-to-end tests drive.
+test_packages=(curl python3)
+
+case "${1:-test}" in
+  build) wanted=("${build_packages[@]}") ;;
+  test) wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
