@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve POP3 as the configuration file says.
+    /// Serve POP3 (and submission, when configured) as the configuration file says.
     Serve {
         /// The configuration file.
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
@@ -38,6 +38,12 @@ enum Command {
         /// Implicit-TLS POP3 port.
         #[arg(long, default_value_t = 2995)]
         pop3s_port: u16,
+        /// Submission port (STARTTLS).
+        #[arg(long, default_value_t = 2587)]
+        submission_port: u16,
+        /// Implicit-TLS submission port.
+        #[arg(long, default_value_t = 2465)]
+        submissions_port: u16,
     },
     /// Print the effective configuration (file plus environment overrides).
     Config {
@@ -68,11 +74,15 @@ fn main() -> Result<()> {
             dir,
             pop3_port,
             pop3s_port,
+            submission_port,
+            submissions_port,
         } => {
             let demo = demo::prepare(DemoOptions {
                 dir,
                 pop3_port,
                 pop3s_port,
+                submission_port,
+                submissions_port,
             })
             .context("setting up the demo sandbox")?;
             let instructions = demo.instructions();

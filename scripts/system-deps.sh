@@ -5,7 +5,8 @@ set -euo pipefail
 
 build_packages=(build-essential pkg-config ca-certificates)
 # Real clients and peers the end-to-end tests drive.
-test_packages=(curl python3)
+# python3-aiosmtpd is the upstream SMTP server the submission relay tests send to.
+test_packages=(curl python3 python3-aiosmtpd)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

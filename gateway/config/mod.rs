@@ -9,6 +9,7 @@
 //! [`Settings::load`] returns settings that have also passed [`Settings::validate`],
 //! so the rest of the gateway can trust them.
 
+mod submission;
 mod units;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
 pub use units::{ByteSize, HumanDuration};
 
 /// A configuration that could not be used, with enough context to fix it.
@@ -60,6 +62,9 @@ pub struct Settings {
     /// Where mail lives.
     #[serde(default)]
     pub store: StoreSettings,
+    /// The submission service; without this section no submission listener.
+    #[serde(default)]
+    pub submission: Option<SubmissionSettings>,
 }
 
 /// `[tls]`: the certificate chain and private key, PEM files.
@@ -258,6 +263,8 @@ impl Settings {
             .with_list_parse_key("pop3.listen_tls")
             .with_list_parse_key("auth.deny_users")
             .with_list_parse_key("auth.disabled_users")
+            .with_list_parse_key("submission.listen")
+            .with_list_parse_key("submission.listen_tls")
             .try_parsing(true);
         let settings: Settings = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -319,6 +326,9 @@ impl Settings {
         }
         if self.store.maildir.is_empty() {
             return Err(("store.maildir", "must name a Maildir path template".into()));
+        }
+        if let Some(submission) = &self.submission {
+            submission.validate(self.tls.is_some(), &self.store.maildir)?;
         }
         Ok(())
     }
