@@ -3,6 +3,7 @@
 //! and peers (an aiosmtpd upstream for the submission relay).
 
 mod bounds;
+mod demo;
 mod harness;
 mod mailbox;
 mod protocol;
