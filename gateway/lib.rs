@@ -13,8 +13,9 @@
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
-//! - [`demo`]: a ready-to-try sandbox.
+//! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod limits;

@@ -335,3 +335,55 @@ fn the_maildir_relay_delivers_to_a_local_user_who_fetches_over_pop3() {
     let added = added_headers(&body, message);
     assert!(added.contains("(authenticated user alice)"), "{added}");
 }
+
+/// Runs `popgate check --round-trip USER` against `server` with `password`
+/// on standard input; returns its exit success and what it printed.
+fn round_trip(server: &Server, user: &str, password: &str) -> (bool, String) {
+    use std::io::Write as _;
+    // The server's configuration with the ports it really bound for ":0".
+    let mut config = std::fs::read_to_string(server.dir.path().join("popgate.toml")).unwrap();
+    for service in ["pop3", "pop3s", "submission", "submissions"] {
+        let bound = format!("\"{}\"", server.addrs[service]);
+        config = config.replacen("\"127.0.0.1:0\"", &bound, 1);
+    }
+    let check_config = server.dir.path().join("check.toml");
+    std::fs::write(&check_config, config).unwrap();
+    let mut child = Command::new(crate::harness::popgate_bin())
+        .args(["check", "--wait", "10s", "--round-trip", user, "-c"])
+        .arg(&check_config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn check_round_trip_sends_fetches_and_deletes_and_fails_loudly() {
+    let server = Server::with(Options {
+        submission: Some(vec!["relay = \"maildir\"".into()]),
+        ..Options::default()
+    });
+    let (ok, text) = round_trip(&server, "alice", PASSWORD);
+    assert!(ok, "{text}");
+    let steps: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(steps, ["ok send", "ok fetch", "ok delete"], "{text}");
+    assert!(text.contains("from and to alice@localhost"), "{text}");
+    assert!(message_files(&server.maildir("alice")).is_empty());
+
+    let (ok, text) = round_trip(&server, "alice", "wrong");
+    assert!(!ok, "{text}");
+    assert!(text.starts_with("FAIL send"), "{text}");
+    assert!(text.contains("round trip for alice failed"), "{text}");
+}
