@@ -15,6 +15,7 @@
 //! relay_tls = "starttls"                # or "none" (a relay on loopback only)
 //! relay_user = "relay-account"
 //! relay_password_file = "/etc/popgate/relay.secret"
+//! relay_ca_file = "/etc/popgate/relay-ca.pem"   # optional: a private CA
 //!
 //! [submission.addresses]                # more sender addresses per login name
 //! alice = ["alice@example.com", "sales@example.com"]
@@ -197,6 +198,9 @@ pub struct SubmissionSettings {
     pub relay_user: Option<String>,
     /// The file holding the relay account's password (first line).
     pub relay_password_file: Option<PathBuf>,
+    /// More CA certificates (PEM) to trust for the relay, besides the
+    /// system's (a relay with a certificate from a private CA).
+    pub relay_ca_file: Option<PathBuf>,
     /// How long the relay may take to accept a message.
     pub relay_timeout: HumanDuration,
     /// Idle time allowed between commands (RFC 5321 §4.5.3.2: 5 minutes).
@@ -220,6 +224,7 @@ impl Default for SubmissionSettings {
             relay_tls: RelayTls::Starttls,
             relay_user: None,
             relay_password_file: None,
+            relay_ca_file: None,
             relay_timeout: HumanDuration::from_secs(120),
             idle_timeout: HumanDuration::from_secs(300),
             maildir_recipient: MaildirRecipient::LocalPart,
@@ -305,6 +310,19 @@ impl SubmissionSettings {
             }
         }
         Ok(())
+    }
+
+    /// Reads the CA certificates of `relay_ca_file`, if set.
+    pub fn relay_ca(&self) -> Result<Option<Vec<u8>>, (&'static str, String)> {
+        let Some(path) = &self.relay_ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path).map(Some).map_err(|e| {
+            (
+                "submission.relay_ca_file",
+                format!("{}: {e}", path.display()),
+            )
+        })
     }
 
     /// Reads the relay password from `relay_password_file` (its first line).

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -52,7 +52,22 @@ impl Relay {
         hostname: &str,
         maildir_template: &str,
     ) -> Result<Relay, (&'static str, String)> {
-        let tls_error = |e: lettre::transport::smtp::Error| ("submission.relay", e.to_string());
+        let ca = match settings.relay_ca()? {
+            Some(pem) => Some(
+                Certificate::from_pem(&pem)
+                    .map_err(|e| ("submission.relay_ca_file", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let parameters = |host: &str| {
+            let mut builder = TlsParameters::builder(host.to_owned());
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            builder
+                .build()
+                .map_err(|e| ("submission.relay", e.to_string()))
+        };
         let smtp = |host: &str, port: u16, tls: Tls| {
             let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .port(port)
@@ -68,16 +83,13 @@ impl Relay {
         match &settings.relay {
             config::Relay::Smtp { host, port } => {
                 let tls = match settings.relay_tls {
-                    RelayTls::Starttls => {
-                        Tls::Required(TlsParameters::new(host.clone()).map_err(tls_error)?)
-                    }
+                    RelayTls::Starttls => Tls::Required(parameters(host)?),
                     RelayTls::None => Tls::None,
                 };
                 smtp(host, *port, tls)
             }
             config::Relay::Smtps { host, port } => {
-                let parameters = TlsParameters::new(host.clone()).map_err(tls_error)?;
-                smtp(host, *port, Tls::Wrapper(parameters))
+                smtp(host, *port, Tls::Wrapper(parameters(host)?))
             }
             config::Relay::Sendmail => Ok(Relay::Sendmail(AsyncSendmailTransport::new())),
             config::Relay::Maildir => Ok(Relay::Maildir(MaildirDelivery::new(

@@ -35,19 +35,22 @@ pub struct Received {
 impl Sink {
     /// A sink that accepts everything.
     pub fn start() -> Sink {
-        Sink::replying(None)
+        Sink::with(&[])
     }
 
     /// A sink that answers every message with `reply` (e.g. "550 5.7.1 No").
-    pub fn replying(reply: Option<&str>) -> Sink {
+    pub fn replying(reply: &str) -> Sink {
+        Sink::with(&["--reply", reply])
+    }
+
+    /// A sink started with these options of `smtp_sink.py`.
+    pub fn with(args: &[&str]) -> Sink {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/smtp_sink.py");
-        let mut command = Command::new(SYSTEM_PYTHON);
-        command.arg(script).arg(dir.path());
-        if let Some(reply) = reply {
-            command.arg(reply);
-        }
-        let mut child = command
+        let mut child = Command::new(SYSTEM_PYTHON)
+            .arg(script)
+            .arg(dir.path())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

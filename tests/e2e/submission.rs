@@ -42,7 +42,7 @@ fn envelope_headers_and_body_arrive_byte_for_byte() {
     assert_eq!(received.len(), 1);
     assert_eq!(
         received[0].envelope,
-        r#"{"from": "alice@example.com", "to": ["bob@example.org", "carol@example.net"]}"#
+        r#"{"from": "alice@example.com", "to": ["bob@example.org", "carol@example.net"], "login": null}"#
     );
     let added = added_headers(&received[0].data, MESSAGE);
     let lines: Vec<&str> = added.split("\r\n").collect();
@@ -77,13 +77,13 @@ fn a_stopped_upstream_gives_451_and_nothing_is_reported_delivered() {
 
 #[test]
 fn upstream_refusals_reach_the_client_with_their_text() {
-    let sink = Sink::replying(Some("550 5.7.1 Policy says no"));
+    let sink = Sink::replying("550 5.7.1 Policy says no");
     let server = server_relaying_to(&sink, &[]);
     let mut smtp = Smtp::logged_in(&server);
     let reply = smtp.send_message("alice@example.com", &["bob@example.org"], MESSAGE);
     assert_eq!(reply, "550 5.7.1 Upstream refused: Policy says no");
 
-    let sink = Sink::replying(Some("451 4.3.0 Try later"));
+    let sink = Sink::replying("451 4.3.0 Try later");
     let server = server_relaying_to(&sink, &[]);
     let mut smtp = Smtp::logged_in(&server);
     let reply = smtp.send_message("alice@example.com", &["bob@example.org"], MESSAGE);
@@ -386,4 +386,78 @@ fn check_round_trip_sends_fetches_and_deletes_and_fails_loudly() {
     assert!(!ok, "{text}");
     assert!(text.starts_with("FAIL send"), "{text}");
     assert!(text.contains("round trip for alice failed"), "{text}");
+}
+
+#[test]
+fn a_relay_without_starttls_never_gets_the_message() {
+    let sink = Sink::start();
+    let relay = format!("relay = \"smtp://127.0.0.1:{}\"", sink.port);
+    let server = Server::with(Options {
+        submission: Some(vec![relay, "relay_timeout = \"20s\"".into()]),
+        ..Options::default()
+    });
+    let mut smtp = Smtp::logged_in(&server);
+    let message = b"From: alice@localhost\r\n\r\nsecret plans\r\n";
+    assert_eq!(
+        smtp.send_message("alice@localhost", &["bob@example.org"], message),
+        "451 4.4.1 Upstream unavailable, try again later"
+    );
+    assert!(sink.received().is_empty());
+}
+
+#[test]
+fn relays_over_starttls_and_smtps_log_in_with_the_password_file() {
+    let certs = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = certs.path().join("relay-cert.pem");
+    let key = certs.path().join("relay-key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let secret = certs.path().join("relay.secret");
+    std::fs::write(&secret, "s3cret-relay-pw\n").unwrap();
+    for (mode, scheme) in [("starttls", "smtp"), ("smtps", "smtps")] {
+        let sink = Sink::with(&[
+            "--tls",
+            mode,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--auth",
+            "relayer:s3cret-relay-pw",
+        ]);
+        let server = Server::with(Options {
+            submission: Some(vec![
+                format!("relay = \"{scheme}://localhost:{}\"", sink.port),
+                format!("relay_ca_file = \"{}\"", cert.display()),
+                "relay_user = \"relayer\"".into(),
+                format!("relay_password_file = \"{}\"", secret.display()),
+            ]),
+            ..Options::default()
+        });
+        let mut smtp = Smtp::logged_in(&server);
+        let message = b"From: alice@localhost\r\nSubject: via TLS\r\n\r\nhello\r\n";
+        assert_eq!(
+            smtp.send_message("alice@localhost", &["bob@example.org"], message),
+            "250 2.0.0 Message accepted for delivery",
+            "{mode}"
+        );
+        let received = sink.received();
+        assert_eq!(received.len(), 1, "{mode}");
+        assert!(
+            received[0].envelope.ends_with(r#""login": "relayer"}"#),
+            "{mode}: {}",
+            received[0].envelope
+        );
+        added_headers(&received[0].data, message);
+        let config = Command::new(crate::harness::popgate_bin())
+            .args(["config", "-c"])
+            .arg(server.dir.path().join("popgate.toml"))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&config.stdout);
+        assert!(printed.contains("relay.secret"), "{printed}");
+        assert!(!printed.contains("s3cret-relay-pw"), "{printed}");
+        assert!(!server.log().contains("s3cret-relay-pw"));
+    }
 }
