@@ -16,6 +16,7 @@
 //! relay_user = "relay-account"
 //! relay_password_file = "/etc/popgate/relay.secret"
 //! relay_ca_file = "/etc/popgate/relay-ca.pem"   # optional: a private CA
+//! sendmail_command = "/usr/sbin/sendmail"       # for relay = "sendmail"
 //!
 //! [submission.addresses]                # more sender addresses per login name
 //! alice = ["alice@example.com", "sales@example.com"]
@@ -201,6 +202,8 @@ pub struct SubmissionSettings {
     /// More CA certificates (PEM) to trust for the relay, besides the
     /// system's (a relay with a certificate from a private CA).
     pub relay_ca_file: Option<PathBuf>,
+    /// `relay = "sendmail"`: the command (a path, or a name looked up in PATH).
+    pub sendmail_command: PathBuf,
     /// How long the relay may take to accept a message.
     pub relay_timeout: HumanDuration,
     /// Idle time allowed between commands (RFC 5321 §4.5.3.2: 5 minutes).
@@ -225,6 +228,7 @@ impl Default for SubmissionSettings {
             relay_user: None,
             relay_password_file: None,
             relay_ca_file: None,
+            sendmail_command: PathBuf::from("sendmail"),
             relay_timeout: HumanDuration::from_secs(120),
             idle_timeout: HumanDuration::from_secs(300),
             maildir_recipient: MaildirRecipient::LocalPart,
@@ -290,6 +294,12 @@ impl SubmissionSettings {
             return Err((
                 "submission.idle_timeout",
                 "timeouts must be longer than zero".into(),
+            ));
+        }
+        if self.sendmail_command.as_os_str().is_empty() {
+            return Err((
+                "submission.sendmail_command",
+                "must name the sendmail command".into(),
             ));
         }
         if self.relay == Relay::Maildir && maildir_template.contains('~') {

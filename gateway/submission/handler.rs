@@ -204,7 +204,12 @@ impl Connection<'_> {
                     .authenticated(account.user, senders, &mut self.output);
                 None
             }
-            Verdict::Rejected | Verdict::Disabled => {
+            Verdict::Disabled => {
+                warn!(target: "popgate::auth", "authentication refused: service=submission rip={ip} user={user} reason=disabled");
+                self.session.login_refused(false, &mut self.output);
+                None
+            }
+            Verdict::Rejected => {
                 let penalty = self.service.throttle.record_failure(ip);
                 warn!(target: "popgate::auth", "authentication failed: service=submission rip={ip} user={user} reason=bad-credentials");
                 tokio::time::sleep(penalty.delay).await;

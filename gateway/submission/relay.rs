@@ -91,7 +91,9 @@ impl Relay {
             config::Relay::Smtps { host, port } => {
                 smtp(host, *port, Tls::Wrapper(parameters(host)?))
             }
-            config::Relay::Sendmail => Ok(Relay::Sendmail(AsyncSendmailTransport::new())),
+            config::Relay::Sendmail => Ok(Relay::Sendmail(
+                AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
+            )),
             config::Relay::Maildir => Ok(Relay::Maildir(MaildirDelivery::new(
                 maildir_template,
                 settings.maildir_recipient,

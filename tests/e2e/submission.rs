@@ -461,3 +461,50 @@ fn relays_over_starttls_and_smtps_log_in_with_the_password_file() {
         assert!(!server.log().contains("s3cret-relay-pw"));
     }
 }
+
+#[test]
+fn the_sendmail_relay_hands_the_message_to_the_local_mta() {
+    let sink = Sink::start();
+    // msmtp is a real sendmail-compatible MTA client; the wrapper only gives
+    // it the sink's address, as /etc/msmtprc would.
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("sendmail");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec msmtp --host=127.0.0.1 --port={} --tls=off --auth=off \"$@\"\n",
+            sink.port
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let server = Server::with(Options {
+        submission: Some(vec![
+            "relay = \"sendmail\"".into(),
+            format!("sendmail_command = \"{}\"", wrapper.display()),
+        ]),
+        ..Options::default()
+    });
+    let mut smtp = Smtp::logged_in(&server);
+    let message = b"From: alice@localhost\r\nSubject: via sendmail\r\n\r\n.dot line\r\nbody\r\n";
+    assert_eq!(
+        smtp.send_message("alice@localhost", &["bob@example.org"], message),
+        "250 2.0.0 Message accepted for delivery"
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].envelope,
+        r#"{"from": "alice@localhost", "to": ["bob@example.org"], "login": null}"#
+    );
+    added_headers(&received[0].data, message);
+    drop(sink);
+    assert_eq!(
+        smtp.send_message("alice@localhost", &["bob@example.org"], message),
+        "451 4.4.1 Local MTA failed, try again later"
+    );
+}
