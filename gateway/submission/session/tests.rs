@@ -230,3 +230,72 @@ fn overlong_lines_and_repeated_errors_close_the_session() {
         "{out}"
     );
 }
+
+/// Drives a session over `chunks` as the connection driver would (every
+/// login succeeds, every relay is accepted); returns the replies and the
+/// messages relayed.
+fn drive(chunks: &[&[u8]]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let mut session = Session::new(options(true));
+    let mut out = Vec::new();
+    let mut relayed = Vec::new();
+    for chunk in chunks {
+        let mut bytes = chunk.iter();
+        loop {
+            match session.advance(&mut bytes, &mut out) {
+                Step::NeedMore => break,
+                Step::Close => return (out, relayed),
+                Step::StartTls => session.tls_started(),
+                Step::Authenticate(credentials) => {
+                    session.authenticated(credentials.user, Senders::Any, &mut out)
+                }
+                Step::Relay(transaction) => {
+                    let to = transaction.to.iter().map(|a| a.to_string()).collect();
+                    relayed.push((to, transaction.data));
+                    session.relayed(RelayOutcome::Accepted, &mut out);
+                }
+            }
+        }
+    }
+    (out, relayed)
+}
+
+const SCRIPT: &[u8] = b"EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n\
+MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@x.y>\r\nDATA\r\n\
+From: alice@example.com\r\n\r\n..a\r\n.\r\n\
+MAIL FROM:<alice@example.com>\r\nRCPT TO:<c@x.y>\r\nDATA\r\nline\r\n.\r\nQUIT\r\n";
+
+proptest::proptest! {
+    #[test]
+    fn any_split_of_the_input_gives_the_same_session(cuts in proptest::collection::vec(0..SCRIPT.len(), 0..12)) {
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            chunks.push(&SCRIPT[start..cut]);
+            start = cut;
+        }
+        chunks.push(&SCRIPT[start..]);
+        let (whole_out, whole_relayed) = drive(&[SCRIPT]);
+        let (out, relayed) = drive(&chunks);
+        proptest::prop_assert_eq!(&out, &whole_out);
+        proptest::prop_assert_eq!(&relayed, &whole_relayed);
+        proptest::prop_assert_eq!(relayed.len(), 2);
+        proptest::prop_assert_eq!(&relayed[0].1, &b"From: alice@example.com\r\n\r\n.a\r\n".to_vec());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_get_bounded_answers(
+        prefix in proptest::sample::select(vec![&b""[..], b"EHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n"]),
+        noise in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..2048),
+    ) {
+        let mut input = prefix.to_vec();
+        input.extend_from_slice(&noise);
+        let (out, relayed) = drive(&[&input]);
+        proptest::prop_assert!(out.len() <= 1024 + 100 * (input.len() + 1));
+        for (_, data) in relayed {
+            proptest::prop_assert!(!message::bare_line_break(&data));
+        }
+    }
+}
