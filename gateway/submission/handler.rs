@@ -232,7 +232,7 @@ impl Connection<'_> {
             ip: self.peer.ip(),
             hostname: &self.service.options.hostname,
             user: &user,
-            tls: self.stream.tls_version().unwrap_or("no TLS"),
+            tls: self.stream.tls_version(),
         };
         let data = message::with_trace(&data, &trace);
         let size = data.len();

@@ -76,8 +76,9 @@ pub struct Trace<'a> {
     pub hostname: &'a str,
     /// The authenticated user.
     pub user: &'a str,
-    /// The TLS version, e.g. `TLSv1_3`.
-    pub tls: &'a str,
+    /// The TLS version, e.g. `TLSv1_3`; `None` on a plaintext connection
+    /// (allowed only with `login = "plaintext"`).
+    pub tls: Option<&'a str>,
 }
 
 /// `data` with a `Received:` header in front, and `Message-ID:` and `Date:`
@@ -93,13 +94,17 @@ pub fn with_trace(data: &[u8], trace: &Trace<'_>) -> Vec<u8> {
         .filter(|c| c.is_ascii_graphic() && !"()\\".contains(*c))
         .take(64)
         .collect();
+    // RFC 3848: ESMTPSA is ESMTP with TLS and authentication, ESMTPA without TLS.
+    let with = match trace.tls {
+        Some(version) => format!("ESMTPSA ({version})"),
+        None => "ESMTPA".to_owned(),
+    };
     let mut out = Vec::with_capacity(data.len() + 512);
     out.extend_from_slice(
         format!(
-            "Received: from {helo} ([{ip}])\r\n\tby {host} (popgate) with ESMTPSA ({tls})\r\n\t(authenticated user {user});\r\n\t{date}\r\n",
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (popgate) with {with}\r\n\t(authenticated user {user});\r\n\t{date}\r\n",
             ip = trace.ip,
             host = trace.hostname,
-            tls = trace.tls,
             user = trace.user,
         )
         .as_bytes(),
@@ -157,7 +162,7 @@ mod tests {
             ip: "127.0.0.1".parse().unwrap(),
             hostname: "mail.example.com",
             user: "alice",
-            tls: "TLSv1_3",
+            tls: Some("TLSv1_3"),
         };
         let data = b"From: alice@example.com\r\nSubject: hi\r\n\r\nbody\r\n";
         let out = with_trace(data, &trace);
@@ -170,5 +175,11 @@ mod tests {
         let out = String::from_utf8(with_trace(dated, &trace)).unwrap();
         assert_eq!(out.matches("Date:").count(), 1);
         assert_eq!(out.matches("Message-ID:").count(), 1);
+        let plaintext = Trace { tls: None, ..trace };
+        let out = String::from_utf8(with_trace(dated, &plaintext)).unwrap();
+        assert!(
+            out.contains("\tby mail.example.com (popgate) with ESMTPA\r\n"),
+            "{out}"
+        );
     }
 }
