@@ -134,7 +134,6 @@ impl Connection<'_> {
         } else {
             self.service.preauth_timeout
         };
-        self.pending.reserve(READ_CHUNK);
         let mut chunk = [0u8; READ_CHUNK];
         tokio::select! {
             read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => match read {

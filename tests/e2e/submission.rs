@@ -196,6 +196,39 @@ fn commands_pipelined_behind_starttls_are_discarded() {
 }
 
 #[test]
+fn nothing_is_smuggled_through_the_relay() {
+    let sink = Sink::start();
+    let server = server_relaying_to(&sink, &[]);
+    let mut smtp = Smtp::logged_in(&server);
+    let smuggled: &[&[u8]] = &[
+        b"hi\n.\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n",
+        b"hi\r\n.\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n",
+        b"hi\r.\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n",
+    ];
+    for inner in smuggled {
+        assert_eq!(
+            smtp.cmd("MAIL FROM:<alice@example.com>"),
+            "250 2.1.0 Sender OK"
+        );
+        assert_eq!(
+            smtp.cmd("RCPT TO:<bob@example.org>"),
+            "250 2.1.5 Recipient OK"
+        );
+        assert!(smtp.cmd("DATA").starts_with("354 "));
+        let mut data = b"From: alice@example.com\r\n\r\n".to_vec();
+        data.extend_from_slice(inner);
+        data.extend_from_slice(b"From: ceo@example.com\r\n\r\nsmuggled\r\n.\r\n");
+        smtp.send_raw(&data);
+        assert_eq!(
+            smtp.reply(),
+            "554 5.6.0 Bare CR or LF in the message: lines must end with CRLF"
+        );
+    }
+    assert_eq!(smtp.cmd("NOOP"), "250 2.0.0 OK");
+    assert!(sink.received().is_empty());
+}
+
+#[test]
 fn pipelined_transactions_are_answered_in_order_and_all_relayed() {
     let sink = Sink::start();
     let server = server_relaying_to(&sink, &[]);
