@@ -1,9 +1,14 @@
 //! `popgate demo`: a sandbox to try popgate in one command.
 //!
 //! It creates a directory with everything a real deployment has — a
-//! self-signed certificate, an htpasswd file with a user `demo` and a fresh
-//! random password, a Maildir with a few messages, and a configuration file
-//! that uses them on loopback ports — and then serves it like `popgate serve`.
+//! self-signed certificate, an htpasswd file with two users, `demo` and
+//! `friend`, each with a fresh random password, a Maildir with a few messages
+//! for demo and an empty one for friend, and a configuration file that uses
+//! them on loopback ports — and then serves it like `popgate serve`.
+//!
+//! Submission is on too, relaying into the local Maildirs (`relay =
+//! "maildir"`): a message demo sends to `friend@localhost` is in friend's
+//! mailbox, ready to fetch over POP3, as soon as the client hears 250.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -22,6 +27,10 @@ pub struct DemoOptions {
     pub pop3_port: u16,
     /// Implicit-TLS POP3 port.
     pub pop3s_port: u16,
+    /// Submission port (STARTTLS).
+    pub submission_port: u16,
+    /// Implicit-TLS submission port.
+    pub submissions_port: u16,
 }
 
 /// What was set up, for the instructions printed to the user.
@@ -33,12 +42,17 @@ pub struct Demo {
     pub cert: PathBuf,
     /// The demo user's password.
     pub password: String,
+    /// The friend user's password.
+    pub friend_password: String,
     /// The options used.
     pub options: DemoOptions,
 }
 
 /// The demo user.
 pub const DEMO_USER: &str = "demo";
+
+/// The second user, whom demo can write to.
+pub const FRIEND_USER: &str = "friend";
 
 /// Creates (or refreshes) the sandbox. The Maildir is seeded only when it
 /// does not exist yet, so mail left by an earlier run stays; the password is
@@ -56,12 +70,20 @@ pub fn prepare(options: DemoOptions) -> io::Result<Demo> {
         fs::write(&cert, certified.cert.pem())?;
     }
     let password = Alphanumeric.sample_string(&mut rand::rng(), 16);
-    let hash = popgate_auth::hash_password_bcrypt(&password, 10).map_err(io::Error::other)?;
-    let htpasswd = dir.join("users.htpasswd");
-    write_private(&htpasswd, format!("{DEMO_USER}:{hash}\n").as_bytes())?;
+    let friend_password = Alphanumeric.sample_string(&mut rand::rng(), 16);
+    let mut users = String::new();
+    for (user, password) in [(DEMO_USER, &password), (FRIEND_USER, &friend_password)] {
+        let hash = popgate_auth::hash_password_bcrypt(password, 10).map_err(io::Error::other)?;
+        let _ = writeln!(users, "{user}:{hash}");
+    }
+    write_private(&dir.join("users.htpasswd"), users.as_bytes())?;
     let maildir = dir.join("mail").join(DEMO_USER).join("Maildir");
     if !maildir.exists() {
         seed_maildir(&maildir)?;
+    }
+    let friend = dir.join("mail").join(FRIEND_USER).join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(friend.join(sub))?;
     }
     let config = dir.join("popgate.toml");
     fs::write(&config, config_text(&dir, &options))?;
@@ -69,6 +91,7 @@ pub fn prepare(options: DemoOptions) -> io::Result<Demo> {
         config,
         cert,
         password,
+        friend_password,
         options,
     })
 }
@@ -104,9 +127,17 @@ htpasswd = "{dir}/users.htpasswd"
 
 [store]
 maildir = "{dir}/mail/%u/Maildir"
+
+[submission]
+listen = ["127.0.0.1:{submission}"]
+listen_tls = ["127.0.0.1:{submissions}"]
+relay = "maildir"          # deliver into the local Maildirs above
+sender_policy = "own"      # demo sends as demo@localhost only
 "#,
         pop3 = options.pop3_port,
         pop3s = options.pop3s_port,
+        submission = options.submission_port,
+        submissions = options.submissions_port,
     )
 }
 
@@ -152,17 +183,27 @@ impl Demo {
              \x20 curl --cacert {cert} pop3s://{user}:{pw}@127.0.0.1:{pop3s}/1\n\
              List the mailbox over POP3 with STLS (port {pop3}):\n\
              \x20 curl --ssl-reqd --cacert {cert} pop3://{user}:{pw}@127.0.0.1:{pop3}/\n\n\
+             Send a message from {user} to {friend} through submission (port {submission}, STARTTLS):\n\
+             \x20 printf 'From: {user}@localhost\\r\\nTo: {friend}@localhost\\r\\nSubject: Hello\\r\\n\\r\\nHi {friend}!\\r\\n' |\n\
+             \x20 curl --ssl-reqd --cacert {cert} smtp://127.0.0.1:{submission} --user {user}:{pw} \\\n\
+             \x20   --mail-from {user}@localhost --mail-rcpt {friend}@localhost --upload-file -\n\
+             and fetch it as {friend} over POP3S:\n\
+             \x20 curl --cacert {cert} pop3s://{friend}:{friend_pw}@127.0.0.1:{pop3s}/1\n\n\
              Thunderbird (Account Settings > Server Settings):\n\
              \x20 Server type: POP Mail Server   Server name: 127.0.0.1   Port: {pop3s}\n\
              \x20 Connection security: SSL/TLS   Authentication: Normal password\n\
              \x20 User name: {user}   Password: {pw}\n\
-             \x20 (the certificate is self-signed: accept it, or trust {cert})\n\n\
+             \x20 (the certificate is self-signed: accept it, or trust {cert})\n\
+             \x20 Outgoing (SMTP): 127.0.0.1 port {submission}, STARTTLS, Normal password\n\n\
              Configuration: {config}\nStop with Ctrl-C.\n",
             pop3 = o.pop3_port,
             pop3s = o.pop3s_port,
+            submission = o.submission_port,
             cert = self.cert.display(),
             user = DEMO_USER,
             pw = self.password,
+            friend = FRIEND_USER,
+            friend_pw = self.friend_password,
             config = self.config.display(),
         )
     }

@@ -1,4 +1,5 @@
-//! popgate: a POP3 gateway for existing Maildir folders.
+//! popgate: a POP3 gateway for existing Maildir folders, with a submission
+//! relay so the same users can send.
 //!
 //! The crate is the process around two libraries: `popgate-auth` decides who
 //! may log in and where their mail lives; `popgate-store` reads and updates
@@ -8,10 +9,13 @@
 //!   the environment;
 //! - [`pop3`]: the protocol — a pure parser and session state machine, and
 //!   the connection driver that does the I/O around them;
+//! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
+//!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
-//! - [`demo`]: a ready-to-try sandbox.
+//! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod limits;
@@ -19,4 +23,5 @@ pub mod line_buffer;
 pub mod pop3;
 pub mod server;
 pub mod stream;
+pub mod submission;
 pub mod tls;

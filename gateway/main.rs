@@ -1,4 +1,4 @@
-//! The `popgate` command: serve, demo, config, passwd.
+//! The `popgate` command: serve, demo, check, config, passwd.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve POP3 as the configuration file says.
+    /// Serve POP3 (and submission, when configured) as the configuration file says.
     Serve {
         /// The configuration file.
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
@@ -38,6 +38,26 @@ enum Command {
         /// Implicit-TLS POP3 port.
         #[arg(long, default_value_t = 2995)]
         pop3s_port: u16,
+        /// Submission port (STARTTLS).
+        #[arg(long, default_value_t = 2587)]
+        submission_port: u16,
+        /// Implicit-TLS submission port.
+        #[arg(long, default_value_t = 2465)]
+        submissions_port: u16,
+    },
+    /// Send a message through our own submission listener and fetch it back
+    /// over our own POP3, reporting each step; reads USER's password from
+    /// standard input. Exits non-zero on any failure.
+    Check {
+        /// The configuration file of the running server.
+        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+        config: PathBuf,
+        /// The user whose mailbox the message goes through.
+        #[arg(long, value_name = "USER")]
+        round_trip: String,
+        /// How long to wait for the message to arrive.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
     },
     /// Print the effective configuration (file plus environment overrides).
     Config {
@@ -68,16 +88,25 @@ fn main() -> Result<()> {
             dir,
             pop3_port,
             pop3s_port,
+            submission_port,
+            submissions_port,
         } => {
             let demo = demo::prepare(DemoOptions {
                 dir,
                 pop3_port,
                 pop3s_port,
+                submission_port,
+                submissions_port,
             })
             .context("setting up the demo sandbox")?;
             let instructions = demo.instructions();
             serve(demo.config, Some(instructions))
         }
+        Command::Check {
+            config,
+            round_trip,
+            wait,
+        } => check(&config, &round_trip, wait),
         Command::Config { config } => {
             let settings = Settings::load(&config)?;
             print!("{}", toml::to_string_pretty(&settings)?);
@@ -126,6 +155,37 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         gateway.run(stop_rx).await;
         Ok(())
     })
+}
+
+fn check(config: &std::path::Path, user: &str, wait: std::time::Duration) -> Result<()> {
+    let settings = Settings::load(config)?;
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let reports = runtime.block_on(popgate::check::round_trip(&settings, user, password, wait));
+    let mut failed = reports.len() < 3;
+    for report in &reports {
+        let (status, text) = match &report.outcome {
+            Ok(text) => ("ok  ", text),
+            Err(text) => {
+                failed = true;
+                ("FAIL", text)
+            }
+        };
+        println!(
+            "{status} {:<6} {:>6} ms  {text}",
+            report.step,
+            report.elapsed.as_millis()
+        );
+    }
+    if failed {
+        bail!("round trip for {user} failed");
+    }
+    Ok(())
 }
 
 fn passwd(file: &std::path::Path, user: &str, cost: u32) -> Result<()> {

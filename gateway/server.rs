@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Settings};
-use crate::limits::Refusal;
+use crate::limits::{Limits, Refusal};
 use crate::pop3::{self, Pop3Service};
 use crate::stream::Stream;
+use crate::submission::{self, SubmissionService};
 use crate::tls::{TlsError, TlsProvider};
 
 /// How long sessions may go on after a shutdown signal.
@@ -59,6 +60,10 @@ pub enum ListenerKind {
     Pop3,
     /// POP3 over implicit TLS.
     Pop3Tls,
+    /// Submission, plaintext with STARTTLS (port 587).
+    Submission,
+    /// Submission over implicit TLS (port 465).
+    SubmissionTls,
 }
 
 impl ListenerKind {
@@ -66,6 +71,57 @@ impl ListenerKind {
         match self {
             ListenerKind::Pop3 => "pop3",
             ListenerKind::Pop3Tls => "pop3s",
+            ListenerKind::Submission => "submission",
+            ListenerKind::SubmissionTls => "submissions",
+        }
+    }
+
+    fn implicit_tls(self) -> bool {
+        matches!(self, ListenerKind::Pop3Tls | ListenerKind::SubmissionTls)
+    }
+}
+
+/// The service behind a listener: what the accept loop hands connections to.
+#[derive(Debug, Clone)]
+enum Service {
+    Pop3(Arc<Pop3Service>),
+    Submission(Arc<SubmissionService>),
+}
+
+impl Service {
+    fn limits(&self) -> &Limits {
+        match self {
+            Service::Pop3(s) => s.limits(),
+            Service::Submission(s) => s.limits(),
+        }
+    }
+
+    fn tls(&self) -> Option<&Arc<TlsProvider>> {
+        match self {
+            Service::Pop3(s) => s.tls(),
+            Service::Submission(s) => s.tls(),
+        }
+    }
+
+    fn preauth_timeout(&self) -> Duration {
+        match self {
+            Service::Pop3(s) => s.preauth_timeout(),
+            Service::Submission(s) => s.preauth_timeout(),
+        }
+    }
+
+    async fn serve(self, stream: Stream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+        match self {
+            Service::Pop3(s) => pop3::handler::serve(s, stream, peer, shutdown).await,
+            Service::Submission(s) => submission::handler::serve(s, stream, peer, shutdown).await,
+        }
+    }
+
+    /// What a plaintext client hears when a connection limit turns it away.
+    fn refusal(&self) -> &'static [u8] {
+        match self {
+            Service::Pop3(_) => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+            Service::Submission(_) => b"421 4.7.0 Too many connections, try again later\r\n",
         }
     }
 }
@@ -75,6 +131,7 @@ impl ListenerKind {
 pub struct Gateway {
     listeners: Vec<(ListenerKind, TcpListener)>,
     pop3: Arc<Pop3Service>,
+    submission: Option<Arc<SubmissionService>>,
     tls: Option<Arc<TlsProvider>>,
     auth: Arc<Authenticator>,
 }
@@ -134,21 +191,36 @@ impl Gateway {
         };
         let auth = Arc::new(Authenticator::new(auth_config(settings)?)?);
         let throttle = Arc::new(Throttle::new(settings.auth.failure_delay.0));
-        let pop3 = Pop3Service::new(settings, tls.clone(), auth.clone(), throttle)
-            .map_err(|(key, message)| StartError::Setting(key, message))?;
+        let limits = Arc::new(Limits::new(
+            settings.pop3.max_connections,
+            settings.pop3.max_connections_per_ip,
+            settings.pop3.max_connections_per_user,
+        ));
+        let setting = |(key, message)| StartError::Setting(key, message);
+        let pop3 = Pop3Service::new(
+            settings,
+            tls.clone(),
+            auth.clone(),
+            throttle.clone(),
+            limits.clone(),
+        )
+        .map_err(setting)?;
+        let submission = match &settings.submission {
+            Some(_) => Some(Arc::new(
+                SubmissionService::new(settings, tls.clone(), auth.clone(), throttle, limits)
+                    .map_err(setting)?,
+            )),
+            None => None,
+        };
         let mut listeners = Vec::new();
-        let wanted = settings
-            .pop3
-            .listen
-            .iter()
-            .map(|a| (ListenerKind::Pop3, *a))
-            .chain(
-                settings
-                    .pop3
-                    .listen_tls
-                    .iter()
-                    .map(|a| (ListenerKind::Pop3Tls, *a)),
-            );
+        let mut wanted: Vec<(ListenerKind, SocketAddr)> = Vec::new();
+        let mut add = |kind, addrs: &[SocketAddr]| wanted.extend(addrs.iter().map(|a| (kind, *a)));
+        add(ListenerKind::Pop3, &settings.pop3.listen);
+        add(ListenerKind::Pop3Tls, &settings.pop3.listen_tls);
+        if let Some(submission) = &settings.submission {
+            add(ListenerKind::Submission, &submission.listen);
+            add(ListenerKind::SubmissionTls, &submission.listen_tls);
+        }
         for (kind, addr) in wanted {
             let listener = TcpListener::bind(addr)
                 .await
@@ -158,6 +230,7 @@ impl Gateway {
         Ok(Gateway {
             listeners,
             pop3: Arc::new(pop3),
+            submission,
             tls,
             auth,
         })
@@ -186,10 +259,15 @@ impl Gateway {
             if let Ok(addr) = listener.local_addr() {
                 info!("listening: service={} addr={addr}", kind.name());
             }
-            let pop3 = self.pop3.clone();
+            let service = match (kind, &self.submission) {
+                (ListenerKind::Submission | ListenerKind::SubmissionTls, Some(submission)) => {
+                    Service::Submission(submission.clone())
+                }
+                _ => Service::Pop3(self.pop3.clone()),
+            };
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
-            tokio::spawn(accept_loop(kind, listener, pop3, shutdown, done));
+            tokio::spawn(accept_loop(kind, listener, service, shutdown, done));
         }
         drop(done_tx);
         stopped(&mut shutdown).await;
@@ -215,7 +293,7 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 async fn accept_loop(
     kind: ListenerKind,
     listener: TcpListener,
-    pop3: Arc<Pop3Service>,
+    service: Service,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
@@ -234,52 +312,54 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let slot = match pop3.limits().admit(peer.ip()) {
+        let slot = match service.limits().admit(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                tokio::spawn(refuse(kind, tcp, peer, refusal));
+                let message = service.refusal();
+                tokio::spawn(refuse(kind, tcp, peer, refusal, message));
                 continue;
             }
         };
-        let pop3 = pop3.clone();
+        let service = service.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let _done = done;
-            if let Some(stream) = open_stream(kind, tcp, &pop3).await {
-                pop3::handler::serve(pop3, stream, peer, shutdown).await;
+            if let Some(stream) = open_stream(kind, tcp, &service).await {
+                service.serve(stream, peer, shutdown).await;
             }
         });
     }
 }
 
 /// Wraps an accepted connection: TLS first on the implicit-TLS listener.
-async fn open_stream(kind: ListenerKind, tcp: TcpStream, pop3: &Pop3Service) -> Option<Stream> {
-    match (kind, pop3.tls()) {
-        (ListenerKind::Pop3, _) => Some(Stream::Plain(tcp)),
-        (ListenerKind::Pop3Tls, Some(tls)) => {
-            let handshake = tls.acceptor().accept(tcp);
-            match tokio::time::timeout(pop3.preauth_timeout(), handshake).await {
-                Ok(Ok(stream)) => Some(Stream::Tls(Box::new(stream))),
-                _ => None,
-            }
-        }
-        (ListenerKind::Pop3Tls, None) => None,
+async fn open_stream(kind: ListenerKind, tcp: TcpStream, service: &Service) -> Option<Stream> {
+    if !kind.implicit_tls() {
+        return Some(Stream::Plain(tcp));
+    }
+    let handshake = service.tls()?.acceptor().accept(tcp);
+    match tokio::time::timeout(service.preauth_timeout(), handshake).await {
+        Ok(Ok(stream)) => Some(Stream::Tls(Box::new(stream))),
+        _ => None,
     }
 }
 
 /// Tells a plaintext client why it is turned away; a TLS client is just closed.
-async fn refuse(kind: ListenerKind, mut tcp: TcpStream, peer: SocketAddr, refusal: Refusal) {
+async fn refuse(
+    kind: ListenerKind,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    refusal: Refusal,
+    message: &'static [u8],
+) {
     warn!(
         "connection refused: service={} rip={} limit={refusal:?}",
         kind.name(),
         peer.ip()
     );
-    if kind == ListenerKind::Pop3 {
-        let _ = tcp
-            .write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-            .await;
+    if !kind.implicit_tls() {
+        let _ = tcp.write_all(message).await;
     }
 }
 

@@ -9,6 +9,7 @@
 //! [`Settings::load`] returns settings that have also passed [`Settings::validate`],
 //! so the rest of the gateway can trust them.
 
+mod submission;
 mod units;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
 pub use units::{ByteSize, HumanDuration};
 
 /// A configuration that could not be used, with enough context to fix it.
@@ -60,6 +62,9 @@ pub struct Settings {
     /// Where mail lives.
     #[serde(default)]
     pub store: StoreSettings,
+    /// The submission service; without this section no submission listener.
+    #[serde(default)]
+    pub submission: Option<SubmissionSettings>,
 }
 
 /// `[tls]`: the certificate chain and private key, PEM files.
@@ -258,6 +263,8 @@ impl Settings {
             .with_list_parse_key("pop3.listen_tls")
             .with_list_parse_key("auth.deny_users")
             .with_list_parse_key("auth.disabled_users")
+            .with_list_parse_key("submission.listen")
+            .with_list_parse_key("submission.listen_tls")
             .try_parsing(true);
         let settings: Settings = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -320,6 +327,9 @@ impl Settings {
         if self.store.maildir.is_empty() {
             return Err(("store.maildir", "must name a Maildir path template".into()));
         }
+        if let Some(submission) = &self.submission {
+            submission.validate(self.tls.is_some(), &self.store.maildir)?;
+        }
         Ok(())
     }
 }
@@ -378,6 +388,47 @@ maildir = "/srv/mail/%d/%n"
         assert_eq!(settings.pop3.listen, defaults.listen);
         assert_eq!(settings.pop3.idle_timeout, defaults.idle_timeout);
         assert_eq!(settings.auth.deny_users, AuthSettings::default().deny_users);
+        let submission = settings.submission.unwrap();
+        let defaults = SubmissionSettings::default();
+        assert_eq!(submission.listen, defaults.listen);
+        assert_eq!(submission.max_message_size, defaults.max_message_size);
+        assert_eq!(
+            submission.relay.to_string(),
+            "smtp://smarthost.example.com:587"
+        );
+    }
+
+    #[test]
+    fn the_submission_section_is_optional_and_checked() {
+        let file = write("[pop3]\nlisten_tls = []\n");
+        assert!(Settings::load(file.path()).unwrap().submission.is_none());
+        let file = write(
+            "[tls]\ncert = \"c\"\nkey = \"k\"\n[submission]\nrelay = \"maildir\"\n\
+             sender_policy = \"any\"\nmax_message_size = \"10M\"\n\
+             [submission.addresses]\nalice = [\"alice@example.com\"]\n",
+        );
+        let submission = Settings::load(file.path()).unwrap().submission.unwrap();
+        assert_eq!(submission.relay, Relay::Maildir);
+        assert_eq!(submission.sender_policy, SenderPolicy::Any);
+        assert_eq!(submission.max_message_size, ByteSize(10 << 20));
+        assert_eq!(submission.addresses["alice"], ["alice@example.com"]);
+        for (text, key) in [
+            ("[submission]\nrelya = \"maildir\"\n", "relya"),
+            ("[submission]\nrelay = \"lmtp://x\"\n", "lmtp://x"),
+            (
+                "[submission]\nrelay = \"smtp://mx.example.com:25\"\nrelay_tls = \"none\"\n",
+                "submission.relay_tls",
+            ),
+            (
+                "[submission]\n[submission.addresses]\nalice = [\"not an address\"]\n",
+                "submission.addresses",
+            ),
+        ] {
+            let text = format!("[tls]\ncert = \"c\"\nkey = \"k\"\n{text}");
+            let file = write(&text);
+            let error = Settings::load(file.path()).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

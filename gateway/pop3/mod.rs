@@ -34,7 +34,7 @@ pub struct Pop3Service {
     tls: Option<Arc<TlsProvider>>,
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
-    limits: Limits,
+    limits: Arc<Limits>,
 }
 
 impl Pop3Service {
@@ -44,6 +44,7 @@ impl Pop3Service {
         tls: Option<Arc<TlsProvider>>,
         auth: Arc<Authenticator>,
         throttle: Arc<Throttle>,
+        limits: Arc<Limits>,
     ) -> Result<Pop3Service, (&'static str, String)> {
         let pop3 = &settings.pop3;
         Ok(Pop3Service {
@@ -57,15 +58,11 @@ impl Pop3Service {
             tls,
             auth,
             throttle,
-            limits: Limits::new(
-                pop3.max_connections,
-                pop3.max_connections_per_ip,
-                pop3.max_connections_per_user,
-            ),
+            limits,
         })
     }
 
-    /// The connection limits of this service.
+    /// The connection limits (shared with submission).
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -31,6 +31,9 @@ pub struct Options {
     pub auth: Vec<String>,
     /// Extra top-level TOML (whole sections), appended as is.
     pub extra: String,
+    /// Lines for a `[submission]` section (listeners on 127.0.0.1:0 are
+    /// added); `None` leaves submission off.
+    pub submission: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             pop3: Vec::new(),
             auth: vec!["failure_delay = \"100ms\"".into()],
             extra: String::new(),
+            submission: None,
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct Server {
     pub plain: SocketAddr,
     pub tls: SocketAddr,
     pub cert_pem: PathBuf,
+    /// Every listener's address by service name (`pop3`, `submission`, …).
+    pub addrs: HashMap<String, SocketAddr>,
     cert_der: CertificateDer<'static>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
@@ -97,17 +103,26 @@ impl Server {
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
              [auth]\nbackend = \"htpasswd\"\nhtpasswd = \"{root}/users.htpasswd\"\n{auth}\n\
-             [store]\nmaildir = \"{root}/mail/%u\"\n{extra}",
+             [store]\nmaildir = \"{root}/mail/%u\"\n{extra}\n{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
             extra = options.extra,
+            submission = match &options.submission {
+                Some(lines) => format!(
+                    "[submission]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{}\n",
+                    lines.join("\n")
+                ),
+                None => String::new(),
+            },
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
-        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"));
+        let services = if options.submission.is_some() { 4 } else { 2 };
+        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), services);
         Server {
             plain: addrs["pop3"],
             tls: addrs["pop3s"],
+            addrs,
             cert_der: certified.cert.der().clone(),
             cert_pem,
             dir,
@@ -198,7 +213,10 @@ impl Drop for Server {
 
 /// Runs `popgate serve -c config` and waits until its listeners are up;
 /// returns the process, its captured log, and the address per service.
-pub fn spawn_serve(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+pub fn spawn_serve(
+    config: &Path,
+    services: usize,
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
     let mut child = Command::new(popgate_bin())
         .args(["serve", "-c"])
         .arg(config)
@@ -221,7 +239,7 @@ pub fn spawn_serve(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<St
     });
     let mut addrs = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while addrs.len() < 2 {
+    while addrs.len() < services {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let line = rx.recv_timeout(timeout).unwrap_or_else(|_| {
             panic!(
@@ -291,13 +309,15 @@ pub fn message_files(maildir: &Path) -> Vec<PathBuf> {
     files
 }
 
-enum Conn {
+/// A client connection, plain or TLS.
+pub enum Conn {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Conn {
-    fn tcp(&self) -> &TcpStream {
+    /// The TCP socket under it.
+    pub fn tcp(&self) -> &TcpStream {
         match self {
             Conn::Plain(s) => s,
             Conn::Tls(s) => &s.sock,
@@ -505,7 +525,8 @@ impl Client {
     }
 }
 
-fn tls_over(
+/// A TLS client handshake over `tcp`, for the name `localhost`.
+pub fn tls_over(
     config: Arc<rustls::ClientConfig>,
     tcp: TcpStream,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {

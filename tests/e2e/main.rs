@@ -1,9 +1,13 @@
 //! End-to-end tests: the real `popgate` binary, real sockets, real TLS, real
-//! Maildirs on disk, and real clients (curl, Python's poplib).
+//! Maildirs on disk, and real clients (curl, Python's poplib and smtplib)
+//! and peers (an aiosmtpd upstream for the submission relay).
 
 mod bounds;
+mod demo;
 mod harness;
 mod mailbox;
 mod protocol;
 mod real_clients;
+mod smtp_harness;
 mod startup;
+mod submission;

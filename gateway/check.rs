@@ -1,0 +1,335 @@
+//! `popgate check --round-trip USER`: the Test-PopConnectivity of popgate.
+//!
+//! It plays a user's mail client against the running server, through the
+//! same doors a client uses:
+//!
+//! 1. **send**: connect to our own submission listener (implicit TLS if one
+//!    is configured, else STARTTLS), log in as USER, and send a message from
+//!    USER's address to itself, with a unique token in its Message-ID;
+//! 2. **fetch**: log in over our own POP3 (POP3S if configured, else STLS)
+//!    and look for the token in the newest messages' headers, polling until
+//!    `wait` runs out (a smarthost may take a while to deliver back);
+//! 3. **delete**: mark it deleted and QUIT, so the check leaves nothing.
+//!
+//! TLS is verified against the certificate in `[tls]`, so the check also
+//! proves that the server presents the configured certificate under its
+//! `hostname`. Each step is reported with its time; the first failure ends
+//! the check.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use rand::distr::{Alphanumeric, SampleString};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::config::Settings;
+
+/// How long one network operation of the check may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest POP3 line the check reads.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// One step of the check and how it went.
+#[derive(Debug)]
+pub struct StepReport {
+    /// `send`, `fetch` or `delete`.
+    pub step: &'static str,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// What happened, or why it failed.
+    pub outcome: Result<String, String>,
+}
+
+/// Runs the round trip for `user`; stops at the first failed step.
+pub async fn round_trip(
+    settings: &Settings,
+    user: &str,
+    password: &str,
+    wait: Duration,
+) -> Vec<StepReport> {
+    let mut reports = Vec::new();
+    let token = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let started = Instant::now();
+    let sent = send(settings, user, password, &token).await;
+    let ok = sent.is_ok();
+    reports.push(StepReport {
+        step: "send",
+        elapsed: started.elapsed(),
+        outcome: sent,
+    });
+    if !ok {
+        return reports;
+    }
+    let started = Instant::now();
+    match fetch(settings, user, password, &token, wait).await {
+        Ok((found, deleted)) => {
+            reports.push(StepReport {
+                step: "fetch",
+                elapsed: started.elapsed(),
+                outcome: Ok(found),
+            });
+            reports.push(StepReport {
+                step: "delete",
+                elapsed: Duration::ZERO,
+                outcome: deleted,
+            });
+        }
+        Err(error) => reports.push(StepReport {
+            step: "fetch",
+            elapsed: started.elapsed(),
+            outcome: Err(error),
+        }),
+    }
+    reports
+}
+
+/// Where to reach a listener bound to `addr` from this host.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+fn own_address(settings: &Settings, user: &str) -> Result<Address, String> {
+    let text = if user.contains('@') {
+        user.to_owned()
+    } else {
+        format!("{user}@{}", settings.hostname)
+    };
+    text.parse()
+        .map_err(|e| format!("`{text}` is not an address: {e}"))
+}
+
+fn certificate_pem(settings: &Settings) -> Result<Vec<u8>, String> {
+    let tls = settings
+        .tls
+        .as_ref()
+        .ok_or("the configuration has no [tls] section")?;
+    std::fs::read(&tls.cert).map_err(|e| format!("{}: {e}", tls.cert.display()))
+}
+
+async fn send(
+    settings: &Settings,
+    user: &str,
+    password: &str,
+    token: &str,
+) -> Result<String, String> {
+    let submission = settings
+        .submission
+        .as_ref()
+        .ok_or("the configuration has no [submission] section")?;
+    let certificate = Certificate::from_pem(&certificate_pem(settings)?)
+        .map_err(|e| format!("the [tls] certificate: {e}"))?;
+    let parameters = TlsParameters::builder(settings.hostname.clone())
+        .add_root_certificate(certificate)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (addr, tls, how) = match (submission.listen_tls.first(), submission.listen.first()) {
+        (Some(addr), _) => (reachable(*addr), Tls::Wrapper(parameters), "TLS"),
+        (None, Some(addr)) => (reachable(*addr), Tls::Required(parameters), "STARTTLS"),
+        (None, None) => return Err("submission has no listener".into()),
+    };
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+        .port(addr.port())
+        .tls(tls)
+        .credentials(Credentials::new(user.to_owned(), password.to_owned()))
+        .timeout(Some(IO_TIMEOUT))
+        .build();
+    let address = own_address(settings, user)?;
+    let envelope =
+        Envelope::new(Some(address.clone()), vec![address.clone()]).map_err(|e| e.to_string())?;
+    let message = format!(
+        "From: {address}\r\nTo: {address}\r\nSubject: popgate round-trip check\r\n\
+         Message-ID: <{token}@{host}>\r\n\r\n\
+         Sent by `popgate check --round-trip`; the check deletes it when it arrives.",
+        host = settings.hostname,
+    );
+    transport
+        .send_raw(&envelope, message.as_bytes())
+        .await
+        .map_err(|e| format!("submission {addr} ({how}): {e}"))?;
+    Ok(format!(
+        "accepted by submission {addr} ({how}) from and to {address}"
+    ))
+}
+
+/// A POP3 connection for the check: reads lines, writes commands.
+struct Pop3<S> {
+    stream: BufReader<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Pop3<S> {
+    async fn line(&mut self) -> Result<String, String> {
+        let mut line = Vec::new();
+        let mut limited = (&mut self.stream).take(MAX_LINE);
+        let read = limited.read_until(b'\n', &mut line);
+        match tokio::time::timeout(IO_TIMEOUT, read).await {
+            Ok(Ok(0)) => Err("the server closed the connection".into()),
+            Ok(Ok(_)) => Ok(String::from_utf8_lossy(&line).trim_end().to_owned()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+
+    async fn command(&mut self, command: &str, shown: &str) -> Result<String, String> {
+        let line = format!("{command}\r\n");
+        let write = self.stream.get_mut().write_all(line.as_bytes());
+        tokio::time::timeout(IO_TIMEOUT, write)
+            .await
+            .map_err(|_| "the server stopped reading".to_string())?
+            .map_err(|e| e.to_string())?;
+        let reply = self.line().await?;
+        if reply.starts_with("+OK") {
+            Ok(reply)
+        } else {
+            Err(format!("{shown}: {reply}"))
+        }
+    }
+
+    /// The lines of a multi-line answer, up to the terminating ".".
+    async fn lines(&mut self) -> Result<Vec<String>, String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().await?;
+            if line == "." {
+                return Ok(lines);
+            }
+            lines.push(line);
+        }
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Result<(), String> {
+        self.command(&format!("USER {user}"), "USER").await?;
+        self.command(&format!("PASS {password}"), "PASS").await?;
+        Ok(())
+    }
+
+    /// Finds the message with `token` among the newest 50; deletes it.
+    async fn find_and_delete(&mut self, token: &str) -> Result<Option<u32>, String> {
+        let stat = self.command("STAT", "STAT").await?;
+        let count: u32 = stat
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("STAT: {stat}"))?;
+        let needle = format!("<{token}@");
+        for number in (1..=count).rev().take(50) {
+            self.command(&format!("TOP {number} 0"), "TOP").await?;
+            if self.lines().await?.iter().any(|l| l.contains(&needle)) {
+                self.command(&format!("DELE {number}"), "DELE").await?;
+                return Ok(Some(number));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn client_config(settings: &Settings) -> Result<Arc<rustls::ClientConfig>, String> {
+    let pem = certificate_pem(settings)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|e| format!("the [tls] certificate: {e}"))?;
+        roots
+            .add(certificate)
+            .map_err(|e| format!("the [tls] certificate: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// One POP3 session: TLS, login, look for the token. `Ok(None)`: not there yet.
+async fn poll_once(
+    settings: &Settings,
+    user: &str,
+    password: &str,
+    token: &str,
+) -> Result<Option<(u32, String)>, String> {
+    let config = client_config(settings)?;
+    let name = ServerName::try_from(settings.hostname.clone()).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let (addr, implicit) = match (
+        settings.pop3.listen_tls.first(),
+        settings.pop3.listen.first(),
+    ) {
+        (Some(addr), _) => (reachable(*addr), true),
+        (None, Some(addr)) => (reachable(*addr), false),
+        (None, None) => return Err("POP3 has no listener".into()),
+    };
+    let connect = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr));
+    let tcp = connect
+        .await
+        .map_err(|_| format!("POP3 {addr}: no answer in time"))?
+        .map_err(|e| format!("POP3 {addr}: {e}"))?;
+    let tcp = if implicit {
+        tcp
+    } else {
+        let mut plain = Pop3 {
+            stream: BufReader::new(tcp),
+        };
+        plain.line().await?;
+        plain.command("STLS", "STLS").await?;
+        plain.stream.into_inner()
+    };
+    let tls = tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| format!("POP3 {addr}: TLS handshake timed out"))?
+        .map_err(|e| format!("POP3 {addr}: TLS: {e}"))?;
+    let mut pop3 = Pop3 {
+        stream: BufReader::new(tls),
+    };
+    if implicit {
+        pop3.line().await?;
+    }
+    pop3.login(user, password).await?;
+    let found = pop3.find_and_delete(token).await?;
+    let quit = pop3.command("QUIT", "QUIT").await;
+    match (found, quit) {
+        (Some(number), Ok(reply)) => Ok(Some((number, reply))),
+        (Some(_), Err(error)) => Err(format!("the message was not deleted: {error}")),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Polls POP3 until the message arrives or `wait` runs out.
+async fn fetch(
+    settings: &Settings,
+    user: &str,
+    password: &str,
+    token: &str,
+    wait: Duration,
+) -> Result<(String, Result<String, String>), String> {
+    let deadline = Instant::now() + wait;
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        if let Some((number, quit)) = poll_once(settings, user, password, token).await? {
+            return Ok((
+                format!("found as message {number} after {polls} POP3 login(s)"),
+                Ok(quit),
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the message did not arrive within {}s ({polls} POP3 logins)",
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,260 @@
+//! The submission connection driver: the I/O edge around the pure [`Session`].
+//!
+//! It reads whatever the client sent (bounded reads under a timeout), lets
+//! the session consume it, and carries out each [`Step`]: the TLS handshake
+//! after STARTTLS (dropping any bytes that came with the command), the
+//! credential check (on a blocking thread, with the failure delay shared
+//! with POP3), and the relay. Replies go out when the input runs dry, so a
+//! pipelining client gets all its answers in one write.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use popgate_auth::{Credentials, Verdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::message::{self, Trace};
+use super::reply::reply;
+use super::session::{Session, Step, Transaction};
+use super::SubmissionService;
+use crate::stream::Stream;
+
+/// The most bytes read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What a session did, for its summary log line.
+#[derive(Debug, Default)]
+struct Summary {
+    accepted: usize,
+    refused: usize,
+    end: &'static str,
+}
+
+/// One client connection from greeting to close.
+struct Connection<'a> {
+    service: &'a SubmissionService,
+    stream: Stream,
+    pending: Vec<u8>,
+    output: Vec<u8>,
+    peer: SocketAddr,
+    session: Session,
+    summary: Summary,
+}
+
+/// Serves one accepted connection (TLS already established on port 465).
+pub async fn serve(
+    service: Arc<SubmissionService>,
+    stream: Stream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let mut options = service.options.clone();
+    options.tls = stream.is_tls();
+    options.starttls_available = !options.tls && service.tls.is_some();
+    let mut connection = Connection {
+        service: &service,
+        stream,
+        pending: Vec::with_capacity(READ_CHUNK),
+        output: Vec::with_capacity(1024),
+        peer,
+        session: Session::new(options),
+        summary: Summary::default(),
+    };
+    connection.summary.end = match connection.run(shutdown).await {
+        Ok(end) => end,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "connection error");
+            "error"
+        }
+    };
+    let _ = connection.stream.shutdown().await;
+    info!(
+        target: "popgate::session",
+        "submission session ended: rip={} user={} tls={} accepted={} refused={} end={} duration_ms={}",
+        peer.ip(),
+        connection.session.user().unwrap_or("-"),
+        connection.stream.tls_version().unwrap_or("no"),
+        connection.summary.accepted,
+        connection.summary.refused,
+        connection.summary.end,
+        started.elapsed().as_millis(),
+    );
+}
+
+impl Connection<'_> {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<&'static str> {
+        self.session.greeting(&mut self.output);
+        loop {
+            let mut bytes = self.pending.iter();
+            let step = self.session.advance(&mut bytes, &mut self.output);
+            let consumed = self.pending.len() - bytes.as_slice().len();
+            self.pending.drain(..consumed);
+            match step {
+                Step::NeedMore => {
+                    self.flush().await?;
+                    if let Some(end) = self.read(&mut shutdown).await? {
+                        return Ok(end);
+                    }
+                }
+                Step::StartTls => {
+                    self.flush().await?;
+                    // Bytes sent after STARTTLS came in the clear: never act
+                    // on them as if they came over TLS (RFC 3207 §5).
+                    self.pending.clear();
+                    if let Some(end) = self.start_tls().await {
+                        return Ok(end);
+                    }
+                }
+                Step::Authenticate(credentials) => {
+                    if let Some(end) = self.authenticate(credentials).await {
+                        self.flush().await?;
+                        return Ok(end);
+                    }
+                }
+                Step::Relay(transaction) => self.relay(transaction).await,
+                Step::Close => {
+                    self.flush().await?;
+                    return Ok("quit");
+                }
+            }
+        }
+    }
+
+    /// Reads more input; `Some(reason)` ends the connection.
+    async fn read(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> std::io::Result<Option<&'static str>> {
+        let timeout = if self.session.user().is_some() {
+            self.service.idle_timeout
+        } else {
+            self.service.preauth_timeout
+        };
+        let mut chunk = [0u8; READ_CHUNK];
+        tokio::select! {
+            read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => match read {
+                Err(_) => {
+                    reply(&mut self.output, 421, "4.4.2", "Idle for too long, closing");
+                    self.flush().await?;
+                    Ok(Some("timeout"))
+                }
+                Ok(Ok(0)) => Ok(Some("disconnected")),
+                Ok(Ok(n)) => {
+                    self.pending.extend_from_slice(&chunk[..n]);
+                    Ok(None)
+                }
+                Ok(Err(error)) => Err(error),
+            },
+            _ = crate::server::stopped(shutdown) => {
+                reply(&mut self.output, 421, "4.3.2", "Server shutting down, try again later");
+                self.flush().await?;
+                Ok(Some("shutdown"))
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            let write = self.stream.write_all(&self.output);
+            tokio::time::timeout(self.service.idle_timeout, write)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+                })??;
+            self.output.clear();
+        }
+        self.stream.flush().await
+    }
+
+    async fn start_tls(&mut self) -> Option<&'static str> {
+        let (Some(tls), Some(tcp)) = (&self.service.tls, self.stream.take_plain()) else {
+            return Some("error");
+        };
+        let handshake =
+            tokio::time::timeout(self.service.preauth_timeout, tls.acceptor().accept(tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                self.session.tls_started();
+                None
+            }
+            _ => Some("tls-failed"),
+        }
+    }
+
+    async fn authenticate(&mut self, credentials: Credentials) -> Option<&'static str> {
+        let user = credentials.user.clone();
+        let auth = self.service.auth.clone();
+        let verdict = tokio::task::spawn_blocking(move || auth.verify(&credentials))
+            .await
+            .unwrap_or_else(|e| {
+                Verdict::TemporaryFailure(format!("authentication task failed: {e}"))
+            });
+        let ip = self.peer.ip();
+        match verdict {
+            Verdict::Accepted(account) => {
+                self.service.throttle.record_success(ip);
+                let senders = self.service.senders(&account.user);
+                self.session
+                    .authenticated(account.user, senders, &mut self.output);
+                None
+            }
+            Verdict::Disabled => {
+                warn!(target: "popgate::auth", "authentication refused: service=submission rip={ip} user={user} reason=disabled");
+                self.session.login_refused(false, &mut self.output);
+                None
+            }
+            Verdict::Rejected => {
+                let penalty = self.service.throttle.record_failure(ip);
+                warn!(target: "popgate::auth", "authentication failed: service=submission rip={ip} user={user} reason=bad-credentials");
+                tokio::time::sleep(penalty.delay).await;
+                self.session.login_refused(false, &mut self.output);
+                penalty.close.then_some("too-many-failures")
+            }
+            Verdict::TemporaryFailure(reason) => {
+                warn!(target: "popgate::auth", "authentication unavailable: service=submission rip={ip} user={user} reason={reason:?}");
+                self.session.login_refused(true, &mut self.output);
+                None
+            }
+        }
+    }
+
+    async fn relay(&mut self, transaction: Transaction) {
+        let Transaction { from, to, data } = transaction;
+        let user = self.session.user().unwrap_or("-").to_owned();
+        let trace = Trace {
+            helo: self.session.helo().unwrap_or("unknown"),
+            ip: self.peer.ip(),
+            hostname: &self.service.options.hostname,
+            user: &user,
+            tls: self.stream.tls_version(),
+        };
+        let data = message::with_trace(&data, &trace);
+        let size = data.len();
+        let sender = from
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "<>".into());
+        let recipients = to.len();
+        let outcome = self
+            .service
+            .relay
+            .send(from, to, data, self.service.relay_timeout)
+            .await;
+        if outcome == super::session::RelayOutcome::Accepted {
+            self.summary.accepted += 1;
+        } else {
+            self.summary.refused += 1;
+        }
+        info!(
+            target: "popgate::relay",
+            "submission relayed: rip={} user={user} from={sender} recipients={recipients} size={size} outcome={outcome:?}",
+            self.peer.ip(),
+        );
+        self.session.relayed(outcome, &mut self.output);
+    }
+}

@@ -1,0 +1,156 @@
+//! Handing accepted messages on: an SMTP smarthost or the local sendmail
+//! through lettre, or local Maildirs.
+//!
+//! [`Relay::send`] returns only once the upstream has answered, and its
+//! [`RelayOutcome`] is what the client hears: `250` only when the upstream
+//! took the message, `451 4.4.1` when it could not be reached or deferred
+//! (a connection error counts as temporary), and the upstream's own code and
+//! text when it refused for good. Nothing is acknowledged that was not
+//! handed on.
+//!
+//! lettre's `send_raw` passes the octets through untouched (it adds the
+//! dot-stuffing and the final `.` itself); one refused recipient fails the
+//! whole send, which is what the client is told.
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::maildir_delivery::MaildirDelivery;
+use super::session::RelayOutcome;
+use crate::config::{self, RelayTls, SubmissionSettings};
+
+/// The configured upstream.
+pub enum Relay {
+    /// An SMTP relay (pooled connections).
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The local MTA's sendmail command.
+    Sendmail(AsyncSendmailTransport<Tokio1Executor>),
+    /// Local Maildirs.
+    Maildir(MaildirDelivery),
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Relay::Smtp(_) => "Relay::Smtp",
+            Relay::Sendmail(_) => "Relay::Sendmail",
+            Relay::Maildir(_) => "Relay::Maildir",
+        })
+    }
+}
+
+impl Relay {
+    /// The relay for `settings`; reads the relay password file. The error
+    /// names the key that cannot work.
+    pub fn new(
+        settings: &SubmissionSettings,
+        hostname: &str,
+        maildir_template: &str,
+    ) -> Result<Relay, (&'static str, String)> {
+        let ca = match settings.relay_ca()? {
+            Some(pem) => Some(
+                Certificate::from_pem(&pem)
+                    .map_err(|e| ("submission.relay_ca_file", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let parameters = |host: &str| {
+            let mut builder = TlsParameters::builder(host.to_owned());
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            builder
+                .build()
+                .map_err(|e| ("submission.relay", e.to_string()))
+        };
+        let smtp = |host: &str, port: u16, tls: Tls| {
+            let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(port)
+                .tls(tls)
+                .hello_name(ClientId::Domain(hostname.to_owned()))
+                .timeout(Some(settings.relay_timeout.0));
+            if let (Some(user), Some(password)) = (&settings.relay_user, settings.relay_password()?)
+            {
+                builder = builder.credentials(Credentials::new(user.clone(), password));
+            }
+            Ok::<_, (&'static str, String)>(Relay::Smtp(builder.build()))
+        };
+        match &settings.relay {
+            config::Relay::Smtp { host, port } => {
+                let tls = match settings.relay_tls {
+                    RelayTls::Starttls => Tls::Required(parameters(host)?),
+                    RelayTls::None => Tls::None,
+                };
+                smtp(host, *port, tls)
+            }
+            config::Relay::Smtps { host, port } => {
+                smtp(host, *port, Tls::Wrapper(parameters(host)?))
+            }
+            config::Relay::Sendmail => Ok(Relay::Sendmail(
+                AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
+            )),
+            config::Relay::Maildir => Ok(Relay::Maildir(MaildirDelivery::new(
+                maildir_template,
+                settings.maildir_recipient,
+                hostname,
+            )?)),
+        }
+    }
+
+    /// Sends `data` from `from` to `to` and says how it went.
+    pub async fn send(
+        &self,
+        from: Option<Address>,
+        to: Vec<Address>,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> RelayOutcome {
+        let envelope = match Envelope::new(from, to.clone()) {
+            Ok(envelope) => envelope,
+            Err(e) => return RelayOutcome::Permanent(554, format!("5.5.0 {e}")),
+        };
+        match self {
+            // lettre ends DATA with "\r\n.\r\n" itself: the message's own
+            // final line break must not be sent twice.
+            Relay::Smtp(transport) => match transport
+                .send_raw(&envelope, data.strip_suffix(b"\r\n").unwrap_or(&data))
+                .await
+            {
+                Ok(_) => RelayOutcome::Accepted,
+                Err(error) => smtp_outcome(&error),
+            },
+            Relay::Sendmail(transport) => {
+                match tokio::time::timeout(timeout, transport.send_raw(&envelope, &data)).await {
+                    Ok(Ok(())) => RelayOutcome::Accepted,
+                    Ok(Err(error)) => {
+                        tracing::warn!(target: "popgate::relay", %error, "sendmail failed");
+                        RelayOutcome::Temporary("Local MTA failed, try again later".into())
+                    }
+                    Err(_) => RelayOutcome::Temporary("Local MTA timed out".into()),
+                }
+            }
+            Relay::Maildir(delivery) => delivery.deliver(to, data).await,
+        }
+    }
+}
+
+/// What a failed lettre SMTP send means for the client.
+fn smtp_outcome(error: &lettre::transport::smtp::Error) -> RelayOutcome {
+    let text = std::error::Error::source(error)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let code = error
+        .status()
+        .and_then(|c| c.to_string().parse::<u16>().ok());
+    tracing::warn!(target: "popgate::relay", %error, "relay did not accept the message");
+    match code {
+        Some(code) if error.is_permanent() => RelayOutcome::Permanent(code, text),
+        Some(_) => RelayOutcome::Temporary(format!("Upstream deferred the message: {text}")),
+        None => RelayOutcome::Temporary("Upstream unavailable, try again later".into()),
+    }
+}

@@ -1,0 +1,630 @@
+//! The submission session as a pure state machine (no sockets, no clock).
+//!
+//! The connection driver feeds it whatever bytes arrived with
+//! [`Session::advance`]; the session parses commands with smtp-proto's
+//! `RequestReceiver`, message text with its `DataReceiver` (which ends DATA
+//! only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies to an
+//! output buffer and stops at each [`Step`] that needs the outside world:
+//!
+//! | step | the driver… | then calls |
+//! | --- | --- | --- |
+//! | [`Step::NeedMore`] | flushes replies, reads more bytes | `advance` |
+//! | [`Step::StartTls`] | discards unread bytes, runs the handshake | [`Session::tls_started`] |
+//! | [`Step::Authenticate`] | checks the credentials | [`Session::authenticated`] or [`Session::login_refused`] |
+//! | [`Step::Relay`] | hands the message to the relay | [`Session::relayed`] |
+//! | [`Step::Close`] | flushes and closes | — |
+//!
+//! Replies to pipelined commands pile up in the output until the input runs
+//! dry, so a pipelining client gets them in one write (RFC 2920).
+
+use std::slice::Iter;
+
+use lettre::Address;
+use popgate_auth::sasl::{self, SaslError};
+use popgate_auth::{Credentials, Password};
+use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
+
+use super::message;
+use super::reply::{bare, multiline, reply};
+
+/// The longest SASL response line accepted, CRLF included (RFC 4954 §4).
+const MAX_SASL_LINE: usize = 12 * 1024;
+/// Bad commands tolerated before the session is closed.
+const MAX_ERRORS: u32 = 10;
+
+/// What a session may offer and accept.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// This server's name, in the EHLO answer.
+    pub hostname: String,
+    /// The connection is TLS already (port 465).
+    pub tls: bool,
+    /// STARTTLS can be offered (a certificate is configured).
+    pub starttls_available: bool,
+    /// Credentials are accepted without TLS.
+    pub plaintext_login: bool,
+    /// The largest message, in octets.
+    pub max_message_size: usize,
+    /// Recipients per message.
+    pub max_recipients: usize,
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Every byte given was consumed: send the replies and read more.
+    NeedMore,
+    /// Upgrade to TLS; bytes already received after STARTTLS are discarded.
+    StartTls,
+    /// Check these credentials.
+    Authenticate(Credentials),
+    /// Hand this message to the relay.
+    Relay(Transaction),
+    /// Close the connection once the replies are sent.
+    Close,
+}
+
+/// One message, ready for the relay.
+#[derive(Debug)]
+pub struct Transaction {
+    /// The envelope sender; `None` for the null sender `<>`.
+    pub from: Option<Address>,
+    /// The envelope recipients.
+    pub to: Vec<Address>,
+    /// The message as the client sent it, dot-stuffing removed, CRLF lines.
+    pub data: Vec<u8>,
+}
+
+/// How a relay attempt ended, as the client is to hear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayOutcome {
+    /// The upstream took the message.
+    Accepted,
+    /// Try again later (upstream down or 4xx): `451 4.4.x`.
+    Temporary(String),
+    /// The upstream refused the message for good: its code and text.
+    Permanent(u16, String),
+}
+
+/// Who the client may send as, once logged in.
+#[derive(Debug, Clone)]
+pub enum Senders {
+    /// Anyone (`sender_policy = "any"`).
+    Any,
+    /// Only these addresses, compared without case.
+    Only(Vec<String>),
+}
+
+impl Senders {
+    fn allows(&self, address: &str) -> bool {
+        match self {
+            Senders::Any => true,
+            Senders::Only(list) => list.iter().any(|a| a.eq_ignore_ascii_case(address)),
+        }
+    }
+}
+
+enum Input {
+    Command,
+    Sasl(SaslState),
+    Data {
+        receiver: DataReceiver,
+        overflow: bool,
+    },
+}
+
+enum SaslState {
+    Plain,
+    LoginUser,
+    LoginPassword(String),
+}
+
+/// One submission session, from greeting to QUIT.
+pub struct Session {
+    options: SessionOptions,
+    tls: bool,
+    receiver: RequestReceiver,
+    input: Input,
+    sasl_line: Vec<u8>,
+    data: Vec<u8>,
+    helo: Option<String>,
+    user: Option<(String, Senders)>,
+    from: Option<Option<Address>>,
+    to: Vec<Address>,
+    errors: u32,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("tls", &self.tls)
+            .field("helo", &self.helo)
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A new session; the driver sends [`Session::greeting`] first.
+    pub fn new(options: SessionOptions) -> Session {
+        Session {
+            tls: options.tls,
+            options,
+            receiver: RequestReceiver::default(),
+            input: Input::Command,
+            sasl_line: Vec::new(),
+            data: Vec::new(),
+            helo: None,
+            user: None,
+            from: None,
+            to: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    /// Appends the 220 greeting.
+    pub fn greeting(&self, out: &mut Vec<u8>) {
+        bare(
+            out,
+            220,
+            &format!("{} ESMTP popgate ready", self.options.hostname),
+        );
+    }
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_ref().map(|(u, _)| u.as_str())
+    }
+
+    /// The name the client gave in EHLO/HELO.
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// True while a SASL exchange is under way (its lines are secrets).
+    pub fn in_sasl_exchange(&self) -> bool {
+        matches!(self.input, Input::Sasl(_))
+    }
+
+    /// Consumes bytes from `bytes` until a step needs the driver.
+    pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
+        loop {
+            let step = match &mut self.input {
+                Input::Command => match self.receiver.ingest(bytes).map(Request::into_owned) {
+                    Ok(request) => self.command(request, out),
+                    Err(ParseError::NeedsMoreData { .. }) => return Step::NeedMore,
+                    Err(error) => self.parse_error(error, out),
+                },
+                Input::Sasl(_) => {
+                    let rest = bytes.as_slice();
+                    match rest.iter().position(|&b| b == b'\n') {
+                        Some(end) if self.sasl_line.len() + end < MAX_SASL_LINE => {
+                            self.sasl_line.extend_from_slice(&rest[..end]);
+                            *bytes = rest[end + 1..].iter();
+                            self.sasl_response(out)
+                        }
+                        None if self.sasl_line.len() + rest.len() < MAX_SASL_LINE => {
+                            self.sasl_line.extend_from_slice(rest);
+                            *bytes = [].iter();
+                            return Step::NeedMore;
+                        }
+                        _ => {
+                            reply(out, 500, "5.5.6", "Authentication line too long, closing");
+                            Some(Step::Close)
+                        }
+                    }
+                }
+                Input::Data { receiver, overflow } => {
+                    let done = receiver.ingest(bytes, &mut self.data);
+                    if self.data.len() > self.options.max_message_size {
+                        *overflow = true;
+                        self.data.clear();
+                    }
+                    if !done {
+                        return Step::NeedMore;
+                    }
+                    let overflow = *overflow;
+                    self.input = Input::Command;
+                    Some(self.data_end(overflow, out))
+                }
+            };
+            if let Some(step) = step {
+                return step;
+            }
+        }
+    }
+
+    fn parse_error(&mut self, error: ParseError, out: &mut Vec<u8>) -> Option<Step> {
+        let (code, status, text) = match error {
+            ParseError::ResponseTooLong => {
+                reply(out, 500, "5.5.6", "Command line too long, closing");
+                return Some(Step::Close);
+            }
+            ParseError::UnknownCommand => (500, "5.5.2", "Command not recognized".to_string()),
+            ParseError::InvalidSenderAddress => (501, "5.1.7", "Invalid sender address".into()),
+            ParseError::InvalidRecipientAddress => {
+                (501, "5.1.3", "Invalid recipient address".into())
+            }
+            ParseError::SyntaxError { syntax } => (501, "5.5.4", format!("Syntax: {syntax}")),
+            ParseError::InvalidParameter { param } => {
+                (501, "5.5.4", format!("Invalid parameter {param}"))
+            }
+            ParseError::UnsupportedParameter { .. } => {
+                (555, "5.5.4", "Unsupported parameter".into())
+            }
+            ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
+                (500, "5.5.2", "Command not recognized".into())
+            }
+        };
+        self.error(out, code, status, &text)
+    }
+
+    /// Answers an error and closes the session after too many of them.
+    fn error(&mut self, out: &mut Vec<u8>, code: u16, status: &str, text: &str) -> Option<Step> {
+        self.errors += 1;
+        if self.errors > MAX_ERRORS {
+            reply(out, 421, "4.7.0", "Too many errors, closing");
+            return Some(Step::Close);
+        }
+        reply(out, code, status, text);
+        None
+    }
+
+    fn command(&mut self, request: Request<String>, out: &mut Vec<u8>) -> Option<Step> {
+        match request {
+            Request::Ehlo { host } => {
+                self.helo = Some(host);
+                self.reset();
+                self.ehlo(out);
+            }
+            Request::Helo { host } => {
+                self.helo = Some(host);
+                self.reset();
+                reply(out, 250, "2.0.0", &self.options.hostname.clone());
+            }
+            Request::StartTls => {
+                if self.tls {
+                    return self.error(out, 503, "5.5.1", "TLS is already active");
+                }
+                if !self.options.starttls_available {
+                    return self.error(out, 502, "5.5.1", "STARTTLS is not available");
+                }
+                reply(out, 220, "2.0.0", "Ready to start TLS");
+                return Some(Step::StartTls);
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, initial_response, out),
+            Request::Mail { from } => return self.mail(from, out),
+            Request::Rcpt { to } => return self.rcpt(to, out),
+            Request::Data => {
+                if self.from.is_none() {
+                    return self.error(out, 503, "5.5.1", "MAIL first");
+                }
+                if self.to.is_empty() {
+                    return self.error(out, 554, "5.5.1", "No valid recipients");
+                }
+                bare(out, 354, "Start mail input; end with <CRLF>.<CRLF>");
+                self.data.clear();
+                let mut receiver = DataReceiver::new();
+                // The receiver recognises "." only after a CRLF it has seen;
+                // the CRLF that ended the DATA command counts as one, so an
+                // empty message (".\r\n" at once) ends there too.
+                let mut primer = b"\r\n".iter();
+                receiver.ingest(&mut primer, &mut self.data);
+                self.data.clear();
+                self.input = Input::Data {
+                    receiver,
+                    overflow: false,
+                };
+            }
+            Request::Rset => {
+                self.reset();
+                reply(out, 250, "2.0.0", "Reset");
+            }
+            Request::Noop { .. } => reply(out, 250, "2.0.0", "OK"),
+            Request::Quit => {
+                reply(out, 221, "2.0.0", "Bye");
+                return Some(Step::Close);
+            }
+            Request::Vrfy { .. } => reply(
+                out,
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept the message",
+            ),
+            Request::Lhlo { .. }
+            | Request::Bdat { .. }
+            | Request::Expn { .. }
+            | Request::Help { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => {
+                return self.error(out, 502, "5.5.1", "Command not implemented")
+            }
+        }
+        None
+    }
+
+    fn may_send_credentials(&self) -> bool {
+        self.tls || self.options.plaintext_login
+    }
+
+    fn ehlo(&self, out: &mut Vec<u8>) {
+        let size = format!("SIZE {}", self.options.max_message_size);
+        let mut lines = vec![
+            self.options.hostname.as_str(),
+            "PIPELINING",
+            &size,
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+        ];
+        if !self.tls && self.options.starttls_available {
+            lines.push("STARTTLS");
+        }
+        if self.may_send_credentials() && self.user.is_none() {
+            lines.push("AUTH PLAIN LOGIN");
+        }
+        multiline(out, 250, &lines);
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.to.clear();
+        self.data = Vec::new();
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: String, out: &mut Vec<u8>) -> Option<Step> {
+        if self.helo.is_none() {
+            return self.error(out, 503, "5.5.1", "EHLO first");
+        }
+        if self.user.is_some() {
+            return self.error(out, 503, "5.5.1", "Already authenticated");
+        }
+        if self.from.is_some() {
+            return self.error(out, 503, "5.5.1", "Not inside a mail transaction");
+        }
+        if !self.may_send_credentials() {
+            return self.error(
+                out,
+                538,
+                "5.7.11",
+                "Encryption required: use STARTTLS first",
+            );
+        }
+        match mechanism {
+            smtp_proto::AUTH_PLAIN if initial.is_empty() => {
+                bare(out, 334, "");
+                self.input = Input::Sasl(SaslState::Plain);
+                None
+            }
+            smtp_proto::AUTH_PLAIN => self.plain(&initial, out),
+            smtp_proto::AUTH_LOGIN if initial.is_empty() => {
+                bare(out, 334, sasl::LOGIN_USER_PROMPT);
+                self.input = Input::Sasl(SaslState::LoginUser);
+                None
+            }
+            smtp_proto::AUTH_LOGIN => self.login_user(&initial, out),
+            _ => self.error(out, 504, "5.5.4", "Unrecognized authentication type"),
+        }
+    }
+
+    fn sasl_response(&mut self, out: &mut Vec<u8>) -> Option<Step> {
+        let line = std::mem::take(&mut self.sasl_line);
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let text = String::from_utf8_lossy(line).into_owned();
+        let Input::Sasl(state) = std::mem::replace(&mut self.input, Input::Command) else {
+            return None;
+        };
+        match state {
+            SaslState::Plain => self.plain(&text, out),
+            SaslState::LoginUser => self.login_user(&text, out),
+            SaslState::LoginPassword(user) => match sasl::decode_login_line(&text) {
+                Ok(password) => self.credentials(Credentials {
+                    user,
+                    password: Password::new(password),
+                }),
+                Err(error) => self.sasl_error(error, out),
+            },
+        }
+    }
+
+    fn plain(&mut self, response: &str, out: &mut Vec<u8>) -> Option<Step> {
+        match sasl::decode_plain(response) {
+            Ok(credentials) => self.credentials(credentials),
+            Err(error) => self.sasl_error(error, out),
+        }
+    }
+
+    fn login_user(&mut self, response: &str, out: &mut Vec<u8>) -> Option<Step> {
+        match sasl::decode_login_line(response) {
+            Ok(user) => {
+                bare(out, 334, sasl::LOGIN_PASSWORD_PROMPT);
+                self.input = Input::Sasl(SaslState::LoginPassword(user));
+                None
+            }
+            Err(error) => self.sasl_error(error, out),
+        }
+    }
+
+    fn credentials(&mut self, credentials: Credentials) -> Option<Step> {
+        Some(Step::Authenticate(credentials))
+    }
+
+    fn sasl_error(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
+        match error {
+            SaslError::Cancelled => self.error(out, 501, "5.0.0", "Authentication cancelled"),
+            _ => self.error(out, 501, "5.5.2", "Cannot decode the SASL response"),
+        }
+    }
+
+    /// The credentials were right: `user` may now send as `senders` allow.
+    pub fn authenticated(&mut self, user: String, senders: Senders, out: &mut Vec<u8>) {
+        self.user = Some((user, senders));
+        reply(out, 235, "2.7.0", "Authentication successful");
+    }
+
+    /// The credentials were refused: `535 5.7.8`, or `454 4.7.0` when the
+    /// backend could not be asked.
+    pub fn login_refused(&mut self, temporary: bool, out: &mut Vec<u8>) {
+        if temporary {
+            reply(out, 454, "4.7.0", "Authentication temporarily unavailable");
+        } else {
+            reply(out, 535, "5.7.8", "Authentication credentials invalid");
+        }
+    }
+
+    fn mail(&mut self, from: MailFrom<String>, out: &mut Vec<u8>) -> Option<Step> {
+        let Some((_, senders)) = &self.user else {
+            return self.error(out, 530, "5.7.0", "Authentication required");
+        };
+        if self.from.is_some() {
+            return self.error(out, 503, "5.5.1", "Nested MAIL command");
+        }
+        let known = smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME;
+        if from.flags & !known != 0 || from.env_id.is_some() || from.auth.is_some() {
+            return self.error(out, 555, "5.5.4", "Unsupported MAIL parameter");
+        }
+        if from.size > self.options.max_message_size {
+            return self.error(out, 552, "5.3.4", "Message too big for system");
+        }
+        let sender = if from.address.is_empty() {
+            None
+        } else {
+            match from.address.parse::<Address>() {
+                Ok(address) => Some(address),
+                Err(_) => return self.error(out, 553, "5.1.7", "Invalid sender address"),
+            }
+        };
+        let allowed = match &sender {
+            Some(address) => senders.allows(address.as_ref()),
+            None => matches!(senders, Senders::Any),
+        };
+        if !allowed {
+            return self.error(
+                out,
+                553,
+                "5.7.1",
+                "Sender address not owned by the authenticated user",
+            );
+        }
+        self.from = Some(sender);
+        reply(out, 250, "2.1.0", "Sender OK");
+        None
+    }
+
+    fn rcpt(&mut self, to: RcptTo<String>, out: &mut Vec<u8>) -> Option<Step> {
+        if self.from.is_none() {
+            return self.error(out, 503, "5.5.1", "MAIL first");
+        }
+        if to.flags != 0 || to.orcpt.is_some() {
+            return self.error(out, 555, "5.5.4", "Unsupported RCPT parameter");
+        }
+        if self.to.len() >= self.options.max_recipients {
+            reply(out, 452, "4.5.3", "Too many recipients");
+            return None;
+        }
+        match to.address.parse::<Address>() {
+            Ok(address) => {
+                self.to.push(address);
+                reply(out, 250, "2.1.5", "Recipient OK");
+                None
+            }
+            Err(_) => self.error(out, 553, "5.1.3", "Invalid recipient address"),
+        }
+    }
+
+    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Step {
+        let data = std::mem::take(&mut self.data);
+        if overflow {
+            self.reset();
+            reply(out, 552, "5.3.4", "Message too big for system");
+            return Step::NeedMore;
+        }
+        if message::bare_line_break(&data) {
+            self.reset();
+            reply(
+                out,
+                554,
+                "5.6.0",
+                "Bare CR or LF in the message: lines must end with CRLF",
+            );
+            return Step::NeedMore;
+        }
+        if let Some((_, Senders::Only(_))) = &self.user {
+            let verdict = match message::from_addresses(&data) {
+                Ok(addresses) => {
+                    let senders = self.user.as_ref().map(|(_, s)| s);
+                    match addresses
+                        .iter()
+                        .find(|a| !senders.is_some_and(|s| s.allows(a)))
+                    {
+                        None => Ok(()),
+                        Some(_) => Err("From: address not owned by the authenticated user"),
+                    }
+                }
+                Err(message::FromError::Missing) => Err("The message has no From: address"),
+                Err(message::FromError::Unparsable) => Err("The From: header cannot be parsed"),
+            };
+            if let Err(text) = verdict {
+                self.reset();
+                reply(out, 553, "5.7.1", text);
+                return Step::NeedMore;
+            }
+        }
+        let transaction = Transaction {
+            from: self.from.take().flatten(),
+            to: std::mem::take(&mut self.to),
+            data,
+        };
+        Step::Relay(transaction)
+    }
+
+    /// Tells the client how the relay went; the transaction is over.
+    pub fn relayed(&mut self, outcome: RelayOutcome, out: &mut Vec<u8>) {
+        self.reset();
+        match outcome {
+            RelayOutcome::Accepted => reply(out, 250, "2.0.0", "Message accepted for delivery"),
+            RelayOutcome::Temporary(text) => reply(out, 451, "4.4.1", &text),
+            RelayOutcome::Permanent(code, text) => {
+                let code = if (500..600).contains(&code) {
+                    code
+                } else {
+                    554
+                };
+                let (status, text) = match text.split_once(' ') {
+                    Some((status, rest)) if is_permanent_status(status) => (status, rest),
+                    _ => ("5.0.0", text.as_str()),
+                };
+                reply(out, code, status, &format!("Upstream refused: {text}"))
+            }
+        }
+    }
+
+    /// STARTTLS done: everything said before is forgotten (RFC 3207 §4.2).
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.receiver = RequestReceiver::default();
+        self.input = Input::Command;
+        self.helo = None;
+        self.reset();
+    }
+}
+
+/// True for an enhanced status code of a permanent failure, like `5.1.1`.
+fn is_permanent_status(text: &str) -> bool {
+    let mut parts = text.split('.');
+    parts.next() == Some("5")
+        && parts
+            .by_ref()
+            .take(2)
+            .filter(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+            .count()
+            == 2
+        && parts.next().is_none()
+}
+
+#[cfg(test)]
+mod tests;

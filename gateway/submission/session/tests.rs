@@ -1,0 +1,301 @@
+//! The session core, driven with bytes as a client would send them.
+
+use super::*;
+
+fn options(tls: bool) -> SessionOptions {
+    SessionOptions {
+        hostname: "mail.example.com".into(),
+        tls,
+        starttls_available: true,
+        plaintext_login: false,
+        max_message_size: 100,
+        max_recipients: 2,
+    }
+}
+
+/// Feeds `input` and returns the step and the replies.
+fn feed(session: &mut Session, input: &[u8]) -> (Step, String) {
+    let mut out = Vec::new();
+    let mut bytes = input.iter();
+    let step = session.advance(&mut bytes, &mut out);
+    (step, String::from_utf8(out).unwrap())
+}
+
+fn logged_in(senders: Senders) -> Session {
+    let mut session = Session::new(options(true));
+    let (step, _) = feed(
+        &mut session,
+        b"EHLO client\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n",
+    );
+    let Step::Authenticate(credentials) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(credentials.user, "alice");
+    assert_eq!(credentials.password.expose(), "s3cret");
+    let mut out = Vec::new();
+    session.authenticated("alice".into(), senders, &mut out);
+    assert_eq!(out, b"235 2.7.0 Authentication successful\r\n");
+    session
+}
+
+fn alice() -> Senders {
+    Senders::Only(vec!["alice@example.com".into()])
+}
+
+#[test]
+fn ehlo_offers_starttls_before_tls_and_auth_only_after() {
+    let mut session = Session::new(options(false));
+    let (step, out) = feed(&mut session, b"EHLO client\r\n");
+    assert!(matches!(step, Step::NeedMore));
+    assert_eq!(
+        out,
+        "250-mail.example.com\r\n250-PIPELINING\r\n250-SIZE 100\r\n250-8BITMIME\r\n\
+         250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
+    );
+    let (_, out) = feed(
+        &mut session,
+        b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nMAIL FROM:<a@b.c>\r\n",
+    );
+    assert_eq!(
+        out,
+        "538 5.7.11 Encryption required: use STARTTLS first\r\n530 5.7.0 Authentication required\r\n"
+    );
+    let (step, out) = feed(&mut session, b"STARTTLS\r\n");
+    assert!(matches!(step, Step::StartTls));
+    assert_eq!(out, "220 2.0.0 Ready to start TLS\r\n");
+    session.tls_started();
+    let (_, out) = feed(&mut session, b"AUTH LOGIN\r\n");
+    assert_eq!(out, "503 5.5.1 EHLO first\r\n");
+    let (_, out) = feed(&mut session, b"EHLO client\r\n");
+    assert!(
+        out.ends_with("250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn login_exchange_prompts_and_decodes() {
+    let mut session = Session::new(options(true));
+    let (step, out) = feed(&mut session, b"EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\n");
+    assert!(matches!(step, Step::NeedMore));
+    assert!(
+        out.ends_with("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"),
+        "{out}"
+    );
+    assert!(session.in_sasl_exchange());
+    let (step, _) = feed(&mut session, b"czNjcmV0\r\n");
+    let Step::Authenticate(credentials) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(credentials.user, "alice");
+    assert_eq!(credentials.password.expose(), "s3cret");
+    let mut out = Vec::new();
+    session.login_refused(false, &mut out);
+    assert_eq!(out, b"535 5.7.8 Authentication credentials invalid\r\n");
+    let (_, out) = feed(&mut session, b"AUTH PLAIN\r\n*\r\n");
+    assert_eq!(out, "334 \r\n501 5.0.0 Authentication cancelled\r\n");
+}
+
+#[test]
+fn a_pipelined_transaction_is_relayed_with_its_data_unstuffed() {
+    let mut session = logged_in(alice());
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM:<alice@example.com> BODY=8BITMIME\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n\
+          From: alice@example.com\r\n\r\n..dot\r\nend\r\n.\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        out,
+        "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+    );
+    let Step::Relay(transaction) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(transaction.from.unwrap().to_string(), "alice@example.com");
+    assert_eq!(transaction.to.len(), 1);
+    assert_eq!(
+        transaction.data,
+        b"From: alice@example.com\r\n\r\n.dot\r\nend\r\n"
+    );
+    let mut out = Vec::new();
+    session.relayed(RelayOutcome::Accepted, &mut out);
+    assert_eq!(out, b"250 2.0.0 Message accepted for delivery\r\n");
+    let (step, out) = feed(&mut session, b"QUIT\r\n");
+    assert!(matches!(step, Step::Close));
+    assert_eq!(out, "221 2.0.0 Bye\r\n");
+}
+
+#[test]
+fn an_empty_message_ends_at_the_first_dot_line() {
+    let mut session = logged_in(Senders::Any);
+    let (step, _) = feed(
+        &mut session,
+        b"MAIL FROM:<>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n.\r\n",
+    );
+    let Step::Relay(transaction) = step else {
+        panic!("{step:?}");
+    };
+    assert!(transaction.from.is_none());
+    assert!(transaction.data.is_empty());
+}
+
+#[test]
+fn smuggling_attempts_are_refused_whole() {
+    for body in [
+        &b"From: alice@example.com\r\n\r\nhi\n.\r\nMAIL FROM:<x@y.z>\r\n.\r\n"[..],
+        b"From: alice@example.com\r\n\r\nhi\r\n.\nMAIL FROM:<x@y.z>\r\n.\r\n",
+        b"From: alice@example.com\r\n\r\nhi\r\r\n.\r\n",
+    ] {
+        let mut session = logged_in(alice());
+        let mut input = b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n".to_vec();
+        input.extend_from_slice(body);
+        let (step, out) = feed(&mut session, &input);
+        assert!(matches!(step, Step::NeedMore), "{step:?}");
+        assert!(
+            out.ends_with("554 5.6.0 Bare CR or LF in the message: lines must end with CRLF\r\n"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn senders_sizes_and_recipients_are_bounded() {
+    let mut session = logged_in(alice());
+    let (_, out) = feed(
+        &mut session,
+        b"MAIL FROM:<mallory@example.com>\r\nMAIL FROM:<alice@example.com> SIZE=101\r\n\
+          MAIL FROM:<ALICE@example.com>\r\nRCPT TO:<a@x.y>\r\nRCPT TO:<b@x.y>\r\nRCPT TO:<c@x.y>\r\n",
+    );
+    assert_eq!(
+        out,
+        "553 5.7.1 Sender address not owned by the authenticated user\r\n\
+         552 5.3.4 Message too big for system\r\n250 2.1.0 Sender OK\r\n\
+         250 2.1.5 Recipient OK\r\n250 2.1.5 Recipient OK\r\n452 4.5.3 Too many recipients\r\n"
+    );
+    let mut big = b"DATA\r\nFrom: alice@example.com\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 200));
+    big.extend_from_slice(b"\r\n.\r\n");
+    let (step, out) = feed(&mut session, &big);
+    assert!(matches!(step, Step::NeedMore));
+    assert!(
+        out.ends_with("552 5.3.4 Message too big for system\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_spoofed_from_header_is_refused() {
+    let mut session = logged_in(alice());
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\nFrom: ceo@example.com\r\n\r\nx\r\n.\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore));
+    assert!(
+        out.ends_with("553 5.7.1 From: address not owned by the authenticated user\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn upstream_refusals_keep_their_code_and_text() {
+    let mut session = logged_in(Senders::Any);
+    let mut out = Vec::new();
+    session.relayed(
+        RelayOutcome::Permanent(550, "5.1.1 no such user".into()),
+        &mut out,
+    );
+    session.relayed(RelayOutcome::Temporary("try later".into()), &mut out);
+    assert_eq!(
+        out,
+        b"550 5.1.1 Upstream refused: no such user\r\n451 4.4.1 try later\r\n"
+    );
+}
+
+#[test]
+fn overlong_lines_and_repeated_errors_close_the_session() {
+    let mut session = Session::new(options(false));
+    let mut line = b"NOOP ".to_vec();
+    line.extend(std::iter::repeat_n(b'x', 5000));
+    let (step, out) = feed(&mut session, &line[..3000]);
+    assert!(matches!(step, Step::NeedMore), "{step:?} {out:?}");
+    let (step, out) = feed(&mut session, &line[3000..]);
+    assert!(matches!(step, Step::Close), "{step:?} {out:?}");
+    assert_eq!(out, "500 5.5.6 Command line too long, closing\r\n");
+    let mut session = Session::new(options(false));
+    let (step, out) = feed(&mut session, &b"XYZZY\r\n".repeat(20));
+    assert!(matches!(step, Step::Close), "{step:?}");
+    assert!(
+        out.ends_with("421 4.7.0 Too many errors, closing\r\n"),
+        "{out}"
+    );
+}
+
+/// Drives a session over `chunks` as the connection driver would (every
+/// login succeeds, every relay is accepted); returns the replies and the
+/// messages relayed.
+fn drive(chunks: &[&[u8]]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let mut session = Session::new(options(true));
+    let mut out = Vec::new();
+    let mut relayed = Vec::new();
+    for chunk in chunks {
+        let mut bytes = chunk.iter();
+        loop {
+            match session.advance(&mut bytes, &mut out) {
+                Step::NeedMore => break,
+                Step::Close => return (out, relayed),
+                Step::StartTls => session.tls_started(),
+                Step::Authenticate(credentials) => {
+                    session.authenticated(credentials.user, Senders::Any, &mut out)
+                }
+                Step::Relay(transaction) => {
+                    let to = transaction.to.iter().map(|a| a.to_string()).collect();
+                    relayed.push((to, transaction.data));
+                    session.relayed(RelayOutcome::Accepted, &mut out);
+                }
+            }
+        }
+    }
+    (out, relayed)
+}
+
+const SCRIPT: &[u8] = b"EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n\
+MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@x.y>\r\nDATA\r\n\
+From: alice@example.com\r\n\r\n..a\r\n.\r\n\
+MAIL FROM:<alice@example.com>\r\nRCPT TO:<c@x.y>\r\nDATA\r\nline\r\n.\r\nQUIT\r\n";
+
+proptest::proptest! {
+    #[test]
+    fn any_split_of_the_input_gives_the_same_session(cuts in proptest::collection::vec(0..SCRIPT.len(), 0..12)) {
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            chunks.push(&SCRIPT[start..cut]);
+            start = cut;
+        }
+        chunks.push(&SCRIPT[start..]);
+        let (whole_out, whole_relayed) = drive(&[SCRIPT]);
+        let (out, relayed) = drive(&chunks);
+        proptest::prop_assert_eq!(&out, &whole_out);
+        proptest::prop_assert_eq!(&relayed, &whole_relayed);
+        proptest::prop_assert_eq!(relayed.len(), 2);
+        proptest::prop_assert_eq!(&relayed[0].1, &b"From: alice@example.com\r\n\r\n.a\r\n".to_vec());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_get_bounded_answers(
+        prefix in proptest::sample::select(vec![&b""[..], b"EHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n"]),
+        noise in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..2048),
+    ) {
+        let mut input = prefix.to_vec();
+        input.extend_from_slice(&noise);
+        let (out, relayed) = drive(&[&input]);
+        proptest::prop_assert!(out.len() <= 1024 + 100 * (input.len() + 1));
+        for (_, data) in relayed {
+            proptest::prop_assert!(!message::bare_line_break(&data));
+        }
+    }
+}
