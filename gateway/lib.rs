@@ -10,10 +10,12 @@
 //!   the connection driver that does the I/O around them;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
+//! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox.
 
 pub mod config;
 pub mod demo;
+pub mod identity;
 pub mod limits;
 pub mod line_buffer;
 pub mod pop3;

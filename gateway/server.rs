@@ -108,12 +108,10 @@ pub fn auth_config(settings: &Settings) -> Result<AuthConfig, StartError> {
         BackendKind::Htpasswd => BackendConfig::Htpasswd {
             path: settings.auth.htpasswd.clone(),
         },
-        BackendKind::Pam => {
-            return Err(StartError::Setting(
-                "auth.backend",
-                "\"pam\" is not available in this build yet".into(),
-            ))
-        }
+        BackendKind::Pam => BackendConfig::Pam {
+            service: settings.auth.pam_service.clone(),
+            min_uid: settings.auth.min_uid,
+        },
     };
     Ok(AuthConfig {
         backend,
@@ -133,6 +131,14 @@ impl Gateway {
             None => None,
         };
         let auth = Arc::new(Authenticator::new(auth_config(settings)?)?);
+        if settings.auth.backend == BackendKind::Pam && nix::unistd::geteuid().is_root() {
+            crate::identity::drop_supplementary_groups().map_err(|e| {
+                StartError::Setting(
+                    "auth.backend",
+                    format!("cannot drop supplementary groups: {e}"),
+                )
+            })?;
+        }
         let throttle = Arc::new(Throttle::new(settings.auth.failure_delay.0));
         let pop3 = Pop3Service::new(settings, tls.clone(), auth.clone(), throttle)
             .map_err(|(key, message)| StartError::Setting(key, message))?;

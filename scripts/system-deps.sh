@@ -3,9 +3,9 @@
 # Usage: scripts/system-deps.sh build|test
 set -euo pipefail
 
-build_packages=(build-essential pkg-config ca-certificates)
+build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang-dev)
 # Real clients and peers the end-to-end tests drive.
-test_packages=(curl python3)
+test_packages=(curl python3 libpam-wrapper libnss-wrapper fail2ban)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

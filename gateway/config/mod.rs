@@ -182,6 +182,12 @@ pub struct AuthSettings {
     pub failure_delay: HumanDuration,
     /// How long a successful login is remembered ("0s" turns the cache off).
     pub cache_ttl: HumanDuration,
+    /// How long one password check (a PAM transaction) may take before the
+    /// login gets `[SYS/TEMP]`; a hung PAM module stalls only that login.
+    pub check_timeout: HumanDuration,
+    /// How many password checks may run at once; more wait their turn
+    /// (within `check_timeout`).
+    pub max_checks: usize,
 }
 
 impl Default for AuthSettings {
@@ -204,6 +210,8 @@ impl Default for AuthSettings {
             min_uid: 1000,
             failure_delay: HumanDuration::from_secs(2),
             cache_ttl: HumanDuration::from_secs(60),
+            check_timeout: HumanDuration::from_secs(20),
+            max_checks: 16,
         }
     }
 }
@@ -315,6 +323,12 @@ impl Settings {
             return Err((
                 "pop3.max_connections",
                 "connection limits must be at least 1".into(),
+            ));
+        }
+        if self.auth.check_timeout.0.is_zero() || self.auth.max_checks == 0 {
+            return Err((
+                "auth.check_timeout",
+                "check_timeout and max_checks must be above zero".into(),
             ));
         }
         if self.store.maildir.is_empty() {

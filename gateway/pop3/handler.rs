@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::reply::{self, Code};
 use super::session::{Listing, Next, Session, SessionOptions};
 use super::Pop3Service;
+use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
 use crate::stream::Stream;
 
@@ -50,6 +51,8 @@ struct Connection<'a> {
     session: Pop3Session,
     summary: Summary,
     user_slot: Option<crate::limits::Slot<String>>,
+    /// The filesystem identity store calls run with (system users as root).
+    identity: Option<Identity>,
 }
 
 /// Serves one accepted connection (TLS already established on port 995).
@@ -76,6 +79,7 @@ pub async fn serve(
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
+        identity: None,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -213,12 +217,7 @@ impl Connection<'_> {
         credentials: Credentials,
     ) -> std::io::Result<Option<&'static str>> {
         let user = credentials.user.clone();
-        let auth = self.service.auth.clone();
-        let verdict = tokio::task::spawn_blocking(move || auth.verify(&credentials))
-            .await
-            .unwrap_or_else(|e| {
-                Verdict::TemporaryFailure(format!("authentication task failed: {e}"))
-            });
+        let verdict = self.verify(credentials).await;
         let ip = self.peer.ip();
         let account = match verdict {
             Verdict::Accepted(account) => account,
@@ -270,11 +269,11 @@ impl Connection<'_> {
         };
         let options = self.service.open_options.clone();
         let maildir = account.maildir.clone();
-        let opened = tokio::task::spawn_blocking(move || Mailbox::open(&maildir, &options))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::from(std::io::Error::other(e))));
+        let identity = Identity::of(&account);
+        let opened = store_call(identity, move || Mailbox::open(&maildir, &options)).await;
         match opened {
             Ok(mailbox) => {
+                self.identity = identity;
                 self.user_slot = Some(slot);
                 self.summary.user = Some(account.user);
                 self.session.logged_in(Arc::new(mailbox), &mut self.output);
@@ -295,6 +294,36 @@ impl Connection<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// Checks credentials on a blocking thread: at most `max_checks` at
+    /// once, each within `check_timeout`. A check that overruns (a hung PAM
+    /// module) keeps its place until it really ends, so hung checks can
+    /// never pile up beyond the bound; this login gets a temporary failure.
+    async fn verify(&self, credentials: Credentials) -> Verdict {
+        let auth = self.service.auth.clone();
+        let checks = self.service.checks.clone();
+        let limit = self.service.check_timeout;
+        let check = async move {
+            let permit = checks
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("authentication closed: {e}"))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                auth.verify(&credentials)
+            })
+            .await
+            .map_err(|e| format!("authentication task failed: {e}"))
+        };
+        match tokio::time::timeout(limit, check).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(reason)) => Verdict::TemporaryFailure(reason),
+            Err(_) => Verdict::TemporaryFailure(format!(
+                "password check took longer than {}s",
+                limit.as_secs_f32()
+            )),
+        }
     }
 
     async fn list(&mut self, listing: Listing) -> std::io::Result<()> {
@@ -322,9 +351,7 @@ impl Connection<'_> {
         let Some(mailbox) = self.session.mailbox().cloned() else {
             return Ok(());
         };
-        let opened = tokio::task::spawn_blocking(move || mailbox.open_message(index))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::from(std::io::Error::other(e))));
+        let opened = store_call(self.identity, move || mailbox.open_message(index)).await;
         let file = match opened {
             Ok(file) => file,
             Err(StoreError::Vanished) => {
@@ -384,9 +411,15 @@ impl Connection<'_> {
     async fn update(&mut self, mailbox: Arc<Mailbox>, deleted: Vec<usize>) {
         let count = deleted.len();
         let committed = match Arc::try_unwrap(mailbox) {
-            Ok(mailbox) => tokio::task::spawn_blocking(move || mailbox.commit(&deleted))
+            Ok(mailbox) => {
+                let identity = self.identity;
+                tokio::task::spawn_blocking(move || {
+                    identity::run_as(identity, || mailbox.commit(&deleted))
+                })
                 .await
-                .ok(),
+                .ok()
+                .and_then(Result::ok)
+            }
             Err(_) => None,
         };
         match committed {
@@ -422,6 +455,19 @@ impl Connection<'_> {
                 format_args!("Deleted messages were not removed"),
             ),
         }
+    }
+}
+
+/// Runs a blocking store call on a blocking thread, with `identity`.
+async fn store_call<T: Send + 'static>(
+    identity: Option<Identity>,
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let joined = tokio::task::spawn_blocking(move || identity::run_as(identity, call)).await;
+    match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => Err(StoreError::from(std::io::Error::other(error))),
+        Err(error) => Err(StoreError::from(std::io::Error::other(error))),
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use popgate_auth::{Authenticator, Throttle};
 use popgate_store::OpenOptions;
+use tokio::sync::Semaphore;
 
 use crate::config::{LoginPolicy, Settings};
 use crate::limits::Limits;
@@ -34,6 +35,9 @@ pub struct Pop3Service {
     tls: Option<Arc<TlsProvider>>,
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
+    /// Bounds the password checks running at once (PAM calls block).
+    checks: Arc<Semaphore>,
+    check_timeout: Duration,
     limits: Limits,
 }
 
@@ -57,6 +61,8 @@ impl Pop3Service {
             tls,
             auth,
             throttle,
+            checks: Arc::new(Semaphore::new(settings.auth.max_checks)),
+            check_timeout: settings.auth.check_timeout.0,
             limits: Limits::new(
                 pop3.max_connections,
                 pop3.max_connections_per_ip,

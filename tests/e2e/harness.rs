@@ -31,6 +31,12 @@ pub struct Options {
     pub auth: Vec<String>,
     /// Extra top-level TOML (whole sections), appended as is.
     pub extra: String,
+    /// Replaces the `backend`/`htpasswd` lines of `[auth]` (e.g. PAM).
+    pub backend: Option<String>,
+    /// Replaces the `[store] maildir` template.
+    pub maildir: Option<String>,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -49,6 +55,9 @@ impl Default for Options {
             pop3: Vec::new(),
             auth: vec!["failure_delay = \"100ms\"".into()],
             extra: String::new(),
+            backend: None,
+            maildir: None,
+            env: Vec::new(),
         }
     }
 }
@@ -92,19 +101,29 @@ impl Server {
             make_maildir(&root.join("mail").join(user.name));
         }
         fs::write(root.join("users.htpasswd"), htpasswd).unwrap();
+        let backend = options.backend.clone().unwrap_or_else(|| {
+            format!(
+                "backend = \"htpasswd\"\nhtpasswd = \"{}/users.htpasswd\"",
+                root.display()
+            )
+        });
+        let maildir = options
+            .maildir
+            .clone()
+            .unwrap_or_else(|| format!("{}/mail/%u", root.display()));
         let config = format!(
             "hostname = \"localhost\"\n\
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
-             [auth]\nbackend = \"htpasswd\"\nhtpasswd = \"{root}/users.htpasswd\"\n{auth}\n\
-             [store]\nmaildir = \"{root}/mail/%u\"\n{extra}",
+             [auth]\n{backend}\n{auth}\n\
+             [store]\nmaildir = \"{maildir}\"\n{extra}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
             extra = options.extra,
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
-        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"));
+        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), &options.env);
         Server {
             plain: addrs["pop3"],
             tls: addrs["pop3s"],
@@ -198,11 +217,15 @@ impl Drop for Server {
 
 /// Runs `popgate serve -c config` and waits until its listeners are up;
 /// returns the process, its captured log, and the address per service.
-pub fn spawn_serve(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+pub fn spawn_serve(
+    config: &Path,
+    env: &[(String, String)],
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
     let mut child = Command::new(popgate_bin())
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -4,6 +4,7 @@
 mod bounds;
 mod harness;
 mod mailbox;
+mod pam;
 mod protocol;
 mod real_clients;
 mod startup;
