@@ -3,6 +3,7 @@
 
 mod bounds;
 mod harness;
+mod identity;
 mod mailbox;
 mod pam;
 mod protocol;

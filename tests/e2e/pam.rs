@@ -81,28 +81,17 @@ impl PamSandbox {
 
     fn env(&self) -> Vec<(String, String)> {
         let root = self.dir.path();
-        [
-            (
-                "LD_PRELOAD",
-                format!("{LIBDIR}/libpam_wrapper.so {LIBDIR}/libnss_wrapper.so"),
-            ),
-            ("PAM_WRAPPER", "1".into()),
-            (
-                "PAM_WRAPPER_SERVICE_DIR",
-                root.join("pam.d").display().to_string(),
-            ),
-            (
-                "NSS_WRAPPER_PASSWD",
-                root.join("passwd").display().to_string(),
-            ),
-            (
-                "NSS_WRAPPER_GROUP",
-                root.join("group").display().to_string(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let mut env = pam_wrapper_env(&root.join("pam.d"));
+        env[0].1.push_str(&format!(" {LIBDIR}/libnss_wrapper.so"));
+        env.push((
+            "NSS_WRAPPER_PASSWD".into(),
+            root.join("passwd").display().to_string(),
+        ));
+        env.push((
+            "NSS_WRAPPER_GROUP".into(),
+            root.join("group").display().to_string(),
+        ));
+        env
     }
 
     fn server(&self, auth: &[&str]) -> Server {
@@ -119,9 +108,37 @@ impl PamSandbox {
     }
 }
 
+/// The environment that makes PAM read its service files from `services`
+/// (`LD_PRELOAD` first, so callers may add to it).
+pub fn pam_wrapper_env(services: &Path) -> Vec<(String, String)> {
+    vec![
+        ("LD_PRELOAD".into(), format!("{LIBDIR}/libpam_wrapper.so")),
+        ("PAM_WRAPPER".into(), "1".into()),
+        (
+            "PAM_WRAPPER_SERVICE_DIR".into(),
+            services.display().to_string(),
+        ),
+    ]
+}
+
+/// Writes a service file `name` in `services` that checks `passdb` with
+/// pam_matrix (auth and account).
+pub fn write_matrix_service(services: &Path, name: &str, passdb: &Path) {
+    fs::create_dir_all(services).unwrap();
+    let matrix = format!(
+        "{LIBDIR}/pam_wrapper/pam_matrix.so passdb={}",
+        passdb.display()
+    );
+    fs::write(
+        services.join(name),
+        format!("auth required {matrix}\naccount required {matrix}\n"),
+    )
+    .unwrap();
+}
+
 /// Gives `path` and everything below it to `uid` when running as root (the
 /// server then opens it with that uid); else leaves it to the test's user.
-fn chown_tree(path: &Path, uid: u32) {
+pub fn chown_tree(path: &Path, uid: u32) {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
