@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle};
+use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -139,7 +139,12 @@ impl Gateway {
                 )
             })?;
         }
-        let throttle = Arc::new(Throttle::new(settings.auth.failure_delay.0));
+        let throttle = Arc::new(Throttle::with_config(ThrottleConfig {
+            base_delay: settings.auth.failure_delay.0,
+            max_delay: settings.auth.max_failure_delay.0,
+            close_after: settings.auth.max_failures,
+            ..ThrottleConfig::default()
+        }));
         let pop3 = Pop3Service::new(settings, tls.clone(), auth.clone(), throttle)
             .map_err(|(key, message)| StartError::Setting(key, message))?;
         let mut listeners = Vec::new();

@@ -180,6 +180,11 @@ pub struct AuthSettings {
     pub min_uid: u32,
     /// The delay before answering a failed login; it grows per client address.
     pub failure_delay: HumanDuration,
+    /// The longest failure delay, however many failures an address piles up.
+    pub max_failure_delay: HumanDuration,
+    /// Failures from one address after which each further failure also
+    /// closes the connection (0: never close).
+    pub max_failures: u32,
     /// How long a successful login is remembered ("0s" turns the cache off).
     pub cache_ttl: HumanDuration,
     /// How long one password check (a PAM transaction) may take before the
@@ -209,6 +214,8 @@ impl Default for AuthSettings {
             disabled_users: Vec::new(),
             min_uid: 1000,
             failure_delay: HumanDuration::from_secs(2),
+            max_failure_delay: HumanDuration::from_secs(15),
+            max_failures: 10,
             cache_ttl: HumanDuration::from_secs(60),
             check_timeout: HumanDuration::from_secs(20),
             max_checks: 16,

@@ -223,7 +223,7 @@ impl Connection<'_> {
             Verdict::Accepted(account) => account,
             Verdict::Rejected => {
                 let penalty = self.service.throttle.record_failure(ip);
-                warn!(target: "popgate::auth", "authentication failed: service=pop3 rip={ip} user={user} reason=bad-credentials");
+                warn!(target: "popgate::auth", "authentication failed: service=pop3 rip={ip} user={} reason=bad-credentials", loggable(&user));
                 tokio::time::sleep(penalty.delay).await;
                 self.session.login_refused();
                 reply::err(
@@ -234,7 +234,7 @@ impl Connection<'_> {
                 return Ok(penalty.close.then_some("too-many-failures"));
             }
             Verdict::Disabled => {
-                warn!(target: "popgate::auth", "authentication refused: service=pop3 rip={ip} user={user} reason=pop3-disabled");
+                warn!(target: "popgate::auth", "authentication refused: service=pop3 rip={ip} user={} reason=pop3-disabled", loggable(&user));
                 self.session.login_refused();
                 reply::err(
                     &mut self.output,
@@ -244,7 +244,7 @@ impl Connection<'_> {
                 return Ok(None);
             }
             Verdict::TemporaryFailure(reason) => {
-                warn!(target: "popgate::auth", "authentication unavailable: service=pop3 rip={ip} user={user} reason={reason:?}");
+                warn!(target: "popgate::auth", "authentication unavailable: service=pop3 rip={ip} user={} reason={reason:?}", loggable(&user));
                 self.session.login_refused();
                 reply::err(
                     &mut self.output,
@@ -471,6 +471,18 @@ async fn store_call<T: Send + 'static>(
     }
 }
 
+/// A login name as it may be logged: as is when it follows the login-name
+/// rule (no spaces or control characters), else a placeholder, so that a
+/// crafted name (from `AUTH PLAIN`) cannot forge fields of the log line
+/// fail2ban reads.
+fn loggable(user: &str) -> &str {
+    if popgate_auth::validate_login_name(user).is_ok() {
+        user
+    } else {
+        "<malformed>"
+    }
+}
+
 /// A command line as it may be logged: passwords and SASL responses hidden.
 fn redacted(line: &[u8], sasl_response: bool) -> String {
     if sasl_response {
@@ -491,7 +503,14 @@ fn redacted(line: &[u8], sasl_response: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{loggable, redacted};
+
+    #[test]
+    fn malformed_names_are_not_logged_as_sent() {
+        assert_eq!(loggable("alice@example.com"), "alice@example.com");
+        assert_eq!(loggable("x rip=192.0.2.1"), "<malformed>");
+        assert_eq!(loggable("a\nb"), "<malformed>");
+    }
 
     #[test]
     fn logged_lines_hide_credentials() {

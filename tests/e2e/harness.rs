@@ -37,6 +37,8 @@ pub struct Options {
     pub maildir: Option<String>,
     /// Extra environment variables for the server process.
     pub env: Vec<(String, String)>,
+    /// The bcrypt cost of the users' htpasswd entries.
+    pub bcrypt_cost: u32,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             backend: None,
             maildir: None,
             env: Vec::new(),
+            bcrypt_cost: 4,
         }
     }
 }
@@ -96,7 +99,8 @@ impl Server {
         fs::write(root.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
         let mut htpasswd = String::new();
         for user in &options.users {
-            let hash = popgate_auth::hash_password_bcrypt(user.password, 4).unwrap();
+            let hash =
+                popgate_auth::hash_password_bcrypt(user.password, options.bcrypt_cost).unwrap();
             htpasswd.push_str(&format!("{}:{hash}\n", user.name));
             make_maildir(&root.join("mail").join(user.name));
         }
@@ -363,7 +367,30 @@ pub struct Client {
 impl Client {
     /// Connects, optionally with TLS, and reads the greeting.
     pub fn connect(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
-        let tcp = TcpStream::connect(addr).unwrap();
+        Client::over(TcpStream::connect(addr).unwrap(), tls)
+    }
+
+    /// Connects from the local address `source` (e.g. 127.0.0.2, to be
+    /// another client address on loopback), and reads the greeting.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Client {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let tcp = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(source, 0)).unwrap();
+            socket.connect(addr).await.unwrap().into_std().unwrap()
+        });
+        tcp.set_nonblocking(false).unwrap();
+        Client::over(tcp, tls)
+    }
+
+    fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let conn = match tls {
             None => Conn::Plain(tcp),

@@ -9,3 +9,4 @@ mod pam;
 mod protocol;
 mod real_clients;
 mod startup;
+mod throttle;
