@@ -1,8 +1,8 @@
 //! File identity, as root, with two real system users created by the test
 //! (and removed afterwards, also when it fails): a session reads its
 //! Maildir with its user's rights, so symlinks to another user's mail or to
-//! `/etc/shadow` are never served, and another user's mailbox cannot be
-//! opened. Passwords are checked by pam_matrix under pam_wrapper; uid, gid
+//! `/etc/shadow` are never served, another user's mailbox cannot be
+//! opened, and a message the user could not delete is not deleted. Passwords are checked by pam_matrix under pam_wrapper; uid, gid
 //! and home come from the host's real passwd database.
 
 use std::fs;
@@ -151,4 +151,24 @@ fn sessions_touch_only_what_their_user_may() {
     let (mut client, reply) = login(&crossed, &ben.name);
     assert!(reply.starts_with("+OK"), "{reply}");
     assert!(client.ok("STAT").starts_with("+OK 1 "));
+    client.ok("QUIT");
+
+    // A message ann may read but not delete (its directory is root's):
+    // DELE and QUIT leave it in place and say so.
+    fs::remove_file(ann.maildir().join("new/1700000003.shadow.host")).unwrap();
+    let cur = ann.maildir().join("cur");
+    nix::unistd::chown(&cur, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755)).unwrap();
+    let (mut client, reply) = login(&server, &ann.name);
+    assert!(reply.starts_with("+OK"), "{reply}");
+    client.ok("DELE 1");
+    assert_eq!(
+        client.cmd("QUIT"),
+        "-ERR [SYS/TEMP] Some deleted messages were not removed: 1"
+    );
+    assert_eq!(
+        fs::read_dir(&cur).unwrap().count(),
+        2,
+        "message and link remain"
+    );
 }
