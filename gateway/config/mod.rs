@@ -332,11 +332,11 @@ impl Settings {
                 "connection limits must be at least 1".into(),
             ));
         }
-        if self.auth.check_timeout.0.is_zero() || self.auth.max_checks == 0 {
-            return Err((
-                "auth.check_timeout",
-                "check_timeout and max_checks must be above zero".into(),
-            ));
+        if self.auth.check_timeout.0.is_zero() {
+            return Err(("auth.check_timeout", "must be longer than zero".into()));
+        }
+        if self.auth.max_checks == 0 {
+            return Err(("auth.max_checks", "must be at least 1".into()));
         }
         if self.store.maildir.is_empty() {
             return Err(("store.maildir", "must name a Maildir path template".into()));
@@ -426,6 +426,14 @@ maildir = "/srv/mail/%d/%n"
             (
                 "[pop3]\nlisten_tls = [\"127.0.0.1:995\"]\n",
                 "pop3.listen_tls",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[auth]\ncheck_timeout = \"0s\"\n",
+                "auth.check_timeout",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[auth]\nmax_checks = 0\n",
+                "auth.max_checks",
             ),
         ] {
             let file = write(text);
