@@ -13,13 +13,17 @@
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
+//! - [`login`]: the password check, throttle and failure log of every service;
+//! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
 pub mod check;
 pub mod config;
 pub mod demo;
+pub mod identity;
 pub mod limits;
 pub mod line_buffer;
+pub mod login;
 pub mod pop3;
 pub mod server;
 pub mod stream;

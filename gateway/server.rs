@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle};
+use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Settings};
 use crate::limits::{Limits, Refusal};
+use crate::login::LoginGate;
 use crate::pop3::{self, Pop3Service};
 use crate::stream::Stream;
 use crate::submission::{self, SubmissionService};
@@ -165,12 +166,10 @@ pub fn auth_config(settings: &Settings) -> Result<AuthConfig, StartError> {
         BackendKind::Htpasswd => BackendConfig::Htpasswd {
             path: settings.auth.htpasswd.clone(),
         },
-        BackendKind::Pam => {
-            return Err(StartError::Setting(
-                "auth.backend",
-                "\"pam\" is not available in this build yet".into(),
-            ))
-        }
+        BackendKind::Pam => BackendConfig::Pam {
+            service: settings.auth.pam_service.clone(),
+            min_uid: settings.auth.min_uid,
+        },
     };
     Ok(AuthConfig {
         backend,
@@ -190,25 +189,37 @@ impl Gateway {
             None => None,
         };
         let auth = Arc::new(Authenticator::new(auth_config(settings)?)?);
-        let throttle = Arc::new(Throttle::new(settings.auth.failure_delay.0));
+        if settings.auth.backend == BackendKind::Pam && nix::unistd::geteuid().is_root() {
+            crate::identity::drop_supplementary_groups().map_err(|e| {
+                StartError::Setting(
+                    "auth.backend",
+                    format!("cannot drop supplementary groups: {e}"),
+                )
+            })?;
+        }
+        let throttle = Arc::new(Throttle::with_config(ThrottleConfig {
+            base_delay: settings.auth.failure_delay.0,
+            max_delay: settings.auth.max_failure_delay.0,
+            close_after: settings.auth.max_failures,
+            ..ThrottleConfig::default()
+        }));
+        let login = Arc::new(LoginGate::new(
+            auth.clone(),
+            throttle,
+            settings.auth.max_checks,
+            settings.auth.check_timeout.0,
+        ));
         let limits = Arc::new(Limits::new(
             settings.pop3.max_connections,
             settings.pop3.max_connections_per_ip,
             settings.pop3.max_connections_per_user,
         ));
         let setting = |(key, message)| StartError::Setting(key, message);
-        let pop3 = Pop3Service::new(
-            settings,
-            tls.clone(),
-            auth.clone(),
-            throttle.clone(),
-            limits.clone(),
-        )
-        .map_err(setting)?;
+        let pop3 = Pop3Service::new(settings, tls.clone(), login.clone(), limits.clone())
+            .map_err(setting)?;
         let submission = match &settings.submission {
             Some(_) => Some(Arc::new(
-                SubmissionService::new(settings, tls.clone(), auth.clone(), throttle, limits)
-                    .map_err(setting)?,
+                SubmissionService::new(settings, tls.clone(), login, limits).map_err(setting)?,
             )),
             None => None,
         };

@@ -3,11 +3,13 @@
 # Usage: scripts/system-deps.sh build|test
 set -euo pipefail
 
-build_packages=(build-essential pkg-config ca-certificates)
+build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang-dev)
 # Real clients and peers the end-to-end tests drive.
 # python3-aiosmtpd is the upstream SMTP server the submission relay tests send
 # to; msmtp is the sendmail-compatible MTA the sendmail relay test hands to.
-test_packages=(curl python3 python3-aiosmtpd msmtp)
+# libpam-wrapper and libnss-wrapper run PAM and the passwd database in a
+# sandbox; fail2ban-regex checks the filter against real log lines.
+test_packages=(curl python3 python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

@@ -22,14 +22,31 @@ pub struct Account {
     pub user: String,
     /// The Maildir of the account, from the `maildir` template.
     pub maildir: PathBuf,
+    /// The host user's uid, for system (PAM) users: the store reads and
+    /// writes their Maildir with this filesystem identity. `None` for
+    /// virtual users, whose mail belongs to the server's own user.
+    pub uid: Option<u32>,
+    /// The host user's primary gid, for system (PAM) users.
+    pub gid: Option<u32>,
 }
 
 impl Account {
-    /// Builds an account (the fields may grow, e.g. a uid for PAM users).
+    /// Builds an account of a virtual user (no host identity).
     pub fn new(user: impl Into<String>, maildir: impl Into<PathBuf>) -> Account {
         Account {
             user: user.into(),
             maildir: maildir.into(),
+            uid: None,
+            gid: None,
+        }
+    }
+
+    /// The same account, belonging to the host user `uid`/`gid`.
+    pub fn with_identity(self, uid: u32, gid: u32) -> Account {
+        Account {
+            uid: Some(uid),
+            gid: Some(gid),
+            ..self
         }
     }
 }

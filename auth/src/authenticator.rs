@@ -159,13 +159,20 @@ impl Authenticator {
         match self.backend.verify(user, password) {
             Answer::Invalid => Verdict::Rejected,
             Answer::Unavailable(reason) => Verdict::TemporaryFailure(reason),
-            Answer::Valid { home, generation } => {
+            Answer::Valid {
+                home,
+                system,
+                generation,
+            } => {
                 if self.policy.is_disabled(user) {
                     return Verdict::Disabled;
                 }
                 match self.template.expand(user, home.as_deref()) {
                     Ok(maildir) => {
-                        let account = Account::new(user, maildir);
+                        let mut account = Account::new(user, maildir);
+                        if let Some(system) = system {
+                            account = account.with_identity(system.uid, system.gid);
+                        }
                         self.cache.insert(user, password, &account, generation);
                         Verdict::Accepted(account)
                     }

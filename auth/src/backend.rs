@@ -1,10 +1,10 @@
 //! The backends: where users and passwords come from.
 //!
 //! [`BackendConfig`] says which backend to use; [`Backend`] is the opened
-//! backend the [`Authenticator`](crate::Authenticator) talks to. Today there
-//! is one, an htpasswd file (`htpasswd_file`); PAM comes next, as a second
-//! variant of both enums, with home directories (for `~/Maildir`) and its
-//! own way of being unavailable.
+//! backend the [`Authenticator`](crate::Authenticator) talks to: an htpasswd
+//! file (`htpasswd_file`) of virtual users, or the host's PAM stack (`pam`)
+//! for system users, who have home directories (for `~/Maildir`) and a uid
+//! and gid (for the store's file identity).
 //!
 //! Every backend answers a password check with an [`Answer`], counts the
 //! password-hash computations it does, and can spend the same work on a
@@ -16,6 +16,7 @@
 //! that raced with a reload can never leave a stale password in the cache.
 
 mod htpasswd_file;
+mod pam;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::htpasswd::LoadReport;
 use crate::AuthError;
 
 use self::htpasswd_file::HtpasswdFile;
+use self::pam::PamService;
+pub(crate) use self::pam::SystemUser;
 
 /// The largest htpasswd file read, in bytes (64 MiB).
 pub const MAX_HTPASSWD_SIZE: u64 = 64 * 1024 * 1024;
@@ -37,6 +40,15 @@ pub enum BackendConfig {
         /// The file.
         path: PathBuf,
     },
+    /// The host's PAM stack (`[auth] backend = "pam"`): authentication and
+    /// account management of `service`; uid, gid and home from the passwd
+    /// database.
+    Pam {
+        /// The PAM service name (`[auth] pam_service`), a file in `/etc/pam.d`.
+        service: String,
+        /// Users with a lower uid are refused (`[auth] min_uid`).
+        min_uid: u32,
+    },
 }
 
 /// An opened backend.
@@ -44,15 +56,19 @@ pub enum BackendConfig {
 pub(crate) enum Backend {
     /// An htpasswd file.
     Htpasswd(HtpasswdFile),
+    /// A PAM service.
+    Pam(PamService),
 }
 
 /// A backend's answer to a password check.
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// The password is right; `home` is the user's home directory, if the
-    /// backend knows one; `generation` is the version of the data that said so.
+    /// backend knows one; `system` the host user it is, for PAM users;
+    /// `generation` is the version of the data that said so.
     Valid {
         home: Option<PathBuf>,
+        system: Option<SystemUser>,
         generation: u64,
     },
     /// Unknown user or wrong password.
@@ -77,6 +93,9 @@ impl Backend {
     pub(crate) fn open(config: &BackendConfig) -> Result<Backend, AuthError> {
         match config {
             BackendConfig::Htpasswd { path } => Ok(Backend::Htpasswd(HtpasswdFile::open(path)?)),
+            BackendConfig::Pam { service, min_uid } => {
+                Ok(Backend::Pam(PamService::open(service, *min_uid)?))
+            }
         }
     }
 
@@ -84,6 +103,7 @@ impl Backend {
     pub(crate) fn has_home_directories(&self) -> bool {
         match self {
             Backend::Htpasswd(_) => false,
+            Backend::Pam(_) => true,
         }
     }
 
@@ -91,14 +111,21 @@ impl Backend {
     pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
         match self {
             Backend::Htpasswd(file) => file.verify(user, password),
+            Backend::Pam(pam) => pam.verify(user, password),
         }
     }
 
     /// Spends the work of one failed check, for names that are refused
     /// before the backend is asked (malformed or denied).
+    ///
+    /// PAM has no decoy: running a transaction for a denied name such as
+    /// `root` would count a failure against that account in modules like
+    /// `pam_faillock`. The deny list is configuration, not a secret, and the
+    /// gateway's failure delay dominates the answer time anyway.
     pub(crate) fn spend_decoy(&self, password: &str) {
         match self {
             Backend::Htpasswd(file) => file.spend_decoy(password),
+            Backend::Pam(_) => {}
         }
     }
 
@@ -107,6 +134,7 @@ impl Backend {
     pub(crate) fn refresh(&self, interval: Duration) -> Refresh {
         match self {
             Backend::Htpasswd(file) => file.refresh(interval),
+            Backend::Pam(_) => Refresh::Unchanged,
         }
     }
 
@@ -114,13 +142,15 @@ impl Backend {
     pub(crate) fn generation(&self) -> u64 {
         match self {
             Backend::Htpasswd(file) => file.generation(),
+            Backend::Pam(_) => 0,
         }
     }
 
-    /// Reloads the backend's data now.
+    /// Reloads the backend's data now (PAM reads its files on every check).
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
         match self {
             Backend::Htpasswd(file) => file.reload(),
+            Backend::Pam(_) => Ok(()),
         }
     }
 
@@ -128,13 +158,16 @@ impl Backend {
     pub(crate) fn report(&self) -> Option<LoadReport> {
         match self {
             Backend::Htpasswd(file) => Some(file.report()),
+            Backend::Pam(_) => None,
         }
     }
 
-    /// How many password hashes the backend has computed, decoys included.
+    /// How many password hashes the backend has computed, decoys included;
+    /// for PAM, how many transactions it ran.
     pub(crate) fn hash_verifications(&self) -> u64 {
         match self {
             Backend::Htpasswd(file) => file.hash_verifications(),
+            Backend::Pam(pam) => pam.transactions(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The cache of recent successful logins.
 //!
-//! A client that polls every minute would otherwise pay a full bcrypt (or,
-//! later, a PAM conversation) each time. After a successful check, the cache
+//! A client that polls every minute would otherwise pay a full bcrypt (or a
+//! PAM transaction) each time. After a successful check, the cache
 //! remembers for a short TTL that *this user with this password* was
 //! accepted. It never stores the password: only a fingerprint,
 //! `SHA-256(salt ‖ len(user) ‖ user ‖ password)`, with a salt drawn at
@@ -13,7 +13,9 @@
 //! * Each entry carries the backend generation that granted it and counts
 //!   only while that generation is current; the cache is also emptied when
 //!   the backend's data changes or is reloaded. A changed or removed
-//!   password stops working at once.
+//!   password stops working at once. PAM has no generation of its own: a
+//!   password changed or an account locked through PAM takes effect when
+//!   the entry expires, or at once on SIGHUP (which empties the cache).
 //! * A TTL of zero turns the cache off; it holds at most
 //!   [`MAX_CACHED_LOGINS`] users.
 

@@ -51,6 +51,22 @@ pub enum AuthError {
     )]
     HomeNotAvailable(String),
 
+    /// The PAM service name cannot name a file in a PAM directory.
+    #[error("PAM service name {0:?} is not a plain file name")]
+    PamServiceName(String),
+
+    /// No PAM service file of that name exists (PAM would silently use `other`).
+    #[error(
+        "PAM service {service:?} has no service file in {}; create one (see examples/pam.d/popgate)",
+        searched.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    PamServiceMissing {
+        /// The service name.
+        service: String,
+        /// The directories looked in.
+        searched: Vec<PathBuf>,
+    },
+
     /// A bcrypt cost outside `4..=31` was asked for.
     #[error("bcrypt cost {0} is outside the allowed range 4..=31")]
     InvalidBcryptCost(u32),

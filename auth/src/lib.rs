@@ -16,8 +16,10 @@
 //!    `AUTH LOGIN`. Either way the result is a set of [`Credentials`], whose
 //!    [`Password`] never shows in `Debug` output.
 //! 3. [`Authenticator::verify`] applies the policy (deny list, per-user POP3
-//!    switch), asks the login cache, then the backend (an htpasswd file today,
-//!    PAM later), and answers with a [`Verdict`].
+//!    switch), asks the login cache, then the backend (an htpasswd file, or
+//!    the host's PAM stack with [`BackendConfig::Pam`]), and answers with a
+//!    [`Verdict`]. A PAM user's [`Account`] carries the uid and gid the
+//!    store should use for the user's files.
 //! 4. On a failure the gateway asks its [`Throttle`] how long to wait before
 //!    answering and whether to hang up; on a success it clears the client's
 //!    record.
@@ -63,7 +65,7 @@
 //! | `password` | [`Password`] and [`Credentials`] |
 //! | `hash` | stored password hashes: bcrypt, SHA-crypt, MD5-crypt, `{SHA}` |
 //! | `htpasswd` | parsing an htpasswd file |
-//! | `backend` | the backends and the htpasswd file watcher |
+//! | `backend` | the backends: the htpasswd file watcher, PAM transactions |
 //! | `policy` | deny list and per-user POP3 switch |
 //! | `maildir_template` | `%u`/`%n`/`%d`/`~` expansion of the Maildir path |
 //! | `cache` | the cache of recent successful logins |

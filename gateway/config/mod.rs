@@ -185,8 +185,19 @@ pub struct AuthSettings {
     pub min_uid: u32,
     /// The delay before answering a failed login; it grows per client address.
     pub failure_delay: HumanDuration,
+    /// The longest failure delay, however many failures an address piles up.
+    pub max_failure_delay: HumanDuration,
+    /// Failures from one address after which each further failure also
+    /// closes the connection (0: never close).
+    pub max_failures: u32,
     /// How long a successful login is remembered ("0s" turns the cache off).
     pub cache_ttl: HumanDuration,
+    /// How long one password check (a PAM transaction) may take before the
+    /// login gets `[SYS/TEMP]`; a hung PAM module stalls only that login.
+    pub check_timeout: HumanDuration,
+    /// How many password checks may run at once; more wait their turn
+    /// (within `check_timeout`).
+    pub max_checks: usize,
 }
 
 impl Default for AuthSettings {
@@ -208,7 +219,11 @@ impl Default for AuthSettings {
             disabled_users: Vec::new(),
             min_uid: 1000,
             failure_delay: HumanDuration::from_secs(2),
+            max_failure_delay: HumanDuration::from_secs(15),
+            max_failures: 10,
             cache_ttl: HumanDuration::from_secs(60),
+            check_timeout: HumanDuration::from_secs(20),
+            max_checks: 16,
         }
     }
 }
@@ -323,6 +338,12 @@ impl Settings {
                 "pop3.max_connections",
                 "connection limits must be at least 1".into(),
             ));
+        }
+        if self.auth.check_timeout.0.is_zero() {
+            return Err(("auth.check_timeout", "must be longer than zero".into()));
+        }
+        if self.auth.max_checks == 0 {
+            return Err(("auth.max_checks", "must be at least 1".into()));
         }
         if self.store.maildir.is_empty() {
             return Err(("store.maildir", "must name a Maildir path template".into()));
@@ -456,6 +477,14 @@ maildir = "/srv/mail/%d/%n"
             (
                 "[pop3]\nlisten_tls = [\"127.0.0.1:995\"]\n",
                 "pop3.listen_tls",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[auth]\ncheck_timeout = \"0s\"\n",
+                "auth.check_timeout",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[auth]\nmax_checks = 0\n",
+                "auth.max_checks",
             ),
         ] {
             let file = write(text);

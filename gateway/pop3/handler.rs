@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use popgate_auth::{Credentials, Verdict};
+use popgate_auth::{Account, Credentials};
 use popgate_store::{wire, Mailbox, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -20,7 +20,9 @@ use tracing::{info, warn};
 use super::reply::{self, Code};
 use super::session::{Listing, Next, Session, SessionOptions};
 use super::Pop3Service;
+use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
+use crate::login::Outcome;
 use crate::stream::Stream;
 
 /// Output is written to the socket whenever this much is buffered.
@@ -50,6 +52,8 @@ struct Connection<'a> {
     session: Pop3Session,
     summary: Summary,
     user_slot: Option<crate::limits::Slot<String>>,
+    /// The filesystem identity store calls run with (system users as root).
+    identity: Option<Identity>,
 }
 
 /// Serves one accepted connection (TLS already established on port 995).
@@ -76,6 +80,7 @@ pub async fn serve(
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
+        identity: None,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -212,50 +217,41 @@ impl Connection<'_> {
         &mut self,
         credentials: Credentials,
     ) -> std::io::Result<Option<&'static str>> {
-        let user = credentials.user.clone();
-        let auth = self.service.auth.clone();
-        let verdict = tokio::task::spawn_blocking(move || auth.verify(&credentials))
-            .await
-            .unwrap_or_else(|e| {
-                Verdict::TemporaryFailure(format!("authentication task failed: {e}"))
-            });
         let ip = self.peer.ip();
-        let account = match verdict {
-            Verdict::Accepted(account) => account,
-            Verdict::Rejected => {
-                let penalty = self.service.throttle.record_failure(ip);
-                warn!(target: "popgate::auth", "authentication failed: service=pop3 rip={ip} user={user} reason=bad-credentials");
-                tokio::time::sleep(penalty.delay).await;
-                self.session.login_refused();
+        let refusal = match self.service.login.check("pop3", ip, credentials).await {
+            Outcome::Accepted(account) => return self.open_mailbox(account).await,
+            Outcome::Rejected { close } => {
                 reply::err(
                     &mut self.output,
                     Some(Code::Auth),
                     format_args!("Authentication failed"),
                 );
-                return Ok(penalty.close.then_some("too-many-failures"));
+                close.then_some("too-many-failures")
             }
-            Verdict::Disabled => {
-                warn!(target: "popgate::auth", "authentication refused: service=pop3 rip={ip} user={user} reason=pop3-disabled");
-                self.session.login_refused();
+            Outcome::Disabled => {
                 reply::err(
                     &mut self.output,
                     Some(Code::SysPerm),
                     format_args!("POP3 access is disabled for this mailbox"),
                 );
-                return Ok(None);
+                None
             }
-            Verdict::TemporaryFailure(reason) => {
-                warn!(target: "popgate::auth", "authentication unavailable: service=pop3 rip={ip} user={user} reason={reason:?}");
-                self.session.login_refused();
+            Outcome::Unavailable => {
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
                     format_args!("Authentication is temporarily unavailable"),
                 );
-                return Ok(None);
+                None
             }
         };
-        self.service.throttle.record_success(ip);
+        self.session.login_refused();
+        Ok(refusal)
+    }
+
+    /// After a successful login: takes a per-user slot and opens the mailbox.
+    async fn open_mailbox(&mut self, account: Account) -> std::io::Result<Option<&'static str>> {
+        let ip = self.peer.ip();
         let slot = match self.service.limits.admit_user(&account.user) {
             Ok(slot) => slot,
             Err(_) => {
@@ -270,11 +266,11 @@ impl Connection<'_> {
         };
         let options = self.service.open_options.clone();
         let maildir = account.maildir.clone();
-        let opened = tokio::task::spawn_blocking(move || Mailbox::open(&maildir, &options))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::from(std::io::Error::other(e))));
+        let identity = Identity::of(&account);
+        let opened = store_call(identity, move || Mailbox::open(&maildir, &options)).await;
         match opened {
             Ok(mailbox) => {
+                self.identity = identity;
                 self.user_slot = Some(slot);
                 self.summary.user = Some(account.user);
                 self.session.logged_in(Arc::new(mailbox), &mut self.output);
@@ -322,9 +318,7 @@ impl Connection<'_> {
         let Some(mailbox) = self.session.mailbox().cloned() else {
             return Ok(());
         };
-        let opened = tokio::task::spawn_blocking(move || mailbox.open_message(index))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::from(std::io::Error::other(e))));
+        let opened = store_call(self.identity, move || mailbox.open_message(index)).await;
         let file = match opened {
             Ok(file) => file,
             Err(StoreError::Vanished) => {
@@ -384,9 +378,15 @@ impl Connection<'_> {
     async fn update(&mut self, mailbox: Arc<Mailbox>, deleted: Vec<usize>) {
         let count = deleted.len();
         let committed = match Arc::try_unwrap(mailbox) {
-            Ok(mailbox) => tokio::task::spawn_blocking(move || mailbox.commit(&deleted))
+            Ok(mailbox) => {
+                let identity = self.identity;
+                tokio::task::spawn_blocking(move || {
+                    identity::run_as(identity, || mailbox.commit(&deleted))
+                })
                 .await
-                .ok(),
+                .ok()
+                .and_then(Result::ok)
+            }
             Err(_) => None,
         };
         match committed {
@@ -422,6 +422,19 @@ impl Connection<'_> {
                 format_args!("Deleted messages were not removed"),
             ),
         }
+    }
+}
+
+/// Runs a blocking store call on a blocking thread, with `identity`.
+async fn store_call<T: Send + 'static>(
+    identity: Option<Identity>,
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let joined = tokio::task::spawn_blocking(move || identity::run_as(identity, call)).await;
+    match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => Err(StoreError::from(std::io::Error::other(error))),
+        Err(error) => Err(StoreError::from(std::io::Error::other(error))),
     }
 }
 

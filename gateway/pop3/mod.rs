@@ -14,11 +14,11 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use popgate_auth::{Authenticator, Throttle};
 use popgate_store::OpenOptions;
 
 use crate::config::{LoginPolicy, Settings};
 use crate::limits::Limits;
+use crate::login::LoginGate;
 use crate::tls::TlsProvider;
 
 /// Everything POP3 sessions share: settings, TLS, authentication, limits.
@@ -32,8 +32,7 @@ pub struct Pop3Service {
     protocol_log: bool,
     open_options: OpenOptions,
     tls: Option<Arc<TlsProvider>>,
-    auth: Arc<Authenticator>,
-    throttle: Arc<Throttle>,
+    login: Arc<LoginGate>,
     limits: Arc<Limits>,
 }
 
@@ -42,8 +41,7 @@ impl Pop3Service {
     pub fn new(
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
-        auth: Arc<Authenticator>,
-        throttle: Arc<Throttle>,
+        login: Arc<LoginGate>,
         limits: Arc<Limits>,
     ) -> Result<Pop3Service, (&'static str, String)> {
         let pop3 = &settings.pop3;
@@ -56,8 +54,7 @@ impl Pop3Service {
             protocol_log: pop3.protocol_log,
             open_options: pop3.open_options()?,
             tls,
-            auth,
-            throttle,
+            login,
             limits,
         })
     }

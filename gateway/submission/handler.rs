@@ -11,15 +11,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use popgate_auth::{Credentials, Verdict};
+use popgate_auth::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::message::{self, Trace};
 use super::reply::reply;
 use super::session::{Session, Step, Transaction};
 use super::SubmissionService;
+use crate::login::Outcome;
 use crate::stream::Stream;
 
 /// The most bytes read from the socket at once.
@@ -187,36 +188,28 @@ impl Connection<'_> {
     }
 
     async fn authenticate(&mut self, credentials: Credentials) -> Option<&'static str> {
-        let user = credentials.user.clone();
-        let auth = self.service.auth.clone();
-        let verdict = tokio::task::spawn_blocking(move || auth.verify(&credentials))
-            .await
-            .unwrap_or_else(|e| {
-                Verdict::TemporaryFailure(format!("authentication task failed: {e}"))
-            });
         let ip = self.peer.ip();
-        match verdict {
-            Verdict::Accepted(account) => {
-                self.service.throttle.record_success(ip);
+        match self
+            .service
+            .login
+            .check("submission", ip, credentials)
+            .await
+        {
+            Outcome::Accepted(account) => {
                 let senders = self.service.senders(&account.user);
                 self.session
                     .authenticated(account.user, senders, &mut self.output);
                 None
             }
-            Verdict::Disabled => {
-                warn!(target: "popgate::auth", "authentication refused: service=submission rip={ip} user={user} reason=disabled");
+            Outcome::Disabled => {
                 self.session.login_refused(false, &mut self.output);
                 None
             }
-            Verdict::Rejected => {
-                let penalty = self.service.throttle.record_failure(ip);
-                warn!(target: "popgate::auth", "authentication failed: service=submission rip={ip} user={user} reason=bad-credentials");
-                tokio::time::sleep(penalty.delay).await;
+            Outcome::Rejected { close } => {
                 self.session.login_refused(false, &mut self.output);
-                penalty.close.then_some("too-many-failures")
+                close.then_some("too-many-failures")
             }
-            Verdict::TemporaryFailure(reason) => {
-                warn!(target: "popgate::auth", "authentication unavailable: service=submission rip={ip} user={user} reason={reason:?}");
+            Outcome::Unavailable => {
                 self.session.login_refused(true, &mut self.output);
                 None
             }

@@ -7,7 +7,7 @@
 //! [`maildir_delivery`] hand it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
-//! Logins go through the same [`Authenticator`] and [`Throttle`] as POP3,
+//! Logins go through the same [`LoginGate`] as POP3,
 //! so a user and an attacker meet the same policy on every port.
 
 pub mod handler;
@@ -21,10 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use popgate_auth::{Authenticator, Throttle};
-
 use crate::config::{LoginPolicy, SenderPolicy, Settings};
 use crate::limits::Limits;
+use crate::login::LoginGate;
 use crate::tls::TlsProvider;
 use relay::Relay;
 use session::{Senders, SessionOptions};
@@ -40,8 +39,7 @@ pub struct SubmissionService {
     addresses: BTreeMap<String, Vec<String>>,
     relay: Relay,
     tls: Option<Arc<TlsProvider>>,
-    auth: Arc<Authenticator>,
-    throttle: Arc<Throttle>,
+    login: Arc<LoginGate>,
     limits: Arc<Limits>,
 }
 
@@ -51,8 +49,7 @@ impl SubmissionService {
     pub fn new(
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
-        auth: Arc<Authenticator>,
-        throttle: Arc<Throttle>,
+        login: Arc<LoginGate>,
         limits: Arc<Limits>,
     ) -> Result<SubmissionService, (&'static str, String)> {
         let Some(submission) = &settings.submission else {
@@ -76,8 +73,7 @@ impl SubmissionService {
             addresses: submission.addresses.clone(),
             relay: Relay::new(submission, &settings.hostname, &settings.store.maildir)?,
             tls,
-            auth,
-            throttle,
+            login,
             limits,
         })
     }

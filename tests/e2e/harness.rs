@@ -34,6 +34,14 @@ pub struct Options {
     /// Lines for a `[submission]` section (listeners on 127.0.0.1:0 are
     /// added); `None` leaves submission off.
     pub submission: Option<Vec<String>>,
+    /// Replaces the `backend`/`htpasswd` lines of `[auth]` (e.g. PAM).
+    pub backend: Option<String>,
+    /// Replaces the `[store] maildir` template.
+    pub maildir: Option<String>,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
+    /// The bcrypt cost of the users' htpasswd entries.
+    pub bcrypt_cost: u32,
 }
 
 impl Default for Options {
@@ -53,6 +61,10 @@ impl Default for Options {
             auth: vec!["failure_delay = \"100ms\"".into()],
             extra: String::new(),
             submission: None,
+            backend: None,
+            maildir: None,
+            env: Vec::new(),
+            bcrypt_cost: 4,
         }
     }
 }
@@ -93,17 +105,28 @@ impl Server {
         fs::write(root.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
         let mut htpasswd = String::new();
         for user in &options.users {
-            let hash = popgate_auth::hash_password_bcrypt(user.password, 4).unwrap();
+            let hash =
+                popgate_auth::hash_password_bcrypt(user.password, options.bcrypt_cost).unwrap();
             htpasswd.push_str(&format!("{}:{hash}\n", user.name));
             make_maildir(&root.join("mail").join(user.name));
         }
         fs::write(root.join("users.htpasswd"), htpasswd).unwrap();
+        let backend = options.backend.clone().unwrap_or_else(|| {
+            format!(
+                "backend = \"htpasswd\"\nhtpasswd = \"{}/users.htpasswd\"",
+                root.display()
+            )
+        });
+        let maildir = options
+            .maildir
+            .clone()
+            .unwrap_or_else(|| format!("{}/mail/%u", root.display()));
         let config = format!(
             "hostname = \"localhost\"\n\
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
-             [auth]\nbackend = \"htpasswd\"\nhtpasswd = \"{root}/users.htpasswd\"\n{auth}\n\
-             [store]\nmaildir = \"{root}/mail/%u\"\n{extra}\n{submission}",
+             [auth]\n{backend}\n{auth}\n\
+             [store]\nmaildir = \"{maildir}\"\n{extra}\n{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
@@ -118,7 +141,7 @@ impl Server {
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
         let services = if options.submission.is_some() { 4 } else { 2 };
-        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), services);
+        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), services, &options.env);
         Server {
             plain: addrs["pop3"],
             tls: addrs["pop3s"],
@@ -216,11 +239,13 @@ impl Drop for Server {
 pub fn spawn_serve(
     config: &Path,
     services: usize,
+    env: &[(String, String)],
 ) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
     let mut child = Command::new(popgate_bin())
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -360,7 +385,30 @@ pub struct Client {
 impl Client {
     /// Connects, optionally with TLS, and reads the greeting.
     pub fn connect(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
-        let tcp = TcpStream::connect(addr).unwrap();
+        Client::over(TcpStream::connect(addr).unwrap(), tls)
+    }
+
+    /// Connects from the local address `source` (e.g. 127.0.0.2, to be
+    /// another client address on loopback), and reads the greeting.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Client {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let tcp = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(source, 0)).unwrap();
+            socket.connect(addr).await.unwrap().into_std().unwrap()
+        });
+        tcp.set_nonblocking(false).unwrap();
+        Client::over(tcp, tls)
+    }
+
+    fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let conn = match tls {
             None => Conn::Plain(tcp),

@@ -5,9 +5,12 @@
 mod bounds;
 mod demo;
 mod harness;
+mod identity;
 mod mailbox;
+mod pam;
 mod protocol;
 mod real_clients;
 mod smtp_harness;
 mod startup;
 mod submission;
+mod throttle;

@@ -103,6 +103,7 @@ impl HtpasswdFile {
                 if self.check(hash, password) {
                     Answer::Valid {
                         home: None,
+                        system: None,
                         generation,
                     }
                 } else {

@@ -1,0 +1,144 @@
+//! Checking a login, the same way for every service.
+//!
+//! POP3 and submission both hand credentials to a [`LoginGate`], which
+//!
+//! 1. runs the password check on a blocking thread — at most `max_checks` at
+//!    once, each within `check_timeout`, so a PAM module that hangs delays
+//!    only the logins waiting on it, never the async threads;
+//! 2. on a failure, counts it against the client address in the
+//!    [`Throttle`] and waits the penalty before answering, and tells the
+//!    caller when the connection should be closed;
+//! 3. writes one log line per failure in the stable format fail2ban reads:
+//!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`.
+//!
+//! The caller only turns the [`Outcome`] into its protocol's reply.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use popgate_auth::{validate_login_name, Account, Authenticator, Credentials, Throttle, Verdict};
+use tokio::sync::Semaphore;
+use tracing::warn;
+
+/// What a login attempt came to, after the throttle's delay.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The credentials are right: this is the account.
+    Accepted(Account),
+    /// Unknown user, wrong password, denied name: one answer for all.
+    /// `close` is set once the client address has failed too often.
+    Rejected {
+        /// Close the connection after answering.
+        close: bool,
+    },
+    /// The password was right, but this service is switched off for the user.
+    Disabled,
+    /// The check could not be made (backend unreadable, PAM timed out).
+    Unavailable,
+}
+
+/// The password check shared by all services of one server.
+#[derive(Debug)]
+pub struct LoginGate {
+    auth: Arc<Authenticator>,
+    throttle: Arc<Throttle>,
+    checks: Arc<Semaphore>,
+    check_timeout: Duration,
+}
+
+impl LoginGate {
+    /// A gate over `auth` with `max_checks` concurrent checks of at most
+    /// `check_timeout` each.
+    pub fn new(
+        auth: Arc<Authenticator>,
+        throttle: Arc<Throttle>,
+        max_checks: usize,
+        check_timeout: Duration,
+    ) -> Self {
+        LoginGate {
+            auth,
+            throttle,
+            checks: Arc::new(Semaphore::new(max_checks)),
+            check_timeout,
+        }
+    }
+
+    /// Checks `credentials` sent by `ip` to `service` ("pop3", "submission").
+    pub async fn check(&self, service: &str, ip: IpAddr, credentials: Credentials) -> Outcome {
+        let user = credentials.user.clone();
+        let user = loggable(&user);
+        match self.verify(credentials).await {
+            Verdict::Accepted(account) => {
+                self.throttle.record_success(ip);
+                Outcome::Accepted(account)
+            }
+            Verdict::Rejected => {
+                let penalty = self.throttle.record_failure(ip);
+                warn!(target: "popgate::auth", "authentication failed: service={service} rip={ip} user={user} reason=bad-credentials");
+                tokio::time::sleep(penalty.delay).await;
+                Outcome::Rejected {
+                    close: penalty.close,
+                }
+            }
+            Verdict::Disabled => {
+                warn!(target: "popgate::auth", "authentication refused: service={service} rip={ip} user={user} reason=disabled");
+                Outcome::Disabled
+            }
+            Verdict::TemporaryFailure(reason) => {
+                warn!(target: "popgate::auth", "authentication unavailable: service={service} rip={ip} user={user} reason={reason:?}");
+                Outcome::Unavailable
+            }
+        }
+    }
+
+    /// Runs the blocking check within the bounds. A check that overruns
+    /// keeps its place until it really ends, so hung checks can never pile up
+    /// beyond `max_checks`; this login gets a temporary failure.
+    async fn verify(&self, credentials: Credentials) -> Verdict {
+        let auth = self.auth.clone();
+        let checks = self.checks.clone();
+        let check = async move {
+            let permit = checks
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("authentication closed: {e}"))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                auth.verify(&credentials)
+            })
+            .await
+            .map_err(|e| format!("authentication task failed: {e}"))
+        };
+        match tokio::time::timeout(self.check_timeout, check).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(reason)) => Verdict::TemporaryFailure(reason),
+            Err(_) => Verdict::TemporaryFailure(format!(
+                "password check took longer than {}s",
+                self.check_timeout.as_secs_f32()
+            )),
+        }
+    }
+}
+
+/// A login name as it may appear in a log line: a name that breaks the
+/// naming rule is shown as `<malformed>`, so a crafted name can never forge
+/// the fields fail2ban reads.
+pub fn loggable(name: &str) -> &str {
+    match validate_login_name(name) {
+        Ok(()) => name,
+        Err(_) => "<malformed>",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn malformed_names_are_not_logged_as_sent() {
+        assert_eq!(loggable("alice"), "alice");
+        assert_eq!(loggable("x rip=192.0.2.1"), "<malformed>");
+        assert_eq!(loggable("a\nb"), "<malformed>");
+    }
+}
