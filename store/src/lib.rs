@@ -51,10 +51,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cold;
 mod error;
 mod file;
 mod lock;
 mod mailbox;
+pub mod migrate;
 mod name;
 mod policy;
 mod size_cache;

@@ -85,11 +85,17 @@ pub(crate) struct SizeCache<'a> {
 }
 
 /// Reads the cache file of the Maildir at `root`: `None` when missing or
-/// unreadable (an unreadable cache is no reason to refuse a login). Opened
-/// like a message (no symlinks, no FIFOs); a file over [`MAX_BYTES`] is
-/// returned empty, so it counts as corrupt and gets replaced.
+/// unreadable (an unreadable cache is no reason to refuse a login).
 pub(crate) fn read(root: &Path) -> Option<Vec<u8>> {
-    let (file, len) = file::open_regular(&root.join(SIZE_CACHE_FILE)).ok()?;
+    read_bounded(&root.join(SIZE_CACHE_FILE))
+}
+
+/// Reads a bookkeeping file of the Maildir (the size cache, a migration
+/// list): `None` when missing or unreadable. Opened like a message (no
+/// symlinks, no FIFOs); a file over [`MAX_BYTES`] is returned empty, so it
+/// counts as corrupt.
+pub(crate) fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let (file, len) = file::open_regular(path).ok()?;
     if len > MAX_BYTES {
         return Some(Vec::new());
     }
