@@ -4,8 +4,9 @@
 set -euo pipefail
 
 build_packages=(build-essential pkg-config ca-certificates)
-# Real clients and peers the end-to-end tests drive.
-test_packages=(curl python3)
+# Real clients and peers the end-to-end tests drive (Dovecot: the migration test
+# runs a private instance of it).
+test_packages=(curl python3 dovecot-core dovecot-pop3d)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

@@ -763,7 +763,7 @@ fn uidls_from_a_dovecot_uidlist_win_and_unknown_messages_fall_back() -> TestResu
     let mailbox = maildir.open()?;
     assert_eq!(
         uidls(&mailbox),
-        ["000000016553F100", "saved-2", "3.c.host", "4.d.host"]
+        ["000000016553f100", "saved-2", "3.c.host", "4.d.host"]
     );
     assert_eq!(sizes(&mailbox), [3, 4, 5, 6]);
     Ok(())

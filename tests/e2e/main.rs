@@ -4,6 +4,7 @@
 mod bounds;
 mod harness;
 mod mailbox;
+mod migration;
 mod protocol;
 mod real_clients;
 mod startup;

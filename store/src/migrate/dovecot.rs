@@ -22,7 +22,9 @@
 //!
 //! A message without `P` gets Dovecot's default `pop3_uidl_format`,
 //! `%08Xu%08Xv`: the UID and then the UIDVALIDITY, each as at least eight
-//! uppercase hex digits. A file that does not start with a version 3
+//! hex digits. Despite the `X`, Dovecot 2.3 writes the digits in lowercase
+//! (its variable expansion has no uppercase hex; checked against Debian's
+//! Dovecot 2.3.19 by the end-to-end test `migration`). A file that does not start with a version 3
 //! header with a `V` field is ignored as a whole; a malformed line is
 //! skipped.
 
@@ -108,7 +110,7 @@ mod tests {
         assert_eq!(records.len(), 4);
         let first = records[&b"1035478339.27041_118.foo.org,S=1000"[..]];
         assert_eq!(first.wire_size, Some(1030));
-        assert_eq!(first.uidl.render().as_deref(), Some("000000016553F100"));
+        assert_eq!(first.uidl.render().as_deref(), Some("000000016553f100"));
         assert_eq!(
             records[&b"1700000002.M2P9.host"[..]]
                 .uidl
@@ -123,7 +125,7 @@ mod tests {
         );
         assert_eq!(
             records[&b"4.d.host"[..]].uidl.render().as_deref(),
-            Some("FFFFFFFF6553F100")
+            Some("ffffffff6553f100")
         );
     }
 
@@ -132,7 +134,7 @@ mod tests {
         let records = parse(b"3 V4294967295\n305419896 :a\n");
         assert_eq!(
             records[&b"a"[..]].uidl.render().as_deref(),
-            Some("12345678FFFFFFFF")
+            Some("12345678ffffffff")
         );
     }
 

@@ -21,7 +21,7 @@
 //!
 //! let dovecot = b"3 V1700000000 N3 G0123\n1 W812 :1.a.host:2,S\n2 P0042 :2.b.host\n";
 //! let imported = Imported::parse(Some(dovecot), None);
-//! assert_eq!(imported.uidl(b"1.a.host").as_deref(), Some("000000016553F100"));
+//! assert_eq!(imported.uidl(b"1.a.host").as_deref(), Some("000000016553f100"));
 //! assert_eq!(imported.uidl(b"2.b.host").as_deref(), Some("0042"));
 //! assert_eq!(imported.wire_size(b"1.a.host"), Some(812));
 //! assert_eq!(imported.uidl(b"3.c.host"), None);
@@ -45,7 +45,8 @@ use crate::size_cache::read_bounded;
 pub(crate) enum Entry<'a> {
     /// A UIDL to serve as it is.
     Literal(&'a [u8]),
-    /// Dovecot's default format: `%08X` of the UID, then of the UIDVALIDITY.
+    /// Dovecot's default format: the UID, then the UIDVALIDITY, each as at
+    /// least eight lowercase hex digits.
     UidValidity {
         /// The message's UID.
         uid: u32,
@@ -70,7 +71,7 @@ impl Entry<'_> {
     fn render(&self) -> Option<String> {
         let text = match *self {
             Entry::Literal(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            Entry::UidValidity { uid, validity } => format!("{uid:08X}{validity:08X}"),
+            Entry::UidValidity { uid, validity } => format!("{uid:08x}{validity:08x}"),
             Entry::Courier { uid, validity: 0 } => format!("UID{uid}"),
             Entry::Courier { uid, validity } => format!("UID{uid}-{validity}"),
             Entry::CourierName(unique) => courier::escaped_name(unique),
@@ -169,7 +170,7 @@ mod tests {
         let imported = Imported::parse(Some(dovecot), Some(courier));
         assert_eq!(
             imported.uidl(b"1.a.host").as_deref(),
-            Some("000000010000000A")
+            Some("000000010000000a")
         );
         assert_eq!(imported.uidl(b"2.b.host").as_deref(), Some("UID2-77"));
         assert_eq!(imported.uidl(b"3.c.host"), None);
