@@ -176,6 +176,29 @@ impl Server {
         self.child.id()
     }
 
+    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and
+    /// starts it again on the same configuration and mail. The listening
+    /// addresses change; the log starts afresh.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, log, addrs) = spawn_serve(&self.dir.path().join("popgate.toml"));
+        self.child = child;
+        self.log = log;
+        self.plain = addrs["pop3"];
+        self.tls = addrs["pop3s"];
+    }
+
+    /// Another popgate process on this server's configuration, and so on
+    /// the same mail tree (as behind a load balancer over shared storage).
+    pub fn another_process(&self) -> OtherProcess {
+        let (child, _log, addrs) = spawn_serve(&self.dir.path().join("popgate.toml"));
+        OtherProcess {
+            child,
+            tls: addrs["pop3s"],
+        }
+    }
+
     /// Waits for the process to exit (after a signal sent by the test).
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
@@ -190,6 +213,21 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A second popgate process started by [`Server::another_process`];
+/// killed on drop.
+pub struct OtherProcess {
+    child: Child,
+    /// Its implicit-TLS POP3 address.
+    pub tls: SocketAddr,
+}
+
+impl Drop for OtherProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -2,9 +2,11 @@
 //! Maildirs on disk, and real clients (curl, Python's poplib).
 
 mod bounds;
+mod faults;
 mod harness;
 mod mailbox;
 mod migration;
+mod poller;
 mod protocol;
 mod real_clients;
 mod startup;
