@@ -4,6 +4,7 @@
 mod bounds;
 mod faults;
 mod harness;
+mod leave_on_server;
 mod mailbox;
 mod migration;
 mod poller;
