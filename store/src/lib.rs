@@ -44,7 +44,9 @@
 //! ```
 //!
 //! Files the store keeps in the Maildir root, next to `cur/`, `new/` and
-//! `tmp/`: [`LOCK_FILE`] and [`SIZE_CACHE_FILE`]. Message files are opened
+//! `tmp/`: [`LOCK_FILE`] and [`SIZE_CACHE_FILE`]. It also reads, and never
+//! writes, the UID lists Dovecot and Courier left there, so clients keep
+//! the UIDLs they know after a migration ([`migrate`]). Message files are opened
 //! without following symlinks, and anything that is not a regular file is
 //! skipped.
 

@@ -42,8 +42,25 @@ fn count_cur(maildir: &Path) -> usize {
 
 #[test]
 fn sigkill_during_update_leaves_every_message_intact_or_deleted_as_asked() {
-    let mut server = Server::start();
+    kill_during_update("delete");
+}
+
+#[test]
+fn sigkill_during_update_with_move_loses_nothing() {
+    kill_during_update("move:Archive");
+}
+
+/// Fills a 5,000-message mailbox, DELEs every other message, QUITs and
+/// kills popgate with SIGKILL as soon as UPDATE has started; then checks
+/// the Maildir file by file and logs in again. With `move:`, a message
+/// that left the inbox must be in the folder, intact.
+fn kill_during_update(on_dele: &str) {
+    let mut server = Server::with(Options {
+        pop3: vec![format!("on_dele = \"{on_dele}\"")],
+        ..Options::default()
+    });
     let maildir = server.maildir("alice");
+    let archive = maildir.join(".Archive");
     for i in 0..MESSAGES {
         fs::write(
             maildir.join("cur").join(format!("{}:2,", unique(i))),
@@ -74,17 +91,35 @@ fn sigkill_during_update_leaves_every_message_intact_or_deleted_as_asked() {
     server.kill_and_restart();
     let left_at_kill = count_cur(&maildir);
     eprintln!(
-        "killed with {} of {} deletions applied",
+        "{on_dele}: killed with {} of {} deletions applied",
         MESSAGES - left_at_kill,
         deleted.len()
     );
 
-    // File by file: kept messages intact, deleted ones intact or gone.
+    // File by file: kept messages intact, deleted ones intact or gone
+    // (or, with move:, intact in the folder).
     let files = on_disk(&maildir);
+    let moved = if archive.exists() {
+        on_disk(&archive)
+    } else {
+        BTreeMap::new()
+    };
     for i in 0..MESSAGES {
-        match files.get(&unique(i)) {
-            Some(contents) => assert_eq!(contents, &body(i), "message {} changed", i + 1),
-            None => assert!(i % 2 == 1, "message {} was not deleted but is gone", i + 1),
+        match (files.get(&unique(i)), moved.get(&unique(i))) {
+            (Some(contents), None) => assert_eq!(contents, &body(i), "message {} changed", i + 1),
+            (None, Some(contents)) => {
+                assert!(i % 2 == 1, "message {} moved but not deleted", i + 1);
+                assert_eq!(contents, &body(i), "message {} changed", i + 1);
+            }
+            (None, None) if !on_dele.starts_with("move:") => {
+                assert!(i % 2 == 1, "message {} was not deleted but is gone", i + 1);
+            }
+            (inbox, folder) => panic!(
+                "message {}: in inbox {}, in folder {}",
+                i + 1,
+                inbox.is_some(),
+                folder.is_some()
+            ),
         }
     }
     assert_eq!(files.len(), left_at_kill);
@@ -92,21 +127,7 @@ fn sigkill_during_update_leaves_every_message_intact_or_deleted_as_asked() {
 
     // The next login sees exactly the files that are there.
     let mut client = server.login("alice");
-    let total: usize = files
-        .keys()
-        .map(|name| {
-            let i: usize = name
-                .split(".M")
-                .nth(1)
-                .unwrap()
-                .split('P')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            crlf(&body(i)).len()
-        })
-        .sum();
+    let total: usize = files.values().map(|contents| crlf(contents).len()).sum();
     assert_eq!(client.cmd("STAT"), format!("+OK {} {total}", files.len()));
     let (_, uidls) = client.multi("UIDL");
     let served: Vec<&str> = uidls
@@ -133,6 +154,11 @@ fn sigkill_during_update_leaves_every_message_intact_or_deleted_as_asked() {
     );
     assert!(client.is_closed_within(Duration::from_secs(20)));
     assert!(on_disk(&maildir).is_empty());
+    if on_dele.starts_with("move:") {
+        let moved = on_disk(&archive);
+        assert_eq!(moved.len(), MESSAGES);
+        assert!((0..MESSAGES).all(|i| moved[&unique(i)] == body(i)));
+    }
 }
 
 #[test]
