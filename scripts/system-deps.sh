@@ -9,7 +9,8 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # to; msmtp is the sendmail-compatible MTA the sendmail relay test hands to.
 # libpam-wrapper and libnss-wrapper run PAM and the passwd database in a
 # sandbox; fail2ban-regex checks the filter against real log lines.
-test_packages=(curl python3 python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban)
+# dovecot-core and dovecot-pop3d: the migration test runs a private Dovecot.
+test_packages=(curl python3 python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

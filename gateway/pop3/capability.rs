@@ -32,7 +32,14 @@ impl Capabilities {
         ] {
             reply::body_line(out, format_args!("{fixed}"));
         }
-        // No policy of ours makes the server delete mail on its own.
+        // EXPIRE (RFC 2449 §6.7) is the server's minimum retention period
+        // for messages a client leaves on the server, i.e. retrieves and
+        // does not DELE. `on_dele` decides only what happens to messages a
+        // client did DELE (unlink, keep marked seen, mark seen, move to a
+        // folder), so under every policy a message left on the server stays
+        // until a client deletes it: NEVER is true for all four, and the
+        // end-to-end test `leave_on_server` checks it for each. (`EXPIRE 0`
+        // would promise the opposite: that retrieved mail is removed.)
         reply::body_line(out, format_args!("EXPIRE NEVER"));
         if self.stls {
             reply::body_line(out, format_args!("STLS"));

@@ -44,17 +44,21 @@
 //! ```
 //!
 //! Files the store keeps in the Maildir root, next to `cur/`, `new/` and
-//! `tmp/`: [`LOCK_FILE`] and [`SIZE_CACHE_FILE`]. Message files are opened
+//! `tmp/`: [`LOCK_FILE`] and [`SIZE_CACHE_FILE`]. It also reads, and never
+//! writes, the UID lists Dovecot and Courier left there, so clients keep
+//! the UIDLs they know after a migration ([`migrate`]). Message files are opened
 //! without following symlinks, and anything that is not a regular file is
 //! skipped.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cold;
 mod error;
 mod file;
 mod lock;
 mod mailbox;
+pub mod migrate;
 mod name;
 mod policy;
 mod size_cache;

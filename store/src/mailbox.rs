@@ -35,10 +35,16 @@
 //! `spawn_blocking`. A session that ends without QUIT just drops the
 //! [`Mailbox`]: the lock is released and nothing is applied.
 //!
-//! Sizes come, in this order, from a `,W=` field in the file name, from the
-//! size cache (`popgate-sizes`), or from reading the file once with
+//! UIDLs come from a Dovecot or Courier list left in the Maildir when the
+//! message is in it (see [`migrate`](crate::migrate)), else from the unique
+//! name ([`uidl`](crate::uidl)). Sizes come, in this order, from a `,W=`
+//! field in the file name, from Dovecot's `W` field, from the size cache
+//! (`popgate-sizes`), or from reading the file once with
 //! [`wire_size`](crate::wire::wire_size); a login on a warm cache reads no
-//! message and `stat`s no file.
+//! message and `stat`s no file. Reading files for their sizes (a cold
+//! login) is limited to a few sessions at a time across the process (see
+//! [`cold`](crate::cold)), so one huge first login cannot take all the
+//! disk bandwidth and blocking threads from everyone else.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -51,7 +57,7 @@ use crate::file::{self, OpenError};
 use crate::lock::SessionLock;
 use crate::size_cache::{self, SizeCache, Sizes};
 use crate::snapshot::{self, Dir};
-use crate::{name, uidl, wire, OnDele, Order, StoreError};
+use crate::{cold, migrate, name, uidl, wire, OnDele, Order, StoreError};
 
 /// How to open a mailbox.
 #[derive(Debug, Clone)]
@@ -145,6 +151,9 @@ impl Mailbox {
 
         let cache_bytes = size_cache::read(maildir);
         let mut cache = SizeCache::parse(cache_bytes.as_deref());
+        let migration = migrate::Files::read(maildir);
+        let imported = migration.parse();
+        let mut cold_build = None;
         let mut learnt = false;
         let mut messages = Vec::with_capacity(listed.len());
         let mut files = Vec::with_capacity(listed.len());
@@ -152,9 +161,14 @@ impl Mailbox {
             let unique = name::unique_name(entry.name.as_bytes());
             let (raw_size, size) = if let Some(size) = name::wire_size_hint(unique) {
                 (None, size)
+            } else if let Some(size) = imported.wire_size(unique) {
+                (None, size)
             } else if let Some(sizes) = cache.get(unique) {
                 (Some(sizes.raw), sizes.wire)
             } else {
+                if cold_build.is_none() {
+                    cold_build = Some(cold::COLD_BUILDS.enter());
+                }
                 let path = snapshot::path(maildir, entry.dir, &entry.name);
                 match compute_sizes(&path)? {
                     Some(sizes) => {
@@ -165,7 +179,9 @@ impl Mailbox {
                 }
             };
             messages.push(MessageInfo {
-                uidl: uidl::from_unique_name(unique),
+                uidl: imported
+                    .uidl(unique)
+                    .unwrap_or_else(|| uidl::from_unique_name(unique)),
                 size,
             });
             files.push(MessageFile {
@@ -175,6 +191,7 @@ impl Mailbox {
             });
         }
 
+        drop(cold_build);
         let mailbox = Mailbox {
             root: maildir.to_path_buf(),
             on_dele: options.on_dele.clone(),

@@ -21,7 +21,9 @@
 //! short) makes the whole file count as absent, and every size is computed
 //! again. Writing is atomic (a temporary file renamed over the old one) and
 //! best-effort: a cache that cannot be written (read-only Maildir, full
-//! disk) only means the sizes are computed again next time.
+//! disk) only means the sizes are computed again next time. A temporary
+//! file left by a process killed while writing is removed by the next
+//! successful write once it is an hour old.
 //!
 //! The size on disk guards against a stale entry: when a message is opened
 //! for RETR or TOP, the size of the opened file is compared with the cached
@@ -32,8 +34,10 @@ use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::fs::{self, OpenOptions};
 use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use nix::libc;
 
@@ -85,11 +89,17 @@ pub(crate) struct SizeCache<'a> {
 }
 
 /// Reads the cache file of the Maildir at `root`: `None` when missing or
-/// unreadable (an unreadable cache is no reason to refuse a login). Opened
-/// like a message (no symlinks, no FIFOs); a file over [`MAX_BYTES`] is
-/// returned empty, so it counts as corrupt and gets replaced.
+/// unreadable (an unreadable cache is no reason to refuse a login).
 pub(crate) fn read(root: &Path) -> Option<Vec<u8>> {
-    let (file, len) = file::open_regular(&root.join(SIZE_CACHE_FILE)).ok()?;
+    read_bounded(&root.join(SIZE_CACHE_FILE))
+}
+
+/// Reads a bookkeeping file of the Maildir (the size cache, a migration
+/// list): `None` when missing or unreadable. Opened like a message (no
+/// symlinks, no FIFOs); a file over [`MAX_BYTES`] is returned empty, so it
+/// counts as corrupt.
+pub(crate) fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let (file, len) = file::open_regular(path).ok()?;
     if len > MAX_BYTES {
         return Some(Vec::new());
     }
@@ -205,8 +215,34 @@ pub(crate) fn write<'n>(
     if result.is_err() {
         // Best effort: a leftover temporary file is harmless but untidy.
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_leftovers(root);
     }
     result
+}
+
+/// How old a temporary cache file must be to count as left behind by a
+/// process that died while writing it (a live writer renames it at once).
+const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
+
+/// Removes temporary cache files that a killed process left behind.
+fn remove_leftovers(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    let prefix = format!("{SIZE_CACHE_FILE}.tmp.");
+    for entry in entries.flatten() {
+        if !entry.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > LEFTOVER_AGE));
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +320,25 @@ mod tests {
             .map(|entry| entry.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
         assert_eq!(names, [SIZE_CACHE_FILE], "no temporary file left");
+        Ok(())
+    }
+
+    #[test]
+    fn leftovers_of_killed_writers_are_removed_fresh_ones_kept() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let old = dir.path().join(format!("{SIZE_CACHE_FILE}.tmp.1.00"));
+        let fresh = dir.path().join(format!("{SIZE_CACHE_FILE}.tmp.2.00"));
+        let other = dir.path().join("dovecot-uidlist.tmp");
+        for path in [&old, &fresh, &other] {
+            let file = fs::File::create(path)?;
+            if path != &fresh {
+                file.set_modified(std::time::SystemTime::now() - 2 * LEFTOVER_AGE)?;
+            }
+        }
+        write(dir.path(), std::iter::empty())?;
+        assert!(!old.exists());
+        assert!(fresh.exists());
+        assert!(other.exists());
         Ok(())
     }
 

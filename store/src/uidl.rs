@@ -21,10 +21,10 @@
 //! );
 //! ```
 //!
-//! This module is also the seam for migrations: UIDLs imported from a
-//! Dovecot `dovecot-uidlist` or a Courier `courierpop3dsizelist` are meant
-//! to be looked up by unique name first and win over
-//! [`from_unique_name`], so no client downloads anything twice.
+//! A migration overrides this rule per message: UIDLs found in a Dovecot
+//! `dovecot-uidlist` or a Courier `courierpop3dsizelist` (see
+//! [`migrate`](crate::migrate)) win over [`from_unique_name`], so no client
+//! downloads anything twice.
 
 use sha2::{Digest, Sha256};
 

@@ -748,3 +748,38 @@ fn mark_seen_applies_to_messages_renamed_by_another_program() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn uidls_from_a_dovecot_uidlist_win_and_unknown_messages_fall_back() -> TestResult {
+    let maildir = Maildir::new()?;
+    maildir.put("cur", "1.a.host:2,S", b"a\n")?;
+    maildir.put("new", "2.b.host", b"bb\n")?;
+    maildir.put("cur", "3.c.host:2,", b"ccc\n")?;
+    maildir.put("cur", "4.d.host:2,", b"dddd\n")?;
+    fs::write(
+        maildir.root().join("dovecot-uidlist"),
+        "3 V1700000000 N4 G0011\n1 W3 :1.a.host:2,\n2 Psaved-2 :2.b.host\n3 P :3.c.host:2,\n",
+    )?;
+    let mailbox = maildir.open()?;
+    assert_eq!(
+        uidls(&mailbox),
+        ["000000016553f100", "saved-2", "3.c.host", "4.d.host"]
+    );
+    assert_eq!(sizes(&mailbox), [3, 4, 5, 6]);
+    Ok(())
+}
+
+#[test]
+fn uidls_from_a_courier_sizelist_are_served() -> TestResult {
+    let maildir = Maildir::new()?;
+    maildir.put("cur", "1.a.host:2,S", b"a\r\n")?;
+    maildir.put("cur", "2.b.host:2,", b"b\n")?;
+    fs::write(
+        maildir.root().join("courierpop3dsizelist"),
+        "/3 3 1699999999\n1.a.host:2, 5 1:1699999999:0\n",
+    )?;
+    let mailbox = maildir.open()?;
+    assert_eq!(uidls(&mailbox), ["UID1-1699999999", "2.b.host"]);
+    assert_eq!(sizes(&mailbox), [3, 3], "Courier's sizes are not used");
+    Ok(())
+}

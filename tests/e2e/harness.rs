@@ -80,6 +80,9 @@ pub struct Server {
     cert_der: CertificateDer<'static>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// How many listeners to wait for, and the environment, for restarts.
+    services: usize,
+    env: Vec<(String, String)>,
 }
 
 /// The popgate binary cargo built for these tests.
@@ -151,7 +154,18 @@ impl Server {
             dir,
             child,
             log,
+            services,
+            env: options.env,
         }
+    }
+
+    /// Starts one more popgate on this server's configuration file.
+    fn spawn_again(&self) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+        spawn_serve(
+            &self.dir.path().join("popgate.toml"),
+            self.services,
+            &self.env,
+        )
     }
 
     /// The Maildir of `user`.
@@ -214,6 +228,30 @@ impl Server {
         self.child.id()
     }
 
+    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and
+    /// starts it again on the same configuration and mail. The listening
+    /// addresses change; the log starts afresh.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, log, addrs) = self.spawn_again();
+        self.child = child;
+        self.log = log;
+        self.plain = addrs["pop3"];
+        self.tls = addrs["pop3s"];
+        self.addrs = addrs;
+    }
+
+    /// Another popgate process on this server's configuration, and so on
+    /// the same mail tree (as behind a load balancer over shared storage).
+    pub fn another_process(&self) -> OtherProcess {
+        let (child, _log, addrs) = self.spawn_again();
+        OtherProcess {
+            child,
+            tls: addrs["pop3s"],
+        }
+    }
+
     /// Waits for the process to exit (after a signal sent by the test).
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
@@ -228,6 +266,21 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A second popgate process started by [`Server::another_process`];
+/// killed on drop.
+pub struct OtherProcess {
+    child: Child,
+    /// Its implicit-TLS POP3 address.
+    pub tls: SocketAddr,
+}
+
+impl Drop for OtherProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -4,10 +4,14 @@
 
 mod bounds;
 mod demo;
+mod faults;
 mod harness;
 mod identity;
+mod leave_on_server;
 mod mailbox;
+mod migration;
 mod pam;
+mod poller;
 mod protocol;
 mod real_clients;
 mod smtp_harness;

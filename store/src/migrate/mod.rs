@@ -1,0 +1,200 @@
+//! Migration: serve the UIDLs another POP3 server already gave out.
+//!
+//! A client that leaves mail on the server remembers every message by its
+//! UIDL; if the UIDLs change when the server does, it downloads the whole
+//! mailbox again. Dovecot and Courier keep the UIDLs they serve in a file in
+//! the Maildir, so popgate reads those files at login and serves the same
+//! UIDLs for the messages they list:
+//!
+//! | file | reader | UIDL served |
+//! | --- | --- | --- |
+//! | `dovecot-uidlist` | [`dovecot`] | the saved `P` field, else Dovecot's default `%08Xu%08Xv` |
+//! | `courierpop3dsizelist` | [`courier`] | `UID<uid>-<uidvalidity>` |
+//!
+//! Both files are keyed here by the message's unique name (the file name
+//! before `:`), so a message renamed since (new/ to cur/, a flag added) is
+//! still found. A message neither file knows gets popgate's own UIDL (see
+//! [`uidl`](crate::uidl)); when both files know it, Dovecot's wins.
+//!
+//! ```
+//! use popgate_store::migrate::Imported;
+//!
+//! let dovecot = b"3 V1700000000 N3 G0123\n1 W812 :1.a.host:2,S\n2 P0042 :2.b.host\n";
+//! let imported = Imported::parse(Some(dovecot), None);
+//! assert_eq!(imported.uidl(b"1.a.host").as_deref(), Some("000000016553f100"));
+//! assert_eq!(imported.uidl(b"2.b.host").as_deref(), Some("0042"));
+//! assert_eq!(imported.wire_size(b"1.a.host"), Some(812));
+//! assert_eq!(imported.uidl(b"3.c.host"), None);
+//! ```
+//!
+//! The files are read once per login (they hold one line per message),
+//! through the same bounded reader as the size cache, and never written:
+//! after the switch they only shrink in meaning as messages are deleted.
+//! A file that is missing, unreadable or not in a known format is ignored.
+
+pub mod courier;
+pub mod dovecot;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::size_cache::read_bounded;
+
+/// What was imported for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry<'a> {
+    /// A UIDL to serve as it is.
+    Literal(&'a [u8]),
+    /// Dovecot's default format: the UID, then the UIDVALIDITY, each as at
+    /// least eight lowercase hex digits.
+    UidValidity {
+        /// The message's UID.
+        uid: u32,
+        /// The mailbox's UIDVALIDITY.
+        validity: u32,
+    },
+    /// Courier's `UID<uid>-<uidvalidity>` (or `UID<uid>` when the
+    /// UIDVALIDITY is 0).
+    Courier {
+        /// The message's UID.
+        uid: u64,
+        /// The UIDVALIDITY the list was written with.
+        validity: u64,
+    },
+    /// Courier's oldest form: the unique name, escaped.
+    CourierName(&'a [u8]),
+}
+
+impl Entry<'_> {
+    /// The UIDL text, or `None` when it would not be a valid RFC 1939 UIDL
+    /// (then popgate's own rule applies).
+    fn render(&self) -> Option<String> {
+        let text = match *self {
+            Entry::Literal(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Entry::UidValidity { uid, validity } => format!("{uid:08x}{validity:08x}"),
+            Entry::Courier { uid, validity: 0 } => format!("UID{uid}"),
+            Entry::Courier { uid, validity } => format!("UID{uid}-{validity}"),
+            Entry::CourierName(unique) => courier::escaped_name(unique),
+        };
+        crate::uidl::is_valid(text.as_bytes()).then_some(text)
+    }
+}
+
+/// One message in an imported list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record<'a> {
+    /// Its UIDL.
+    pub(crate) uidl: Entry<'a>,
+    /// Its wire (CRLF) size, when the list recorded one.
+    pub(crate) wire_size: Option<u64>,
+}
+
+/// The raw bytes of the migration files of one Maildir, read at login.
+#[derive(Debug, Default)]
+pub struct Files {
+    dovecot: Option<Vec<u8>>,
+    courier: Option<Vec<u8>>,
+}
+
+impl Files {
+    /// Reads `dovecot-uidlist` and `courierpop3dsizelist` from the Maildir
+    /// at `root`, when present (bounded like the size cache).
+    pub fn read(root: &Path) -> Files {
+        Files {
+            dovecot: read_bounded(&root.join(dovecot::FILE)),
+            courier: read_bounded(&root.join(courier::FILE)),
+        }
+    }
+
+    /// Parses what was read.
+    pub fn parse(&self) -> Imported<'_> {
+        Imported::parse(self.dovecot.as_deref(), self.courier.as_deref())
+    }
+}
+
+/// The UIDLs (and sizes) imported for one login, by unique name.
+#[derive(Debug, Default)]
+pub struct Imported<'a> {
+    dovecot: HashMap<&'a [u8], Record<'a>>,
+    courier: HashMap<&'a [u8], Record<'a>>,
+}
+
+impl<'a> Imported<'a> {
+    /// Parses the contents of a `dovecot-uidlist` and a
+    /// `courierpop3dsizelist` (either may be absent).
+    pub fn parse(dovecot: Option<&'a [u8]>, courier: Option<&'a [u8]>) -> Imported<'a> {
+        Imported {
+            dovecot: dovecot.map(dovecot::parse).unwrap_or_default(),
+            courier: courier.map(courier::parse).unwrap_or_default(),
+        }
+    }
+
+    /// `true` when neither file listed anything.
+    pub fn is_empty(&self) -> bool {
+        self.dovecot.is_empty() && self.courier.is_empty()
+    }
+
+    fn record(&self, unique: &[u8]) -> Option<&Record<'a>> {
+        self.dovecot
+            .get(unique)
+            .or_else(|| self.courier.get(unique))
+    }
+
+    /// The UIDL the previous server served for the message with this
+    /// unique name, if it knew the message and the UIDL is valid.
+    pub fn uidl(&self, unique: &[u8]) -> Option<String> {
+        self.dovecot
+            .get(unique)
+            .and_then(|record| record.uidl.render())
+            .or_else(|| {
+                self.courier
+                    .get(unique)
+                    .and_then(|record| record.uidl.render())
+            })
+    }
+
+    /// The wire size the previous server recorded (Dovecot's `W` field).
+    pub fn wire_size(&self, unique: &[u8]) -> Option<u64> {
+        self.record(unique).and_then(|record| record.wire_size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dovecot_wins_over_courier_and_unknown_falls_through() {
+        let dovecot = b"3 V10 N2\n1 :1.a.host:2,S\n";
+        let courier = b"/3 3 77\n1.a.host:2,S 5 1:77:0\n2.b.host 6 2:77:0\n";
+        let imported = Imported::parse(Some(dovecot), Some(courier));
+        assert_eq!(
+            imported.uidl(b"1.a.host").as_deref(),
+            Some("000000010000000a")
+        );
+        assert_eq!(imported.uidl(b"2.b.host").as_deref(), Some("UID2-77"));
+        assert_eq!(imported.uidl(b"3.c.host"), None);
+        assert!(!imported.is_empty());
+        assert!(Imported::parse(None, None).is_empty());
+    }
+
+    #[test]
+    fn invalid_imported_uidls_are_not_served() {
+        let long = format!("3 V1 N2\n1 P{} :1.a.host\n", "x".repeat(71));
+        let imported = Imported::parse(Some(long.as_bytes()), None);
+        assert_eq!(imported.uidl(b"1.a.host"), None);
+    }
+
+    #[test]
+    fn courier_without_uidvalidity() {
+        assert_eq!(
+            Entry::Courier {
+                uid: 5,
+                validity: 0
+            }
+            .render()
+            .as_deref(),
+            Some("UID5")
+        );
+    }
+}
