@@ -349,11 +349,7 @@ async fn open_stream(kind: ListenerKind, tcp: TcpStream, service: &Service) -> O
     if !kind.implicit_tls() {
         return Some(Stream::Plain(tcp));
     }
-    let handshake = service.tls()?.acceptor().accept(tcp);
-    match tokio::time::timeout(service.preauth_timeout(), handshake).await {
-        Ok(Ok(stream)) => Some(Stream::Tls(Box::new(stream))),
-        _ => None,
-    }
+    Stream::accept_tls(tcp, service.tls()?, service.preauth_timeout()).await
 }
 
 /// Tells a plaintext client why it is turned away; a TLS client is just closed.

@@ -4,10 +4,13 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use crate::tls::TlsProvider;
 
 /// A TCP connection, with or without TLS on it.
 #[derive(Debug)]
@@ -25,6 +28,51 @@ impl Stream {
     /// True for a TLS connection.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// Accepts a TLS connection (ports 995, 465): the handshake must finish
+    /// within `timeout`.
+    pub async fn accept_tls(
+        tcp: TcpStream,
+        tls: &TlsProvider,
+        timeout: Duration,
+    ) -> Option<Stream> {
+        match tokio::time::timeout(timeout, tls.acceptor().accept(tcp)).await {
+            Ok(Ok(stream)) => Some(Stream::Tls(Box::new(stream))),
+            _ => None,
+        }
+    }
+
+    /// Upgrades a plain connection to TLS in place (STLS, STARTTLS). On
+    /// `false` the handshake failed or timed out and the stream is unusable.
+    pub async fn start_tls(&mut self, tls: &TlsProvider, timeout: Duration) -> bool {
+        let Some(tcp) = self.take_plain() else {
+            return false;
+        };
+        match Stream::accept_tls(tcp, tls, timeout).await {
+            Some(upgraded) => {
+                *self = upgraded;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes all of `output` and clears it. A client that does not take the
+    /// bytes within `timeout` is an error, so a peer that stops reading
+    /// cannot hold a session forever.
+    pub async fn write_within(
+        &mut self,
+        output: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        if !output.is_empty() {
+            tokio::time::timeout(timeout, self.write_all(output))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+            output.clear();
+        }
+        self.flush().await
     }
 
     /// Takes the plain TCP stream out for a TLS handshake, leaving

@@ -206,16 +206,10 @@ impl Default for AuthSettings {
             backend: BackendKind::Htpasswd,
             htpasswd: PathBuf::from("/etc/popgate/users.htpasswd"),
             pam_service: "popgate".into(),
-            deny_users: [
-                "root",
-                "administrator",
-                "admin",
-                "guest",
-                "anonymous",
-                "nobody",
-            ]
-            .map(String::from)
-            .to_vec(),
+            deny_users: popgate_auth::DEFAULT_DENY_USERS
+                .iter()
+                .map(|&name| name.to_owned())
+                .collect(),
             disabled_users: Vec::new(),
             min_uid: 1000,
             failure_delay: HumanDuration::from_secs(2),

@@ -181,16 +181,8 @@ impl Connection<'_> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.output.is_empty() {
-            let write = self.stream.write_all(&self.output);
-            tokio::time::timeout(self.service.idle_timeout, write)
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
-                })??;
-            self.output.clear();
-        }
-        self.stream.flush().await
+        let timeout = self.service.idle_timeout;
+        self.stream.write_within(&mut self.output, timeout).await
     }
 
     async fn start_tls(&mut self) -> std::io::Result<Option<&'static str>> {
@@ -198,19 +190,18 @@ impl Connection<'_> {
         // Anything the client sent after STLS was sent in the clear and must
         // not be treated as if it came over TLS (RFC 2595 §4).
         self.input.discard();
-        let (Some(tls), Some(tcp)) = (&self.service.tls, self.stream.take_plain()) else {
+        let Some(tls) = &self.service.tls else {
             return Ok(Some("error"));
         };
-        let handshake =
-            tokio::time::timeout(self.service.preauth_timeout, tls.acceptor().accept(tcp));
-        match handshake.await {
-            Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
-                self.session.tls_started();
-                Ok(None)
-            }
-            _ => Ok(Some("tls-failed")),
+        if !self
+            .stream
+            .start_tls(tls, self.service.preauth_timeout)
+            .await
+        {
+            return Ok(Some("tls-failed"));
         }
+        self.session.tls_started();
+        Ok(None)
     }
 
     async fn authenticate(
