@@ -14,10 +14,12 @@
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
+//! - [`client_settings`]: what users type into their mail client;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
 pub mod check;
+pub mod client_settings;
 pub mod config;
 pub mod demo;
 pub mod identity;

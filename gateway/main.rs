@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use popgate::client_settings;
 use popgate::config::Settings;
 use popgate::demo::{self, DemoOptions};
 use popgate::server::Gateway;
@@ -59,6 +60,12 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
     },
+    /// Print what users type into their mail client (server, ports, security).
+    Settings {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+        config: PathBuf,
+    },
     /// Print the effective configuration (file plus environment overrides).
     Config {
         /// The configuration file.
@@ -107,6 +114,10 @@ fn main() -> Result<()> {
             round_trip,
             wait,
         } => check(&config, &round_trip, wait),
+        Command::Settings { config } => {
+            print!("{}", client_settings::describe(&Settings::load(&config)?));
+            Ok(())
+        }
         Command::Config { config } => {
             let settings = Settings::load(&config)?;
             print!("{}", toml::to_string_pretty(&settings)?);
