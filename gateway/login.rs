@@ -92,10 +92,15 @@ impl LoginGate {
         }
     }
 
-    /// Runs the blocking check within the bounds. A check that overruns
+    /// Answers from the login cache when it can (no hashing, so no trip to a
+    /// blocking thread), else runs the blocking check within the bounds. A
+    /// check that overruns
     /// keeps its place until it really ends, so hung checks can never pile up
     /// beyond `max_checks`; this login gets a temporary failure.
     async fn verify(&self, credentials: Credentials) -> Verdict {
+        if let Some(verdict) = self.auth.verify_cached(&credentials) {
+            return verdict;
+        }
         let auth = self.auth.clone();
         let checks = self.checks.clone();
         let check = async move {

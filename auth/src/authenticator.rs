@@ -185,6 +185,29 @@ impl Authenticator {
         }
     }
 
+    /// Answers from the login cache alone: `Some(Accepted)` for a login
+    /// remembered with this password, `None` when the full
+    /// [`verify`](Self::verify) is needed — not cached, a name the policy refuses, or
+    /// the backend due for its change check. No hashing and no I/O, so it is
+    /// cheap enough for an async thread: a client polling every minute is
+    /// answered without a trip to a blocking thread.
+    pub fn verify_cached(&self, credentials: &Credentials) -> Option<Verdict> {
+        let user = credentials.user.as_str();
+        if validate_login_name(user).is_err()
+            || self.policy.is_denied(user)
+            || self.backend.refresh_due(self.check_interval)
+        {
+            return None;
+        }
+        self.cache
+            .lookup(
+                user,
+                credentials.password.expose(),
+                self.backend.generation(),
+            )
+            .map(Verdict::Accepted)
+    }
+
     /// Re-reads the backend (the htpasswd file) now and empties the login
     /// cache. The file is also reloaded automatically when it changes
     /// (checked at most once per second, on `verify`).

@@ -138,6 +138,15 @@ impl Backend {
         }
     }
 
+    /// True when the next [`refresh`](Self::refresh) would look at the
+    /// backend's data (so a cached answer might be out of date).
+    pub(crate) fn refresh_due(&self, interval: Duration) -> bool {
+        match self {
+            Backend::Htpasswd(file) => file.refresh_due(interval),
+            Backend::Pam(_) => false,
+        }
+    }
+
     /// The version of the backend's data, raised by every reload.
     pub(crate) fn generation(&self) -> u64 {
         match self {

@@ -454,3 +454,36 @@ fn default_config() {
     assert_eq!(config.maildir_template, DEFAULT_MAILDIR_TEMPLATE);
     assert_eq!(config.cache_ttl, DEFAULT_CACHE_TTL);
 }
+
+#[test]
+fn the_cache_alone_answers_only_a_remembered_login_with_its_password() {
+    let fixture = Fixture::new(&[ALICE, ROOT]);
+    let auth = Authenticator::new(fixture.config()).unwrap();
+    let alice = Credentials::new("alice@example.com", ALICE_PASSWORD);
+    assert!(auth.verify_cached(&alice).is_none(), "nothing cached yet");
+    assert!(matches!(auth.verify(&alice), Verdict::Accepted(_)));
+    let hashes = auth.hash_verifications();
+    assert!(
+        matches!(auth.verify_cached(&alice), Some(Verdict::Accepted(a)) if a.user == "alice@example.com")
+    );
+    assert_eq!(
+        auth.hash_verifications(),
+        hashes,
+        "a cache answer computes no hash"
+    );
+    let wrong = Credentials::new("alice@example.com", "wrong");
+    assert!(auth.verify_cached(&wrong).is_none());
+    let root = Credentials::new("root", ALICE_PASSWORD);
+    assert!(
+        auth.verify_cached(&root).is_none(),
+        "denied names always take the full check"
+    );
+    let eager = Authenticator::new(fixture.config())
+        .unwrap()
+        .check_changes_every_time();
+    assert!(matches!(eager.verify(&alice), Verdict::Accepted(_)));
+    assert!(
+        eager.verify_cached(&alice).is_none(),
+        "a due change check takes the full path"
+    );
+}

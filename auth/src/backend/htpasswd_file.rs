@@ -143,6 +143,12 @@ impl HtpasswdFile {
         }
     }
 
+    /// True when [`refresh`](Self::refresh) would look at the file now (or
+    /// another thread is looking).
+    pub(crate) fn refresh_due(&self, interval: Duration) -> bool {
+        sync::try_lock(&self.watch).is_none_or(|watch| watch.last_check.elapsed() >= interval)
+    }
+
     /// Reads the file again now.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
         let mut watch = sync::lock(&self.watch);
