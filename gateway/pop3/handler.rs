@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use popgate_auth::{Account, Credentials};
-use popgate_store::{wire, Mailbox, StoreError};
+use popgate_store::{wire, CommitReport, Mailbox, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -369,6 +369,8 @@ impl Connection<'_> {
     async fn update(&mut self, mailbox: Arc<Mailbox>, deleted: Vec<usize>) {
         let count = deleted.len();
         let committed = match Arc::try_unwrap(mailbox) {
+            // Nothing to apply: dropping the mailbox releases its lock.
+            Ok(_) if deleted.is_empty() => Some(CommitReport::default()),
             Ok(mailbox) => {
                 let identity = self.identity;
                 tokio::task::spawn_blocking(move || {
