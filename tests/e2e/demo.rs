@@ -45,14 +45,14 @@ fn shell(snippet: &str) -> Vec<u8> {
     output.stdout
 }
 
-#[test]
-fn the_printed_commands_send_from_demo_to_friend_and_fetch_it() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `popgate demo` on free ports and reads its instructions; `None`
+/// if it exited before printing them (a port was taken meanwhile).
+fn start_demo(dir: &std::path::Path) -> Option<(Demo, Vec<String>, Vec<u16>)> {
     let ports = free_ports(4);
     let mut child = Command::new(popgate_bin())
         .arg("demo")
         .arg("--dir")
-        .arg(dir.path().join("sandbox"))
+        .arg(dir.join("sandbox"))
         .args(["--pop3-port", &ports[0].to_string()])
         .args(["--pop3s-port", &ports[1].to_string()])
         .args(["--submission-port", &ports[2].to_string()])
@@ -75,13 +75,28 @@ fn the_printed_commands_send_from_demo_to_friend_and_fetch_it() {
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("demo did not start: {printed:?}"));
+            .map_err(|e| match e {
+                mpsc::RecvTimeoutError::Disconnected => e,
+                mpsc::RecvTimeoutError::Timeout => panic!("demo did not start: {printed:?}"),
+            })
+            .ok()?;
         let done = line.starts_with("Stop with Ctrl-C");
         printed.push(line);
         if done {
             break;
         }
     }
+    Some((_demo, printed, ports))
+}
+
+#[test]
+fn the_printed_commands_send_from_demo_to_friend_and_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ports freed a moment ago can be taken by a parallel test before the
+    // demo binds them; then the demo exits, and we try again on others.
+    let (_demo, printed, ports) = (0..3)
+        .find_map(|_| start_demo(dir.path()))
+        .expect("demo did not start on three sets of free ports");
     let section = |start: &str, end: &str| -> String {
         let from = printed.iter().position(|l| l.starts_with(start)).unwrap() + 1;
         let to = from
