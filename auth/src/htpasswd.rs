@@ -80,6 +80,20 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// Checks the contents of an htpasswd file without keeping it: the
+/// [`LoadReport`] that [`Authenticator::report`](crate::Authenticator::report)
+/// gives after loading a file with these bytes. Never fails; the fuzzers
+/// drive the parser through it.
+///
+/// ```
+/// let report = popgate_auth::check_htpasswd(b"# users\nalice:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=\nbob\n");
+/// assert_eq!(report.entries, 1);
+/// assert_eq!(report.skipped[0].line, 3);
+/// ```
+pub fn check_htpasswd(contents: &[u8]) -> LoadReport {
+    Table::parse(contents).1
+}
+
 /// What the table knows about a user.
 pub(crate) enum Lookup<'a> {
     /// The user has a usable hash.

@@ -110,7 +110,7 @@ pub use authenticator::{
 pub use backend::{BackendConfig, MAX_HTPASSWD_SIZE};
 pub use error::AuthError;
 pub use hash::hash_password_bcrypt;
-pub use htpasswd::{LoadReport, SkipReason, SkippedLine};
+pub use htpasswd::{check_htpasswd, LoadReport, SkipReason, SkippedLine};
 pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
 pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
 pub use password::{Credentials, Password};

@@ -1,0 +1,89 @@
+//! Opening a Maildir: the snapshot STAT waits for after a login.
+//!
+//! * `open/100k/warm-cache`: 100,000 messages whose sizes come from the
+//!   size cache (`popgate-sizes`), as on every login after the first;
+//! * `open/100k/sizes-in-names`: the same messages named with `,W=`
+//!   sizes, so no cache is read. The difference between the two is the cost
+//!   of loading the size cache, which has no public API of its own;
+//! * `open/10k/cold`: 10,000 messages and no size cache, so every message
+//!   is read once to compute its size (the files themselves are in the page
+//!   cache: this is the first login, not a cold disk).
+//!
+//! The Maildirs are generated once per run in a temporary directory.
+//!
+//! ```text
+//! cargo bench --bench store
+//! ```
+
+use std::fs;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use popgate_store::{Mailbox, OpenOptions, SIZE_CACHE_FILE};
+
+/// A small message with LF line ends (its wire size is 4 octets more).
+const MESSAGE: &[u8] =
+    b"From: a@example.com\nTo: b@example.com\nSubject: bench\n\nHello,\nworld.\n";
+
+/// Creates a Maildir of `count` messages in `root`, with `,W=` sizes in
+/// the names when `sizes_in_names`.
+fn maildir(root: &Path, count: usize, sizes_in_names: bool) {
+    for dir in ["cur", "new", "tmp"] {
+        fs::create_dir_all(root.join(dir)).expect("creating the Maildir");
+    }
+    let wire = MESSAGE.len() + 4;
+    for i in 0..count {
+        let sizes = if sizes_in_names {
+            format!(",S={},W={wire}", MESSAGE.len())
+        } else {
+            String::new()
+        };
+        let name = format!("{}.M{i}P42.bench{sizes}:2,S", 1_700_000_000 + i);
+        fs::write(root.join("cur").join(name), MESSAGE).expect("writing a message");
+    }
+}
+
+fn open(root: &Path) -> Mailbox {
+    let mailbox = Mailbox::open(root, &OpenOptions::default()).expect("opening the Maildir");
+    assert!(!mailbox.messages().is_empty());
+    mailbox
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let warm = dir.path().join("warm");
+    let named = dir.path().join("named");
+    let cold = dir.path().join("cold");
+    maildir(&warm, 100_000, false);
+    maildir(&named, 100_000, true);
+    maildir(&cold, 10_000, false);
+    // The first open computes the sizes and writes the cache.
+    drop(open(&warm));
+    assert!(warm.join(SIZE_CACHE_FILE).exists());
+    assert_eq!(open(&named).messages()[0].size, MESSAGE.len() as u64 + 4);
+
+    let mut group = c.benchmark_group("store");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.bench_function("open/100k/warm-cache", |b| {
+        b.iter(|| black_box(open(&warm)))
+    });
+    group.bench_function("open/100k/sizes-in-names", |b| {
+        b.iter(|| black_box(open(&named)))
+    });
+    group.bench_function("open/10k/cold", |b| {
+        b.iter_batched(
+            || {
+                let _ = fs::remove_file(cold.join(SIZE_CACHE_FILE));
+            },
+            |()| black_box(open(&cold)),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
