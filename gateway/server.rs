@@ -111,10 +111,15 @@ impl Service {
         }
     }
 
+    /// Serves one connection. Each protocol's future is boxed: a spawned
+    /// task is as large as the largest future it may run, and an idle POP3
+    /// connection must not carry the room a submission relay needs.
     async fn serve(self, stream: Stream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
         match self {
-            Service::Pop3(s) => pop3::handler::serve(s, stream, peer, shutdown).await,
-            Service::Submission(s) => submission::handler::serve(s, stream, peer, shutdown).await,
+            Service::Pop3(s) => Box::pin(pop3::handler::serve(s, stream, peer, shutdown)).await,
+            Service::Submission(s) => {
+                Box::pin(submission::handler::serve(s, stream, peer, shutdown)).await
+            }
         }
     }
 
@@ -349,7 +354,9 @@ async fn open_stream(kind: ListenerKind, tcp: TcpStream, service: &Service) -> O
     if !kind.implicit_tls() {
         return Some(Stream::Plain(tcp));
     }
-    let handshake = service.tls()?.acceptor().accept(tcp);
+    // Boxed so that the handshake's state is freed when it ends instead of
+    // sizing the connection's task for its whole life.
+    let handshake = Box::pin(service.tls()?.acceptor().accept(tcp));
     match tokio::time::timeout(service.preauth_timeout(), handshake).await {
         Ok(Ok(stream)) => Some(Stream::Tls(Box::new(stream))),
         _ => None,

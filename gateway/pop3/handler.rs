@@ -159,21 +159,28 @@ impl Connection<'_> {
     }
 
     /// Carries out one step; `Some(reason)` ends the connection.
+    ///
+    /// Each step's future is boxed: a future is as large as its largest
+    /// state, and the login check, the TLS handshake and a RETR in flight
+    /// are many kilobytes that an idle connection would otherwise keep
+    /// allocated inline in its task for as long as it stays open.
     async fn step(&mut self, next: Next<Arc<Mailbox>>) -> std::io::Result<Option<&'static str>> {
         match next {
             Next::Continue => {}
             Next::Close => return Ok(Some("quit")),
-            Next::Authenticate(credentials) => return self.authenticate(credentials).await,
-            Next::StartTls => return self.start_tls().await,
-            Next::List(listing) => self.list(listing).await?,
+            Next::Authenticate(credentials) => {
+                return Box::pin(self.authenticate(credentials)).await
+            }
+            Next::StartTls => return Box::pin(self.start_tls()).await,
+            Next::List(listing) => Box::pin(self.list(listing)).await?,
             Next::Retrieve {
                 index,
                 number,
                 size,
                 body_lines,
-            } => self.retrieve(index, number, size, body_lines).await?,
+            } => Box::pin(self.retrieve(index, number, size, body_lines)).await?,
             Next::Update { mailbox, deleted } => {
-                self.update(mailbox, deleted).await;
+                Box::pin(self.update(mailbox, deleted)).await;
                 return Ok(Some("quit"));
             }
         }
