@@ -109,15 +109,33 @@ impl Upstream {
         }
     }
 
-    /// Keeps `conn` for reuse unless it broke or the pool is full.
+    /// Keeps `conn` for reuse unless it broke or the pool is full; the
+    /// connections not kept, and idle ones past their time, are closed
+    /// with `QUIT` in the background, so the client's reply does not wait.
     fn checkin(&self, conn: AsyncSmtpConnection) {
         if conn.has_broken() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
-        if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+        let mut closing = Vec::new();
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let (fresh, expired) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+            *idle = fresh;
+            closing.extend(expired.into_iter().map(|(conn, _)| conn));
+            if idle.len() < MAX_IDLE {
+                idle.push((conn, Instant::now()));
+            } else {
+                closing.push(conn);
+            }
+        }
+        if !closing.is_empty() {
+            tokio::spawn(async move {
+                for mut conn in closing {
+                    conn.abort().await;
+                }
+            });
         }
     }
 
@@ -226,15 +244,28 @@ mod tests {
     /// A scripted relay: counts connections, collects message bodies, and
     /// refuses any recipient whose address starts with `reject`.
     async fn relay() -> (u16, Arc<AtomicUsize>, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let (port, connections, bodies, _) = relay_counting_quits().await;
+        (port, connections, bodies)
+    }
+
+    /// [`relay`], also counting the `QUIT`s it received.
+    async fn relay_counting_quits() -> (
+        u16,
+        Arc<AtomicUsize>,
+        Arc<Mutex<Vec<Vec<u8>>>>,
+        Arc<AtomicUsize>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let (count, store) = (connections.clone(), bodies.clone());
+        let quits = Arc::new(AtomicUsize::new(0));
+        let (count, store, quit_count) = (connections.clone(), bodies.clone(), quits.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 let store = store.clone();
+                let quit_count = quit_count.clone();
                 tokio::spawn(async move {
                     let (read, mut write) = tcp.into_split();
                     let mut read = BufReader::new(read);
@@ -261,6 +292,7 @@ mod tests {
                             store.lock().unwrap().push(body);
                             b"250 queued\r\n"
                         } else if upper.starts_with(b"QUIT") {
+                            quit_count.fetch_add(1, Ordering::SeqCst);
                             let _ = write.write_all(b"221 bye\r\n").await;
                             return;
                         } else {
@@ -271,7 +303,7 @@ mod tests {
                 });
             }
         });
-        (port, connections, bodies)
+        (port, connections, bodies, quits)
     }
 
     fn envelope(to: &str) -> Envelope {
@@ -319,6 +351,43 @@ mod tests {
             .unwrap();
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         assert_eq!(bodies.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_idle_limit_are_closed_with_quit() {
+        let (port, connections, bodies, quits) = relay_counting_quits().await;
+        let upstream = Arc::new(Upstream::new(
+            "127.0.0.1",
+            port,
+            UpstreamTls::None,
+            ClientId::Domain("popgate.test".into()),
+            None,
+            Duration::from_secs(30),
+        ));
+        let sends: Vec<_> = (0..3 * MAX_IDLE)
+            .map(|_| {
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    upstream
+                        .send(&envelope("bob@example.com"), b"parallel")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for send in sends {
+            send.await.unwrap();
+        }
+        assert_eq!(bodies.lock().unwrap().len(), 3 * MAX_IDLE);
+        let made = connections.load(Ordering::SeqCst);
+        assert!(made > MAX_IDLE, "only {made} connections were needed");
+        let want = made.saturating_sub(MAX_IDLE);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while quits.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(quits.load(Ordering::SeqCst), want, "{made} connections");
+        assert!(upstream.idle.lock().unwrap().len() <= MAX_IDLE);
     }
 
     #[tokio::test]
