@@ -111,10 +111,15 @@ impl Service {
         }
     }
 
+    /// Serves one connection. Each protocol's future is boxed: a spawned
+    /// task is as large as the largest future it may run, and an idle POP3
+    /// connection must not carry the room a submission relay needs.
     async fn serve(self, stream: Stream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
         match self {
-            Service::Pop3(s) => pop3::handler::serve(s, stream, peer, shutdown).await,
-            Service::Submission(s) => submission::handler::serve(s, stream, peer, shutdown).await,
+            Service::Pop3(s) => Box::pin(pop3::handler::serve(s, stream, peer, shutdown)).await,
+            Service::Submission(s) => {
+                Box::pin(submission::handler::serve(s, stream, peer, shutdown)).await
+            }
         }
     }
 

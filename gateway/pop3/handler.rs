@@ -159,21 +159,28 @@ impl Connection<'_> {
     }
 
     /// Carries out one step; `Some(reason)` ends the connection.
+    ///
+    /// Each step's future is boxed: a future is as large as its largest
+    /// state, and the login check, the TLS handshake and a RETR in flight
+    /// are many kilobytes that an idle connection would otherwise keep
+    /// allocated inline in its task for as long as it stays open.
     async fn step(&mut self, next: Next<Arc<Mailbox>>) -> std::io::Result<Option<&'static str>> {
         match next {
             Next::Continue => {}
             Next::Close => return Ok(Some("quit")),
-            Next::Authenticate(credentials) => return self.authenticate(credentials).await,
-            Next::StartTls => return self.start_tls().await,
-            Next::List(listing) => self.list(listing).await?,
+            Next::Authenticate(credentials) => {
+                return Box::pin(self.authenticate(credentials)).await
+            }
+            Next::StartTls => return Box::pin(self.start_tls()).await,
+            Next::List(listing) => Box::pin(self.list(listing)).await?,
             Next::Retrieve {
                 index,
                 number,
                 size,
                 body_lines,
-            } => self.retrieve(index, number, size, body_lines).await?,
+            } => Box::pin(self.retrieve(index, number, size, body_lines)).await?,
             Next::Update { mailbox, deleted } => {
-                self.update(mailbox, deleted).await;
+                Box::pin(self.update(mailbox, deleted)).await;
                 return Ok(Some("quit"));
             }
         }
@@ -309,9 +316,16 @@ impl Connection<'_> {
         let Some(mailbox) = self.session.mailbox().cloned() else {
             return Ok(());
         };
-        let opened = store_call(self.identity, move || mailbox.open_message(index)).await;
-        let file = match opened {
-            Ok(file) => file,
+        // Opening the file and reading its first chunk is one blocking call:
+        // most messages fit in that chunk, and then need no other.
+        let opened = store_call(self.identity, move || {
+            let file = mailbox.open_message(index)?;
+            let (chunk, eof) = read_first_chunk(&file, READ_CHUNK)?;
+            Ok((file, chunk, eof))
+        })
+        .await;
+        let (file, mut chunk, eof) = match opened {
+            Ok(opened) => opened,
             Err(StoreError::Vanished) => {
                 reply::err(
                     &mut self.output,
@@ -343,24 +357,44 @@ impl Connection<'_> {
                 wire::Encoder::top(lines)
             }
         };
-        let mut file = tokio::fs::File::from_std(file);
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let mut sent = 0u64;
-        while !encoder.is_done() {
-            let n = file.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            sent += n as u64;
-            encoder.encode(&chunk[..n], &mut self.output);
-            if self.output.len() >= WRITE_CHUNK {
-                self.flush().await?;
-            }
+        let mut sent = chunk.len() as u64;
+        encoder.encode(&chunk, &mut self.output);
+        if !eof && !encoder.is_done() {
+            self.stream_rest(file, &mut chunk, &mut encoder, &mut sent)
+                .await?;
         }
         encoder.finish(&mut self.output);
         if body_lines.is_none() {
             self.summary.retrieved += 1;
             self.summary.retrieved_octets += sent;
+        }
+        Ok(())
+    }
+
+    /// Streams the rest of a message larger than the first chunk, one chunk
+    /// at a time, so memory stays bounded whatever the message's size.
+    async fn stream_rest(
+        &mut self,
+        file: std::fs::File,
+        chunk: &mut Vec<u8>,
+        encoder: &mut wire::Encoder,
+        sent: &mut u64,
+    ) -> std::io::Result<()> {
+        if self.output.len() >= WRITE_CHUNK {
+            self.flush().await?;
+        }
+        let mut file = tokio::fs::File::from_std(file);
+        chunk.resize(READ_CHUNK, 0);
+        while !encoder.is_done() {
+            let n = file.read(chunk).await?;
+            if n == 0 {
+                break;
+            }
+            *sent += n as u64;
+            encoder.encode(&chunk[..n], &mut self.output);
+            if self.output.len() >= WRITE_CHUNK {
+                self.flush().await?;
+            }
         }
         Ok(())
     }
@@ -416,6 +450,26 @@ impl Connection<'_> {
             ),
         }
     }
+}
+
+/// Reads up to `limit` octets from the start of `file`; `true` when that
+/// is the whole file.
+fn read_first_chunk(mut file: &std::fs::File, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::Read;
+    let mut chunk = vec![0u8; limit];
+    let mut filled = 0;
+    while filled < limit {
+        match file.read(&mut chunk[filled..]) {
+            Ok(0) => {
+                chunk.truncate(filled);
+                return Ok((chunk, true));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((chunk, false))
 }
 
 /// Runs a blocking store call on a blocking thread, with `identity`.

@@ -106,17 +106,19 @@ impl Connection<'_> {
                     // Bytes sent after STARTTLS came in the clear: never act
                     // on them as if they came over TLS (RFC 3207 §5).
                     self.pending.clear();
-                    if let Some(end) = self.start_tls().await {
+                    if let Some(end) = Box::pin(self.start_tls()).await {
                         return Ok(end);
                     }
                 }
                 Step::Authenticate(credentials) => {
-                    if let Some(end) = self.authenticate(credentials).await {
+                    if let Some(end) = Box::pin(self.authenticate(credentials)).await {
                         self.flush().await?;
                         return Ok(end);
                     }
                 }
-                Step::Relay(transaction) => self.relay(transaction).await,
+                // Boxed, like the other steps: the relay's and the login's
+                // futures are large, and an idle connection need not hold them.
+                Step::Relay(transaction) => Box::pin(self.relay(transaction)).await,
                 Step::Close => {
                     self.flush().await?;
                     return Ok("quit");

@@ -3,7 +3,7 @@
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
 //! smtp-proto to parse commands and message text), [`reply`] writes replies,
-//! [`message`] checks and stamps the message, [`relay`] and
+//! [`message`] checks and stamps the message, [`relay`] (over [`upstream`]) and
 //! [`maildir_delivery`] hand it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
@@ -16,6 +16,7 @@ pub mod message;
 pub mod relay;
 pub mod reply;
 pub mod session;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

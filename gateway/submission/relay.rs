@@ -16,18 +16,19 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{Address, AsyncSendmailTransport, AsyncTransport, Tokio1Executor};
 
 use super::maildir_delivery::MaildirDelivery;
 use super::session::RelayOutcome;
+use super::upstream::{Upstream, UpstreamError, UpstreamTls};
 use crate::config::{self, RelayTls, SubmissionSettings};
 
 /// The configured upstream.
 pub enum Relay {
     /// An SMTP relay (pooled connections).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Upstream),
     /// The local MTA's sendmail command.
     Sendmail(AsyncSendmailTransport<Tokio1Executor>),
     /// Local Maildirs.
@@ -68,28 +69,30 @@ impl Relay {
                 .build()
                 .map_err(|e| ("submission.relay", e.to_string()))
         };
-        let smtp = |host: &str, port: u16, tls: Tls| {
-            let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                .port(port)
-                .tls(tls)
-                .hello_name(ClientId::Domain(hostname.to_owned()))
-                .timeout(Some(settings.relay_timeout.0));
-            if let (Some(user), Some(password)) = (&settings.relay_user, settings.relay_password()?)
-            {
-                builder = builder.credentials(Credentials::new(user.clone(), password));
-            }
-            Ok::<_, (&'static str, String)>(Relay::Smtp(builder.build()))
+        let smtp = |host: &str, port: u16, tls: UpstreamTls| {
+            let credentials = match (&settings.relay_user, settings.relay_password()?) {
+                (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password)),
+                _ => None,
+            };
+            Ok::<_, (&'static str, String)>(Relay::Smtp(Upstream::new(
+                host,
+                port,
+                tls,
+                ClientId::Domain(hostname.to_owned()),
+                credentials,
+                settings.relay_timeout.0,
+            )))
         };
         match &settings.relay {
             config::Relay::Smtp { host, port } => {
                 let tls = match settings.relay_tls {
-                    RelayTls::Starttls => Tls::Required(parameters(host)?),
-                    RelayTls::None => Tls::None,
+                    RelayTls::Starttls => UpstreamTls::Starttls(parameters(host)?),
+                    RelayTls::None => UpstreamTls::None,
                 };
                 smtp(host, *port, tls)
             }
             config::Relay::Smtps { host, port } => {
-                smtp(host, *port, Tls::Wrapper(parameters(host)?))
+                smtp(host, *port, UpstreamTls::Implicit(parameters(host)?))
             }
             config::Relay::Sendmail => Ok(Relay::Sendmail(
                 AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
@@ -117,13 +120,19 @@ impl Relay {
         match self {
             // lettre ends DATA with "\r\n.\r\n" itself: the message's own
             // final line break must not be sent twice.
-            Relay::Smtp(transport) => match transport
-                .send_raw(&envelope, data.strip_suffix(b"\r\n").unwrap_or(&data))
-                .await
-            {
-                Ok(_) => RelayOutcome::Accepted,
-                Err(error) => smtp_outcome(&error),
-            },
+            // A relay that stops answering must not hold the client forever.
+            Relay::Smtp(upstream) => {
+                let body = data.strip_suffix(b"\r\n").unwrap_or(&data);
+                match tokio::time::timeout(timeout, upstream.send(&envelope, body)).await {
+                    Ok(Ok(())) => RelayOutcome::Accepted,
+                    Ok(Err(UpstreamError::Smtp(error))) => smtp_outcome(&error),
+                    Ok(Err(error)) => {
+                        tracing::warn!(target: "popgate::relay", %error, "relay not reached");
+                        RelayOutcome::Temporary("Upstream unavailable, try again later".into())
+                    }
+                    Err(_) => RelayOutcome::Temporary("Upstream timed out".into()),
+                }
+            }
             Relay::Sendmail(transport) => {
                 match tokio::time::timeout(timeout, transport.send_raw(&envelope, &data)).await {
                     Ok(Ok(())) => RelayOutcome::Accepted,

@@ -302,3 +302,37 @@ fn a_changed_htpasswd_file_is_picked_up_without_restart() {
         .cmd(&format!("PASS {PASSWORD}"))
         .starts_with("-ERR [AUTH]"));
 }
+
+/// RETR reads a message's first 128 KiB together with opening it and
+/// streams the rest: messages just under, at and over that size, and a
+/// large one, must arrive byte for byte (LF endings, dot lines crossing the
+/// boundary), and TOP must stop inside the first piece.
+#[test]
+fn messages_around_the_first_read_and_large_ones_arrive_byte_for_byte() {
+    let server = Server::start();
+    let maildir = server.maildir("alice");
+    let chunk = 128 * 1024;
+    let message = |size: usize| {
+        let mut m = b"Subject: sized\n\n".to_vec();
+        let mut n = 0;
+        while m.len() < size {
+            m.extend_from_slice(format!(".line {n} with a leading dot\n").as_bytes());
+            n += 1;
+        }
+        m.truncate(size);
+        m
+    };
+    let sizes = [chunk - 1, chunk, chunk + 1, 3 * 1024 * 1024 + 17];
+    for (i, size) in sizes.iter().enumerate() {
+        deliver(&maildir, 1_700_000_000 + i as u64, &message(*size));
+    }
+    let mut client = server.login("alice");
+    for (i, size) in sizes.iter().enumerate() {
+        let want = crlf(&message(*size));
+        let (status, body) = client.retrieve(&format!("RETR {}", i + 1));
+        assert_eq!(status, format!("+OK {} octets", want.len()), "size {size}");
+        assert!(body == want, "message of {size} octets differs");
+    }
+    let (_, top) = client.retrieve("TOP 4 1");
+    assert_eq!(top, b"Subject: sized\r\n\r\n.line 0 with a leading dot\r\n");
+}
