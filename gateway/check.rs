@@ -1,7 +1,10 @@
-//! `popgate check --round-trip USER`: the Test-PopConnectivity of popgate.
+//! `popgate check`: the Test-PopConnectivity of popgate.
 //!
 //! It plays a user's mail client against the running server, through the
-//! same doors a client uses:
+//! same doors a client uses. `--user USER` is the light check (Exchange's
+//! `-LightMode`, plus what a client does first): TLS, login, STAT, UIDL and
+//! the headers of the newest message with TOP, then QUIT, changing nothing.
+//! `--round-trip USER` goes through submission too:
 //!
 //! 1. **send**: connect to our own submission listener (implicit TLS if one
 //!    is configured, else STARTTLS), log in as USER, and send a message from
@@ -46,6 +49,77 @@ pub struct StepReport {
     pub elapsed: Duration,
     /// What happened, or why it failed.
     pub outcome: Result<String, String>,
+}
+
+/// Times one step of a check.
+async fn timed(
+    step: &'static str,
+    work: impl std::future::Future<Output = Result<String, String>>,
+) -> StepReport {
+    let started = Instant::now();
+    let outcome = work.await;
+    StepReport {
+        step,
+        elapsed: started.elapsed(),
+        outcome,
+    }
+}
+
+/// The light check for `user`: login over TLS, STAT, UIDL, TOP of the
+/// newest message, QUIT. Stops at the first failed step; deletes nothing.
+pub async fn light(settings: &Settings, user: &str, password: &str) -> Vec<StepReport> {
+    let mut reports = Vec::new();
+    let started = Instant::now();
+    let mut pop3 = match pop3_session(settings, user, password).await {
+        Ok(pop3) => pop3,
+        Err(error) => {
+            reports.push(StepReport {
+                step: "login",
+                elapsed: started.elapsed(),
+                outcome: Err(error),
+            });
+            return reports;
+        }
+    };
+    reports.push(StepReport {
+        step: "login",
+        elapsed: started.elapsed(),
+        outcome: Ok(format!("logged in as {user} over TLS")),
+    });
+    let mut count = 0;
+    let stat = timed("stat", async {
+        let reply = pop3.command("STAT", "STAT").await?;
+        count = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("STAT: {reply}"))?;
+        Ok(reply)
+    });
+    let steps_ok = |reports: &Vec<StepReport>| reports.iter().all(|r| r.outcome.is_ok());
+    reports.push(stat.await);
+    if steps_ok(&reports) {
+        let uidl = timed("uidl", async {
+            pop3.command("UIDL", "UIDL").await?;
+            Ok(format!("{} unique ids", pop3.lines().await?.len()))
+        });
+        reports.push(uidl.await);
+    }
+    if steps_ok(&reports) {
+        let top = timed("top", async {
+            if count == 0 {
+                return Ok("the mailbox is empty".to_string());
+            }
+            pop3.command(&format!("TOP {count} 0"), "TOP").await?;
+            let headers = pop3.lines().await?;
+            Ok(format!("TOP {count} 0: {} lines", headers.len()))
+        });
+        reports.push(top.await);
+    }
+    if steps_ok(&reports) {
+        reports.push(timed("quit", pop3.command("QUIT", "QUIT")).await);
+    }
+    reports
 }
 
 /// Runs the round trip for `user`; stops at the first failed step.
@@ -253,13 +327,13 @@ fn client_config(settings: &Settings) -> Result<Arc<rustls::ClientConfig>, Strin
     Ok(Arc::new(config))
 }
 
-/// One POP3 session: TLS, login, look for the token. `Ok(None)`: not there yet.
-async fn poll_once(
+/// A logged-in POP3 session on our own server: POP3S if configured, else
+/// STLS, with the certificate checked against `[tls]` under `hostname`.
+async fn pop3_session(
     settings: &Settings,
     user: &str,
     password: &str,
-    token: &str,
-) -> Result<Option<(u32, String)>, String> {
+) -> Result<Pop3<tokio_rustls::client::TlsStream<TcpStream>>, String> {
     let config = client_config(settings)?;
     let name = ServerName::try_from(settings.hostname.clone()).map_err(|e| e.to_string())?;
     let connector = tokio_rustls::TlsConnector::from(config);
@@ -297,6 +371,17 @@ async fn poll_once(
         pop3.line().await?;
     }
     pop3.login(user, password).await?;
+    Ok(pop3)
+}
+
+/// One POP3 session: log in, look for the token. `Ok(None)`: not there yet.
+async fn poll_once(
+    settings: &Settings,
+    user: &str,
+    password: &str,
+    token: &str,
+) -> Result<Option<(u32, String)>, String> {
+    let mut pop3 = pop3_session(settings, user, password).await?;
     let found = pop3.find_and_delete(token).await?;
     let quit = pop3.command("QUIT", "QUIT").await;
     match (found, quit) {

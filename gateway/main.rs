@@ -53,9 +53,17 @@ enum Command {
         /// The configuration file of the running server.
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
-        /// The user whose mailbox the message goes through.
+        /// The light check as USER: TLS, login, STAT, UIDL, TOP; changes nothing.
+        #[arg(
+            long,
+            value_name = "USER",
+            required_unless_present = "round_trip",
+            conflicts_with = "round_trip"
+        )]
+        user: Option<String>,
+        /// Send a message as USER through submission and fetch it back over POP3.
         #[arg(long, value_name = "USER")]
-        round_trip: String,
+        round_trip: Option<String>,
         /// How long to wait for the message to arrive.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
@@ -111,9 +119,10 @@ fn main() -> Result<()> {
         }
         Command::Check {
             config,
+            user,
             round_trip,
             wait,
-        } => check(&config, &round_trip, wait),
+        } => check(&config, user, round_trip, wait),
         Command::Settings { config } => {
             print!("{}", client_settings::describe(&Settings::load(&config)?));
             Ok(())
@@ -168,7 +177,12 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
     })
 }
 
-fn check(config: &std::path::Path, user: &str, wait: std::time::Duration) -> Result<()> {
+fn check(
+    config: &std::path::Path,
+    light_user: Option<String>,
+    round_trip_user: Option<String>,
+    wait: std::time::Duration,
+) -> Result<()> {
     let settings = Settings::load(config)?;
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
@@ -177,8 +191,18 @@ fn check(config: &std::path::Path, user: &str, wait: std::time::Duration) -> Res
         bail!("no password on standard input");
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let reports = runtime.block_on(popgate::check::round_trip(&settings, user, password, wait));
-    let mut failed = reports.len() < 3;
+    let (user, reports) = match (light_user, round_trip_user) {
+        (_, Some(user)) => {
+            let reports = popgate::check::round_trip(&settings, &user, password, wait);
+            (user.clone(), runtime.block_on(reports))
+        }
+        (Some(user), None) => {
+            let reports = popgate::check::light(&settings, &user, password);
+            (user.clone(), runtime.block_on(reports))
+        }
+        (None, None) => bail!("name a user: --user USER or --round-trip USER"),
+    };
+    let mut failed = false;
     for report in &reports {
         let (status, text) = match &report.outcome {
             Ok(text) => ("ok  ", text),
@@ -194,7 +218,7 @@ fn check(config: &std::path::Path, user: &str, wait: std::time::Duration) -> Res
         );
     }
     if failed {
-        bail!("round trip for {user} failed");
+        bail!("check for {user} failed");
     }
     Ok(())
 }

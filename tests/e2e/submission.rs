@@ -372,17 +372,26 @@ fn the_maildir_relay_delivers_to_a_local_user_who_fetches_over_pop3() {
 /// Runs `popgate check --round-trip USER` against `server` with `password`
 /// on standard input; returns its exit success and what it printed.
 fn round_trip(server: &Server, user: &str, password: &str) -> (bool, String) {
+    run_check(server, &["--wait", "10s", "--round-trip", user], password)
+}
+
+/// Runs `popgate check ARGS` against `server` with `password` on standard
+/// input; returns its exit success and what it printed.
+fn run_check(server: &Server, args: &[&str], password: &str) -> (bool, String) {
     use std::io::Write as _;
     // The server's configuration with the ports it really bound for ":0".
     let mut config = std::fs::read_to_string(server.dir.path().join("popgate.toml")).unwrap();
     for service in ["pop3", "pop3s", "submission", "submissions"] {
-        let bound = format!("\"{}\"", server.addrs[service]);
-        config = config.replacen("\"127.0.0.1:0\"", &bound, 1);
+        if let Some(addr) = server.addrs.get(service) {
+            config = config.replacen("\"127.0.0.1:0\"", &format!("\"{addr}\""), 1);
+        }
     }
     let check_config = server.dir.path().join("check.toml");
     std::fs::write(&check_config, config).unwrap();
     let mut child = Command::new(crate::harness::popgate_bin())
-        .args(["check", "--wait", "10s", "--round-trip", user, "-c"])
+        .arg("check")
+        .args(args)
+        .arg("-c")
         .arg(&check_config)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -397,6 +406,44 @@ fn round_trip(server: &Server, user: &str, password: &str) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// The first two words of each line `popgate check` printed.
+fn check_steps(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn the_light_check_logs_in_and_reads_without_changing_anything() {
+    let server = Server::start();
+    crate::harness::deliver(
+        &server.maildir("alice"),
+        1_700_000_000,
+        b"Subject: kept\n\nbody\n",
+    );
+    let (ok, text) = run_check(&server, &["--user", "alice"], PASSWORD);
+    assert!(ok, "{text}");
+    assert_eq!(
+        check_steps(&text),
+        ["ok login", "ok stat", "ok uidl", "ok top", "ok quit"],
+        "{text}"
+    );
+    assert!(
+        text.contains("1 unique ids") && text.contains("TOP 1 0: 2 lines"),
+        "{text}"
+    );
+    assert_eq!(
+        message_files(&server.maildir("alice")).len(),
+        1,
+        "the light check deleted mail"
+    );
+    let (ok, text) = run_check(&server, &["--user", "alice"], "wrong");
+    assert!(!ok, "{text}");
+    assert_eq!(check_steps(&text), ["FAIL login"], "{text}");
+    assert!(text.contains("-ERR [AUTH]"), "{text}");
 }
 
 #[test]
@@ -418,7 +465,7 @@ fn check_round_trip_sends_fetches_and_deletes_and_fails_loudly() {
     let (ok, text) = round_trip(&server, "alice", "wrong");
     assert!(!ok, "{text}");
     assert!(text.starts_with("FAIL send"), "{text}");
-    assert!(text.contains("round trip for alice failed"), "{text}");
+    assert!(text.contains("check for alice failed"), "{text}");
 }
 
 #[test]
