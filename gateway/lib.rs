@@ -15,6 +15,7 @@
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
 //! - [`client_settings`]: what users type into their mail client;
+//! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
@@ -27,6 +28,7 @@ pub mod limits;
 pub mod line_buffer;
 pub mod login;
 pub mod pop3;
+pub mod privileges;
 pub mod server;
 pub mod stream;
 pub mod submission;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use popgate::client_settings;
-use popgate::config::Settings;
+use popgate::config::{BackendKind, Settings};
 use popgate::demo::{self, DemoOptions};
 use popgate::server::Gateway;
 use tokio::signal::unix::{signal, SignalKind};
@@ -154,6 +154,21 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         let gateway = Gateway::bind(&settings)
             .await
             .with_context(|| format!("starting with {}", config.display()))?;
+        match &settings.store.mail_user {
+            Some(user) => {
+                popgate::privileges::become_user(user)
+                    .with_context(|| format!("key `store.mail_user` in {}", config.display()))?;
+                tracing::info!("running as mail user {user}");
+            }
+            None if settings.auth.backend == BackendKind::Htpasswd
+                && nix::unistd::geteuid().is_root() =>
+            {
+                tracing::warn!(
+                    "serving virtual users as root: set [store] mail_user to the owner of their Maildirs"
+                );
+            }
+            None => {}
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let reloader = gateway.reloader();
         let mut hangup = signal(SignalKind::hangup())?;

@@ -228,12 +228,16 @@ impl Default for AuthSettings {
 pub struct StoreSettings {
     /// Path template: `%u` user, `%n` local part, `%d` domain; `~/Maildir` for PAM users.
     pub maildir: String,
+    /// The system user that owns virtual users' Maildirs: started as root,
+    /// popgate binds its ports and then runs as this user (htpasswd only).
+    pub mail_user: Option<String>,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             maildir: "/var/vmail/%d/%n/Maildir".into(),
+            mail_user: None,
         }
     }
 }
@@ -338,6 +342,12 @@ impl Settings {
         }
         if self.auth.max_checks == 0 {
             return Err(("auth.max_checks", "must be at least 1".into()));
+        }
+        if self.store.mail_user.is_some() && self.auth.backend == BackendKind::Pam {
+            return Err((
+                "store.mail_user",
+                "PAM users' Maildirs are opened with each user's own rights, which needs root: leave mail_user unset".into(),
+            ));
         }
         if self.store.maildir.is_empty() {
             return Err(("store.maildir", "must name a Maildir path template".into()));
@@ -444,6 +454,22 @@ maildir = "/srv/mail/%d/%n"
             let error = Settings::load(file.path()).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_mail_user_goes_with_virtual_users_only() {
+        let file = write("[pop3]\nlisten_tls = []\n[auth]\nbackend = \"pam\"\n[store]\nmaildir = \"~/Maildir\"\nmail_user = \"vmail\"\n");
+        let error = Settings::load(file.path()).unwrap_err().to_string();
+        assert!(error.contains("store.mail_user"), "{error}");
+        let file = write("[pop3]\nlisten_tls = []\n[store]\nmail_user = \"vmail\"\n");
+        assert_eq!(
+            Settings::load(file.path())
+                .unwrap()
+                .store
+                .mail_user
+                .as_deref(),
+            Some("vmail")
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod mailbox;
 mod migration;
 mod pam;
 mod poller;
+mod privileges;
 mod protocol;
 mod real_clients;
 mod smtp_harness;
