@@ -9,6 +9,7 @@ use popgate::client_settings;
 use popgate::config::{BackendKind, Settings};
 use popgate::demo::{self, DemoOptions};
 use popgate::server::Gateway;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -177,19 +178,37 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = hangup.recv() => reloader.reload(),
+                    _ = hangup.recv() => {
+                        // systemd 253+ wants the reload's start time with RELOADING=1.
+                        if let Ok(now) = NotifyState::monotonic_usec_now() {
+                            notify_service_manager(&[NotifyState::Reloading, now]);
+                        }
+                        reloader.reload();
+                        notify_service_manager(&[NotifyState::Ready]);
+                    }
                     _ = terminate.recv() => break,
                     _ = interrupt.recv() => break,
                 }
             }
+            notify_service_manager(&[NotifyState::Stopping]);
             let _ = stop_tx.send(true);
         });
         if let Some(text) = banner {
             println!("{text}");
         }
+        // Listeners are bound: connections wait in their backlog from now on.
+        notify_service_manager(&[NotifyState::Ready]);
         gateway.run(stop_rx).await;
         Ok(())
     })
+}
+
+/// Tells systemd (`Type=notify`) how the service is doing; a no-op when
+/// popgate was not started by a service manager.
+fn notify_service_manager(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify the service manager: {error}");
+    }
 }
 
 fn check(

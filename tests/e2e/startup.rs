@@ -102,3 +102,45 @@ fn sigterm_closes_idle_sessions_without_applying_their_deletions() {
         1
     );
 }
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let socket_dir = tempfile::tempdir().unwrap();
+    let socket_path = socket_dir.path().join("notify");
+    let manager = UnixDatagram::bind(&socket_path).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut server = Server::with(crate::harness::Options {
+        env: vec![("NOTIFY_SOCKET".into(), socket_path.display().to_string())],
+        ..crate::harness::Options::default()
+    });
+    let next = || {
+        let mut buffer = [0u8; 512];
+        let n = manager
+            .recv(&mut buffer)
+            .expect("no notification from popgate");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1\n");
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next(), "READY=1\n");
+    signal("-TERM");
+    assert_eq!(next(), "STOPPING=1\n");
+    assert!(server
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+}
