@@ -4,6 +4,7 @@
 
 mod bounds;
 mod demo;
+mod example_poller;
 mod faults;
 mod harness;
 mod identity;
