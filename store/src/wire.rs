@@ -48,7 +48,7 @@ use std::io::{self, Read};
 use std::ops::ControlFlow;
 
 /// How much [`wire_size`] reads at a time.
-const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 /// The end of one line, as the scanner reports it.
 #[derive(Debug, Clone, Copy)]
@@ -177,11 +177,16 @@ impl SizeCounter {
 ///
 /// Reads `reader` to the end in 64 KiB chunks; `Interrupted` reads are
 /// retried, any other read error is returned.
-pub fn wire_size(mut reader: impl Read) -> io::Result<u64> {
+pub fn wire_size(reader: impl Read) -> io::Result<u64> {
+    wire_size_with(reader, &mut vec![0u8; READ_CHUNK])
+}
+
+/// [`wire_size`] reading through the caller's buffer, so sizing many files
+/// allocates (and zeroes) one buffer instead of one per file.
+pub(crate) fn wire_size_with(mut reader: impl Read, buf: &mut [u8]) -> io::Result<u64> {
     let mut counter = SizeCounter::default();
-    let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let n = match reader.read(&mut buf) {
+        let n = match reader.read(buf) {
             Ok(0) => return Ok(counter.total()),
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
