@@ -18,6 +18,7 @@
 //! The caller holds a [`cold`](crate::cold) permit meanwhile, so the number
 //! of sizing threads in the whole process stays bounded.
 
+use std::io::Read;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -126,7 +127,10 @@ fn compute_sizes(path: &Path, buf: &mut [u8]) -> Result<Option<Sizes>, StoreErro
             return Err(StoreError::io(format!("opening {}", path.display()), err))
         }
     };
-    let wire = wire::wire_size_with(file, buf)
+    // Read no further than the length just found: that is what the cache
+    // records next to the wire size, and it spares the read that would
+    // only report the end of the file.
+    let wire = wire::wire_size_with(file.take(raw), buf)
         .map_err(|err| StoreError::io(format!("reading {}", path.display()), err))?;
     Ok(Some(Sizes { raw, wire }))
 }
