@@ -61,6 +61,11 @@ use crate::size_cache::{self, SizeCache, Sizes};
 use crate::snapshot::{self, Dir};
 use crate::{cold, migrate, name, sizing, uidl, OnDele, Order, StoreError};
 
+/// From how many bytes of size cache and migration lists (about a
+/// thousand messages) they are parsed on a thread of their own: below,
+/// starting the thread costs more than it saves.
+const PARSE_ALONGSIDE: usize = 64 * 1024;
+
 /// How to open a mailbox.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -152,26 +157,31 @@ impl Mailbox {
         } else {
             None
         };
-        // The size cache and the migration lists are parsed on a second
-        // thread while this one lists the directories: both take a while on
-        // a big Maildir, and neither needs the other.
+        // On a big Maildir, the size cache and the migration lists are
+        // parsed on a second thread while this one lists the directories:
+        // both take a while, and neither needs the other.
         let cache_bytes = size_cache::read(maildir);
         let migration = migrate::Files::read(maildir);
         let parse = || (SizeCache::parse(cache_bytes.as_deref()), migration.parse());
-        let (listed, (mut cache, imported)) = thread::scope(|scope| {
-            let parsing = thread::Builder::new()
-                .name("popgate-parse".into())
-                .spawn_scoped(scope, parse);
-            let listed = snapshot::take(maildir);
-            let parsed = match parsing {
-                Ok(parsing) => parsing
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // No thread to be had: parse here.
-                Err(_) => parse(),
+        let (listed, (mut cache, imported)) =
+            if cache_bytes.as_ref().map_or(0, Vec::len) + migration.len() < PARSE_ALONGSIDE {
+                (snapshot::take(maildir), parse())
+            } else {
+                thread::scope(|scope| {
+                    let parsing = thread::Builder::new()
+                        .name("popgate-parse".into())
+                        .spawn_scoped(scope, parse);
+                    let listed = snapshot::take(maildir);
+                    let parsed = match parsing {
+                        Ok(parsing) => parsing
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                        // No thread to be had: parse here.
+                        Err(_) => parse(),
+                    };
+                    (listed, parsed)
+                })
             };
-            (listed, parsed)
-        });
         let listed = listed?;
 
         // Sizes known without reading the message: (size on disk, wire size).
