@@ -17,6 +17,11 @@
 //!
 //! The caller holds a [`cold`](crate::cold) permit meanwhile, so the number
 //! of sizing threads in the whole process stays bounded.
+//!
+//! The gateway opens a mailbox on a thread whose filesystem uid and gid
+//! are the session user's (`setfsuid`, per thread). Threads started from
+//! it inherit them (Linux gives a new thread a copy of its creator's
+//! credentials), so the helpers read files with the user's rights too.
 
 use std::io::Read;
 use std::num::NonZeroUsize;
@@ -189,6 +194,30 @@ mod tests {
         }
         assert_eq!(compute_all(&paths)?, expected);
         Ok(())
+    }
+
+    #[test]
+    fn helper_threads_keep_the_filesystem_identity_of_their_creator() {
+        use nix::unistd::{geteuid, setfsuid, Uid};
+        if !geteuid().is_root() {
+            eprintln!("skipped: setfsuid needs root");
+            return;
+        }
+        let nobody = Uid::from_raw(65534);
+        let current = || setfsuid(Uid::from_raw(u32::MAX)).as_raw();
+        let seen = thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    setfsuid(nobody);
+                    let seen = thread::scope(|inner| inner.spawn(current).join().ok());
+                    setfsuid(Uid::from_raw(0));
+                    seen
+                })
+                .join()
+                .ok()
+                .flatten()
+        });
+        assert_eq!(seen, Some(65534));
     }
 
     #[test]
