@@ -62,6 +62,7 @@ pub mod migrate;
 mod name;
 mod policy;
 mod size_cache;
+mod sizing;
 mod snapshot;
 pub mod uidl;
 mod update;

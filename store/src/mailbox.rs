@@ -44,20 +44,27 @@
 //! message and `stat`s no file. Reading files for their sizes (a cold
 //! login) is limited to a few sessions at a time across the process (see
 //! [`cold`](crate::cold)), so one huge first login cannot take all the
-//! disk bandwidth and blocking threads from everyone else.
+//! disk bandwidth and blocking threads from everyone else; each such
+//! session reads with a few threads (see `sizing`).
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::thread;
 use std::time::Duration;
 
 use crate::file::{self, OpenError};
 use crate::lock::SessionLock;
 use crate::size_cache::{self, SizeCache, Sizes};
 use crate::snapshot::{self, Dir};
-use crate::{cold, migrate, name, uidl, wire, OnDele, Order, StoreError};
+use crate::{cold, migrate, name, sizing, uidl, OnDele, Order, StoreError};
+
+/// From how many bytes of size cache and migration lists (about a
+/// thousand messages) they are parsed on a thread of their own: below,
+/// starting the thread costs more than it saves.
+const PARSE_ALONGSIDE: usize = 64 * 1024;
 
 /// How to open a mailbox.
 #[derive(Debug, Clone)]
@@ -100,6 +107,9 @@ pub struct MessageInfo {
 #[derive(Debug)]
 pub(crate) struct MessageFile {
     pub(crate) dir: Dir,
+    /// Where the file came in the directory listing: the size cache is
+    /// written in that order (see [`size_cache`]).
+    listed_at: u32,
     pub(crate) name: OsString,
     raw_size: Option<u64>,
 }
@@ -147,51 +157,104 @@ impl Mailbox {
         } else {
             None
         };
-        let listed = snapshot::take(maildir, options.order)?;
-
+        // On a big Maildir, the size cache and the migration lists are
+        // parsed on a second thread while this one lists the directories:
+        // both take a while, and neither needs the other.
         let cache_bytes = size_cache::read(maildir);
-        let mut cache = SizeCache::parse(cache_bytes.as_deref());
         let migration = migrate::Files::read(maildir);
-        let imported = migration.parse();
-        let mut cold_build = None;
-        let mut learnt = false;
-        let mut messages = Vec::with_capacity(listed.len());
-        let mut files = Vec::with_capacity(listed.len());
-        for entry in listed {
-            let unique = name::unique_name(entry.name.as_bytes());
-            let (raw_size, size) = if let Some(size) = name::wire_size_hint(unique) {
-                (None, size)
-            } else if let Some(size) = imported.wire_size(unique) {
-                (None, size)
-            } else if let Some(sizes) = cache.get(unique) {
-                (Some(sizes.raw), sizes.wire)
+        let parse = || (SizeCache::parse(cache_bytes.as_deref()), migration.parse());
+        let (listed, (mut cache, imported)) =
+            if cache_bytes.as_ref().map_or(0, Vec::len) + migration.len() < PARSE_ALONGSIDE {
+                (snapshot::take(maildir), parse())
             } else {
-                if cold_build.is_none() {
-                    cold_build = Some(cold::COLD_BUILDS.enter());
-                }
-                let path = snapshot::path(maildir, entry.dir, &entry.name);
-                match compute_sizes(&path)? {
-                    Some(sizes) => {
-                        learnt = true;
-                        (Some(sizes.raw), sizes.wire)
-                    }
-                    None => continue,
-                }
+                thread::scope(|scope| {
+                    let parsing = thread::Builder::new()
+                        .name("popgate-parse".into())
+                        .spawn_scoped(scope, parse);
+                    let listed = snapshot::take(maildir);
+                    let parsed = match parsing {
+                        Ok(parsing) => parsing
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                        // No thread to be had: parse here.
+                        Err(_) => parse(),
+                    };
+                    (listed, parsed)
+                })
             };
-            messages.push(MessageInfo {
-                uidl: imported
-                    .uidl(unique)
-                    .unwrap_or_else(|| uidl::from_unique_name(unique)),
-                size,
-            });
-            files.push(MessageFile {
-                dir: entry.dir,
-                name: entry.name,
-                raw_size,
-            });
+        let listed = listed?;
+
+        // Sizes known without reading the message: (size on disk, wire size).
+        let mut known: Vec<Option<(Option<u64>, u64)>> = Vec::with_capacity(listed.len());
+        let mut unknown = Vec::new();
+        for (index, entry) in listed.iter().enumerate() {
+            let unique = name::unique_name(entry.name.as_bytes());
+            let size = if let Some(size) = name::wire_size_hint(unique) {
+                Some((None, size))
+            } else if let Some(size) = imported.wire_size(unique) {
+                Some((None, size))
+            } else {
+                cache.get(unique).map(|sizes| (Some(sizes.raw), sizes.wire))
+            };
+            if size.is_none() {
+                unknown.push(index);
+            }
+            known.push(size);
+        }
+        let mut learnt = false;
+        if !unknown.is_empty() {
+            let _cold_build = cold::COLD_BUILDS.enter();
+            let paths: Vec<_> = unknown
+                .iter()
+                .filter_map(|&index| listed.get(index))
+                .map(|entry| snapshot::path(maildir, entry.dir, &entry.name))
+                .collect();
+            for (&index, sizes) in unknown.iter().zip(sizing::compute_all(&paths)?) {
+                if let (Some(slot), Some(sizes)) = (known.get_mut(index), sizes) {
+                    *slot = Some((Some(sizes.raw), sizes.wire));
+                    learnt = true;
+                }
+            }
         }
 
-        drop(cold_build);
+        let rewrite_cache = learnt || cache.is_stale();
+        drop(cache);
+        drop(cache_bytes);
+        let positions = snapshot::delivery_order(&listed, options.order);
+
+        // UIDLs are found in directory order too, then everything is put in
+        // delivery order. A message that disappeared while its size was
+        // computed is left out.
+        let mut slots: Vec<Option<(MessageInfo, MessageFile)>> = listed
+            .into_iter()
+            .zip(known)
+            .enumerate()
+            .map(|(listed_at, (entry, size))| {
+                let (raw_size, size) = size?;
+                let unique = name::unique_name(entry.name.as_bytes());
+                let uidl = imported
+                    .uidl(unique)
+                    .unwrap_or_else(|| uidl::from_unique_name(unique));
+                let file = MessageFile {
+                    dir: entry.dir,
+                    listed_at: u32::try_from(listed_at).unwrap_or(u32::MAX),
+                    name: entry.name,
+                    raw_size,
+                };
+                Some((MessageInfo { uidl, size }, file))
+            })
+            .collect();
+        let mut messages = Vec::with_capacity(slots.len());
+        let mut files = Vec::with_capacity(slots.len());
+        for (info, file) in positions
+            .into_iter()
+            .filter_map(|index| slots.get_mut(index)?.take())
+        {
+            messages.push(info);
+            files.push(file);
+        }
+        drop(slots);
+
         let mailbox = Mailbox {
             root: maildir.to_path_buf(),
             on_dele: options.on_dele.clone(),
@@ -200,7 +263,7 @@ impl Mailbox {
             stale: Mutex::new(Vec::new()),
             _lock: lock,
         };
-        if learnt || cache.is_stale() {
+        if rewrite_cache {
             mailbox.write_size_cache(&[]);
         }
         Ok(mailbox)
@@ -217,7 +280,7 @@ impl Mailbox {
     }
 
     /// Opens message `index` (0-based) for reading, positioned at its
-    /// start. Feed it to a [`wire::Encoder`].
+    /// start. Feed it to a [`wire::Encoder`](crate::wire::Encoder).
     ///
     /// The file is opened without following symlinks and must be a regular
     /// file. When another program renamed it (an IMAP server adding a flag)
@@ -267,13 +330,13 @@ impl Mailbox {
     fn write_size_cache(&self, also_stale: &[usize]) {
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
         stale.extend_from_slice(also_stale);
-        let entries = self
-            .files
-            .iter()
-            .zip(&self.messages)
-            .enumerate()
-            .filter(|(index, _)| !stale.contains(index))
-            .filter_map(|(_, (file, info))| {
+        let mut listing_order: Vec<usize> = (0..self.files.len()).collect();
+        listing_order.sort_unstable_by_key(|&index| self.files.get(index).map(|f| f.listed_at));
+        let entries = listing_order
+            .into_iter()
+            .filter(|index| !stale.contains(index))
+            .filter_map(|index| Some((self.files.get(index)?, self.messages.get(index)?)))
+            .filter_map(|(file, info)| {
                 file.raw_size.map(|raw| {
                     (
                         file.unique(),
@@ -287,21 +350,6 @@ impl Mailbox {
         // Ignored on purpose: the cache is an optimisation only.
         let _ = size_cache::write(&self.root, entries);
     }
-}
-
-/// Reads a message once for its sizes; `None` when it disappeared or is not
-/// a regular file any more.
-fn compute_sizes(path: &Path) -> Result<Option<Sizes>, StoreError> {
-    let (file, raw) = match file::open_regular(path) {
-        Ok(opened) => opened,
-        Err(OpenError::NotFound | OpenError::NotRegular) => return Ok(None),
-        Err(OpenError::Io(err)) => {
-            return Err(StoreError::io(format!("opening {}", path.display()), err))
-        }
-    };
-    let wire = wire::wire_size(file)
-        .map_err(|err| StoreError::io(format!("reading {}", path.display()), err))?;
-    Ok(Some(Sizes { raw, wire }))
 }
 
 /// Opens a message file found again by its unique name.

@@ -38,10 +38,12 @@ pub(crate) fn delivery_seconds(file_name: &[u8]) -> u64 {
 
 /// The wire size from a `,W=<digits>` field of the unique name, if any.
 pub(crate) fn wire_size_hint(unique: &[u8]) -> Option<u64> {
-    unique
-        .split(|&b| b == b',')
-        .skip(1)
-        .find_map(|field| field.strip_prefix(b"W=").and_then(parse_decimal))
+    // Every field after the first starts right after a comma.
+    memchr::memchr_iter(b',', unique).find_map(|comma| {
+        let value = unique.get(comma + 1..)?.strip_prefix(b"W=")?;
+        let end = memchr::memchr(b',', value).unwrap_or(value.len());
+        parse_decimal(value.get(..end)?)
+    })
 }
 
 /// The name a file from `new/` gets in `cur/`: `:2,` appended when the name
@@ -132,6 +134,8 @@ mod tests {
         assert_eq!(wire_size_hint(b"1.2.host,W="), None);
         assert_eq!(wire_size_hint(b"1.2.host,W=12x"), None);
         assert_eq!(wire_size_hint(b"W=12.host"), None);
+        assert_eq!(wire_size_hint(b"1.2.host,W=x,W=9"), Some(9));
+        assert_eq!(wire_size_hint(b"1.2.host,,W=3,"), Some(3));
         assert_eq!(wire_size_hint(b"1.2.host,W=99999999999999999999999"), None);
     }
 

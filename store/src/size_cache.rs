@@ -14,7 +14,9 @@
 //!
 //! After the version line, one line per message: the unique name (see
 //! [`uidl`](crate::uidl)), the file's size on disk and its wire size,
-//! separated by single spaces, each line ending in LF.
+//! separated by single spaces, each line ending in LF. The lines come in
+//! the order the store lists the Maildir's directories, so the next login
+//! finds them front to back; any order is valid.
 //!
 //! The cache is only an optimisation, so it is never trusted when in doubt:
 //! a wrong version line, a malformed line or a missing final LF (a file cut
@@ -82,9 +84,24 @@ enum State {
 }
 
 /// A cache loaded for one snapshot, borrowing names from the file's bytes.
+///
+/// The store writes the entries in the order it lists the directories,
+/// and asks for them again in that order at the next login, which on an
+/// unchanged directory is the same. So [`get`](SizeCache::get) first tries
+/// the entry after the last one found, reading the file front to back, and
+/// only goes to the hash index when that is not the one (a message was
+/// added or removed since): no hashing and no scattered reads on a warm
+/// login.
 #[derive(Debug)]
 pub(crate) struct SizeCache<'a> {
-    entries: HashMap<&'a [u8], Slot>,
+    /// The entries in file order.
+    entries: Vec<(&'a [u8], Slot)>,
+    /// Where each name is in `entries`.
+    index: HashMap<&'a [u8], usize>,
+    /// Where the next lookup looks first.
+    cursor: usize,
+    /// Entries found through the index rather than the cursor.
+    jumps: usize,
     state: State,
 }
 
@@ -115,67 +132,85 @@ impl<'a> SizeCache<'a> {
     /// Parses the bytes from [`read`]; anything malformed yields an empty
     /// cache that asks to be rewritten.
     pub(crate) fn parse(bytes: Option<&'a [u8]>) -> SizeCache<'a> {
-        let Some(bytes) = bytes else {
-            return SizeCache {
-                entries: HashMap::new(),
-                state: State::Missing,
-            };
+        let (entries, index, state) = match bytes.map(parse_entries) {
+            None => (Vec::new(), HashMap::new(), State::Missing),
+            Some(None) => (Vec::new(), HashMap::new(), State::Corrupt),
+            Some(Some((entries, index))) => (entries, index, State::Valid),
         };
-        match parse_entries(bytes) {
-            Some(entries) => SizeCache {
-                entries,
-                state: State::Valid,
-            },
-            None => SizeCache {
-                entries: HashMap::new(),
-                state: State::Corrupt,
-            },
+        SizeCache {
+            entries,
+            index,
+            cursor: 0,
+            jumps: 0,
+            state,
         }
     }
 
     /// The sizes cached for `unique`, marking the entry as still needed.
     pub(crate) fn get(&mut self, unique: &[u8]) -> Option<Sizes> {
-        self.entries.get_mut(unique).map(|slot| {
-            slot.used = true;
-            slot.sizes
-        })
+        let at = match self.entries.get(self.cursor) {
+            Some((name, _)) if *name == unique => self.cursor,
+            _ => {
+                let at = *self.index.get(unique)?;
+                self.jumps += 1;
+                at
+            }
+        };
+        self.cursor = at + 1;
+        let (_, slot) = self.entries.get_mut(at)?;
+        slot.used = true;
+        Some(slot.sizes)
     }
 
     /// `true` when the file should be rewritten even if nothing was added:
-    /// it is corrupt, or holds entries for messages no longer present.
+    /// it is corrupt, holds entries for messages no longer present, or most
+    /// lookups had to use the index (an older popgate wrote the entries in
+    /// another order).
     pub(crate) fn is_stale(&self) -> bool {
-        self.state == State::Corrupt || self.entries.values().any(|slot| !slot.used)
+        self.state == State::Corrupt
+            || self.jumps > self.entries.len() / 2
+            || self.entries.iter().any(|(_, slot)| !slot.used)
     }
 }
 
+/// The entries of a cache file in file order, and where each name is.
+type Parsed<'a> = (Vec<(&'a [u8], Slot)>, HashMap<&'a [u8], usize>);
+
 /// Parses a whole cache file; `None` when anything is off.
-fn parse_entries(bytes: &[u8]) -> Option<HashMap<&[u8], Slot>> {
+fn parse_entries(bytes: &[u8]) -> Option<Parsed<'_>> {
     let body = bytes.strip_prefix(HEADER)?;
     if body.is_empty() {
-        return Some(HashMap::new());
+        return Some((Vec::new(), HashMap::new()));
     }
     let body = body.strip_suffix(b"\n")?;
-    let mut entries = HashMap::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
+    let mut entries = Vec::with_capacity(lines);
+    let mut index = HashMap::with_capacity(lines);
     for line in body.split(|&b| b == b'\n') {
-        let mut fields = line.split(|&b| b == b' ');
-        let name = fields.next().filter(|name| !name.is_empty())?;
-        let raw = parse_decimal(fields.next()?)?;
-        let wire = parse_decimal(fields.next()?)?;
-        if fields.next().is_some() {
-            return None;
-        }
-        let slot = Slot {
-            sizes: Sizes { raw, wire },
-            used: false,
-        };
-        match entries.entry(name) {
+        let (name, sizes) = parse_line(line)?;
+        match index.entry(name) {
             Entry::Vacant(vacant) => {
-                vacant.insert(slot);
+                vacant.insert(entries.len());
             }
             Entry::Occupied(_) => return None,
         }
+        let slot = Slot { sizes, used: false };
+        entries.push((name, slot));
     }
-    Some(entries)
+    Some((entries, index))
+}
+
+/// Parses `NAME RAW WIRE` (no LF); `None` when anything is off.
+fn parse_line(line: &[u8]) -> Option<(&[u8], Sizes)> {
+    let mut spaces = memchr::memchr_iter(b' ', line);
+    let (first, second) = (spaces.next()?, spaces.next()?);
+    if spaces.next().is_some() {
+        return None;
+    }
+    let name = line.get(..first).filter(|name| !name.is_empty())?;
+    let raw = parse_decimal(line.get(first + 1..second)?)?;
+    let wire = parse_decimal(line.get(second + 1..)?)?;
+    Some((name, Sizes { raw, wire }))
 }
 
 /// `true` when `unique` can be written as a cache key.
@@ -262,6 +297,69 @@ mod tests {
         assert!(cache.is_stale(), "b.host was not asked for");
         assert_eq!(cache.get(b"b.host"), Some(sizes(3, 5)));
         assert!(!cache.is_stale());
+    }
+
+    #[test]
+    fn lookups_in_file_order_or_any_order_find_the_same() {
+        let bytes = b"popgate-sizes 1\na 1 2\nb 3 4\nc 5 6\nd 7 8\n";
+        let mut cache = SizeCache::parse(Some(bytes));
+        // In order, out of order, a name not there, and back in order.
+        for (name, expected) in [
+            (&b"a"[..], Some(sizes(1, 2))),
+            (b"b", Some(sizes(3, 4))),
+            (b"d", Some(sizes(7, 8))),
+            (b"x", None),
+            (b"a", Some(sizes(1, 2))),
+            (b"b", Some(sizes(3, 4))),
+        ] {
+            assert_eq!(
+                cache.get(name),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        assert_eq!(cache.get(b"c"), Some(sizes(5, 6)));
+        // Past the last entry, the cursor points nowhere: the index answers.
+        assert_eq!(cache.get(b"d"), Some(sizes(7, 8)));
+        assert_eq!(cache.get(b"c"), Some(sizes(5, 6)));
+    }
+
+    #[test]
+    fn a_file_in_another_order_asks_to_be_rewritten() {
+        let bytes = b"popgate-sizes 1\na 1 2\nb 3 4\nc 5 6\nd 7 8\n";
+        let mut in_order = SizeCache::parse(Some(bytes));
+        for name in [&b"a"[..], b"b", b"x", b"c", b"d"] {
+            in_order.get(name);
+        }
+        assert!(!in_order.is_stale(), "one new message is no reason");
+        let mut reversed = SizeCache::parse(Some(bytes));
+        for name in [&b"d"[..], b"c", b"b", b"a"] {
+            assert!(reversed.get(name).is_some());
+        }
+        assert!(reversed.is_stale());
+    }
+
+    #[test]
+    fn parse_line_takes_exactly_three_fields() {
+        assert_eq!(
+            parse_line(b"a.host 10 12"),
+            Some((&b"a.host"[..], sizes(10, 12)))
+        );
+        for bad in [
+            &b""[..],
+            b"a",
+            b"a 1",
+            b"a 1 ",
+            b"a 1 2 ",
+            b" 1 2",
+            b"a 1  2",
+            b"a -1 2",
+            b"a 1 2\r",
+            b"a 18446744073709551616 2",
+        ] {
+            assert_eq!(parse_line(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::dir::Type;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
 use crate::name;
 use crate::{Order, StoreError};
 
@@ -56,13 +60,53 @@ pub(crate) struct Listed {
     pub(crate) name: OsString,
     /// Delivery seconds from the name, the first ordering key.
     secs: u64,
+    /// How many digits the seconds were written with.
+    digits: usize,
+    /// The first 8 bytes of the name after those digits, big-endian, padded
+    /// with zeros: orders most names delivered in the same second without
+    /// reading the names themselves (see [`cmp_delivery`]).
+    prefix: u64,
 }
 
 impl Listed {
     fn new(dir: Dir, name: OsString) -> Listed {
-        let secs = name::delivery_seconds(name.as_bytes());
-        Listed { dir, name, secs }
+        let bytes = name.as_bytes();
+        let secs = name::delivery_seconds(bytes);
+        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        let rest = bytes.get(digits..).unwrap_or_default();
+        let mut prefix = [0u8; 8];
+        for (to, from) in prefix.iter_mut().zip(rest) {
+            *to = *from;
+        }
+        Listed {
+            dir,
+            name,
+            secs,
+            digits,
+            prefix: u64::from_be_bytes(prefix),
+        }
     }
+}
+
+/// The delivery order: seconds, then name, then `new/` before `cur/`.
+///
+/// Two names with the same seconds written with as many digits start with
+/// the same digits, so their order is that of what follows, and the
+/// prefixes decide it whenever they differ (file names hold no NUL, so the
+/// zero padding sorts like the end of the name). Only the rest falls back
+/// to comparing the names, which are scattered over the heap.
+fn cmp_delivery(a: &Listed, b: &Listed) -> std::cmp::Ordering {
+    a.secs
+        .cmp(&b.secs)
+        .then_with(|| {
+            let same_digits = a.secs != u64::MAX && a.digits == b.digits;
+            if same_digits && a.prefix != b.prefix {
+                a.prefix.cmp(&b.prefix)
+            } else {
+                a.name.as_bytes().cmp(b.name.as_bytes())
+            }
+        })
+        .then(a.dir.cmp(&b.dir))
 }
 
 /// Checks that `root` is a Maildir: a directory with `cur/` and `new/`.
@@ -94,8 +138,10 @@ pub(crate) fn check_layout(root: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Moves `new/` into `cur/`, lists the messages and orders them.
-pub(crate) fn take(root: &Path, order: Order) -> Result<Vec<Listed>, StoreError> {
+/// Moves `new/` into `cur/` and lists the messages, in directory order:
+/// the caller looks at each name while it is fresh in the CPU cache, then
+/// puts them in delivery order with [`sort`].
+pub(crate) fn take(root: &Path) -> Result<Vec<Listed>, StoreError> {
     let new = root.join(Dir::New.as_str());
     let cur = root.join(Dir::Cur.as_str());
     let mut listed = Vec::new();
@@ -111,30 +157,66 @@ pub(crate) fn take(root: &Path, order: Order) -> Result<Vec<Listed>, StoreError>
     let in_cur = list(&cur)?;
     listed.reserve(in_cur.len());
     listed.extend(in_cur.into_iter().map(|name| Listed::new(Dir::Cur, name)));
-    listed.sort_unstable_by(|a, b| {
-        (a.secs, a.name.as_bytes(), a.dir).cmp(&(b.secs, b.name.as_bytes(), b.dir))
-    });
-    if order == Order::NewestFirst {
-        listed.reverse();
-    }
     Ok(listed)
 }
 
+/// The positions of `listed` in delivery order: the delivery seconds of
+/// each file, then its name (then `new/` before `cur/`), oldest or newest
+/// first.
+///
+/// Sorts small keys rather than the entries themselves: the seconds, then
+/// the name prefix, decide almost every comparison without reading the
+/// names (see [`cmp_delivery`]).
+pub(crate) fn delivery_order(listed: &[Listed], order: Order) -> Vec<usize> {
+    let mut keys: Vec<(u64, usize)> = listed
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| (entry.secs, index))
+        .collect();
+    keys.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| match (listed.get(a.1), listed.get(b.1)) {
+                (Some(x), Some(y)) => cmp_delivery(x, y),
+                _ => a.1.cmp(&b.1),
+            })
+    });
+    let mut positions: Vec<usize> = keys.into_iter().map(|(_, index)| index).collect();
+    if order == Order::NewestFirst {
+        positions.reverse();
+    }
+    positions
+}
+
 /// The names of the regular files in `dir` not starting with `.`.
+///
+/// Read with `readdir` directly rather than `std::fs::read_dir`, which
+/// allocates twice per entry: a Maildir can hold 100,000 of them.
 fn list(dir: &Path) -> Result<Vec<OsString>, StoreError> {
     let context = || format!("listing {}", dir.display());
+    let mut handle = nix::dir::Dir::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| StoreError::io(context(), errno.into()))?;
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|err| StoreError::io(context(), err))? {
-        let entry = entry.map_err(|err| StoreError::io(context(), err))?;
-        let file_name = entry.file_name();
-        if file_name.as_bytes().first() == Some(&b'.') {
+    for entry in handle.iter() {
+        let entry = entry.map_err(|errno| StoreError::io(context(), errno.into()))?;
+        let file_name = entry.file_name().to_bytes();
+        if file_name.first().is_none_or(|&b| b == b'.') {
             continue;
         }
-        let file_type = entry
-            .file_type()
-            .map_err(|err| StoreError::io(context(), err))?;
-        if file_type.is_file() {
-            names.push(file_name);
+        let is_file = match entry.file_type() {
+            Some(file_type) => file_type == Type::File,
+            // The file system does not report types: ask without following.
+            None => match fs::symlink_metadata(dir.join(OsStr::from_bytes(file_name))) {
+                Ok(metadata) => metadata.is_file(),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+                Err(err) => return Err(StoreError::io(context(), err)),
+            },
+        };
+        if is_file {
+            names.push(OsStr::from_bytes(file_name).to_os_string());
         }
     }
     Ok(names)
@@ -198,6 +280,16 @@ mod tests {
         Ok(dir)
     }
 
+    fn take_sorted(root: &Path, order: Order) -> Result<Vec<Listed>, StoreError> {
+        let listed = take(root)?;
+        let positions = delivery_order(&listed, order);
+        let mut slots: Vec<Option<Listed>> = listed.into_iter().map(Some).collect();
+        Ok(positions
+            .into_iter()
+            .filter_map(|index| slots.get_mut(index)?.take())
+            .collect())
+    }
+
     fn names(listed: &[Listed]) -> Vec<(Dir, String)> {
         listed
             .iter()
@@ -240,7 +332,7 @@ mod tests {
         fs::write(root.join("cur/200.a.host:2,S"), b"")?;
         fs::write(root.join("cur/300.a.host:2,"), b"")?;
         fs::write(root.join("cur/99.late.host:2,"), b"")?;
-        let listed = take(root, Order::OldestFirst)?;
+        let listed = take_sorted(root, Order::OldestFirst)?;
         let expected = [
             "99.late.host:2,",
             "100.z.host:2,F",
@@ -255,11 +347,69 @@ mod tests {
         assert_eq!(fs::read_dir(root.join("new"))?.count(), 0);
         assert!(root.join("cur/300.b.host:2,").is_file());
 
-        let newest = take(root, Order::NewestFirst)?;
+        let newest = take_sorted(root, Order::NewestFirst)?;
         let mut reversed = expected.map(|n| (Dir::Cur, n.to_string())).to_vec();
         reversed.reverse();
         assert_eq!(names(&newest), reversed);
         Ok(())
+    }
+
+    #[test]
+    fn delivery_order_is_seconds_then_name_then_dir() {
+        let names = [
+            "",
+            "0",
+            "00",
+            "1",
+            "01",
+            "001.a",
+            "1.a",
+            "1.ab",
+            "1.a.b",
+            "1.abcdefgh",
+            "1.abcdefghi",
+            "1.abcdefgg",
+            "1.abcdefg",
+            "10.x",
+            "010.x",
+            "2",
+            "2.M1P1.host",
+            "2.M1P1.host:2,S",
+            "2.M10P1.host",
+            "2.M2P1.host",
+            "x",
+            "x.y",
+            "99999999999999999999.a",
+            "99999999999999999999.b",
+            "88888888888888888888.c",
+            "999999999999999999999.a",
+            "1700000000.M1P2.host,S=5:2,",
+            "1700000000.M1P2.host,S=5:2,S",
+            "1700000000.M1P20.host",
+            "1700000000.M1P3.host",
+        ];
+        let mut listed: Vec<Listed> = names
+            .iter()
+            .flat_map(|name| [Dir::Cur, Dir::New].map(|dir| Listed::new(dir, OsString::from(name))))
+            .collect();
+        listed.reverse();
+        let mut expected: Vec<(u64, Vec<u8>, Dir)> = listed
+            .iter()
+            .map(|l| (l.secs, l.name.as_bytes().to_vec(), l.dir))
+            .collect();
+        expected.sort();
+        for order in [Order::OldestFirst, Order::NewestFirst] {
+            let got: Vec<(u64, Vec<u8>, Dir)> = delivery_order(&listed, order)
+                .into_iter()
+                .filter_map(|index| listed.get(index))
+                .map(|l| (l.secs, l.name.as_bytes().to_vec(), l.dir))
+                .collect();
+            let mut want = expected.clone();
+            if order == Order::NewestFirst {
+                want.reverse();
+            }
+            assert_eq!(got, want, "{order:?}");
+        }
     }
 
     #[test]
@@ -268,7 +418,7 @@ mod tests {
         let root = dir.path();
         fs::write(root.join("new/1.x.host"), b"new copy")?;
         fs::write(root.join("cur/1.x.host:2,"), b"other file, same name")?;
-        let listed = take(root, Order::OldestFirst)?;
+        let listed = take_sorted(root, Order::OldestFirst)?;
         assert_eq!(
             names(&listed),
             [
@@ -294,7 +444,7 @@ mod tests {
         std::os::unix::fs::symlink(root.join("secret"), root.join("cur/2.link.host:2,"))?;
         std::os::unix::fs::symlink(root.join("secret"), root.join("new/3.link.host"))?;
         fs::write(root.join("cur/4.real.host:2,"), b"")?;
-        let listed = take(root, Order::OldestFirst)?;
+        let listed = take_sorted(root, Order::OldestFirst)?;
         assert_eq!(names(&listed), [(Dir::Cur, "4.real.host:2,".to_string())]);
         assert!(
             root.join("new/3.link.host").is_symlink(),
@@ -308,7 +458,7 @@ mod tests {
         let dir = maildir()?;
         let root = dir.path();
         fs::remove_dir(root.join("cur"))?;
-        let result = take(root, Order::OldestFirst);
+        let result = take_sorted(root, Order::OldestFirst);
         assert!(matches!(result, Err(StoreError::Io { .. })));
         Ok(())
     }

@@ -43,11 +43,11 @@ pub fn is_valid(uidl: &[u8]) -> bool {
 /// The UIDL of a message with the given Maildir unique name: the name
 /// itself when [valid](is_valid), else the 32-character hex hash.
 pub fn from_unique_name(unique: &[u8]) -> String {
-    if is_valid(unique) {
-        // Valid UIDLs are ASCII, so this is lossless.
-        return String::from_utf8_lossy(unique).into_owned();
+    match std::str::from_utf8(unique) {
+        // Valid UIDLs are ASCII, so valid UTF-8.
+        Ok(text) if is_valid(unique) => text.to_owned(),
+        _ => hashed(unique),
     }
-    hashed(unique)
 }
 
 /// Lowercase hex of the first 16 bytes of SHA-256 of `unique`.

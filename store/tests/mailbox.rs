@@ -697,6 +697,92 @@ fn many_messages_open_from_a_warm_cache() -> TestResult {
 }
 
 #[test]
+fn a_big_first_login_sizes_in_parallel_and_writes_the_cache_in_listing_order() -> TestResult {
+    let maildir = Maildir::new()?;
+    let mut expected = Vec::new();
+    for i in 0..3_000u32 {
+        // Same second for runs of ten messages: the order then rests on the
+        // rest of the name. Mixed line ends, dots, no final newline.
+        let name = format!("{}.M{i}P7.host", 1_700_000_000 + i / 10);
+        let body = match i % 3 {
+            0 => "a\n.b\n".repeat(1 + i as usize % 50),
+            1 => "crlf\r\n".repeat(1 + i as usize % 40),
+            _ => "bare \r cr and no end".repeat(1 + i as usize % 30),
+        };
+        let sub = if i % 2 == 0 { "new" } else { "cur" };
+        let file = if sub == "cur" {
+            format!("{name}:2,S")
+        } else {
+            name.clone()
+        };
+        maildir.put(sub, &file, body.as_bytes())?;
+        let wire = popgate_store::wire::wire_size(body.as_bytes())?;
+        expected.push((name, wire));
+    }
+    expected.sort_by(|a, b| {
+        let secs = |n: &str| n.split('.').next().map(str::to_owned);
+        (secs(&a.0), &a.0).cmp(&(secs(&b.0), &b.0))
+    });
+
+    let cold = maildir.open()?;
+    let got: Vec<(String, u64)> = cold
+        .messages()
+        .iter()
+        .map(|m| (m.uidl.clone(), m.size))
+        .collect();
+    assert_eq!(got, expected);
+    drop(cold);
+
+    // The cache lists the messages in the order cur/ lists them.
+    let listing: Vec<String> = fs::read_dir(maildir.root().join("cur"))?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    let cache = maildir.cache()?;
+    let cached: Vec<&str> = cache
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(' ').next())
+        .collect();
+    let unique: Vec<&str> = listing
+        .iter()
+        .filter_map(|name| name.split(':').next())
+        .collect();
+    assert_eq!(cached, unique);
+
+    // A warm login leaves that file alone (same inode: not replaced).
+    let inode = |m: &Maildir| {
+        fs::metadata(m.root().join(SIZE_CACHE_FILE))
+            .map(|md| std::os::unix::fs::MetadataExt::ino(&md))
+    };
+    let before = inode(&maildir)?;
+    let warm = maildir.open()?;
+    assert_eq!(
+        sizes(&warm),
+        expected.iter().map(|e| e.1).collect::<Vec<_>>()
+    );
+    drop(warm);
+    assert_eq!(
+        inode(&maildir)?,
+        before,
+        "a warm open does not rewrite the cache"
+    );
+
+    // A cache in another order (an older popgate) still serves every size,
+    // and is rewritten once in listing order.
+    let mut lines: Vec<&str> = cache.lines().skip(1).collect();
+    lines.reverse();
+    maildir.write_cache(&format!("popgate-sizes 1\n{}\n", lines.join("\n")))?;
+    let reordered = maildir.open()?;
+    assert_eq!(
+        sizes(&reordered),
+        expected.iter().map(|e| e.1).collect::<Vec<_>>()
+    );
+    drop(reordered);
+    assert_eq!(maildir.cache()?, cache);
+    Ok(())
+}
+
+#[test]
 fn a_mailbox_can_be_shared_with_blocking_tasks() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<Mailbox>();

@@ -106,6 +106,20 @@ impl Files {
         }
     }
 
+    /// How many bytes were read, both files together.
+    pub fn len(&self) -> usize {
+        [&self.dovecot, &self.courier]
+            .into_iter()
+            .flatten()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// `true` when neither file was there (or both were empty).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Parses what was read.
     pub fn parse(&self) -> Imported<'_> {
         Imported::parse(self.dovecot.as_deref(), self.courier.as_deref())
@@ -176,6 +190,18 @@ mod tests {
         assert_eq!(imported.uidl(b"3.c.host"), None);
         assert!(!imported.is_empty());
         assert!(Imported::parse(None, None).is_empty());
+    }
+
+    #[test]
+    fn files_count_the_bytes_read() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        assert!(Files::read(dir.path()).is_empty());
+        std::fs::write(dir.path().join(dovecot::FILE), b"3 V1 N2\n")?;
+        std::fs::write(dir.path().join(courier::FILE), b"/3 3 77\n")?;
+        let files = Files::read(dir.path());
+        assert_eq!(files.len(), 16);
+        assert!(!files.is_empty());
+        Ok(())
     }
 
     #[test]
