@@ -10,7 +10,8 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # libpam-wrapper and libnss-wrapper run PAM and the passwd database in a
 # sandbox; fail2ban-regex checks the filter against real log lines.
 # dovecot-core and dovecot-pop3d: the migration test runs a private Dovecot.
-test_packages=(curl python3 python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d)
+# fetchmail and mpop are POP3 clients the e2e tests drive.
+test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;
