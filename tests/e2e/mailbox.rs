@@ -170,3 +170,26 @@ fn newest_first_order_reverses_the_listing() {
         ]
     );
 }
+
+#[test]
+fn a_quit_right_behind_a_retr_still_applies_its_deletions() {
+    // After a RETR the next message is read ahead on a blocking thread; a
+    // QUIT pipelined right behind must still get the whole mailbox back.
+    let server = Server::start();
+    let line = format!("{}\n", "x".repeat(99));
+    let body = format!("Subject: big\n\n{}", line.repeat(10_000));
+    for i in 0..6 {
+        deliver(&server.maildir("alice"), 1_700_000_000 + i, body.as_bytes());
+    }
+    for left in (1..6).rev() {
+        let mut client = server.login("alice");
+        client.send_raw(b"RETR 1\r\nDELE 1\r\nQUIT\r\n");
+        let all = client.read_to_close();
+        assert!(
+            all.ends_with("+OK Logging out, 1 messages deleted\r\n"),
+            "{}",
+            &all[all.len() - 200..]
+        );
+        assert_eq!(message_files(&server.maildir("alice")).len(), left);
+    }
+}
