@@ -314,17 +314,22 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn one_connection_carries_many_messages_and_a_failed_one_is_dropped() {
-        let (port, connections, bodies) = relay().await;
-        let upstream = Upstream::new(
+    /// An upstream without TLS or credentials on the test relay's `port`.
+    fn plain_upstream(port: u16) -> Upstream {
+        Upstream::new(
             "127.0.0.1",
             port,
             UpstreamTls::None,
             ClientId::Domain("popgate.test".into()),
             None,
             Duration::from_secs(30),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_many_messages_and_a_failed_one_is_dropped() {
+        let (port, connections, bodies) = relay().await;
+        let upstream = plain_upstream(port);
         for n in 0..3 {
             let text = format!("Subject: {n}\r\n\r\n.dot line\r\nbody");
             upstream
@@ -356,14 +361,7 @@ mod tests {
     #[tokio::test]
     async fn connections_beyond_the_idle_limit_are_closed_with_quit() {
         let (port, connections, bodies, quits) = relay_counting_quits().await;
-        let upstream = Arc::new(Upstream::new(
-            "127.0.0.1",
-            port,
-            UpstreamTls::None,
-            ClientId::Domain("popgate.test".into()),
-            None,
-            Duration::from_secs(30),
-        ));
+        let upstream = Arc::new(plain_upstream(port));
         let sends: Vec<_> = (0..3 * MAX_IDLE)
             .map(|_| {
                 let upstream = upstream.clone();
@@ -393,14 +391,7 @@ mod tests {
     #[tokio::test]
     async fn relay_sockets_have_nagle_off() {
         let (port, _, _) = relay().await;
-        let upstream = Upstream::new(
-            "127.0.0.1",
-            port,
-            UpstreamTls::None,
-            ClientId::Domain("popgate.test".into()),
-            None,
-            Duration::from_secs(30),
-        );
+        let upstream = plain_upstream(port);
         assert!(upstream.connect_tcp().await.unwrap().nodelay().unwrap());
     }
 
@@ -410,14 +401,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let upstream = Upstream::new(
-            "127.0.0.1",
-            port,
-            UpstreamTls::None,
-            ClientId::Domain("popgate.test".into()),
-            None,
-            Duration::from_secs(30),
-        );
+        let upstream = plain_upstream(port);
         let error = upstream.send(&envelope("bob@example.com"), b"x").await;
         assert!(matches!(error, Err(UpstreamError::Connect(_))), "{error:?}");
     }
