@@ -89,21 +89,15 @@ enum Service {
     Submission(Arc<SubmissionService>),
 }
 
+/// What every listener shares, whatever it serves: the connection limits
+/// and the certificate.
+#[derive(Debug, Clone)]
+struct Door {
+    limits: Arc<Limits>,
+    tls: Option<Arc<TlsProvider>>,
+}
+
 impl Service {
-    fn limits(&self) -> &Limits {
-        match self {
-            Service::Pop3(s) => s.limits(),
-            Service::Submission(s) => s.limits(),
-        }
-    }
-
-    fn tls(&self) -> Option<&Arc<TlsProvider>> {
-        match self {
-            Service::Pop3(s) => s.tls(),
-            Service::Submission(s) => s.tls(),
-        }
-    }
-
     fn preauth_timeout(&self) -> Duration {
         match self {
             Service::Pop3(s) => s.preauth_timeout(),
@@ -138,7 +132,7 @@ pub struct Gateway {
     listeners: Vec<(ListenerKind, TcpListener)>,
     pop3: Arc<Pop3Service>,
     submission: Option<Arc<SubmissionService>>,
-    tls: Option<Arc<TlsProvider>>,
+    door: Door,
     auth: Arc<Authenticator>,
 }
 
@@ -224,7 +218,7 @@ impl Gateway {
             .map_err(setting)?;
         let submission = match &settings.submission {
             Some(_) => Some(Arc::new(
-                SubmissionService::new(settings, tls.clone(), login, limits).map_err(setting)?,
+                SubmissionService::new(settings, tls.clone(), login).map_err(setting)?,
             )),
             None => None,
         };
@@ -247,7 +241,7 @@ impl Gateway {
             listeners,
             pop3: Arc::new(pop3),
             submission,
-            tls,
+            door: Door { limits, tls },
             auth,
         })
     }
@@ -263,7 +257,7 @@ impl Gateway {
     /// A handle that reloads certificates and users while serving.
     pub fn reloader(&self) -> Reloader {
         Reloader {
-            tls: self.tls.clone(),
+            tls: self.door.tls.clone(),
             auth: self.auth.clone(),
         }
     }
@@ -283,7 +277,8 @@ impl Gateway {
             };
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
-            tokio::spawn(accept_loop(kind, listener, service, shutdown, done));
+            let door = self.door.clone();
+            tokio::spawn(accept_loop(kind, listener, service, door, shutdown, done));
         }
         drop(done_tx);
         stopped(&mut shutdown).await;
@@ -310,6 +305,7 @@ async fn accept_loop(
     kind: ListenerKind,
     listener: TcpListener,
     service: Service,
+    door: Door,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
@@ -328,7 +324,7 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let slot = match service.limits().admit(peer.ip()) {
+        let slot = match door.limits.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 let message = service.refusal();
@@ -337,12 +333,13 @@ async fn accept_loop(
             }
         };
         let service = service.clone();
+        let tls = door.tls.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let _done = done;
-            if let Some(stream) = open_stream(kind, tcp, &service).await {
+            if let Some(stream) = open_stream(kind, tcp, tls.as_deref(), &service).await {
                 service.serve(stream, peer, shutdown).await;
             }
         });
@@ -350,11 +347,16 @@ async fn accept_loop(
 }
 
 /// Wraps an accepted connection: TLS first on the implicit-TLS listener.
-async fn open_stream(kind: ListenerKind, tcp: TcpStream, service: &Service) -> Option<Stream> {
+async fn open_stream(
+    kind: ListenerKind,
+    tcp: TcpStream,
+    tls: Option<&TlsProvider>,
+    service: &Service,
+) -> Option<Stream> {
     if !kind.implicit_tls() {
         return Some(Stream::Plain(tcp));
     }
-    Stream::accept_tls(tcp, service.tls()?, service.preauth_timeout()).await
+    Stream::accept_tls(tcp, tls?, service.preauth_timeout()).await
 }
 
 /// Tells a plaintext client why it is turned away; a TLS client is just closed.

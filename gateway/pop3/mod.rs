@@ -59,18 +59,8 @@ impl Pop3Service {
         })
     }
 
-    /// The connection limits (shared with submission).
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// How long a client has for the TLS handshake and its first command.
     pub fn preauth_timeout(&self) -> Duration {
         self.preauth_timeout
-    }
-
-    /// The TLS certificates, if configured.
-    pub fn tls(&self) -> Option<&Arc<TlsProvider>> {
-        self.tls.as_ref()
     }
 }

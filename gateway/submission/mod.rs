@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{LoginPolicy, SenderPolicy, Settings};
-use crate::limits::Limits;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
 use relay::Relay;
@@ -41,7 +40,6 @@ pub struct SubmissionService {
     relay: Relay,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
-    limits: Arc<Limits>,
 }
 
 impl SubmissionService {
@@ -51,7 +49,6 @@ impl SubmissionService {
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
-        limits: Arc<Limits>,
     ) -> Result<SubmissionService, (&'static str, String)> {
         let Some(submission) = &settings.submission else {
             return Err(("submission", "the section is missing".into()));
@@ -75,23 +72,12 @@ impl SubmissionService {
             relay: Relay::new(submission, &settings.hostname, &settings.store.maildir)?,
             tls,
             login,
-            limits,
         })
-    }
-
-    /// The connection limits (shared with POP3).
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// How long a client has for the TLS handshake and its first command.
     pub fn preauth_timeout(&self) -> Duration {
         self.preauth_timeout
-    }
-
-    /// The TLS certificates, if configured.
-    pub fn tls(&self) -> Option<&Arc<TlsProvider>> {
-        self.tls.as_ref()
     }
 
     /// Whom `user` may send as: its login name when that is an address,
