@@ -140,17 +140,21 @@ pub fn parse(line: &[u8], max_len: usize) -> Result<Command, ParseError> {
     if keyword.len() > 4 {
         return Err(ParseError::Unknown);
     }
-    let keyword = keyword.to_ascii_uppercase();
-    if keyword == "PASS" {
+    // Upper-cased on the stack: every command line passes here.
+    let mut upper = [0u8; 4];
+    upper[..keyword.len()].copy_from_slice(keyword.as_bytes());
+    upper.make_ascii_uppercase();
+    let keyword = &upper[..keyword.len()];
+    if keyword == b"PASS" {
         return match rest {
             "" => Err(ParseError::MissingArgument),
             password => Ok(Command::Pass(password.to_string())),
         };
     }
     let mut args = Arguments(rest.split([' ', '\t']).filter(|a| !a.is_empty()));
-    let command = match keyword.as_str() {
-        "USER" => Command::User(args.required()?.to_string()),
-        "AUTH" => {
+    let command = match keyword {
+        b"USER" => Command::User(args.required()?.to_string()),
+        b"AUTH" => {
             let mechanism = args.optional()?.map(|m| m.to_ascii_uppercase());
             let initial_response = match mechanism {
                 Some(_) => args.optional_unbounded().map(str::to_string),
@@ -161,21 +165,21 @@ pub fn parse(line: &[u8], max_len: usize) -> Result<Command, ParseError> {
                 initial_response,
             }
         }
-        "STLS" => Command::Stls,
-        "CAPA" => Command::Capa,
-        "STAT" => Command::Stat,
-        "LIST" => Command::List(args.optional()?.map(message_number).transpose()?),
-        "UIDL" => Command::Uidl(args.optional()?.map(message_number).transpose()?),
-        "RETR" => Command::Retr(message_number(args.required()?)?),
-        "TOP" => {
+        b"STLS" => Command::Stls,
+        b"CAPA" => Command::Capa,
+        b"STAT" => Command::Stat,
+        b"LIST" => Command::List(args.optional()?.map(message_number).transpose()?),
+        b"UIDL" => Command::Uidl(args.optional()?.map(message_number).transpose()?),
+        b"RETR" => Command::Retr(message_number(args.required()?)?),
+        b"TOP" => {
             let n = message_number(args.required()?)?;
             Command::Top(n, line_count(args.required()?)?)
         }
-        "DELE" => Command::Dele(message_number(args.required()?)?),
-        "NOOP" => Command::Noop,
-        "RSET" => Command::Rset,
-        "QUIT" => Command::Quit,
-        "UTF8" => Command::Utf8,
+        b"DELE" => Command::Dele(message_number(args.required()?)?),
+        b"NOOP" => Command::Noop,
+        b"RSET" => Command::Rset,
+        b"QUIT" => Command::Quit,
+        b"UTF8" => Command::Utf8,
         _ => return Err(ParseError::Unknown),
     };
     args.end()?;
