@@ -588,3 +588,41 @@ fn the_sendmail_relay_hands_the_message_to_the_local_mta() {
         "451 4.4.1 Local MTA failed, try again later"
     );
 }
+
+#[test]
+fn an_upstream_that_never_answers_gets_a_451_after_relay_timeout() {
+    // Accepts connections and holds them open without a greeting.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let server = Server::with(Options {
+        submission: Some(vec![
+            format!("relay = \"smtp://127.0.0.1:{port}\""),
+            "relay_tls = \"none\"".into(),
+            "relay_timeout = \"1s\"".into(),
+        ]),
+        ..Options::default()
+    });
+    let mut smtp = Smtp::logged_in(&server);
+    let started = std::time::Instant::now();
+    let reply = smtp.send_message(
+        "alice@localhost",
+        &["bob@example.org"],
+        b"From: alice@localhost\r\n\r\nhello\r\n",
+    );
+    let waited = started.elapsed();
+    assert!(reply.starts_with("451 4.4."), "{reply}");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "answered before the timeout: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "held the client for {waited:?}"
+    );
+}
