@@ -2,7 +2,7 @@
 //!
 //! When popgate runs as root for system (PAM) users, every store call of a
 //! session — opening the mailbox, opening a message, applying deletions —
-//! runs on a blocking thread whose *filesystem* uid and gid (Linux
+//! runs on a thread whose *filesystem* uid and gid (Linux
 //! `setfsuid`/`setfsgid`) are the user's. The kernel then checks every open,
 //! rename and unlink as if the user did it: a session can read, list or
 //! delete only what its user could. The switch is per thread, so other
@@ -55,8 +55,11 @@ pub struct IdentityError {
 /// Runs `f` on this thread with `identity`'s filesystem uid and gid, then
 /// restores the process's own; with `None`, just runs `f`.
 ///
-/// Call it on a blocking thread (inside `spawn_blocking`), never on an async
-/// worker, where other sessions' tasks would run under the same identity.
+/// `f` is a plain closure, so no other session's task can run on this
+/// thread before the identity is restored. Still, file calls may wait for
+/// the disk: run them on a blocking thread (inside `spawn_blocking`), and on
+/// an async thread only calls that cannot wait, such as
+/// [`Mailbox::open_message_nowait`](popgate_store::Mailbox::open_message_nowait).
 pub fn run_as<T>(identity: Option<Identity>, f: impl FnOnce() -> T) -> Result<T, IdentityError> {
     let Some(identity) = identity else {
         return Ok(f());

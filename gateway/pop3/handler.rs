@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use popgate_auth::{Account, Credentials};
+use popgate_store::read::{self, Start};
 use popgate_store::{wire, CommitReport, Mailbox, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -316,15 +317,26 @@ impl Connection<'_> {
         let Some(mailbox) = self.session.mailbox().cloned() else {
             return Ok(());
         };
-        // Opening the file and reading its first chunk is one blocking call:
-        // most messages fit in that chunk, and then need no other.
-        let opened = store_call(self.identity, move || {
-            let file = mailbox.open_message(index)?;
-            let (chunk, eof) = read_first_chunk(&file, READ_CHUNK)?;
-            Ok((file, chunk, eof))
-        })
-        .await;
-        let (file, mut chunk, eof) = match opened {
+        let opened = match open_cached(&mailbox, index, self.identity) {
+            Some(opened) => Ok(opened),
+            // Opening the file and reading its first chunk is one blocking
+            // call: most messages fit in that chunk, and then need no other.
+            None => {
+                store_call(self.identity, move || {
+                    let file = mailbox.open_message(index)?;
+                    let start = read::read_start(&file, READ_CHUNK)?;
+                    Ok((file, start))
+                })
+                .await
+            }
+        };
+        let (
+            file,
+            Start {
+                bytes: mut chunk,
+                whole,
+            },
+        ) = match opened {
             Ok(opened) => opened,
             Err(StoreError::Vanished) => {
                 reply::err(
@@ -359,7 +371,7 @@ impl Connection<'_> {
         };
         let mut sent = chunk.len() as u64;
         encoder.encode(&chunk, &mut self.output);
-        if !eof && !encoder.is_done() {
+        if !whole && !encoder.is_done() {
             self.stream_rest(file, &mut chunk, &mut encoder, &mut sent)
                 .await?;
         }
@@ -452,24 +464,21 @@ impl Connection<'_> {
     }
 }
 
-/// Reads up to `limit` octets from the start of `file`; `true` when that
-/// is the whole file.
-fn read_first_chunk(mut file: &std::fs::File, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
-    use std::io::Read;
-    let mut chunk = vec![0u8; limit];
-    let mut filled = 0;
-    while filled < limit {
-        match file.read(&mut chunk[filled..]) {
-            Ok(0) => {
-                chunk.truncate(filled);
-                return Ok((chunk, true));
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((chunk, false))
+/// Opens message `index` and reads its first chunk right here, on the
+/// async thread, when the kernel can do both from its caches; `None` when
+/// either would wait for the disk (or needs more than a read), and the
+/// caller goes to a blocking thread instead. The identity switch is safe
+/// here because nothing in between can yield to another session's task.
+fn open_cached(
+    mailbox: &Mailbox,
+    index: usize,
+    identity: Option<Identity>,
+) -> Option<(std::fs::File, Start)> {
+    let file = identity::run_as(identity, || mailbox.open_message_nowait(index))
+        .ok()?
+        .ok()??;
+    let start = read::read_start_nowait(&file, READ_CHUNK).ok()??;
+    Some((file, start))
 }
 
 /// Runs a blocking store call on a blocking thread, with `identity`.

@@ -7,6 +7,9 @@
 //! keeps a FIFO planted under a message's name from hanging the open; it
 //! has no effect on reading regular files.
 //!
+//! [`open_regular_cached`] does the same open only when the kernel can do
+//! it from its caches (see [`crate::read`]).
+//!
 //! Renames inside the Maildir (new→cur, adding a flag, moving to a folder)
 //! must never overwrite another message, so they use `renameat2` with
 //! `RENAME_NOREPLACE`, falling back to a check-then-rename where the file
@@ -49,6 +52,31 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), OpenError> {
     Ok((file, metadata.len()))
 }
 
+/// Like [`open_regular`], but only when every component of `path` is in
+/// the kernel's lookup cache, so the open cannot wait for the disk
+/// (`openat2` with `RESOLVE_CACHED`, Linux 5.12). `Ok(None)` when it would
+/// have to wait, or the kernel does not know the flag: then call
+/// [`open_regular`] on a thread that may block.
+pub(crate) fn open_regular_cached(path: &Path) -> Result<Option<(File, u64)>, OpenError> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+    use rustix::io::Errno;
+
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
+        Ok(fd) => fd,
+        Err(Errno::AGAIN | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) => return Ok(None),
+        Err(Errno::NOENT) => return Err(OpenError::NotFound),
+        Err(Errno::LOOP) => return Err(OpenError::NotRegular),
+        Err(errno) => return Err(OpenError::Io(errno.into())),
+    };
+    let file = File::from(fd);
+    let metadata = file.metadata().map_err(OpenError::Io)?;
+    if !metadata.is_file() {
+        return Err(OpenError::NotRegular);
+    }
+    Ok(Some((file, metadata.len())))
+}
+
 /// Renames `from` to `to`, failing with `AlreadyExists` instead of
 /// replacing an existing `to`.
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
@@ -86,6 +114,39 @@ mod tests {
         fs::write(&path, b"hello")?;
         let (_, len) = open_regular(&path).map_err(|e| io::Error::other(format!("{e:?}")))?;
         assert_eq!(len, 5);
+        Ok(())
+    }
+
+    #[test]
+    fn a_cached_open_finds_a_file_just_written() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("m");
+        fs::write(&path, b"hello")?;
+        let opened = open_regular_cached(&path).map_err(|e| io::Error::other(format!("{e:?}")))?;
+        assert_eq!(opened.map(|(_, len)| len), Some(5));
+        Ok(())
+    }
+
+    #[test]
+    fn a_cached_open_refuses_what_open_regular_refuses() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join("target"), b"secret")?;
+        std::os::unix::fs::symlink(dir.path().join("target"), dir.path().join("link"))?;
+        fs::create_dir(dir.path().join("sub"))?;
+        assert!(matches!(
+            open_regular_cached(&dir.path().join("link")),
+            Err(OpenError::NotRegular)
+        ));
+        assert!(matches!(
+            open_regular_cached(&dir.path().join("sub")),
+            Err(OpenError::NotRegular)
+        ));
+        // A name the lookup cache knows to be absent, or one it does not
+        // know at all: either way no file is opened.
+        assert!(matches!(
+            open_regular_cached(&dir.path().join("missing")),
+            Err(OpenError::NotFound) | Ok(None)
+        ));
         Ok(())
     }
 

@@ -14,7 +14,9 @@
 //! 2. **Read** ([`Mailbox::messages`], [`Mailbox::open_message`]): STAT,
 //!    LIST and UIDL come from the snapshot; RETR and TOP open the message
 //!    file and stream it through a [`wire::Encoder`], the same code that
-//!    computed the size LIST reported.
+//!    computed the size LIST reported. A message already in the kernel's
+//!    caches can be opened and read without ever waiting for the disk
+//!    ([`Mailbox::open_message_nowait`], [`read`]), so on an async thread.
 //! 3. **Update** ([`Mailbox::commit`]): after QUIT, apply the
 //!    leave-on-server policy ([`OnDele`]) to the messages marked deleted,
 //!    then unlock. A session that ends any other way just drops the
@@ -61,6 +63,7 @@ mod mailbox;
 pub mod migrate;
 mod name;
 mod policy;
+pub mod read;
 mod size_cache;
 mod sizing;
 mod snapshot;

@@ -316,6 +316,28 @@ impl Mailbox {
         Ok(file)
     }
 
+    /// Like [`open_message`](Self::open_message), but only when the kernel
+    /// can open the file from its caches, so the call never waits for the
+    /// disk and may run on an async thread (see [`crate::read`]).
+    ///
+    /// `Ok(None)` means "call `open_message` on a blocking thread": the
+    /// kernel would have to wait, or cannot tell, or opening needs more
+    /// than an open (the file was renamed and must be looked for, or its
+    /// cached size turned out stale and the cache must be rewritten).
+    pub fn open_message_nowait(&self, index: usize) -> Result<Option<File>, StoreError> {
+        let message = self
+            .files
+            .get(index)
+            .ok_or(StoreError::NoSuchMessage(index))?;
+        let path = snapshot::path(&self.root, message.dir, &message.name);
+        match file::open_regular_cached(&path) {
+            Ok(Some((_, len))) if message.raw_size.is_some_and(|raw| raw != len) => Ok(None),
+            Ok(opened) => Ok(opened.map(|(file, _)| file)),
+            Err(OpenError::NotFound) => Ok(None),
+            Err(err) => Err(open_error(err, path)),
+        }
+    }
+
     /// UPDATE: applies the `on_dele` policy to the messages at `deleted`
     /// (0-based indices, in any order, repeats ignored), then releases the
     /// lock. A message that fails does not stop the others; see

@@ -869,3 +869,46 @@ fn uidls_from_a_courier_sizelist_are_served() -> TestResult {
     assert_eq!(sizes(&mailbox), [3, 3], "Courier's sizes are not used");
     Ok(())
 }
+
+/// The open that never waits for the disk serves the same file as
+/// `open_message`, and hands back everything that needs more than an open.
+#[test]
+fn the_nowait_open_serves_what_is_cached_and_defers_the_rest() -> TestResult {
+    let maildir = Maildir::new()?;
+    let changed = maildir.put("cur", "1.a.host:2,", b"a\n")?;
+    let renamed = maildir.put("cur", "2.b.host:2,", b"b\n")?;
+    let gone = maildir.put("cur", "3.c.host:2,", b"c\n")?;
+    let linked = maildir.put("cur", "4.d.host:2,", b"d\n")?;
+    maildir.put("cur", "5.e.host:2,", b"Subject: e\n\nbody\n")?;
+    drop(maildir.open()?);
+    fs::write(&changed, b"longer now\n")?;
+    let mailbox = maildir.open()?;
+    fs::rename(&renamed, maildir.root().join("cur/2.b.host:2,RS"))?;
+    fs::remove_file(&gone)?;
+    fs::remove_file(&linked)?;
+    std::os::unix::fs::symlink(maildir.root().join("cur/5.e.host:2,"), &linked)?;
+
+    let mut content = Vec::new();
+    let opened = mailbox.open_message_nowait(4)?;
+    opened
+        .ok_or("a file just written is in the caches")?
+        .read_to_end(&mut content)?;
+    assert_eq!(content, b"Subject: e\n\nbody\n");
+    // Its cached size is stale: the cache must be rewritten, which may block.
+    assert!(mailbox.open_message_nowait(0)?.is_none());
+    // Renamed or gone: open_message looks for it, or reports it vanished.
+    assert!(mailbox.open_message_nowait(1)?.is_none());
+    assert!(mailbox.open_message_nowait(2)?.is_none());
+    assert_eq!(retr(&mailbox, 1)?, b"b\r\n.\r\n");
+    assert!(matches!(mailbox.open_message(2), Err(StoreError::Vanished)));
+    // Refused exactly as open_message refuses.
+    assert!(matches!(
+        mailbox.open_message_nowait(3),
+        Err(StoreError::NotRegularFile(p)) if p == linked
+    ));
+    assert!(matches!(
+        mailbox.open_message_nowait(5),
+        Err(StoreError::NoSuchMessage(5))
+    ));
+    Ok(())
+}

@@ -306,7 +306,10 @@ fn a_changed_htpasswd_file_is_picked_up_without_restart() {
 /// RETR reads a message's first 128 KiB together with opening it and
 /// streams the rest: messages just under, at and over that size, and a
 /// large one, must arrive byte for byte (LF endings, dot lines crossing the
-/// boundary), and TOP must stop inside the first piece.
+/// boundary), and TOP must stop inside the first piece. Each size comes
+/// twice: once in memory, read without leaving the async thread, and once
+/// dropped from the page cache, so that the read must wait for the disk
+/// and goes to a blocking thread.
 #[test]
 fn messages_around_the_first_read_and_large_ones_arrive_byte_for_byte() {
     let server = Server::start();
@@ -323,16 +326,33 @@ fn messages_around_the_first_read_and_large_ones_arrive_byte_for_byte() {
         m
     };
     let sizes = [chunk - 1, chunk, chunk + 1, 3 * 1024 * 1024 + 17];
-    for (i, size) in sizes.iter().enumerate() {
-        deliver(&maildir, 1_700_000_000 + i as u64, &message(*size));
-    }
+    let sizes = [sizes, sizes].concat();
+    let names: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| deliver(&maildir, 1_700_000_000 + i as u64, &message(*size)))
+        .collect();
+    // Logging in reads every new message to learn its size.
     let mut client = server.login("alice");
+    for name in &names[sizes.len() / 2..] {
+        drop_from_page_cache(&maildir.join("cur").join(format!("{name}:2,")));
+    }
     for (i, size) in sizes.iter().enumerate() {
         let want = crlf(&message(*size));
         let (status, body) = client.retrieve(&format!("RETR {}", i + 1));
         assert_eq!(status, format!("+OK {} octets", want.len()), "size {size}");
         assert!(body == want, "message of {size} octets differs");
     }
-    let (_, top) = client.retrieve("TOP 4 1");
-    assert_eq!(top, b"Subject: sized\r\n\r\n.line 0 with a leading dot\r\n");
+    for number in [4, 8] {
+        let (_, top) = client.retrieve(&format!("TOP {number} 1"));
+        assert_eq!(top, b"Subject: sized\r\n\r\n.line 0 with a leading dot\r\n");
+    }
+}
+
+/// Writes `path` to disk and asks the kernel to forget its pages.
+fn drop_from_page_cache(path: &std::path::Path) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
 }
