@@ -3,8 +3,8 @@
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
 //! smtp-proto to parse commands and message text), [`reply`] writes replies,
-//! [`message`] checks and stamps the message, [`relay`] (over [`upstream`]) and
-//! [`maildir_delivery`] hand it on; [`handler`] is the connection driver
+//! [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
+//! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
 //! Logins go through the same [`LoginGate`] as POP3,
@@ -15,6 +15,7 @@ pub mod maildir_delivery;
 pub mod message;
 pub mod relay;
 pub mod reply;
+pub mod sendmail;
 pub mod session;
 pub mod upstream;
 

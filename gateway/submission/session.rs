@@ -81,9 +81,11 @@ pub struct Transaction {
 pub enum RelayOutcome {
     /// The upstream took the message.
     Accepted,
-    /// Try again later (upstream down or 4xx): `451 4.4.x`.
+    /// Try again later (upstream down or 4xx): `451`, with the enhanced
+    /// status code the text starts with (`4.3.0 …`), else `4.4.1`.
     Temporary(String),
-    /// The upstream refused the message for good: its code and text.
+    /// The upstream refused the message for good: its code and text (which
+    /// may start with an enhanced status code, `5.1.1 …`).
     Permanent(u16, String),
 }
 
@@ -587,17 +589,17 @@ impl Session {
         self.reset();
         match outcome {
             RelayOutcome::Accepted => reply(out, 250, "2.0.0", "Message accepted for delivery"),
-            RelayOutcome::Temporary(text) => reply(out, 451, "4.4.1", &text),
+            RelayOutcome::Temporary(text) => {
+                let (status, text) = split_status(&text, '4').unwrap_or(("4.4.1", &text));
+                reply(out, 451, status, text)
+            }
             RelayOutcome::Permanent(code, text) => {
                 let code = if (500..600).contains(&code) {
                     code
                 } else {
                     554
                 };
-                let (status, text) = match text.split_once(' ') {
-                    Some((status, rest)) if is_permanent_status(status) => (status, rest),
-                    _ => ("5.0.0", text.as_str()),
-                };
+                let (status, text) = split_status(&text, '5').unwrap_or(("5.0.0", &text));
                 reply(out, code, status, &format!("Upstream refused: {text}"))
             }
         }
@@ -613,10 +615,17 @@ impl Session {
     }
 }
 
-/// True for an enhanced status code of a permanent failure, like `5.1.1`.
-fn is_permanent_status(text: &str) -> bool {
+/// Splits `5.1.1 text` into the enhanced status code and the text, when
+/// the text starts with a well-formed code of `class` (`'4'` or `'5'`).
+fn split_status(text: &str, class: char) -> Option<(&str, &str)> {
+    let (status, rest) = text.split_once(' ')?;
+    is_status_of_class(status, class).then_some((status, rest))
+}
+
+/// True for an enhanced status code (RFC 3463) of `class`, like `5.1.1`.
+fn is_status_of_class(text: &str, class: char) -> bool {
     let mut parts = text.split('.');
-    parts.next() == Some("5")
+    parts.next() == Some(class.encode_utf8(&mut [0; 4]))
         && parts
             .by_ref()
             .take(2)

@@ -16,6 +16,7 @@ mod poller;
 mod privileges;
 mod protocol;
 mod real_clients;
+mod sendmail;
 mod smtp_harness;
 mod startup;
 mod submission;

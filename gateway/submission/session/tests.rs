@@ -206,9 +206,20 @@ fn upstream_refusals_keep_their_code_and_text() {
         &mut out,
     );
     session.relayed(RelayOutcome::Temporary("try later".into()), &mut out);
+    session.relayed(
+        RelayOutcome::Temporary("4.3.0 MTA deferred".into()),
+        &mut out,
+    );
+    session.relayed(
+        RelayOutcome::Temporary("5.1.1 not a temporary code".into()),
+        &mut out,
+    );
     assert_eq!(
-        out,
-        b"550 5.1.1 Upstream refused: no such user\r\n451 4.4.1 try later\r\n"
+        String::from_utf8(out).unwrap(),
+        "550 5.1.1 Upstream refused: no such user\r\n\
+         451 4.4.1 try later\r\n\
+         451 4.3.0 MTA deferred\r\n\
+         451 4.4.1 5.1.1 not a temporary code\r\n"
     );
 }
 
