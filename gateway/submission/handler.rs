@@ -14,12 +14,13 @@ use std::time::Instant;
 use popgate_auth::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::message::{self, Trace};
 use super::reply::reply;
-use super::session::{Session, Step, Transaction};
+use super::session::{LoginRefusal, Session, Step, Transaction};
 use super::SubmissionService;
+use crate::limits::Slot;
 use crate::login::Outcome;
 use crate::stream::Stream;
 
@@ -43,6 +44,8 @@ struct Connection<'a> {
     peer: SocketAddr,
     session: Session,
     summary: Summary,
+    /// The user's place in `max_connections_per_user`, once logged in.
+    user_slot: Option<Slot<String>>,
 }
 
 /// Serves one accepted connection (TLS already established on port 465).
@@ -64,6 +67,7 @@ pub async fn serve(
         peer,
         session: Session::new(options),
         summary: Summary::default(),
+        user_slot: None,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -189,21 +193,38 @@ impl Connection<'_> {
             .await
         {
             Outcome::Accepted(account) => {
-                let senders = self.service.senders(&account.user);
-                self.session
-                    .authenticated(account.user, senders, &mut self.output);
+                match self.service.user_limit.admit(&account.user) {
+                    Ok(slot) => {
+                        self.user_slot = Some(slot);
+                        let senders = self.service.senders(&account.user);
+                        self.session
+                            .authenticated(account.user, senders, &mut self.output);
+                    }
+                    Err(refusal) => {
+                        warn!(
+                            target: "popgate::session",
+                            "submission login refused: rip={ip} user={} limit={refusal:?}",
+                            account.user,
+                        );
+                        self.session
+                            .login_refused(LoginRefusal::TooManySessions, &mut self.output);
+                    }
+                }
                 None
             }
             Outcome::Disabled => {
-                self.session.login_refused(false, &mut self.output);
+                self.session
+                    .login_refused(LoginRefusal::Credentials, &mut self.output);
                 None
             }
             Outcome::Rejected { close } => {
-                self.session.login_refused(false, &mut self.output);
+                self.session
+                    .login_refused(LoginRefusal::Credentials, &mut self.output);
                 close.then_some("too-many-failures")
             }
             Outcome::Unavailable => {
-                self.session.login_refused(true, &mut self.output);
+                self.session
+                    .login_refused(LoginRefusal::Unavailable, &mut self.output);
                 None
             }
         }

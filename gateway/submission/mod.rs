@@ -8,7 +8,9 @@
 //! that does the I/O around them.
 //!
 //! Logins go through the same [`LoginGate`] as POP3,
-//! so a user and an attacker meet the same policy on every port.
+//! so a user and an attacker meet the same policy on every port. Sessions
+//! per user are limited by `[submission] max_connections_per_user`, counted
+//! apart from POP3's (see [`crate::limits`]).
 
 pub mod handler;
 pub mod maildir_delivery;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{LoginPolicy, SenderPolicy, Settings};
+use crate::limits::UserLimit;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
 use relay::Relay;
@@ -41,6 +44,7 @@ pub struct SubmissionService {
     relay: Relay,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
+    user_limit: UserLimit,
 }
 
 impl SubmissionService {
@@ -73,6 +77,7 @@ impl SubmissionService {
             relay: Relay::new(submission, &settings.hostname, &settings.store.maildir)?,
             tls,
             login,
+            user_limit: UserLimit::new(submission.max_connections_per_user),
         })
     }
 

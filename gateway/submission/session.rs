@@ -89,6 +89,19 @@ pub enum RelayOutcome {
     Permanent(u16, String),
 }
 
+/// Why a login was refused, as the client is to hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// Wrong credentials, or a user who may not log in: `535 5.7.8`.
+    Credentials,
+    /// The backend could not be asked: `454 4.7.0` (RFC 4954 §6).
+    Unavailable,
+    /// Right credentials, but the user is at
+    /// `max_connections_per_user`: `454 4.7.0`, a temporary refusal, as
+    /// RFC 4954 §6 has for a passing server condition.
+    TooManySessions,
+}
+
 /// Who the client may send as, once logged in.
 #[derive(Debug, Clone)]
 pub enum Senders {
@@ -468,13 +481,21 @@ impl Session {
         reply(out, 235, "2.7.0", "Authentication successful");
     }
 
-    /// The credentials were refused: `535 5.7.8`, or `454 4.7.0` when the
-    /// backend could not be asked.
-    pub fn login_refused(&mut self, temporary: bool, out: &mut Vec<u8>) {
-        if temporary {
-            reply(out, 454, "4.7.0", "Authentication temporarily unavailable");
-        } else {
-            reply(out, 535, "5.7.8", "Authentication credentials invalid");
+    /// The login was refused; the client may try AUTH again.
+    pub fn login_refused(&mut self, refusal: LoginRefusal, out: &mut Vec<u8>) {
+        match refusal {
+            LoginRefusal::Credentials => {
+                reply(out, 535, "5.7.8", "Authentication credentials invalid")
+            }
+            LoginRefusal::Unavailable => {
+                reply(out, 454, "4.7.0", "Authentication temporarily unavailable")
+            }
+            LoginRefusal::TooManySessions => reply(
+                out,
+                454,
+                "4.7.0",
+                "Too many sessions for this user, try again later",
+            ),
         }
     }
 

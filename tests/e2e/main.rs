@@ -20,4 +20,5 @@ mod sendmail;
 mod smtp_harness;
 mod startup;
 mod submission;
+mod submission_limits;
 mod throttle;

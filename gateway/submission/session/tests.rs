@@ -90,7 +90,7 @@ fn login_exchange_prompts_and_decodes() {
     assert_eq!(credentials.user, "alice");
     assert_eq!(credentials.password.expose(), "s3cret");
     let mut out = Vec::new();
-    session.login_refused(false, &mut out);
+    session.login_refused(LoginRefusal::Credentials, &mut out);
     assert_eq!(out, b"535 5.7.8 Authentication credentials invalid\r\n");
     let (_, out) = feed(&mut session, b"AUTH PLAIN\r\n*\r\n");
     assert_eq!(out, "334 \r\n501 5.0.0 Authentication cancelled\r\n");
