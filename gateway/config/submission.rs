@@ -11,6 +11,7 @@
 //! max_message_size = "35M"
 //! max_recipients = 100
 //! max_connections_per_user = 10         # logged-in sessions; counted apart from POP3's
+//! protocol_log = false                  # commands and replies; no credentials, no message text
 //! sender_policy = "own"                 # or "any"
 //! relay = "smtp://smarthost.example.com:587"  # "smtps://h:465", "sendmail", "maildir"
 //! relay_tls = "starttls"                # or "none" (a relay on loopback only)
@@ -194,6 +195,9 @@ pub struct SubmissionSettings {
     /// `[pop3] max_connections_per_user`: busy POP3 pollers must not stop
     /// their user from sending, nor sending stop them from polling.
     pub max_connections_per_user: usize,
+    /// Log every command and reply line, as `[pop3] protocol_log` does for
+    /// POP3: credentials are redacted, and messages are logged by size only.
+    pub protocol_log: bool,
     /// Whose addresses a user may send from.
     pub sender_policy: SenderPolicy,
     /// Where accepted messages go.
@@ -228,6 +232,7 @@ impl Default for SubmissionSettings {
             max_message_size: ByteSize(35 << 20),
             max_recipients: 100,
             max_connections_per_user: 10,
+            protocol_log: false,
             sender_policy: SenderPolicy::Own,
             relay: Relay::Sendmail,
             relay_tls: RelayTls::Starttls,

@@ -22,6 +22,7 @@ use super::session::{LoginRefusal, Session, Step, Transaction};
 use super::SubmissionService;
 use crate::limits::Slot;
 use crate::login::Outcome;
+use crate::protocol_log;
 use crate::stream::Stream;
 
 /// The most bytes read from the socket at once.
@@ -46,6 +47,8 @@ struct Connection<'a> {
     summary: Summary,
     /// The user's place in `max_connections_per_user`, once logged in.
     user_slot: Option<Slot<String>>,
+    /// How much of `output` the protocol log has shown.
+    logged: usize,
 }
 
 /// Serves one accepted connection (TLS already established on port 465).
@@ -68,6 +71,7 @@ pub async fn serve(
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
+        logged: 0,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -98,6 +102,7 @@ impl Connection<'_> {
             let step = self.session.advance(&mut bytes, &mut self.output);
             let consumed = self.pending.len() - bytes.as_slice().len();
             self.pending.drain(..consumed);
+            self.log_exchange();
             match step {
                 Step::NeedMore => {
                     self.flush().await?;
@@ -165,8 +170,37 @@ impl Connection<'_> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        self.log_exchange();
         let timeout = self.service.idle_timeout;
-        self.stream.write_within(&mut self.output, timeout).await
+        self.stream.write_within(&mut self.output, timeout).await?;
+        self.logged = 0;
+        Ok(())
+    }
+
+    /// With `protocol_log` on: logs what the session heard and the reply
+    /// lines not yet logged, in the order they happened.
+    fn log_exchange(&mut self) {
+        if !self.service.options.protocol_log {
+            return;
+        }
+        let ip = self.peer.ip();
+        for (at, heard) in self.session.take_heard() {
+            self.log_replies(at);
+            protocol_log::client("submission", ip, &heard);
+        }
+        self.log_replies(self.output.len());
+    }
+
+    /// Logs the reply lines in `output` up to `end`.
+    fn log_replies(&mut self, end: usize) {
+        let end = end.min(self.output.len());
+        if end <= self.logged {
+            return;
+        }
+        for line in self.output[self.logged..end].split_inclusive(|&b| b == b'\n') {
+            protocol_log::server("submission", self.peer.ip(), line);
+        }
+        self.logged = end;
     }
 
     async fn start_tls(&mut self) -> Option<&'static str> {

@@ -68,6 +68,7 @@ impl SubmissionService {
                 plaintext_login: settings.pop3.login == LoginPolicy::Plaintext,
                 max_message_size,
                 max_recipients: submission.max_recipients,
+                protocol_log: submission.protocol_log,
             },
             preauth_timeout: settings.pop3.preauth_timeout.0,
             idle_timeout: submission.idle_timeout.0,

@@ -16,6 +16,13 @@
 //!
 //! Replies to pipelined commands pile up in the output until the input runs
 //! dry, so a pipelining client gets them in one write (RFC 2920).
+//!
+//! With `protocol_log` on, the session also notes what it heard, as the
+//! protocol log may show it ([`Session::take_heard`]): each command line
+//! through [`protocol_log::command_line`], a SASL response as a placeholder,
+//! a message (or a BDAT chunk, which is discarded unread) by its size only.
+//! Each note carries the output length at the time, so the driver can
+//! interleave them with the replies exactly as they happened.
 
 use std::slice::Iter;
 
@@ -27,11 +34,21 @@ use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
 use super::message;
 use super::reply::{bare, multiline, reply};
+use crate::protocol_log;
 
 /// The longest SASL response line accepted, CRLF included (RFC 4954 §4).
 const MAX_SASL_LINE: usize = 12 * 1024;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
+/// The most octets of one command line kept for the protocol log (the
+/// parser refuses longer lines anyway).
+const MAX_LOGGED_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
+/// The keywords smtp-proto parses, for the protocol log (which shows any
+/// other line only by its length).
+const KEYWORDS: &[&str] = &[
+    "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "NOOP", "VRFY", "EXPN", "HELP",
+    "ETRN", "ATRN", "BURL", "STARTTLS", "RSET", "QUIT",
+];
 
 /// What a session may offer and accept.
 #[derive(Debug, Clone)]
@@ -48,6 +65,8 @@ pub struct SessionOptions {
     pub max_message_size: usize,
     /// Recipients per message.
     pub max_recipients: usize,
+    /// Note what the client sent, for the protocol log.
+    pub protocol_log: bool,
 }
 
 /// What the driver must do next.
@@ -127,6 +146,12 @@ enum Input {
         receiver: DataReceiver,
         overflow: bool,
     },
+    /// The chunk after a BDAT command (CHUNKING is not offered): message
+    /// text, skipped, never read as commands.
+    Discard {
+        left: usize,
+        size: usize,
+    },
 }
 
 enum SaslState {
@@ -148,6 +173,10 @@ pub struct Session {
     from: Option<Option<Address>>,
     to: Vec<Address>,
     errors: u32,
+    /// The command line being read, for the protocol log.
+    line: Vec<u8>,
+    /// What was heard, each with the output length at the time.
+    heard: Vec<(usize, String)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -175,6 +204,8 @@ impl Session {
             from: None,
             to: Vec::new(),
             errors: 0,
+            line: Vec::new(),
+            heard: Vec::new(),
         }
     }
 
@@ -202,21 +233,54 @@ impl Session {
         matches!(self.input, Input::Sasl(_))
     }
 
+    /// What the client sent since the last call, as the protocol log may
+    /// show it; each with the length the output had when it was heard
+    /// (replies before that position answer earlier input). Empty unless
+    /// `protocol_log` is on.
+    pub fn take_heard(&mut self) -> Vec<(usize, String)> {
+        std::mem::take(&mut self.heard)
+    }
+
+    fn hear(&mut self, out: &[u8], text: impl FnOnce() -> String) {
+        if self.options.protocol_log {
+            self.heard.push((out.len(), text()));
+        }
+    }
+
+    /// Keeps what the command parser consumed, for the protocol log.
+    fn note_line(&mut self, consumed: &[u8]) {
+        if self.options.protocol_log {
+            let room = MAX_LOGGED_LINE.saturating_sub(self.line.len());
+            self.line
+                .extend_from_slice(&consumed[..consumed.len().min(room)]);
+        }
+    }
+
     /// Consumes bytes from `bytes` until a step needs the driver.
     pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
         loop {
             let step = match &mut self.input {
-                Input::Command => match self.receiver.ingest(bytes).map(Request::into_owned) {
-                    Ok(request) => self.command(request, out),
-                    Err(ParseError::NeedsMoreData { .. }) => return Step::NeedMore,
-                    Err(error) => self.parse_error(error, out),
-                },
+                Input::Command => {
+                    let before = bytes.as_slice();
+                    let parsed = self.receiver.ingest(bytes).map(Request::into_owned);
+                    self.note_line(&before[..before.len() - bytes.as_slice().len()]);
+                    if let Err(ParseError::NeedsMoreData { .. }) = parsed {
+                        return Step::NeedMore;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                    match parsed {
+                        Ok(request) => self.command(request, out),
+                        Err(error) => self.parse_error(error, out),
+                    }
+                }
                 Input::Sasl(_) => {
                     let rest = bytes.as_slice();
                     match rest.iter().position(|&b| b == b'\n') {
                         Some(end) if self.sasl_line.len() + end < MAX_SASL_LINE => {
                             self.sasl_line.extend_from_slice(&rest[..end]);
                             *bytes = rest[end + 1..].iter();
+                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             self.sasl_response(out)
                         }
                         None if self.sasl_line.len() + rest.len() < MAX_SASL_LINE => {
@@ -225,6 +289,7 @@ impl Session {
                             return Step::NeedMore;
                         }
                         _ => {
+                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             reply(out, 500, "5.5.6", "Authentication line too long, closing");
                             Some(Step::Close)
                         }
@@ -241,7 +306,25 @@ impl Session {
                     }
                     let overflow = *overflow;
                     self.input = Input::Command;
+                    let size = self.data.len();
+                    self.hear(out, || match overflow {
+                        false => format!("<message, {size} octets>"),
+                        true => "<message over the size limit, discarded>".into(),
+                    });
                     Some(self.data_end(overflow, out))
+                }
+                Input::Discard { left, size } => {
+                    let rest = bytes.as_slice();
+                    let skipped = rest.len().min(*left);
+                    *bytes = rest[skipped..].iter();
+                    *left -= skipped;
+                    if *left > 0 {
+                        return Step::NeedMore;
+                    }
+                    let size = *size;
+                    self.input = Input::Command;
+                    self.hear(out, || format!("<BDAT chunk, {size} octets, discarded>"));
+                    None
                 }
             };
             if let Some(step) = step {
@@ -350,8 +433,16 @@ impl Session {
                 "2.5.0",
                 "Cannot VRFY user, but will accept the message",
             ),
+            Request::Bdat { chunk_size, .. } => {
+                // CHUNKING is not offered, but the chunk a client sends
+                // anyway is message text: skip it, never run it as commands.
+                self.input = Input::Discard {
+                    left: chunk_size,
+                    size: chunk_size,
+                };
+                return self.error(out, 502, "5.5.1", "Command not implemented");
+            }
             Request::Lhlo { .. }
-            | Request::Bdat { .. }
             | Request::Expn { .. }
             | Request::Help { .. }
             | Request::Etrn { .. }

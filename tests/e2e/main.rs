@@ -15,6 +15,7 @@ mod pam;
 mod poller;
 mod privileges;
 mod protocol;
+mod protocol_log;
 mod real_clients;
 mod sendmail;
 mod smtp_harness;
