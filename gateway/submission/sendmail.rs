@@ -39,7 +39,7 @@ use std::process::Stdio;
 
 use lettre::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use super::session::RelayOutcome;
 
@@ -65,19 +65,7 @@ impl Sendmail {
     /// to `to`, and says how it went. Dropping the future (a timeout) kills
     /// the command.
     pub async fn send(&self, from: Option<&Address>, to: &[Address], data: &[u8]) -> RelayOutcome {
-        let mut command = Command::new(&self.command);
-        command.arg("-i");
-        if let Some(from) = from {
-            command.arg("-f").arg(from);
-        }
-        command
-            .arg("--")
-            .args(to)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
+        let mut child = match self.command(from, to).spawn() {
             Ok(child) => child,
             Err(error) => {
                 tracing::warn!(target: "popgate::relay", command = %self.command.display(), %error, "sendmail cannot be started");
@@ -86,23 +74,7 @@ impl Sendmail {
                 );
             }
         };
-        let (stdin, stderr) = (child.stdin.take(), child.stderr.take());
-        // Written and read at once: a command that reports an error before
-        // reading all its input must not leave both sides waiting.
-        let write = async move {
-            let mut stdin = stdin.ok_or_else(|| std::io::Error::other("no stdin"))?;
-            stdin.write_all(data).await?;
-            stdin.shutdown().await
-        };
-        let read = async move {
-            let mut said = Vec::new();
-            if let Some(mut stderr) = stderr {
-                let _ = (&mut stderr).take(MAX_STDERR).read_to_end(&mut said).await;
-                let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-            }
-            said
-        };
-        let (written, said) = tokio::join!(write, read);
+        let (written, said) = exchange(&mut child, data).await;
         let status = child.wait().await;
         let said = String::from_utf8_lossy(&said);
         let outcome = match (&status, &written) {
@@ -129,6 +101,46 @@ impl Sendmail {
         }
         outcome
     }
+
+    /// `sendmail -i [-f from] -- to…`, as lettre's transport ran it; the
+    /// recipients after `--` can never be taken for options.
+    fn command(&self, from: Option<&Address>, to: &[Address]) -> Command {
+        let mut command = Command::new(&self.command);
+        command.arg("-i");
+        if let Some(from) = from {
+            command.arg("-f").arg(from);
+        }
+        command
+            .arg("--")
+            .args(to)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// Writes `data` to the child's standard input (then closes it) while
+/// reading its standard error, so a command that complains before reading
+/// all its input cannot leave both sides waiting. Returns how the write
+/// went and the first [`MAX_STDERR`] octets of standard error.
+async fn exchange(child: &mut Child, data: &[u8]) -> (std::io::Result<()>, Vec<u8>) {
+    let (stdin, stderr) = (child.stdin.take(), child.stderr.take());
+    let write = async move {
+        let mut stdin = stdin.ok_or_else(|| std::io::Error::other("no stdin"))?;
+        stdin.write_all(data).await?;
+        stdin.shutdown().await
+    };
+    let read = async move {
+        let mut said = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let _ = (&mut stderr).take(MAX_STDERR).read_to_end(&mut said).await;
+            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        }
+        said
+    };
+    tokio::join!(write, read)
 }
 
 /// The first non-empty line of `text`, cut to [`MAX_REASON`] characters.
