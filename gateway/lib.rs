@@ -14,6 +14,7 @@
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
+//! - [`protocol_log`]: the per-command log, with what it must never show;
 //! - [`client_settings`]: what users type into their mail client;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
@@ -29,6 +30,7 @@ pub mod line_buffer;
 pub mod login;
 pub mod pop3;
 pub mod privileges;
+pub mod protocol_log;
 pub mod server;
 pub mod stream;
 pub mod submission;

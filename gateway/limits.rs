@@ -2,6 +2,12 @@
 //!
 //! Each admitted connection or login holds a guard; dropping the guard gives
 //! the slot back, so a panicking or aborted task can never leak a slot.
+//!
+//! [`Limits`] is shared by every listener; its per-user count is POP3's
+//! (`[pop3] max_connections_per_user`). Submission counts its logged-in
+//! sessions in a [`UserLimit`] of its own, so a user whose POP3 pollers fill
+//! their slots can still send, and a burst of sending never locks a poller
+//! out.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,9 +19,33 @@ use std::sync::{Arc, Mutex};
 pub struct Limits {
     max_total: usize,
     max_per_ip: usize,
-    max_per_user: usize,
     per_ip: Counter<IpAddr>,
-    per_user: Counter<String>,
+    per_user: UserLimit,
+}
+
+/// Logged-in sessions per user, at most `max` each; user names are
+/// compared without case.
+#[derive(Debug)]
+pub struct UserLimit {
+    max: usize,
+    counter: Counter<String>,
+}
+
+impl UserLimit {
+    /// A limit of `max` sessions per user.
+    pub fn new(max: usize) -> Self {
+        UserLimit {
+            max,
+            counter: Counter::new(),
+        }
+    }
+
+    /// Admits a logged-in session of `user`, or refuses with [`Refusal::PerUser`].
+    pub fn admit(&self, user: &str) -> Result<Slot<String>, Refusal> {
+        self.counter
+            .acquire(user.to_ascii_lowercase(), self.max, usize::MAX)
+            .map_err(|_| Refusal::PerUser)
+    }
 }
 
 /// Why a connection or login was not admitted.
@@ -107,9 +137,8 @@ impl Limits {
         Limits {
             max_total,
             max_per_ip,
-            max_per_user,
             per_ip: Counter::new(),
-            per_user: Counter::new(),
+            per_user: UserLimit::new(max_per_user),
         }
     }
 
@@ -127,11 +156,9 @@ impl Limits {
             })
     }
 
-    /// Admits a logged-in session of `user` (compared without case).
+    /// Admits a logged-in POP3 session of `user` (compared without case).
     pub fn admit_user(&self, user: &str) -> Result<Slot<String>, Refusal> {
-        self.per_user
-            .acquire(user.to_ascii_lowercase(), self.max_per_user, usize::MAX)
-            .map_err(|_| Refusal::PerUser)
+        self.per_user.admit(user)
     }
 }
 
@@ -155,5 +182,19 @@ mod tests {
         assert_eq!(limits.admit_user("alice").unwrap_err(), Refusal::PerUser);
         drop(alice);
         assert!(limits.admit_user("alice").is_ok());
+    }
+
+    #[test]
+    fn separate_user_limits_count_separately() {
+        let pop3 = Limits::new(10, 10, 1);
+        let submission = UserLimit::new(2);
+        let _polling = pop3.admit_user("alice").unwrap();
+        assert_eq!(pop3.admit_user("ALICE").unwrap_err(), Refusal::PerUser);
+        let first = submission.admit("alice").unwrap();
+        let _second = submission.admit("Alice").unwrap();
+        assert_eq!(submission.admit("alice").unwrap_err(), Refusal::PerUser);
+        assert!(submission.admit("bob").is_ok());
+        drop(first);
+        assert!(submission.admit("alice").is_ok());
     }
 }

@@ -10,6 +10,8 @@
 //! listen_tls = ["0.0.0.0:465"]          # implicit TLS
 //! max_message_size = "35M"
 //! max_recipients = 100
+//! max_connections_per_user = 10         # logged-in sessions; counted apart from POP3's
+//! protocol_log = false                  # commands and replies; no credentials, no message text
 //! sender_policy = "own"                 # or "any"
 //! relay = "smtp://smarthost.example.com:587"  # "smtps://h:465", "sendmail", "maildir"
 //! relay_tls = "starttls"                # or "none" (a relay on loopback only)
@@ -189,6 +191,13 @@ pub struct SubmissionSettings {
     pub max_message_size: ByteSize,
     /// Recipients in one message.
     pub max_recipients: usize,
+    /// Logged-in submission sessions of one user. Counted apart from
+    /// `[pop3] max_connections_per_user`: busy POP3 pollers must not stop
+    /// their user from sending, nor sending stop them from polling.
+    pub max_connections_per_user: usize,
+    /// Log every command and reply line, as `[pop3] protocol_log` does for
+    /// POP3: credentials are redacted, and messages are logged by size only.
+    pub protocol_log: bool,
     /// Whose addresses a user may send from.
     pub sender_policy: SenderPolicy,
     /// Where accepted messages go.
@@ -222,6 +231,8 @@ impl Default for SubmissionSettings {
             listen_tls: vec![SocketAddr::from(([0, 0, 0, 0], 465))],
             max_message_size: ByteSize(35 << 20),
             max_recipients: 100,
+            max_connections_per_user: 10,
+            protocol_log: false,
             sender_policy: SenderPolicy::Own,
             relay: Relay::Sendmail,
             relay_tls: RelayTls::Starttls,
@@ -266,6 +277,12 @@ impl SubmissionSettings {
             return Err((
                 "submission.max_recipients",
                 "must be between 1 and 10000".into(),
+            ));
+        }
+        if self.max_connections_per_user == 0 {
+            return Err((
+                "submission.max_connections_per_user",
+                "must be at least 1".into(),
             ));
         }
         if self.relay_tls == RelayTls::None
@@ -432,6 +449,14 @@ mod tests {
         assert_eq!(
             settings.validate(true, "/m/%u").unwrap_err().0,
             "submission.relay_password_file"
+        );
+        let settings = SubmissionSettings {
+            max_connections_per_user: 0,
+            ..SubmissionSettings::default()
+        };
+        assert_eq!(
+            settings.validate(true, "/m/%u").unwrap_err().0,
+            "submission.max_connections_per_user"
         );
     }
 }

@@ -86,6 +86,13 @@ impl fmt::Debug for Command {
     }
 }
 
+/// The keywords [`parse`] knows, for the protocol log (which shows any
+/// other line only by its length).
+pub const KEYWORDS: &[&str] = &[
+    "USER", "PASS", "AUTH", "STLS", "CAPA", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "NOOP",
+    "RSET", "QUIT", "UTF8",
+];
+
 /// Why a line is not a command. Each becomes an `-ERR` with [`ParseError`]'s text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -242,6 +249,29 @@ mod tests {
 
     fn err(line: &str) -> ParseError {
         parse(line.as_bytes(), 512).expect_err(line)
+    }
+
+    #[test]
+    fn the_logged_keywords_are_exactly_the_parsed_ones() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        let mut parsed = Vec::new();
+        let mut word = Vec::new();
+        for len in 1..=4u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                word.clear();
+                for _ in 0..len {
+                    word.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                if parse(&word, 512) != Err(ParseError::Unknown) {
+                    parsed.push(String::from_utf8(word.clone()).unwrap());
+                }
+            }
+        }
+        let mut known: Vec<String> = KEYWORDS.iter().map(|k| k.to_string()).collect();
+        parsed.sort();
+        known.sort();
+        assert_eq!(parsed, known);
     }
 
     #[test]

@@ -18,12 +18,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::command;
 use super::reply::{self, Code};
 use super::session::{Listing, Next, Session, SessionOptions};
 use super::Pop3Service;
 use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
 use crate::login::Outcome;
+use crate::protocol_log;
 use crate::stream::Stream;
 
 /// Output is written to the socket whenever this much is buffered.
@@ -122,7 +124,12 @@ impl Connection<'_> {
                     }
                 }
                 if self.service.protocol_log {
-                    info!(target: "popgate::protocol", rip = %self.peer.ip(), "C: {}", redacted(&line, self.session.in_sasl_exchange()));
+                    let shown = if self.session.in_sasl_exchange() {
+                        protocol_log::SASL_RESPONSE.to_owned()
+                    } else {
+                        protocol_log::command_line(&line, command::KEYWORDS)
+                    };
+                    protocol_log::client("pop3", self.peer.ip(), &shown);
                 }
                 let next = self.session.handle_line(&line, &mut self.output);
                 if let Some(end) = self.step(next).await? {
@@ -491,40 +498,5 @@ async fn store_call<T: Send + 'static>(
         Ok(Ok(result)) => result,
         Ok(Err(error)) => Err(StoreError::from(std::io::Error::other(error))),
         Err(error) => Err(StoreError::from(std::io::Error::other(error))),
-    }
-}
-
-/// A command line as it may be logged: passwords and SASL responses hidden.
-fn redacted(line: &[u8], sasl_response: bool) -> String {
-    if sasl_response {
-        return "<SASL response redacted>".into();
-    }
-    let text = String::from_utf8_lossy(line);
-    let mut words = text.splitn(3, ' ');
-    let keyword = words.next().unwrap_or("").to_ascii_uppercase();
-    match keyword.as_str() {
-        "PASS" => "PASS <redacted>".into(),
-        "AUTH" => match words.next() {
-            Some(mechanism) if words.next().is_some() => format!("AUTH {mechanism} <redacted>"),
-            _ => text.into_owned(),
-        },
-        _ => text.into_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn logged_lines_hide_credentials() {
-        assert_eq!(redacted(b"pass hunter2", false), "PASS <redacted>");
-        assert_eq!(
-            redacted(b"AUTH PLAIN AGEAYg==", false),
-            "AUTH PLAIN <redacted>"
-        );
-        assert_eq!(redacted(b"AUTH LOGIN", false), "AUTH LOGIN");
-        assert_eq!(redacted(b"c2VjcmV0", true), "<SASL response redacted>");
-        assert_eq!(redacted(b"RETR 1", false), "RETR 1");
     }
 }

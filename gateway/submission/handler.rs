@@ -14,13 +14,15 @@ use std::time::Instant;
 use popgate_auth::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::message::{self, Trace};
 use super::reply::reply;
-use super::session::{Session, Step, Transaction};
+use super::session::{LoginRefusal, Session, Step, Transaction};
 use super::SubmissionService;
+use crate::limits::Slot;
 use crate::login::Outcome;
+use crate::protocol_log;
 use crate::stream::Stream;
 
 /// The most bytes read from the socket at once.
@@ -43,6 +45,10 @@ struct Connection<'a> {
     peer: SocketAddr,
     session: Session,
     summary: Summary,
+    /// The user's place in `max_connections_per_user`, once logged in.
+    user_slot: Option<Slot<String>>,
+    /// How much of `output` the protocol log has shown.
+    logged: usize,
 }
 
 /// Serves one accepted connection (TLS already established on port 465).
@@ -64,6 +70,8 @@ pub async fn serve(
         peer,
         session: Session::new(options),
         summary: Summary::default(),
+        user_slot: None,
+        logged: 0,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -94,6 +102,7 @@ impl Connection<'_> {
             let step = self.session.advance(&mut bytes, &mut self.output);
             let consumed = self.pending.len() - bytes.as_slice().len();
             self.pending.drain(..consumed);
+            self.log_exchange();
             match step {
                 Step::NeedMore => {
                     self.flush().await?;
@@ -161,8 +170,37 @@ impl Connection<'_> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        self.log_exchange();
         let timeout = self.service.idle_timeout;
-        self.stream.write_within(&mut self.output, timeout).await
+        self.stream.write_within(&mut self.output, timeout).await?;
+        self.logged = 0;
+        Ok(())
+    }
+
+    /// With `protocol_log` on: logs what the session heard and the reply
+    /// lines not yet logged, in the order they happened.
+    fn log_exchange(&mut self) {
+        if !self.service.options.protocol_log {
+            return;
+        }
+        let ip = self.peer.ip();
+        for (at, heard) in self.session.take_heard() {
+            self.log_replies(at);
+            protocol_log::client("submission", ip, &heard);
+        }
+        self.log_replies(self.output.len());
+    }
+
+    /// Logs the reply lines in `output` up to `end`.
+    fn log_replies(&mut self, end: usize) {
+        let end = end.min(self.output.len());
+        if end <= self.logged {
+            return;
+        }
+        for line in self.output[self.logged..end].split_inclusive(|&b| b == b'\n') {
+            protocol_log::server("submission", self.peer.ip(), line);
+        }
+        self.logged = end;
     }
 
     async fn start_tls(&mut self) -> Option<&'static str> {
@@ -189,21 +227,38 @@ impl Connection<'_> {
             .await
         {
             Outcome::Accepted(account) => {
-                let senders = self.service.senders(&account.user);
-                self.session
-                    .authenticated(account.user, senders, &mut self.output);
+                match self.service.user_limit.admit(&account.user) {
+                    Ok(slot) => {
+                        self.user_slot = Some(slot);
+                        let senders = self.service.senders(&account.user);
+                        self.session
+                            .authenticated(account.user, senders, &mut self.output);
+                    }
+                    Err(refusal) => {
+                        warn!(
+                            target: "popgate::session",
+                            "submission login refused: rip={ip} user={} limit={refusal:?}",
+                            account.user,
+                        );
+                        self.session
+                            .login_refused(LoginRefusal::TooManySessions, &mut self.output);
+                    }
+                }
                 None
             }
             Outcome::Disabled => {
-                self.session.login_refused(false, &mut self.output);
+                self.session
+                    .login_refused(LoginRefusal::Credentials, &mut self.output);
                 None
             }
             Outcome::Rejected { close } => {
-                self.session.login_refused(false, &mut self.output);
+                self.session
+                    .login_refused(LoginRefusal::Credentials, &mut self.output);
                 close.then_some("too-many-failures")
             }
             Outcome::Unavailable => {
-                self.session.login_refused(true, &mut self.output);
+                self.session
+                    .login_refused(LoginRefusal::Unavailable, &mut self.output);
                 None
             }
         }

@@ -3,18 +3,21 @@
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
 //! smtp-proto to parse commands and message text), [`reply`] writes replies,
-//! [`message`] checks and stamps the message, [`relay`] (over [`upstream`]) and
-//! [`maildir_delivery`] hand it on; [`handler`] is the connection driver
+//! [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
+//! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
 //! Logins go through the same [`LoginGate`] as POP3,
-//! so a user and an attacker meet the same policy on every port.
+//! so a user and an attacker meet the same policy on every port. Sessions
+//! per user are limited by `[submission] max_connections_per_user`, counted
+//! apart from POP3's (see [`crate::limits`]).
 
 pub mod handler;
 pub mod maildir_delivery;
 pub mod message;
 pub mod relay;
 pub mod reply;
+pub mod sendmail;
 pub mod session;
 pub mod upstream;
 
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{LoginPolicy, SenderPolicy, Settings};
+use crate::limits::UserLimit;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
 use relay::Relay;
@@ -40,6 +44,7 @@ pub struct SubmissionService {
     relay: Relay,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
+    user_limit: UserLimit,
 }
 
 impl SubmissionService {
@@ -63,6 +68,7 @@ impl SubmissionService {
                 plaintext_login: settings.pop3.login == LoginPolicy::Plaintext,
                 max_message_size,
                 max_recipients: submission.max_recipients,
+                protocol_log: submission.protocol_log,
             },
             preauth_timeout: settings.pop3.preauth_timeout.0,
             idle_timeout: submission.idle_timeout.0,
@@ -72,6 +78,7 @@ impl SubmissionService {
             relay: Relay::new(submission, &settings.hostname, &settings.store.maildir)?,
             tls,
             login,
+            user_limit: UserLimit::new(submission.max_connections_per_user),
         })
     }
 

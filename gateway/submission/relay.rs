@@ -1,10 +1,11 @@
-//! Handing accepted messages on: an SMTP smarthost or the local sendmail
-//! through lettre, or local Maildirs.
+//! Handing accepted messages on: an SMTP smarthost through lettre, the
+//! local MTA's sendmail command ([`sendmail`](super::sendmail)), or local
+//! Maildirs.
 //!
 //! [`Relay::send`] returns only once the upstream has answered, and its
 //! [`RelayOutcome`] is what the client hears: `250` only when the upstream
-//! took the message, `451 4.4.1` when it could not be reached or deferred
-//! (a connection error counts as temporary), and the upstream's own code and
+//! took the message, `451` when it could not be reached or deferred (a
+//! connection error counts as temporary), and the upstream's own code and
 //! text when it refused for good. Nothing is acknowledged that was not
 //! handed on.
 //!
@@ -18,9 +19,10 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncSendmailTransport, AsyncTransport, Tokio1Executor};
+use lettre::Address;
 
 use super::maildir_delivery::MaildirDelivery;
+use super::sendmail::Sendmail;
 use super::session::RelayOutcome;
 use super::upstream::{Upstream, UpstreamError, UpstreamTls};
 use crate::config::{self, RelayTls, SubmissionSettings};
@@ -30,7 +32,7 @@ pub enum Relay {
     /// An SMTP relay (pooled connections).
     Smtp(Upstream),
     /// The local MTA's sendmail command.
-    Sendmail(AsyncSendmailTransport<Tokio1Executor>),
+    Sendmail(Sendmail),
     /// Local Maildirs.
     Maildir(MaildirDelivery),
 }
@@ -94,9 +96,9 @@ impl Relay {
             config::Relay::Smtps { host, port } => {
                 smtp(host, *port, UpstreamTls::Implicit(parameters(host)?))
             }
-            config::Relay::Sendmail => Ok(Relay::Sendmail(
-                AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
-            )),
+            config::Relay::Sendmail => Ok(Relay::Sendmail(Sendmail::new(
+                settings.sendmail_command.clone(),
+            ))),
             config::Relay::Maildir => Ok(Relay::Maildir(MaildirDelivery::new(
                 maildir_template,
                 settings.maildir_recipient,
@@ -133,13 +135,10 @@ impl Relay {
                     Err(_) => RelayOutcome::Temporary("Upstream timed out".into()),
                 }
             }
-            Relay::Sendmail(transport) => {
-                match tokio::time::timeout(timeout, transport.send_raw(&envelope, &data)).await {
-                    Ok(Ok(())) => RelayOutcome::Accepted,
-                    Ok(Err(error)) => {
-                        tracing::warn!(target: "popgate::relay", %error, "sendmail failed");
-                        RelayOutcome::Temporary("Local MTA failed, try again later".into())
-                    }
+            Relay::Sendmail(sendmail) => {
+                let sent = sendmail.send(envelope.from(), envelope.to(), &data);
+                match tokio::time::timeout(timeout, sent).await {
+                    Ok(outcome) => outcome,
                     Err(_) => RelayOutcome::Temporary("Local MTA timed out".into()),
                 }
             }

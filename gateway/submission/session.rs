@@ -16,6 +16,13 @@
 //!
 //! Replies to pipelined commands pile up in the output until the input runs
 //! dry, so a pipelining client gets them in one write (RFC 2920).
+//!
+//! With `protocol_log` on, the session also notes what it heard, as the
+//! protocol log may show it ([`Session::take_heard`]): each command line
+//! through [`protocol_log::command_line`], a SASL response as a placeholder,
+//! a message (or a BDAT chunk, which is discarded unread) by its size only.
+//! Each note carries the output length at the time, so the driver can
+//! interleave them with the replies exactly as they happened.
 
 use std::slice::Iter;
 
@@ -27,11 +34,21 @@ use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
 use super::message;
 use super::reply::{bare, multiline, reply};
+use crate::protocol_log;
 
 /// The longest SASL response line accepted, CRLF included (RFC 4954 §4).
 const MAX_SASL_LINE: usize = 12 * 1024;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
+/// The most octets of one command line kept for the protocol log (the
+/// parser refuses longer lines anyway).
+const MAX_LOGGED_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
+/// The keywords smtp-proto parses, for the protocol log (which shows any
+/// other line only by its length).
+const KEYWORDS: &[&str] = &[
+    "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "NOOP", "VRFY", "EXPN", "HELP",
+    "ETRN", "ATRN", "BURL", "STARTTLS", "RSET", "QUIT",
+];
 
 /// What a session may offer and accept.
 #[derive(Debug, Clone)]
@@ -48,6 +65,8 @@ pub struct SessionOptions {
     pub max_message_size: usize,
     /// Recipients per message.
     pub max_recipients: usize,
+    /// Note what the client sent, for the protocol log.
+    pub protocol_log: bool,
 }
 
 /// What the driver must do next.
@@ -81,10 +100,25 @@ pub struct Transaction {
 pub enum RelayOutcome {
     /// The upstream took the message.
     Accepted,
-    /// Try again later (upstream down or 4xx): `451 4.4.x`.
+    /// Try again later (upstream down or 4xx): `451`, with the enhanced
+    /// status code the text starts with (`4.3.0 …`), else `4.4.1`.
     Temporary(String),
-    /// The upstream refused the message for good: its code and text.
+    /// The upstream refused the message for good: its code and text (which
+    /// may start with an enhanced status code, `5.1.1 …`).
     Permanent(u16, String),
+}
+
+/// Why a login was refused, as the client is to hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// Wrong credentials, or a user who may not log in: `535 5.7.8`.
+    Credentials,
+    /// The backend could not be asked: `454 4.7.0` (RFC 4954 §6).
+    Unavailable,
+    /// Right credentials, but the user is at
+    /// `max_connections_per_user`: `454 4.7.0`, a temporary refusal, as
+    /// RFC 4954 §6 has for a passing server condition.
+    TooManySessions,
 }
 
 /// Who the client may send as, once logged in.
@@ -112,6 +146,12 @@ enum Input {
         receiver: DataReceiver,
         overflow: bool,
     },
+    /// The chunk after a BDAT command (CHUNKING is not offered): message
+    /// text, skipped, never read as commands.
+    Discard {
+        left: usize,
+        size: usize,
+    },
 }
 
 enum SaslState {
@@ -133,6 +173,10 @@ pub struct Session {
     from: Option<Option<Address>>,
     to: Vec<Address>,
     errors: u32,
+    /// The command line being read, for the protocol log.
+    line: Vec<u8>,
+    /// What was heard, each with the output length at the time.
+    heard: Vec<(usize, String)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -160,6 +204,8 @@ impl Session {
             from: None,
             to: Vec::new(),
             errors: 0,
+            line: Vec::new(),
+            heard: Vec::new(),
         }
     }
 
@@ -187,21 +233,54 @@ impl Session {
         matches!(self.input, Input::Sasl(_))
     }
 
+    /// What the client sent since the last call, as the protocol log may
+    /// show it; each with the length the output had when it was heard
+    /// (replies before that position answer earlier input). Empty unless
+    /// `protocol_log` is on.
+    pub fn take_heard(&mut self) -> Vec<(usize, String)> {
+        std::mem::take(&mut self.heard)
+    }
+
+    fn hear(&mut self, out: &[u8], text: impl FnOnce() -> String) {
+        if self.options.protocol_log {
+            self.heard.push((out.len(), text()));
+        }
+    }
+
+    /// Keeps what the command parser consumed, for the protocol log.
+    fn note_line(&mut self, consumed: &[u8]) {
+        if self.options.protocol_log {
+            let room = MAX_LOGGED_LINE.saturating_sub(self.line.len());
+            self.line
+                .extend_from_slice(&consumed[..consumed.len().min(room)]);
+        }
+    }
+
     /// Consumes bytes from `bytes` until a step needs the driver.
     pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
         loop {
             let step = match &mut self.input {
-                Input::Command => match self.receiver.ingest(bytes).map(Request::into_owned) {
-                    Ok(request) => self.command(request, out),
-                    Err(ParseError::NeedsMoreData { .. }) => return Step::NeedMore,
-                    Err(error) => self.parse_error(error, out),
-                },
+                Input::Command => {
+                    let before = bytes.as_slice();
+                    let parsed = self.receiver.ingest(bytes).map(Request::into_owned);
+                    self.note_line(&before[..before.len() - bytes.as_slice().len()]);
+                    if let Err(ParseError::NeedsMoreData { .. }) = parsed {
+                        return Step::NeedMore;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                    match parsed {
+                        Ok(request) => self.command(request, out),
+                        Err(error) => self.parse_error(error, out),
+                    }
+                }
                 Input::Sasl(_) => {
                     let rest = bytes.as_slice();
                     match rest.iter().position(|&b| b == b'\n') {
                         Some(end) if self.sasl_line.len() + end < MAX_SASL_LINE => {
                             self.sasl_line.extend_from_slice(&rest[..end]);
                             *bytes = rest[end + 1..].iter();
+                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             self.sasl_response(out)
                         }
                         None if self.sasl_line.len() + rest.len() < MAX_SASL_LINE => {
@@ -210,6 +289,7 @@ impl Session {
                             return Step::NeedMore;
                         }
                         _ => {
+                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             reply(out, 500, "5.5.6", "Authentication line too long, closing");
                             Some(Step::Close)
                         }
@@ -226,7 +306,25 @@ impl Session {
                     }
                     let overflow = *overflow;
                     self.input = Input::Command;
+                    let size = self.data.len();
+                    self.hear(out, || match overflow {
+                        false => format!("<message, {size} octets>"),
+                        true => "<message over the size limit, discarded>".into(),
+                    });
                     Some(self.data_end(overflow, out))
+                }
+                Input::Discard { left, size } => {
+                    let rest = bytes.as_slice();
+                    let skipped = rest.len().min(*left);
+                    *bytes = rest[skipped..].iter();
+                    *left -= skipped;
+                    if *left > 0 {
+                        return Step::NeedMore;
+                    }
+                    let size = *size;
+                    self.input = Input::Command;
+                    self.hear(out, || format!("<BDAT chunk, {size} octets, discarded>"));
+                    None
                 }
             };
             if let Some(step) = step {
@@ -335,8 +433,16 @@ impl Session {
                 "2.5.0",
                 "Cannot VRFY user, but will accept the message",
             ),
+            Request::Bdat { chunk_size, .. } => {
+                // CHUNKING is not offered, but the chunk a client sends
+                // anyway is message text: skip it, never run it as commands.
+                self.input = Input::Discard {
+                    left: chunk_size,
+                    size: chunk_size,
+                };
+                return self.error(out, 502, "5.5.1", "Command not implemented");
+            }
             Request::Lhlo { .. }
-            | Request::Bdat { .. }
             | Request::Expn { .. }
             | Request::Help { .. }
             | Request::Etrn { .. }
@@ -466,13 +572,21 @@ impl Session {
         reply(out, 235, "2.7.0", "Authentication successful");
     }
 
-    /// The credentials were refused: `535 5.7.8`, or `454 4.7.0` when the
-    /// backend could not be asked.
-    pub fn login_refused(&mut self, temporary: bool, out: &mut Vec<u8>) {
-        if temporary {
-            reply(out, 454, "4.7.0", "Authentication temporarily unavailable");
-        } else {
-            reply(out, 535, "5.7.8", "Authentication credentials invalid");
+    /// The login was refused; the client may try AUTH again.
+    pub fn login_refused(&mut self, refusal: LoginRefusal, out: &mut Vec<u8>) {
+        match refusal {
+            LoginRefusal::Credentials => {
+                reply(out, 535, "5.7.8", "Authentication credentials invalid")
+            }
+            LoginRefusal::Unavailable => {
+                reply(out, 454, "4.7.0", "Authentication temporarily unavailable")
+            }
+            LoginRefusal::TooManySessions => reply(
+                out,
+                454,
+                "4.7.0",
+                "Too many sessions for this user, try again later",
+            ),
         }
     }
 
@@ -587,17 +701,17 @@ impl Session {
         self.reset();
         match outcome {
             RelayOutcome::Accepted => reply(out, 250, "2.0.0", "Message accepted for delivery"),
-            RelayOutcome::Temporary(text) => reply(out, 451, "4.4.1", &text),
+            RelayOutcome::Temporary(text) => {
+                let (status, text) = split_status(&text, '4').unwrap_or(("4.4.1", &text));
+                reply(out, 451, status, text)
+            }
             RelayOutcome::Permanent(code, text) => {
                 let code = if (500..600).contains(&code) {
                     code
                 } else {
                     554
                 };
-                let (status, text) = match text.split_once(' ') {
-                    Some((status, rest)) if is_permanent_status(status) => (status, rest),
-                    _ => ("5.0.0", text.as_str()),
-                };
+                let (status, text) = split_status(&text, '5').unwrap_or(("5.0.0", &text));
                 reply(out, code, status, &format!("Upstream refused: {text}"))
             }
         }
@@ -613,10 +727,17 @@ impl Session {
     }
 }
 
-/// True for an enhanced status code of a permanent failure, like `5.1.1`.
-fn is_permanent_status(text: &str) -> bool {
+/// Splits `5.1.1 text` into the enhanced status code and the text, when
+/// the text starts with a well-formed code of `class` (`'4'` or `'5'`).
+fn split_status(text: &str, class: char) -> Option<(&str, &str)> {
+    let (status, rest) = text.split_once(' ')?;
+    is_status_of_class(status, class).then_some((status, rest))
+}
+
+/// True for an enhanced status code (RFC 3463) of `class`, like `5.1.1`.
+fn is_status_of_class(text: &str, class: char) -> bool {
     let mut parts = text.split('.');
-    parts.next() == Some("5")
+    parts.next() == Some(class.encode_utf8(&mut [0; 4]))
         && parts
             .by_ref()
             .take(2)

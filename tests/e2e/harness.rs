@@ -333,6 +333,48 @@ pub fn spawn_serve(
     (child, log, addrs)
 }
 
+/// The path of an installed system library or PAM module, given relative
+/// to a library directory (`libpam_wrapper.so`, `security/pam_exec.so`).
+///
+/// Searched, in order: the Debian multiarch directories (the triplet from
+/// `dpkg-architecture -qDEB_HOST_MULTIARCH`, else `<arch>-linux-gnu`) under
+/// /usr/lib and /lib, then /usr/lib64, /lib64, /usr/lib and /lib, so the
+/// tests run on any Debian architecture and on lib64 distributions alike.
+/// Panics naming every directory searched when the file is not installed.
+pub fn system_library(relative: &str) -> PathBuf {
+    static DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    let dirs = DIRS.get_or_init(|| {
+        let triplet = Command::new("dpkg-architecture")
+            .arg("-qDEB_HOST_MULTIARCH")
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .filter(|triplet| !triplet.is_empty())
+            .unwrap_or_else(|| format!("{}-linux-gnu", std::env::consts::ARCH));
+        let mut dirs = vec![
+            PathBuf::from("/usr/lib").join(&triplet),
+            PathBuf::from("/lib").join(&triplet),
+        ];
+        dirs.extend(["/usr/lib64", "/lib64", "/usr/lib", "/lib"].map(PathBuf::from));
+        dirs
+    });
+    dirs.iter()
+        .map(|dir| dir.join(relative))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{relative} is not installed: looked in {} \
+                 (scripts/system-deps.sh test installs libpam-wrapper and libnss-wrapper)",
+                dirs.iter()
+                    .map(|dir| dir.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 /// Creates an empty Maildir.
 pub fn make_maildir(path: &Path) {
     for sub in ["cur", "new", "tmp"] {

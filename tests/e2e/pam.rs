@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{deliver, make_maildir, popgate_bin, Options, Server};
+use crate::harness::{deliver, make_maildir, popgate_bin, system_library, Options, Server};
 
-const LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
 const SERVICE: &str = "popgate-test";
 const PASS: &str = "pam secret";
 
@@ -58,17 +57,20 @@ impl PamSandbox {
         let services = root.join("pam.d");
         fs::create_dir(&services).unwrap();
         let matrix = format!(
-            "{LIBDIR}/pam_wrapper/pam_matrix.so passdb={}",
+            "{} passdb={}",
+            system_library("pam_wrapper/pam_matrix.so").display(),
             root.join("passdb").display()
         );
         // `sleepy` goes through a module that hangs for 20 seconds first.
         fs::write(
             services.join(SERVICE),
             format!(
-                "auth [success=ignore default=1] {LIBDIR}/security/pam_succeed_if.so quiet user = sleepy\n\
-                 auth requisite {LIBDIR}/security/pam_exec.so quiet /bin/sleep 20\n\
+                "auth [success=ignore default=1] {} quiet user = sleepy\n\
+                 auth requisite {} quiet /bin/sleep 20\n\
                  auth required {matrix}\n\
-                 account required {matrix}\n"
+                 account required {matrix}\n",
+                system_library("security/pam_succeed_if.so").display(),
+                system_library("security/pam_exec.so").display(),
             ),
         )
         .unwrap();
@@ -82,7 +84,10 @@ impl PamSandbox {
     fn env(&self) -> Vec<(String, String)> {
         let root = self.dir.path();
         let mut env = pam_wrapper_env(&root.join("pam.d"));
-        env[0].1.push_str(&format!(" {LIBDIR}/libnss_wrapper.so"));
+        env[0].1.push_str(&format!(
+            " {}",
+            system_library("libnss_wrapper.so").display()
+        ));
         env.push((
             "NSS_WRAPPER_PASSWD".into(),
             root.join("passwd").display().to_string(),
@@ -112,7 +117,10 @@ impl PamSandbox {
 /// (`LD_PRELOAD` first, so callers may add to it).
 pub fn pam_wrapper_env(services: &Path) -> Vec<(String, String)> {
     vec![
-        ("LD_PRELOAD".into(), format!("{LIBDIR}/libpam_wrapper.so")),
+        (
+            "LD_PRELOAD".into(),
+            system_library("libpam_wrapper.so").display().to_string(),
+        ),
         ("PAM_WRAPPER".into(), "1".into()),
         (
             "PAM_WRAPPER_SERVICE_DIR".into(),
@@ -126,7 +134,8 @@ pub fn pam_wrapper_env(services: &Path) -> Vec<(String, String)> {
 pub fn write_matrix_service(services: &Path, name: &str, passdb: &Path) {
     fs::create_dir_all(services).unwrap();
     let matrix = format!(
-        "{LIBDIR}/pam_wrapper/pam_matrix.so passdb={}",
+        "{} passdb={}",
+        system_library("pam_wrapper/pam_matrix.so").display(),
         passdb.display()
     );
     fs::write(
@@ -272,4 +281,10 @@ fn a_missing_service_file_stops_start_up() {
         "{error}"
     );
     assert!(error.contains(&pam.dir.path().join("pam.d").display().to_string()));
+}
+
+#[test]
+#[should_panic(expected = "pam_wrapper/not-installed.so is not installed: looked in /usr/lib/")]
+fn a_missing_library_is_named_with_the_directories_searched() {
+    system_library("pam_wrapper/not-installed.so");
 }

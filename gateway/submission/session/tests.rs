@@ -10,6 +10,7 @@ fn options(tls: bool) -> SessionOptions {
         plaintext_login: false,
         max_message_size: 100,
         max_recipients: 2,
+        protocol_log: false,
     }
 }
 
@@ -90,7 +91,7 @@ fn login_exchange_prompts_and_decodes() {
     assert_eq!(credentials.user, "alice");
     assert_eq!(credentials.password.expose(), "s3cret");
     let mut out = Vec::new();
-    session.login_refused(false, &mut out);
+    session.login_refused(LoginRefusal::Credentials, &mut out);
     assert_eq!(out, b"535 5.7.8 Authentication credentials invalid\r\n");
     let (_, out) = feed(&mut session, b"AUTH PLAIN\r\n*\r\n");
     assert_eq!(out, "334 \r\n501 5.0.0 Authentication cancelled\r\n");
@@ -206,9 +207,20 @@ fn upstream_refusals_keep_their_code_and_text() {
         &mut out,
     );
     session.relayed(RelayOutcome::Temporary("try later".into()), &mut out);
+    session.relayed(
+        RelayOutcome::Temporary("4.3.0 MTA deferred".into()),
+        &mut out,
+    );
+    session.relayed(
+        RelayOutcome::Temporary("5.1.1 not a temporary code".into()),
+        &mut out,
+    );
     assert_eq!(
-        out,
-        b"550 5.1.1 Upstream refused: no such user\r\n451 4.4.1 try later\r\n"
+        String::from_utf8(out).unwrap(),
+        "550 5.1.1 Upstream refused: no such user\r\n\
+         451 4.4.1 try later\r\n\
+         451 4.3.0 MTA deferred\r\n\
+         451 4.4.1 5.1.1 not a temporary code\r\n"
     );
 }
 
@@ -231,19 +243,28 @@ fn overlong_lines_and_repeated_errors_close_the_session() {
     );
 }
 
-/// Drives a session over `chunks` as the connection driver would (every
-/// login succeeds, every relay is accepted); returns the replies and the
-/// messages relayed.
-fn drive(chunks: &[&[u8]]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
-    let mut session = Session::new(options(true));
+/// What [`drive`] saw: the replies, the messages relayed (recipients and
+/// data) and what the protocol log heard.
+type Driven = (Vec<u8>, Vec<(String, Vec<u8>)>, Vec<(usize, String)>);
+
+/// Drives a session, protocol log on, over `chunks` as the connection
+/// driver would (every login succeeds, every relay is accepted).
+fn drive(chunks: &[&[u8]]) -> Driven {
+    let mut session = Session::new(SessionOptions {
+        protocol_log: true,
+        ..options(true)
+    });
     let mut out = Vec::new();
     let mut relayed = Vec::new();
+    let mut heard = Vec::new();
     for chunk in chunks {
         let mut bytes = chunk.iter();
         loop {
-            match session.advance(&mut bytes, &mut out) {
+            let step = session.advance(&mut bytes, &mut out);
+            heard.extend(session.take_heard());
+            match step {
                 Step::NeedMore => break,
-                Step::Close => return (out, relayed),
+                Step::Close => return (out, relayed, heard),
                 Step::StartTls => session.tls_started(),
                 Step::Authenticate(credentials) => {
                     session.authenticated(credentials.user, Senders::Any, &mut out)
@@ -256,7 +277,7 @@ fn drive(chunks: &[&[u8]]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
             }
         }
     }
-    (out, relayed)
+    (out, relayed, heard)
 }
 
 const SCRIPT: &[u8] = b"EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n\
@@ -277,10 +298,12 @@ proptest::proptest! {
             start = cut;
         }
         chunks.push(&SCRIPT[start..]);
-        let (whole_out, whole_relayed) = drive(&[SCRIPT]);
-        let (out, relayed) = drive(&chunks);
+        let (whole_out, whole_relayed, whole_heard) = drive(&[SCRIPT]);
+        let (out, relayed, heard) = drive(&chunks);
         proptest::prop_assert_eq!(&out, &whole_out);
         proptest::prop_assert_eq!(&relayed, &whole_relayed);
+        proptest::prop_assert_eq!(&heard, &whole_heard);
+        proptest::prop_assert_eq!(heard.len(), 13);
         proptest::prop_assert_eq!(relayed.len(), 2);
         proptest::prop_assert_eq!(&relayed[0].1, &b"From: alice@example.com\r\n\r\n.a\r\n".to_vec());
     }
@@ -292,10 +315,91 @@ proptest::proptest! {
     ) {
         let mut input = prefix.to_vec();
         input.extend_from_slice(&noise);
-        let (out, relayed) = drive(&[&input]);
+        let (out, relayed, heard) = drive(&[&input]);
         proptest::prop_assert!(out.len() <= 1024 + 100 * (input.len() + 1));
+        proptest::prop_assert!(heard.iter().all(|(_, text)| !text.contains("AGEAYg")));
         for (_, data) in relayed {
             proptest::prop_assert!(!message::bare_line_break(&data));
         }
+    }
+}
+
+#[test]
+fn the_protocol_log_hears_commands_in_order_but_no_secret_or_message_text() {
+    let mut session = Session::new(SessionOptions {
+        protocol_log: true,
+        ..options(true)
+    });
+    let mut out = Vec::new();
+    let input: &[u8] = b"EHLO client\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n";
+    let mut bytes = input.iter();
+    assert!(matches!(
+        session.advance(&mut bytes, &mut out),
+        Step::Authenticate(_)
+    ));
+    session.authenticated("alice".into(), Senders::Any, &mut out);
+    let mut bytes: std::slice::Iter<'_, u8> = b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n\
+        c3RyYXkgc2VjcmV0\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n\
+        DATA\r\nSubject: private\r\n\r\ntext\r\n.\r\n"
+        .iter();
+    assert!(matches!(
+        session.advance(&mut bytes, &mut out),
+        Step::Relay(_)
+    ));
+    session.relayed(RelayOutcome::Accepted, &mut out);
+    let mut bytes = b"BDAT 10 LAST\r\nRSET\r\nXY\r\nQUIT\r\n".iter();
+    assert!(matches!(session.advance(&mut bytes, &mut out), Step::Close));
+    let heard = session.take_heard();
+    let text: Vec<&str> = heard.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        text,
+        [
+            "EHLO client",
+            "AUTH LOGIN",
+            "<SASL response redacted>",
+            "<SASL response redacted>",
+            "AUTH PLAIN <redacted>",
+            "<unrecognized command, 18 octets>",
+            "MAIL FROM:<alice@example.com>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+            "<message, 26 octets>",
+            "BDAT 10 LAST",
+            "<BDAT chunk, 10 octets, discarded>",
+            "QUIT",
+        ]
+    );
+    // Each note sits right before the reply it got.
+    let out = String::from_utf8(out).unwrap();
+    for (at, answer) in [
+        (4, "503 5.5.1 Already"),
+        (6, "250 2.1.0"),
+        (12, "221 2.0.0"),
+    ] {
+        assert!(
+            out[heard[at].0..].starts_with(answer),
+            "{}",
+            &out[heard[at].0..]
+        );
+    }
+    assert!(session.take_heard().is_empty());
+}
+
+#[test]
+fn without_the_protocol_log_nothing_is_heard() {
+    let mut session = logged_in(Senders::Any);
+    feed(&mut session, b"NOOP\r\n");
+    assert!(session.take_heard().is_empty());
+}
+
+#[test]
+fn the_logged_keywords_are_commands_smtp_proto_knows() {
+    for keyword in KEYWORDS.iter().chain(&["XYZZY", "PASS", "AGFsaWNl"]) {
+        let line = format!("{keyword}\r\n");
+        let known = !matches!(
+            RequestReceiver::default().ingest(&mut line.as_bytes().iter()),
+            Err(ParseError::UnknownCommand)
+        );
+        assert_eq!(known, KEYWORDS.contains(keyword), "{keyword}");
     }
 }
