@@ -12,6 +12,7 @@
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
 //! - [`client_settings`]: what users type into their mail client;
@@ -29,6 +30,7 @@ pub mod line_buffer;
 pub mod login;
 pub mod pop3;
 pub mod privileges;
+pub mod proxy_protocol;
 pub mod server;
 pub mod stream;
 pub mod submission;
