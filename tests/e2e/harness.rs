@@ -461,7 +461,9 @@ impl Client {
         Client::over(tcp, tls)
     }
 
-    fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
+    /// Takes over a connected socket (TLS first when `tls` is given) and
+    /// reads the greeting.
+    pub fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let conn = match tls {
             None => Conn::Plain(tcp),

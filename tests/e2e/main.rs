@@ -15,6 +15,7 @@ mod pam;
 mod poller;
 mod privileges;
 mod protocol;
+mod proxy_protocol;
 mod real_clients;
 mod smtp_harness;
 mod startup;
