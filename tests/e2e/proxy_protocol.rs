@@ -6,10 +6,12 @@
 //! untrusted one is never asked for a header.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{tls_over, Client, Conn, Options, Server, PASSWORD};
+use crate::harness::{tcp_from, tls_over, Client, Conn, Options, Server, PASSWORD};
 
 /// `[proxy_protocol]` trusting 127.0.0.1, with a short header timeout.
 const TRUST_LOOPBACK: &str = "[proxy_protocol]\ntrusted = [\"127.0.0.1\"]\ntimeout = \"1s\"\n";
@@ -157,7 +159,14 @@ fn a_trusted_peer_without_a_valid_header_is_closed_without_a_word() {
         let (answer, _) = answer_to(addr, bytes);
         assert_eq!(answer, "", "{bytes:?}");
     }
-    let log = server.wait_for_log("longer than 512 octets");
+    // Seven connections, seven lines (the log arrives asynchronously).
+    let closed = "connection from a trusted proxy closed";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = server.log();
+    while log.matches(closed).count() < 7 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        log = server.log();
+    }
     for (service, reason) in [
         ("pop3", "no complete PROXY header within 1s"),
         ("pop3", "not a valid PROXY header: "),
@@ -176,10 +185,7 @@ fn a_trusted_peer_without_a_valid_header_is_closed_without_a_word() {
         );
         assert!(log.contains(&line), "{line}\n{log}");
     }
-    let refusals = log
-        .matches("connection from a trusted proxy closed")
-        .count();
-    assert_eq!(refusals, 7, "{log}");
+    assert_eq!(log.matches(closed).count(), 7, "{log}");
     assert!(!log.contains("session ended"), "{log}");
 }
 
@@ -211,13 +217,12 @@ fn smtp_reply(reader: &mut impl BufRead) -> String {
     }
 }
 
-/// Greeting and QUIT on a submission listener through a PROXY header.
+/// Greeting and QUIT on a submission listener, `header` sent first.
 fn smtp_greeting_and_quit(
-    addr: SocketAddr,
+    mut tcp: TcpStream,
     header: &[u8],
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) {
-    let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     tcp.write_all(header).unwrap();
     let conn = match tls {
@@ -246,9 +251,10 @@ fn every_listener_reads_the_header_first_and_tls_comes_after_it() {
     let mut pop3 = pop3.stls(server.client_config());
     pop3.ok("QUIT");
     // Submission, STARTTLS port and implicit-TLS port.
-    smtp_greeting_and_quit(server.addrs["submission"], &v1("203.0.113.9"), None);
+    let connect = |service: &str| TcpStream::connect(server.addrs[service]).unwrap();
+    smtp_greeting_and_quit(connect("submission"), &v1("203.0.113.9"), None);
     smtp_greeting_and_quit(
-        server.addrs["submissions"],
+        connect("submissions"),
         &v2("203.0.113.10"),
         Some(server.client_config()),
     );
@@ -279,5 +285,146 @@ fn without_trust_a_header_is_just_a_bad_command() {
     assert_eq!(
         client.cmd("PROXY TCP4 203.0.113.7 127.0.0.1 40000 110"),
         "-ERR Unknown command"
+    );
+}
+
+/// A real HAProxy, killed on drop.
+struct Haproxy(Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback address with a port nothing listens on now.
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// examples/haproxy.cfg made to run here: its frontends on `fronts`, its
+/// first backend server per service at `backends`, the second server and
+/// syslog left out, checks every half second, fewer connections.
+fn example_config(fronts: &[(&str, SocketAddr)], backends: &[(&str, SocketAddr)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/haproxy.cfg");
+    let example = std::fs::read_to_string(path).unwrap();
+    let mut config = String::new();
+    for line in example.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"log") || line.contains("popgate2") {
+            continue;
+        }
+        // This sandbox allows fewer file descriptors than 20000 connections need.
+        let mut line = line
+            .replace("inter 10s", "inter 500ms")
+            .replace("maxconn 20000", "maxconn 1000");
+        for (bind, addr) in fronts {
+            if words == ["bind", *bind] {
+                line = format!("    bind {addr}");
+            }
+        }
+        for (server, addr) in backends {
+            line = line.replace(server, &addr.to_string());
+        }
+        config.push_str(&line);
+        config.push('\n');
+    }
+    config
+}
+
+/// Waits up to 60 s for `needle` in the server's log.
+fn wait_long_for(server: &Server, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = server.wait_for_log(needle);
+        if log.contains(needle) || Instant::now() > deadline {
+            return log;
+        }
+    }
+}
+
+/// The HAProxy example, run for real in front of popgate: its health checks
+/// (a PROXY header, then TLS where the port has it) pass on all four
+/// listeners, and clients at 127.0.0.2 reach every service through it with
+/// popgate seeing 127.0.0.2, not HAProxy's 127.0.0.1.
+#[test]
+fn the_haproxy_example_sends_clients_addresses_to_every_listener() {
+    let server = behind_proxy(Options {
+        submission: Some(vec!["relay = \"maildir\"".into()]),
+        ..Options::default()
+    });
+    let fronts = [
+        (":110", free_port()),
+        (":995", free_port()),
+        (":587", free_port()),
+        (":465", free_port()),
+    ];
+    let backends = [
+        ("10.0.0.11:110", server.plain),
+        ("10.0.0.11:995", server.tls),
+        ("10.0.0.11:587", server.addrs["submission"]),
+        ("10.0.0.11:465", server.addrs["submissions"]),
+    ];
+    let config_path = server.dir.path().join("haproxy.cfg");
+    std::fs::write(&config_path, example_config(&fronts, &backends)).unwrap();
+    let haproxy_log = std::fs::File::create(server.dir.path().join("haproxy.log")).unwrap();
+    let _haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&config_path)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(haproxy_log)
+            .spawn()
+            .expect("haproxy (Debian package haproxy) must be installed"),
+    );
+
+    // Each listener has passed a health check: greeting, QUIT, goodbye.
+    for needle in [
+        "pop3 session ended: rip=127.0.0.1 user=- tls=no retrieved=0/0 deleted=0 end=quit",
+        "pop3 session ended: rip=127.0.0.1 user=- tls=TLS",
+        "submission session ended: rip=127.0.0.1 user=- tls=no",
+        "submission session ended: rip=127.0.0.1 user=- tls=TLS",
+    ] {
+        let log = wait_long_for(&server, needle);
+        let haproxy = std::fs::read_to_string(server.dir.path().join("haproxy.log")).unwrap();
+        assert!(log.contains(needle), "{needle}\n{log}\nhaproxy:\n{haproxy}");
+    }
+
+    let client: IpAddr = "127.0.0.2".parse().unwrap();
+    let config = server.client_config();
+    let mut pop3s = Client::over(tcp_from(client, fronts[1].1), Some(config.clone()));
+    pop3s.ok("USER alice");
+    pop3s.ok(&format!("PASS {PASSWORD}"));
+    pop3s.ok("QUIT");
+    let pop3 = Client::over(tcp_from(client, fronts[0].1), None);
+    let mut pop3 = pop3.stls(config.clone());
+    pop3.ok("USER alice");
+    pop3.ok(&format!("PASS {PASSWORD}"));
+    pop3.ok("QUIT");
+    smtp_greeting_and_quit(tcp_from(client, fronts[2].1), b"", None);
+    smtp_greeting_and_quit(tcp_from(client, fronts[3].1), b"", Some(config));
+
+    let log = wait_long_for(
+        &server,
+        "submission session ended: rip=127.0.0.2 user=- tls=TLS",
+    );
+    for needle in [
+        "pop3 session ended: rip=127.0.0.2 user=alice tls=TLS",
+        "submission session ended: rip=127.0.0.2 user=- tls=no",
+        "submission session ended: rip=127.0.0.2 user=- tls=TLS",
+    ] {
+        assert!(log.contains(needle), "{needle}\n{log}");
+    }
+    assert_eq!(
+        log.matches("pop3 session ended: rip=127.0.0.2 user=alice")
+            .count(),
+        2,
+        "{log}"
     );
 }
