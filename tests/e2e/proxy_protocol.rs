@@ -190,13 +190,17 @@ fn a_trusted_peer_without_a_valid_header_is_closed_without_a_word() {
 }
 
 #[test]
-fn a_local_header_keeps_the_proxys_own_address() {
+fn a_local_header_keeps_the_proxys_own_address_and_what_follows_it() {
     let server = behind_proxy(Options {
         pop3: vec!["login = \"plaintext\"".into()],
         ..Options::default()
     });
-    let mut check = proxied(server.plain, &v2_local(), None);
-    assert_eq!(fail_login(&mut check), "-ERR [AUTH] Authentication failed");
+    // Header and commands in one write: not an octet after the header is lost.
+    let mut bytes = v2_local();
+    bytes.extend(b"USER alice\r\nPASS wrong\r\n");
+    let mut check = proxied(server.plain, &bytes, None);
+    assert_eq!(check.line(), "+OK Send your password");
+    assert_eq!(check.line(), "-ERR [AUTH] Authentication failed");
     let log = server.wait_for_log("rip=127.0.0.1 user=alice reason=bad-credentials");
     assert!(
         log.contains("authentication failed: service=pop3 rip=127.0.0.1 user=alice"),
