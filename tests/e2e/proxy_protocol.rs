@@ -340,11 +340,16 @@ fn example_config(fronts: &[(&str, SocketAddr)], backends: &[(&str, SocketAddr)]
     config
 }
 
-/// Waits up to 60 s for `needle` in the server's log.
-fn wait_long_for(server: &Server, needle: &str) -> String {
+/// Waits up to 60 s for `needle` in the server's log; fails at once, with
+/// its log, if HAProxy has exited (e.g. its port was taken meanwhile).
+fn wait_long_for(server: &Server, haproxy: &mut Haproxy, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let log = server.wait_for_log(needle);
+        if let Some(status) = haproxy.0.try_wait().unwrap() {
+            let output = std::fs::read_to_string(server.dir.path().join("haproxy.log"));
+            panic!("haproxy exited ({status}):\n{}", output.unwrap_or_default());
+        }
         if log.contains(needle) || Instant::now() > deadline {
             return log;
         }
@@ -376,7 +381,7 @@ fn the_haproxy_example_sends_clients_addresses_to_every_listener() {
     let config_path = server.dir.path().join("haproxy.cfg");
     std::fs::write(&config_path, example_config(&fronts, &backends)).unwrap();
     let haproxy_log = std::fs::File::create(server.dir.path().join("haproxy.log")).unwrap();
-    let _haproxy = Haproxy(
+    let mut haproxy = Haproxy(
         Command::new("haproxy")
             .arg("-f")
             .arg(&config_path)
@@ -395,7 +400,7 @@ fn the_haproxy_example_sends_clients_addresses_to_every_listener() {
         "submission session ended: rip=127.0.0.1 user=- tls=no",
         "submission session ended: rip=127.0.0.1 user=- tls=TLS",
     ] {
-        let log = wait_long_for(&server, needle);
+        let log = wait_long_for(&server, &mut haproxy, needle);
         let haproxy = std::fs::read_to_string(server.dir.path().join("haproxy.log")).unwrap();
         assert!(log.contains(needle), "{needle}\n{log}\nhaproxy:\n{haproxy}");
     }
@@ -416,6 +421,7 @@ fn the_haproxy_example_sends_clients_addresses_to_every_listener() {
 
     let log = wait_long_for(
         &server,
+        &mut haproxy,
         "submission session ended: rip=127.0.0.2 user=- tls=TLS",
     );
     for needle in [
