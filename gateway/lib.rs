@@ -12,6 +12,7 @@
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
 //! - [`protocol_log`]: the per-command log, with what it must never show;
@@ -31,6 +32,7 @@ pub mod login;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;
+pub mod proxy_protocol;
 pub mod server;
 pub mod stream;
 pub mod submission;

@@ -1,6 +1,11 @@
 //! The server: binds the listeners, accepts connections, enforces the
 //! connection limits, and shuts down gracefully.
 //!
+//! Each connection is read in this order: the PROXY header when the peer is
+//! a trusted proxy (see [`crate::proxy_protocol`]), then admission by the
+//! client's address (the header's, else the peer's), then TLS on the
+//! implicit-TLS listeners, then the service's greeting.
+//!
 //! Binding ([`Gateway::bind`]) is separate from serving ([`Gateway::run`]) so
 //! that privileged ports can be bound before anything else happens, and so
 //! that callers (and tests) learn the real addresses of `:0` listeners.
@@ -25,6 +30,7 @@ use crate::config::{BackendKind, Settings};
 use crate::limits::{Limits, Refusal};
 use crate::login::LoginGate;
 use crate::pop3::{self, Pop3Service};
+use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::stream::Stream;
 use crate::submission::{self, SubmissionService};
 use crate::tls::{TlsError, TlsProvider};
@@ -89,10 +95,11 @@ enum Service {
     Submission(Arc<SubmissionService>),
 }
 
-/// What every listener shares, whatever it serves: the connection limits
-/// and the certificate.
+/// What every listener shares, whatever it serves: the trusted proxies,
+/// the connection limits and the certificate.
 #[derive(Debug, Clone)]
 struct Door {
+    proxies: Arc<ProxyProtocol>,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
 }
@@ -241,7 +248,11 @@ impl Gateway {
             listeners,
             pop3: Arc::new(pop3),
             submission,
-            door: Door { limits, tls },
+            door: Door {
+                proxies: Arc::new(ProxyProtocol::new(&settings.proxy_protocol)),
+                limits,
+                tls,
+            },
             auth,
         })
     }
@@ -324,25 +335,56 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let slot = match door.limits.admit(peer.ip()) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                let message = service.refusal();
-                tokio::spawn(refuse(kind, tcp, peer, refusal, message));
-                continue;
-            }
-        };
-        let service = service.clone();
-        let tls = door.tls.clone();
-        let shutdown = shutdown.clone();
+        let connection = connection(
+            kind,
+            tcp,
+            peer,
+            service.clone(),
+            door.clone(),
+            shutdown.clone(),
+        );
         let done = done.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let _done = done;
-            if let Some(stream) = open_stream(kind, tcp, tls.as_deref(), &service).await {
-                service.serve(stream, peer, shutdown).await;
-            }
+            connection.await;
         });
+    }
+}
+
+/// One accepted connection, from the PROXY header to the end of the session.
+///
+/// A trusted proxy's connection holds no slot while its header is read
+/// (within `[proxy_protocol] timeout`): the per-address limit is only
+/// meaningful for the client the header names, so admission waits for it.
+async fn connection(
+    kind: ListenerKind,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    service: Service,
+    door: Door,
+    shutdown: watch::Receiver<bool>,
+) {
+    let client = match door.proxies.client_address(&mut tcp, peer).await {
+        Ok(client) => client,
+        Err(HeaderError::Closed) => return,
+        Err(error) => {
+            warn!(
+                "connection from a trusted proxy closed: service={} proxy={} reason={error}",
+                kind.name(),
+                peer.ip()
+            );
+            return;
+        }
+    };
+    let _slot = match door.limits.admit(client.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            refuse(kind, tcp, client, refusal, service.refusal()).await;
+            return;
+        }
+    };
+    if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), &service).await {
+        service.serve(stream, client, shutdown).await;
     }
 }
 

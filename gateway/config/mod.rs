@@ -9,6 +9,7 @@
 //! [`Settings::load`] returns settings that have also passed [`Settings::validate`],
 //! so the rest of the gateway can trust them.
 
+mod proxy_protocol;
 mod submission;
 mod units;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use proxy_protocol::{IpNetwork, ProxyProtocolSettings};
 pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
 pub use units::{ByteSize, HumanDuration};
 
@@ -65,6 +67,9 @@ pub struct Settings {
     /// The submission service; without this section no submission listener.
     #[serde(default)]
     pub submission: Option<SubmissionSettings>,
+    /// Load balancers allowed (and required) to send a PROXY header.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolSettings,
 }
 
 /// `[tls]`: the certificate chain and private key, PEM files.
@@ -278,6 +283,7 @@ impl Settings {
             .with_list_parse_key("auth.disabled_users")
             .with_list_parse_key("submission.listen")
             .with_list_parse_key("submission.listen_tls")
+            .with_list_parse_key("proxy_protocol.trusted")
             .try_parsing(true);
         let settings: Settings = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -352,6 +358,7 @@ impl Settings {
         if self.store.maildir.is_empty() {
             return Err(("store.maildir", "must name a Maildir path template".into()));
         }
+        self.proxy_protocol.validate()?;
         if let Some(submission) = &self.submission {
             submission.validate(self.tls.is_some(), &self.store.maildir)?;
         }
@@ -457,6 +464,20 @@ maildir = "/srv/mail/%d/%n"
     }
 
     #[test]
+    fn the_proxy_protocol_is_off_unless_proxies_are_named() {
+        let file = write("[pop3]\nlisten_tls = []\n");
+        let settings = Settings::load(file.path()).unwrap();
+        assert!(settings.proxy_protocol.trusted.is_empty());
+        let file = write(
+            "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntrusted = [\"10.0.0.5\", \"10.1.0.0/16\"]\ntimeout = \"2s\"\n",
+        );
+        let proxy = Settings::load(file.path()).unwrap().proxy_protocol;
+        let trusted: Vec<String> = proxy.trusted.iter().map(|n| n.to_string()).collect();
+        assert_eq!(trusted, ["10.0.0.5", "10.1.0.0/16"]);
+        assert_eq!(proxy.timeout, HumanDuration::from_secs(2));
+    }
+
+    #[test]
     fn a_mail_user_goes_with_virtual_users_only() {
         let file = write("[pop3]\nlisten_tls = []\n[auth]\nbackend = \"pam\"\n[store]\nmaildir = \"~/Maildir\"\nmail_user = \"vmail\"\n");
         let error = Settings::load(file.path()).unwrap_err().to_string();
@@ -505,6 +526,18 @@ maildir = "/srv/mail/%d/%n"
             (
                 "[pop3]\nlisten_tls = []\n[auth]\nmax_checks = 0\n",
                 "auth.max_checks",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntimeout = \"0s\"\n",
+                "proxy_protocol.timeout",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntrusted = [\"10.1.2.3/16\"]\n",
+                "host bits",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntrustd = []\n",
+                "trustd",
             ),
         ] {
             let file = write(text);

@@ -490,20 +490,12 @@ impl Client {
         addr: SocketAddr,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Client {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
-        let tcp = runtime.block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind(SocketAddr::new(source, 0)).unwrap();
-            socket.connect(addr).await.unwrap().into_std().unwrap()
-        });
-        tcp.set_nonblocking(false).unwrap();
-        Client::over(tcp, tls)
+        Client::over(tcp_from(source, addr), tls)
     }
 
-    fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
+    /// Takes over a connected socket (TLS first when `tls` is given) and
+    /// reads the greeting.
+    pub fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let conn = match tls {
             None => Conn::Plain(tcp),
@@ -666,6 +658,22 @@ impl Client {
     pub fn drop_connection(self) {
         let _ = self.conn.tcp().shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// A blocking TCP connection to `addr` from the local address `source`
+/// (e.g. 127.0.0.2, to be another client address on loopback).
+pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let tcp = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    tcp.set_nonblocking(false).unwrap();
+    tcp
 }
 
 /// A TLS client handshake over `tcp`, for the name `localhost`.

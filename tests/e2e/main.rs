@@ -16,6 +16,7 @@ mod poller;
 mod privileges;
 mod protocol;
 mod protocol_log;
+mod proxy_protocol;
 mod real_clients;
 mod sendmail;
 mod smtp_harness;
