@@ -10,8 +10,9 @@
 //! let mailbox = Mailbox::open(Path::new("/home/ann/Maildir"), &OpenOptions::default())?;
 //!
 //! // STAT, LIST, UIDL read the snapshot.
-//! let total: u64 = mailbox.messages().iter().map(|m| m.size).sum();
-//! println!("+OK {} {}", mailbox.messages().len(), total);
+//! let total: u64 = (0..mailbox.len()).filter_map(|i| mailbox.size(i)).sum();
+//! println!("+OK {} {}", mailbox.len(), total);
+//! println!("+OK 1 {}", mailbox.uidl(0).unwrap_or_default());
 //!
 //! // RETR 1 streams the file through the wire encoder.
 //! let mut file = mailbox.open_message(0)?;
@@ -46,19 +47,27 @@
 //! [`cold`](crate::cold)), so one huge first login cannot take all the
 //! disk bandwidth and blocking threads from everyone else; each such
 //! session reads with a few threads (see `sizing`).
+//!
+//! A session on a big Maildir holds its snapshot for its whole life, so
+//! the snapshot is compact: every file name (and every UIDL that is not
+//! simply the unique name) is in one shared buffer (see `arena`), and each
+//! message is a fixed 32-byte record with its sizes and where its name and
+//! UIDL are in that buffer. The records stay in directory order, the order
+//! the size cache is written in; a list of positions gives the message
+//! numbers.
 
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use crate::arena::{Arena, Span};
 use crate::file::{self, OpenError};
 use crate::lock::SessionLock;
 use crate::size_cache::{self, SizeCache, Sizes};
-use crate::snapshot::{self, Dir};
+use crate::snapshot::{self, Dir, Listing};
 use crate::{cold, migrate, name, sizing, uidl, OnDele, Order, StoreError};
 
 /// From how many bytes of size cache and migration lists (about a
@@ -92,47 +101,79 @@ impl Default for OpenOptions {
     }
 }
 
-/// One message as the session sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageInfo {
-    /// The UIDL (see [`uidl`]).
-    pub uidl: String,
+/// What [`Record::raw_size`] holds when the wire size did not come from
+/// reading the file (a `,W=` name, an imported list): no file is that long.
+const NO_RAW_SIZE: u64 = u64::MAX;
+
+/// One message of the snapshot, 32 bytes: its sizes, its directory, and
+/// where its file name and UIDL are in the mailbox's arena.
+#[derive(Debug, Clone, Copy)]
+struct Record {
     /// The exact number of octets RETR sends before dot-stuffing and
     /// without the terminator: what LIST and STAT report.
-    pub size: u64,
+    size: u64,
+    /// The file's size on disk when its wire size was computed by reading
+    /// it, else [`NO_RAW_SIZE`]; kept in the size cache.
+    raw_size: u64,
+    name_start: u32,
+    uidl_start: u32,
+    name_len: u16,
+    /// At most [`uidl::MAX_LEN`].
+    uidl_len: u8,
+    dir: Dir,
 }
 
-/// Where a message file is, and what its size on disk was when its wire
-/// size was computed (`None` when the size came from a `,W=` name).
-#[derive(Debug)]
-pub(crate) struct MessageFile {
+impl Record {
+    fn name(self) -> Span {
+        Span {
+            start: self.name_start,
+            len: self.name_len,
+        }
+    }
+
+    fn uidl(self) -> Span {
+        Span {
+            start: self.uidl_start,
+            len: u16::from(self.uidl_len),
+        }
+    }
+
+    fn raw_size(self) -> Option<u64> {
+        (self.raw_size != NO_RAW_SIZE).then_some(self.raw_size)
+    }
+}
+
+/// A message's file as the snapshot saw it: its directory and name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageFile<'a> {
     pub(crate) dir: Dir,
-    /// Where the file came in the directory listing: the size cache is
-    /// written in that order (see [`size_cache`]).
-    listed_at: u32,
-    pub(crate) name: OsString,
-    raw_size: Option<u64>,
+    pub(crate) name: &'a OsStr,
 }
 
-impl MessageFile {
+impl MessageFile<'_> {
     /// The message's unique name.
     pub(crate) fn unique(&self) -> &[u8] {
+        use std::os::unix::ffi::OsStrExt;
         name::unique_name(self.name.as_bytes())
     }
 }
 
 /// An open, locked, snapshotted maildrop.
 ///
-/// Message numbers are fixed for the session: index 0 of
-/// [`messages`](Mailbox::messages) is message 1. Dropping the mailbox
-/// releases the lock and applies nothing.
+/// Message numbers are fixed for the session: index 0 is message 1 (see
+/// [`len`](Mailbox::len), [`size`](Mailbox::size), [`uidl`](Mailbox::uidl)).
+/// Dropping the mailbox releases the lock and applies nothing.
 #[derive(Debug)]
 pub struct Mailbox {
     pub(crate) root: PathBuf,
     pub(crate) on_dele: OnDele,
-    messages: Vec<MessageInfo>,
-    pub(crate) files: Vec<MessageFile>,
-    /// Messages whose cached sizes were found wrong on open_message.
+    /// The file names and the UIDLs that are not part of one.
+    names: Arena,
+    /// The messages in directory order.
+    records: Vec<Record>,
+    /// Positions in `records`, in message order.
+    order: Vec<u32>,
+    /// Records whose cached sizes were found wrong on open_message.
     stale: Mutex<Vec<usize>>,
     /// Held for the life of the session; `None` when locking is off.
     _lock: Option<SessionLock>,
@@ -182,101 +223,146 @@ impl Mailbox {
                     (listed, parsed)
                 })
             };
-        let listed = listed?;
+        let listing = listed?;
+        let mut order = snapshot::delivery_order(&listing, options.order);
+        let Listing { mut names, files } = listing;
 
-        // Sizes known without reading the message: (size on disk, wire size).
-        let mut known: Vec<Option<(Option<u64>, u64)>> = Vec::with_capacity(listed.len());
+        // Sizes known without reading the message, and UIDLs, in directory
+        // order: that is the order the size cache was written in.
+        let mut records = Vec::with_capacity(files.len());
         let mut unknown = Vec::new();
-        for (index, entry) in listed.iter().enumerate() {
-            let unique = name::unique_name(entry.name.as_bytes());
-            let size = if let Some(size) = name::wire_size_hint(unique) {
-                Some((None, size))
+        for (index, file) in (0u32..).zip(&files) {
+            let file_name = names.get(file.name);
+            let unique = name::unique_name(file_name);
+            let (raw_size, size) = if let Some(size) = name::wire_size_hint(unique) {
+                (NO_RAW_SIZE, size)
             } else if let Some(size) = imported.wire_size(unique) {
-                Some((None, size))
+                (NO_RAW_SIZE, size)
+            } else if let Some(sizes) = cache.get(unique) {
+                (sizes.raw, sizes.wire)
             } else {
-                cache.get(unique).map(|sizes| (Some(sizes.raw), sizes.wire))
-            };
-            if size.is_none() {
                 unknown.push(index);
-            }
-            known.push(size);
+                (NO_RAW_SIZE, 0)
+            };
+            let own_uidl = match imported.uidl(unique) {
+                Some(imported) => Some(imported),
+                None if uidl::is_valid(unique) => None,
+                None => Some(uidl::from_unique_name(unique)),
+            };
+            let uidl = match own_uidl {
+                Some(text) => names
+                    .push(text.as_bytes())
+                    .map_err(|_| snapshot::too_many())?,
+                None => file.name.prefix(unique.len()),
+            };
+            records.push(Record {
+                size,
+                raw_size,
+                name_start: file.name.start,
+                uidl_start: uidl.start,
+                name_len: file.name.len,
+                uidl_len: u8::try_from(uidl.len).unwrap_or(u8::MAX),
+                dir: file.dir,
+            });
         }
-        let mut learnt = false;
-        if !unknown.is_empty() {
-            let _cold_build = cold::COLD_BUILDS.enter();
-            let paths: Vec<_> = unknown
-                .iter()
-                .filter_map(|&index| listed.get(index))
-                .map(|entry| snapshot::path(maildir, entry.dir, &entry.name))
-                .collect();
-            for (&index, sizes) in unknown.iter().zip(sizing::compute_all(&paths)?) {
-                if let (Some(slot), Some(sizes)) = (known.get_mut(index), sizes) {
-                    *slot = Some((Some(sizes.raw), sizes.wire));
-                    learnt = true;
-                }
-            }
-        }
-
-        let rewrite_cache = learnt || cache.is_stale();
+        let mut rewrite_cache = cache.is_stale();
         drop(cache);
         drop(cache_bytes);
-        let positions = snapshot::delivery_order(&listed, options.order);
+        drop(imported);
+        drop(migration);
+        drop(files);
 
-        // UIDLs are found in directory order too, then everything is put in
-        // delivery order. A message that disappeared while its size was
-        // computed is left out.
-        let mut slots: Vec<Option<(MessageInfo, MessageFile)>> = listed
-            .into_iter()
-            .zip(known)
-            .enumerate()
-            .map(|(listed_at, (entry, size))| {
-                let (raw_size, size) = size?;
-                let unique = name::unique_name(entry.name.as_bytes());
-                let uidl = imported
-                    .uidl(unique)
-                    .unwrap_or_else(|| uidl::from_unique_name(unique));
-                let file = MessageFile {
-                    dir: entry.dir,
-                    listed_at: u32::try_from(listed_at).unwrap_or(u32::MAX),
-                    name: entry.name,
-                    raw_size,
-                };
-                Some((MessageInfo { uidl, size }, file))
-            })
-            .collect();
-        let mut messages = Vec::with_capacity(slots.len());
-        let mut files = Vec::with_capacity(slots.len());
-        for (info, file) in positions
-            .into_iter()
-            .filter_map(|index| slots.get_mut(index)?.take())
-        {
-            messages.push(info);
-            files.push(file);
+        if !unknown.is_empty() {
+            let _cold_build = cold::COLD_BUILDS.enter();
+            let path = |at: usize| {
+                let record = unknown
+                    .get(at)
+                    .and_then(|&index| records.get(index as usize));
+                match record {
+                    Some(record) => {
+                        snapshot::path(maildir, record.dir, names.os_str(record.name()))
+                    }
+                    None => PathBuf::new(),
+                }
+            };
+            let sizes = sizing::compute_all(unknown.len(), path)?;
+            // A message that disappeared meanwhile is left out.
+            let mut gone = Vec::new();
+            for (&index, sizes) in unknown.iter().zip(sizes) {
+                match (records.get_mut(index as usize), sizes) {
+                    (Some(record), Some(sizes)) => {
+                        record.raw_size = sizes.raw;
+                        record.size = sizes.wire;
+                        rewrite_cache = true;
+                    }
+                    _ => gone.push(index),
+                }
+            }
+            // `unknown`, and so `gone`, is in increasing order.
+            if !gone.is_empty() {
+                order.retain(|index| gone.binary_search(index).is_err());
+            }
         }
-        drop(slots);
+        names.shrink_to_fit();
 
         let mailbox = Mailbox {
             root: maildir.to_path_buf(),
             on_dele: options.on_dele.clone(),
-            messages,
-            files,
+            names,
+            records,
+            order,
             stale: Mutex::new(Vec::new()),
             _lock: lock,
         };
         if rewrite_cache {
-            mailbox.write_size_cache(&[]);
+            mailbox.write_size_cache(None);
         }
         Ok(mailbox)
     }
 
-    /// The messages of the snapshot; index 0 is message 1.
-    pub fn messages(&self) -> &[MessageInfo] {
-        &self.messages
+    /// How many messages the snapshot holds.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// `true` when the snapshot holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The size of message `index` (0-based) as LIST and STAT report it:
+    /// the exact number of octets RETR sends before dot-stuffing and
+    /// without the terminator. `None` outside the snapshot.
+    pub fn size(&self, index: usize) -> Option<u64> {
+        self.record(index).map(|(_, record)| record.size)
+    }
+
+    /// The UIDL of message `index` (0-based; see [`uidl`](crate::uidl)).
+    /// `None` outside the snapshot.
+    pub fn uidl(&self, index: usize) -> Option<&str> {
+        let (_, record) = self.record(index)?;
+        // Only valid UIDLs are stored, and those are ASCII.
+        std::str::from_utf8(self.names.get(record.uidl())).ok()
     }
 
     /// The Maildir this mailbox was opened on.
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    /// Message `index` and where its record is.
+    fn record(&self, index: usize) -> Option<(usize, Record)> {
+        let at = *self.order.get(index)? as usize;
+        Some((at, *self.records.get(at)?))
+    }
+
+    /// The file of message `index` (0-based).
+    pub(crate) fn file(&self, index: usize) -> Option<MessageFile<'_>> {
+        let (_, record) = self.record(index)?;
+        Some(MessageFile {
+            dir: record.dir,
+            name: self.names.os_str(record.name()),
+        })
     }
 
     /// Opens message `index` (0-based) for reading, positioned at its
@@ -295,11 +381,12 @@ impl Mailbox {
     /// entry is dropped from the cache file at once, so the next session
     /// computes it again (this session has already reported its size).
     pub fn open_message(&self, index: usize) -> Result<File, StoreError> {
-        let message = self
-            .files
-            .get(index)
-            .ok_or(StoreError::NoSuchMessage(index))?;
-        let path = snapshot::path(&self.root, message.dir, &message.name);
+        let (at, record) = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
+        let message = MessageFile {
+            dir: record.dir,
+            name: self.names.os_str(record.name()),
+        };
+        let path = snapshot::path(&self.root, message.dir, message.name);
         let (file, len) = match file::open_regular(&path) {
             Ok(opened) => opened,
             Err(OpenError::NotFound) => {
@@ -310,8 +397,8 @@ impl Mailbox {
             }
             Err(err) => return Err(open_error(err, path)),
         };
-        if message.raw_size.is_some_and(|raw| raw != len) {
-            self.write_size_cache(&[index]);
+        if record.raw_size().is_some_and(|raw| raw != len) {
+            self.write_size_cache(Some(at));
         }
         Ok(file)
     }
@@ -324,28 +411,27 @@ impl Mailbox {
         crate::update::apply(&self, deleted)
     }
 
-    /// Rewrites the size cache from the snapshot, leaving out the messages
-    /// in `also_stale` and those found stale before. Best effort: a cache
-    /// that cannot be written is simply not used.
-    fn write_size_cache(&self, also_stale: &[usize]) {
+    /// Rewrites the size cache from the snapshot, leaving out the record
+    /// `also_stale` and those found stale before. Best effort: a cache that
+    /// cannot be written is simply not used.
+    fn write_size_cache(&self, also_stale: Option<usize>) {
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
-        stale.extend_from_slice(also_stale);
-        let mut listing_order: Vec<usize> = (0..self.files.len()).collect();
-        listing_order.sort_unstable_by_key(|&index| self.files.get(index).map(|f| f.listed_at));
-        let entries = listing_order
-            .into_iter()
-            .filter(|index| !stale.contains(index))
-            .filter_map(|index| Some((self.files.get(index)?, self.messages.get(index)?)))
-            .filter_map(|(file, info)| {
-                file.raw_size.map(|raw| {
-                    (
-                        file.unique(),
-                        Sizes {
-                            raw,
-                            wire: info.size,
-                        },
-                    )
-                })
+        stale.extend(also_stale);
+        let entries = self
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| !stale.contains(at))
+            .filter_map(|(_, record)| {
+                let raw = record.raw_size()?;
+                let unique = name::unique_name(self.names.get(record.name()));
+                Some((
+                    unique,
+                    Sizes {
+                        raw,
+                        wire: record.size,
+                    },
+                ))
             });
         // Ignored on purpose: the cache is an optimisation only.
         let _ = size_cache::write(&self.root, entries);

@@ -32,15 +32,16 @@
 //! one, and a mismatch drops the entry from the cache at once (see
 //! [`Mailbox::open_message`](crate::Mailbox::open_message)).
 
-use std::collections::hash_map::{Entry, HashMap, RandomState};
+use std::collections::hash_map::RandomState;
 use std::fs::{self, OpenOptions};
 use std::hash::BuildHasher;
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use hashbrown::hash_table::{self, HashTable};
 use nix::libc;
 
 use crate::file;
@@ -65,11 +66,14 @@ pub(crate) struct Sizes {
     pub(crate) wire: u64,
 }
 
-/// One cache entry and whether the snapshot asked for it.
+/// One cache entry: where its name is in the file, its sizes, and whether
+/// the snapshot asked for it.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    sizes: Sizes,
+    name_start: u32,
+    name_len: u16,
     used: bool,
+    sizes: Sizes,
 }
 
 /// What the file on disk turned out to be.
@@ -92,12 +96,19 @@ enum State {
 /// only goes to the hash index when that is not the one (a message was
 /// added or removed since): no hashing and no scattered reads on a warm
 /// login.
+///
+/// The index holds only positions in the entries (4 bytes each), hashed
+/// by the names they point to in the file's bytes: for 100,000 messages it
+/// is well under a megabyte, where a map keyed by name slices took three.
 #[derive(Debug)]
 pub(crate) struct SizeCache<'a> {
+    /// The file's bytes, which the entries point into.
+    bytes: &'a [u8],
     /// The entries in file order.
-    entries: Vec<(&'a [u8], Slot)>,
+    entries: Vec<Slot>,
     /// Where each name is in `entries`.
-    index: HashMap<&'a [u8], usize>,
+    index: HashTable<u32>,
+    hasher: RandomState,
     /// Where the next lookup looks first.
     cursor: usize,
     /// Entries found through the index rather than the cursor.
@@ -132,14 +143,19 @@ impl<'a> SizeCache<'a> {
     /// Parses the bytes from [`read`]; anything malformed yields an empty
     /// cache that asks to be rewritten.
     pub(crate) fn parse(bytes: Option<&'a [u8]>) -> SizeCache<'a> {
-        let (entries, index, state) = match bytes.map(parse_entries) {
-            None => (Vec::new(), HashMap::new(), State::Missing),
-            Some(None) => (Vec::new(), HashMap::new(), State::Corrupt),
-            Some(Some((entries, index))) => (entries, index, State::Valid),
+        let hasher = RandomState::new();
+        let (bytes, (entries, index), state) = match bytes {
+            None => (&[][..], Default::default(), State::Missing),
+            Some(bytes) => match parse_entries(bytes, &hasher) {
+                None => (&[][..], Default::default(), State::Corrupt),
+                Some(parsed) => (bytes, parsed, State::Valid),
+            },
         };
         SizeCache {
+            bytes,
             entries,
             index,
+            hasher,
             cursor: 0,
             jumps: 0,
             state,
@@ -148,16 +164,23 @@ impl<'a> SizeCache<'a> {
 
     /// The sizes cached for `unique`, marking the entry as still needed.
     pub(crate) fn get(&mut self, unique: &[u8]) -> Option<Sizes> {
+        let bytes = self.bytes;
         let at = match self.entries.get(self.cursor) {
-            Some((name, _)) if *name == unique => self.cursor,
+            Some(slot) if slot.name(bytes) == unique => self.cursor,
             _ => {
-                let at = *self.index.get(unique)?;
+                let hash = self.hasher.hash_one(unique);
+                let entries = &self.entries;
+                let at = *self.index.find(hash, |&at| {
+                    entries
+                        .get(at as usize)
+                        .is_some_and(|slot| slot.name(bytes) == unique)
+                })? as usize;
                 self.jumps += 1;
                 at
             }
         };
         self.cursor = at + 1;
-        let (_, slot) = self.entries.get_mut(at)?;
+        let slot = self.entries.get_mut(at)?;
         slot.used = true;
         Some(slot.sizes)
     }
@@ -169,33 +192,61 @@ impl<'a> SizeCache<'a> {
     pub(crate) fn is_stale(&self) -> bool {
         self.state == State::Corrupt
             || self.jumps > self.entries.len() / 2
-            || self.entries.iter().any(|(_, slot)| !slot.used)
+            || self.entries.iter().any(|slot| !slot.used)
+    }
+}
+
+impl Slot {
+    /// The entry's name, in the cache file's `bytes`.
+    fn name(self, bytes: &[u8]) -> &[u8] {
+        let start = self.name_start as usize;
+        bytes
+            .get(start..start + usize::from(self.name_len))
+            .unwrap_or_default()
     }
 }
 
 /// The entries of a cache file in file order, and where each name is.
-type Parsed<'a> = (Vec<(&'a [u8], Slot)>, HashMap<&'a [u8], usize>);
+type Parsed = (Vec<Slot>, HashTable<u32>);
 
-/// Parses a whole cache file; `None` when anything is off.
-fn parse_entries(bytes: &[u8]) -> Option<Parsed<'_>> {
+/// Parses a whole cache file; `None` when anything is off (a repeated name
+/// included).
+fn parse_entries(bytes: &[u8], hasher: &RandomState) -> Option<Parsed> {
     let body = bytes.strip_prefix(HEADER)?;
     if body.is_empty() {
-        return Some((Vec::new(), HashMap::new()));
+        return Some(Default::default());
     }
     let body = body.strip_suffix(b"\n")?;
     let lines = memchr::memchr_iter(b'\n', body).count() + 1;
-    let mut entries = Vec::with_capacity(lines);
-    let mut index = HashMap::with_capacity(lines);
+    let mut entries: Vec<Slot> = Vec::with_capacity(lines);
+    let mut index = HashTable::with_capacity(lines);
+    let mut line_start = HEADER.len();
     for line in body.split(|&b| b == b'\n') {
         let (name, sizes) = parse_line(line)?;
-        match index.entry(name) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(entries.len());
+        let slot = Slot {
+            name_start: u32::try_from(line_start).ok()?,
+            name_len: u16::try_from(name.len()).ok()?,
+            used: false,
+            sizes,
+        };
+        line_start += line.len() + 1;
+        let at = u32::try_from(entries.len()).ok()?;
+        let name_at = |at: &u32| {
+            entries
+                .get(*at as usize)
+                .map_or(&[][..], |slot| slot.name(bytes))
+        };
+        match index.entry(
+            hasher.hash_one(name),
+            |other| name_at(other) == name,
+            |other| hasher.hash_one(name_at(other)),
+        ) {
+            hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(at);
             }
-            Entry::Occupied(_) => return None,
+            hash_table::Entry::Occupied(_) => return None,
         }
-        let slot = Slot { sizes, used: false };
-        entries.push((name, slot));
+        entries.push(slot);
     }
     Some((entries, index))
 }
@@ -221,20 +272,13 @@ pub(crate) fn is_storable(unique: &[u8]) -> bool {
 /// Replaces the cache file of the Maildir at `root` with `entries`
 /// (names that are not [storable](is_storable), or repeated, are left out).
 /// Atomic: written to `popgate-sizes.tmp.<pid>.<random>`, then renamed.
+/// The text goes to the file through a small buffer, never whole in memory.
 pub(crate) fn write<'n>(
     root: &Path,
     entries: impl Iterator<Item = (&'n [u8], Sizes)>,
 ) -> io::Result<()> {
-    let mut text = HEADER.to_vec();
-    let mut seen = std::collections::HashSet::new();
-    for (unique, sizes) in entries {
-        if !is_storable(unique) || !seen.insert(unique) {
-            continue;
-        }
-        text.extend_from_slice(unique);
-        writeln!(text, " {} {}", sizes.raw, sizes.wire)?;
-    }
-    let random = RandomState::new().hash_one(std::process::id());
+    let hasher = RandomState::new();
+    let random = hasher.hash_one(std::process::id());
     let tmp = root.join(format!(
         "{SIZE_CACHE_FILE}.tmp.{}.{random:016x}",
         std::process::id()
@@ -245,7 +289,31 @@ pub(crate) fn write<'n>(
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
-        .and_then(|mut file| file.write_all(&text))
+        .and_then(|file| {
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            out.write_all(HEADER)?;
+            // The names written so far, to leave out repeats.
+            let mut seen: HashTable<&[u8]> = HashTable::new();
+            for (unique, sizes) in entries {
+                if !is_storable(unique) {
+                    continue;
+                }
+                match seen.entry(
+                    hasher.hash_one(unique),
+                    |other| *other == unique,
+                    |other| hasher.hash_one(other),
+                ) {
+                    hash_table::Entry::Occupied(_) => continue,
+                    hash_table::Entry::Vacant(vacant) => {
+                        vacant.insert(unique);
+                    }
+                }
+                out.write_all(unique)?;
+                writeln!(out, " {} {}", sizes.raw, sizes.wire)?;
+            }
+            out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            Ok(())
+        })
         .and_then(|()| fs::rename(&tmp, root.join(SIZE_CACHE_FILE)));
     if result.is_err() {
         // Best effort: a leftover temporary file is harmless but untidy.
@@ -255,6 +323,9 @@ pub(crate) fn write<'n>(
     }
     result
 }
+
+/// The buffer the cache file is written through.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// How old a temporary cache file must be to count as left behind by a
 /// process that died while writing it (a live writer renames it at once).
