@@ -66,13 +66,13 @@ use std::time::Duration;
 use crate::arena::{Arena, Span};
 use crate::file::{self, OpenError};
 use crate::lock::SessionLock;
-use crate::size_cache::{self, SizeCache, Sizes};
+use crate::size_cache::{self, Sizable, Sizes};
 use crate::snapshot::{self, Dir, Listing};
 use crate::{cold, migrate, name, sizing, uidl, OnDele, Order, StoreError};
 
-/// From how many bytes of size cache and migration lists (about a
-/// thousand messages) they are parsed on a thread of their own: below,
-/// starting the thread costs more than it saves.
+/// From how many bytes of migration lists (about a thousand messages)
+/// they are parsed on a thread of their own: below, starting the thread
+/// costs more than it saves.
 const PARSE_ALONGSIDE: usize = 64 * 1024;
 
 /// How to open a mailbox.
@@ -105,6 +105,9 @@ impl Default for OpenOptions {
 /// reading the file (a `,W=` name, an imported list): no file is that long.
 const NO_RAW_SIZE: u64 = u64::MAX;
 
+/// What [`Record::size`] holds while opening until the size is found.
+const UNKNOWN_SIZE: u64 = u64::MAX;
+
 /// One message of the snapshot, 32 bytes: its sizes, its directory, and
 /// where its file name and UIDL are in the mailbox's arena.
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +121,8 @@ struct Record {
     name_start: u32,
     uidl_start: u32,
     name_len: u16,
+    /// The unique name is the first `unique_len` bytes of the name.
+    unique_len: u16,
     /// At most [`uidl::MAX_LEN`].
     uidl_len: u8,
     dir: Dir,
@@ -131,6 +136,10 @@ impl Record {
         }
     }
 
+    fn unique(self) -> Span {
+        self.name().prefix(usize::from(self.unique_len))
+    }
+
     fn uidl(self) -> Span {
         Span {
             start: self.uidl_start,
@@ -140,6 +149,48 @@ impl Record {
 
     fn raw_size(self) -> Option<u64> {
         (self.raw_size != NO_RAW_SIZE).then_some(self.raw_size)
+    }
+}
+
+/// The records being filled in while opening, as the size cache sees them.
+struct Snapshot<'a> {
+    names: &'a Arena,
+    records: &'a mut [Record],
+}
+
+impl Snapshot<'_> {
+    /// Undoes what a size cache found corrupt halfway gave: until sizes
+    /// are computed, only the cache gives raw sizes.
+    fn forget_cached_sizes(&mut self) {
+        for record in self.records.iter_mut() {
+            if record.raw_size != NO_RAW_SIZE {
+                record.raw_size = NO_RAW_SIZE;
+                record.size = UNKNOWN_SIZE;
+            }
+        }
+    }
+}
+
+impl Sizable for Snapshot<'_> {
+    fn count(&self) -> usize {
+        self.records.len()
+    }
+
+    fn unique(&self, index: usize) -> &[u8] {
+        self.records
+            .get(index)
+            .map_or(&[][..], |record| self.names.get(record.unique()))
+    }
+
+    fn take_sizes(&mut self, index: usize, sizes: Sizes) -> bool {
+        match self.records.get_mut(index) {
+            Some(record) if record.size == UNKNOWN_SIZE => {
+                record.raw_size = sizes.raw;
+                record.size = sizes.wire;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -198,80 +249,83 @@ impl Mailbox {
         } else {
             None
         };
-        // On a big Maildir, the size cache and the migration lists are
-        // parsed on a second thread while this one lists the directories:
-        // both take a while, and neither needs the other.
-        let cache_bytes = size_cache::read(maildir);
+        // On a big Maildir, the migration lists are parsed on a second
+        // thread while this one lists the directories: both take a while,
+        // and neither needs the other.
         let migration = migrate::Files::read(maildir);
-        let parse = || (SizeCache::parse(cache_bytes.as_deref()), migration.parse());
-        let (listed, (mut cache, imported)) =
-            if cache_bytes.as_ref().map_or(0, Vec::len) + migration.len() < PARSE_ALONGSIDE {
-                (snapshot::take(maildir), parse())
-            } else {
-                thread::scope(|scope| {
-                    let parsing = thread::Builder::new()
-                        .name("popgate-parse".into())
-                        .spawn_scoped(scope, parse);
-                    let listed = snapshot::take(maildir);
-                    let parsed = match parsing {
-                        Ok(parsing) => parsing
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                        // No thread to be had: parse here.
-                        Err(_) => parse(),
-                    };
-                    (listed, parsed)
-                })
-            };
+        let (listed, imported) = if migration.len() < PARSE_ALONGSIDE {
+            (snapshot::take(maildir), migration.parse())
+        } else {
+            thread::scope(|scope| {
+                let parsing = thread::Builder::new()
+                    .name("popgate-parse".into())
+                    .spawn_scoped(scope, || migration.parse());
+                let listed = snapshot::take(maildir);
+                let imported = match parsing {
+                    Ok(parsing) => parsing
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    // No thread to be had: parse here.
+                    Err(_) => migration.parse(),
+                };
+                (listed, imported)
+            })
+        };
         let listing = listed?;
         let mut order = snapshot::delivery_order(&listing, options.order);
         let Listing { mut names, files } = listing;
 
-        // Sizes known without reading the message, and UIDLs, in directory
-        // order: that is the order the size cache was written in.
+        // Sizes known without reading the message or the size cache, and
+        // UIDLs, in directory order.
         let mut records = Vec::with_capacity(files.len());
-        let mut unknown = Vec::new();
-        for (index, file) in (0u32..).zip(&files) {
+        for file in &files {
             let file_name = names.get(file.name);
             let unique = name::unique_name(file_name);
-            let (raw_size, size) = if let Some(size) = name::wire_size_hint(unique) {
-                (NO_RAW_SIZE, size)
-            } else if let Some(size) = imported.wire_size(unique) {
-                (NO_RAW_SIZE, size)
-            } else if let Some(sizes) = cache.get(unique) {
-                (sizes.raw, sizes.wire)
-            } else {
-                unknown.push(index);
-                (NO_RAW_SIZE, 0)
-            };
+            let size = name::wire_size_hint(unique)
+                .or_else(|| imported.wire_size(unique))
+                .unwrap_or(UNKNOWN_SIZE);
             let own_uidl = match imported.uidl(unique) {
                 Some(imported) => Some(imported),
                 None if uidl::is_valid(unique) => None,
                 None => Some(uidl::from_unique_name(unique)),
             };
+            let unique = file.name.prefix(unique.len());
             let uidl = match own_uidl {
                 Some(text) => names
                     .push(text.as_bytes())
                     .map_err(|_| snapshot::too_many())?,
-                None => file.name.prefix(unique.len()),
+                None => unique,
             };
             records.push(Record {
                 size,
-                raw_size,
+                raw_size: NO_RAW_SIZE,
                 name_start: file.name.start,
                 uidl_start: uidl.start,
                 name_len: file.name.len,
+                unique_len: unique.len,
                 uidl_len: u8::try_from(uidl.len).unwrap_or(u8::MAX),
                 dir: file.dir,
             });
         }
-        let mut rewrite_cache = cache.is_stale();
-        drop(cache);
-        drop(cache_bytes);
         drop(imported);
         drop(migration);
         drop(files);
 
+        // Then the size cache, which lists the messages in directory order
+        // too.
+        let mut snapshot = Snapshot {
+            names: &names,
+            records: &mut records,
+        };
+        let mut rewrite_cache = size_cache::load(maildir, &mut snapshot).unwrap_or_else(|_| {
+            snapshot.forget_cached_sizes();
+            true
+        });
+        let unknown: Vec<u32> = (0u32..)
+            .zip(&records)
+            .filter(|(_, record)| record.size == UNKNOWN_SIZE)
+            .map(|(index, _)| index)
+            .collect();
         if !unknown.is_empty() {
             let _cold_build = cold::COLD_BUILDS.enter();
             let path = |at: usize| {
@@ -424,7 +478,7 @@ impl Mailbox {
             .filter(|(at, _)| !stale.contains(at))
             .filter_map(|(_, record)| {
                 let raw = record.raw_size()?;
-                let unique = name::unique_name(self.names.get(record.name()));
+                let unique = self.names.get(record.unique());
                 Some((
                     unique,
                     Sizes {
@@ -449,5 +503,15 @@ fn open_error(err: OpenError, path: PathBuf) -> StoreError {
         OpenError::NotFound => StoreError::Vanished,
         OpenError::NotRegular => StoreError::NotRegularFile(path),
         OpenError::Io(err) => StoreError::io(format!("opening {}", path.display()), err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 32);
     }
 }

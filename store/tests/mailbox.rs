@@ -264,6 +264,7 @@ fn corrupt_or_truncated_cache_is_recomputed() -> TestResult {
         "popgate-sizes 1\n1.a.host 2 999\n2.b.host 3 999",
         "popgate-sizes 1\n1.a.host 2 999\n2.b.host 3\n",
         "popgate-sizes 0\n1.a.host 2 999\n2.b.host 3 999\n",
+        "popgate-sizes 1\n1.a.host 2 999\n2.b.host 3 999\n1.a.host 2 999\n",
         "",
     ] {
         let maildir = Maildir::new()?;
