@@ -58,6 +58,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -153,12 +154,12 @@ impl Record {
 }
 
 /// The records being filled in while opening, as the size cache sees them.
-struct Snapshot<'a> {
+struct Records<'a> {
     names: &'a Arena,
     records: &'a mut [Record],
 }
 
-impl Snapshot<'_> {
+impl Records<'_> {
     /// Undoes what a size cache found corrupt halfway gave: until sizes
     /// are computed, only the cache gives raw sizes.
     fn forget_cached_sizes(&mut self) {
@@ -171,7 +172,7 @@ impl Snapshot<'_> {
     }
 }
 
-impl Sizable for Snapshot<'_> {
+impl Sizable for Records<'_> {
     fn count(&self) -> usize {
         self.records.len()
     }
@@ -204,7 +205,6 @@ pub(crate) struct MessageFile<'a> {
 impl MessageFile<'_> {
     /// The message's unique name.
     pub(crate) fn unique(&self) -> &[u8] {
-        use std::os::unix::ffi::OsStrExt;
         name::unique_name(self.name.as_bytes())
     }
 }
@@ -281,10 +281,11 @@ impl Mailbox {
         for file in &files {
             let file_name = names.get(file.name);
             let unique = name::unique_name(file_name);
+            let found = imported.find(unique);
             let size = name::wire_size_hint(unique)
-                .or_else(|| imported.wire_size(unique))
+                .or(found.wire_size)
                 .unwrap_or(UNKNOWN_SIZE);
-            let own_uidl = match imported.uidl(unique) {
+            let own_uidl = match found.uidl {
                 Some(imported) => Some(imported),
                 None if uidl::is_valid(unique) => None,
                 None => Some(uidl::from_unique_name(unique)),
@@ -313,12 +314,12 @@ impl Mailbox {
 
         // Then the size cache, which lists the messages in directory order
         // too.
-        let mut snapshot = Snapshot {
+        let mut filling = Records {
             names: &names,
             records: &mut records,
         };
-        let mut rewrite_cache = size_cache::load(maildir, &mut snapshot).unwrap_or_else(|_| {
-            snapshot.forget_cached_sizes();
+        let mut rewrite_cache = size_cache::load(maildir, &mut filling).unwrap_or_else(|_| {
+            filling.forget_cached_sizes();
             true
         });
         let unknown: Vec<u32> = (0u32..)
