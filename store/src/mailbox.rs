@@ -52,9 +52,10 @@
 //! the snapshot is compact: every file name (and every UIDL that is not
 //! simply the unique name) is in one shared buffer (see `arena`), and each
 //! message is a fixed 32-byte record with its sizes and where its name and
-//! UIDL are in that buffer. The records stay in directory order, the order
-//! the size cache is written in; a list of positions gives the message
-//! numbers.
+//! UIDL are in that buffer. The records are built in directory order, the
+//! order the size cache is read and written in, then moved in place into
+//! message order, so LIST and UIDL read them front to back; each
+//! message's place in the listing is kept for rewriting the cache.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -220,11 +221,12 @@ pub struct Mailbox {
     pub(crate) on_dele: OnDele,
     /// The file names and the UIDLs that are not part of one.
     names: Arena,
-    /// The messages in directory order.
+    /// The messages in message order.
     records: Vec<Record>,
-    /// Positions in `records`, in message order.
-    order: Vec<u32>,
-    /// Records whose cached sizes were found wrong on open_message.
+    /// Where each message came in the directory listing: the size cache is
+    /// written in that order.
+    listed_at: Vec<u32>,
+    /// Messages whose cached sizes were found wrong on open_message.
     stale: Mutex<Vec<usize>>,
     /// Held for the life of the session; `None` when locking is off.
     _lock: Option<SessionLock>,
@@ -359,13 +361,15 @@ impl Mailbox {
             }
         }
         names.shrink_to_fit();
+        // Records in message order, for LIST and UIDL to read front to back.
+        let records = in_message_order(records, &order);
 
         let mailbox = Mailbox {
             root: maildir.to_path_buf(),
             on_dele: options.on_dele.clone(),
             names,
             records,
-            order,
+            listed_at: order,
             stale: Mutex::new(Vec::new()),
             _lock: lock,
         };
@@ -377,25 +381,25 @@ impl Mailbox {
 
     /// How many messages the snapshot holds.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.records.len()
     }
 
     /// `true` when the snapshot holds no message.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.records.is_empty()
     }
 
     /// The size of message `index` (0-based) as LIST and STAT report it:
     /// the exact number of octets RETR sends before dot-stuffing and
     /// without the terminator. `None` outside the snapshot.
     pub fn size(&self, index: usize) -> Option<u64> {
-        self.record(index).map(|(_, record)| record.size)
+        self.record(index).map(|record| record.size)
     }
 
     /// The UIDL of message `index` (0-based; see [`uidl`](crate::uidl)).
     /// `None` outside the snapshot.
     pub fn uidl(&self, index: usize) -> Option<&str> {
-        let (_, record) = self.record(index)?;
+        let record = self.record(index)?;
         // Only valid UIDLs are stored, and those are ASCII.
         std::str::from_utf8(self.names.get(record.uidl())).ok()
     }
@@ -405,15 +409,14 @@ impl Mailbox {
         &self.root
     }
 
-    /// Message `index` and where its record is.
-    fn record(&self, index: usize) -> Option<(usize, Record)> {
-        let at = *self.order.get(index)? as usize;
-        Some((at, *self.records.get(at)?))
+    /// The record of message `index`.
+    fn record(&self, index: usize) -> Option<Record> {
+        self.records.get(index).copied()
     }
 
     /// The file of message `index` (0-based).
     pub(crate) fn file(&self, index: usize) -> Option<MessageFile<'_>> {
-        let (_, record) = self.record(index)?;
+        let record = self.record(index)?;
         Some(MessageFile {
             dir: record.dir,
             name: self.names.os_str(record.name()),
@@ -436,7 +439,7 @@ impl Mailbox {
     /// entry is dropped from the cache file at once, so the next session
     /// computes it again (this session has already reported its size).
     pub fn open_message(&self, index: usize) -> Result<File, StoreError> {
-        let (at, record) = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
+        let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
         let message = MessageFile {
             dir: record.dir,
             name: self.names.os_str(record.name()),
@@ -453,7 +456,7 @@ impl Mailbox {
             Err(err) => return Err(open_error(err, path)),
         };
         if record.raw_size().is_some_and(|raw| raw != len) {
-            self.write_size_cache(Some(at));
+            self.write_size_cache(Some(index));
         }
         Ok(file)
     }
@@ -466,18 +469,30 @@ impl Mailbox {
         crate::update::apply(&self, deleted)
     }
 
-    /// Rewrites the size cache from the snapshot, leaving out the record
-    /// `also_stale` and those found stale before. Best effort: a cache that
-    /// cannot be written is simply not used.
+    /// Rewrites the size cache from the snapshot, in listing order, leaving
+    /// out message `also_stale` and those found stale before. Best effort:
+    /// a cache that cannot be written is simply not used.
     fn write_size_cache(&self, also_stale: Option<usize>) {
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
         stale.extend(also_stale);
-        let entries = self
-            .records
+        // The message at each listing position (u32::MAX: none).
+        let listed = self
+            .listed_at
             .iter()
-            .enumerate()
-            .filter(|(at, _)| !stale.contains(at))
-            .filter_map(|(_, record)| {
+            .max()
+            .map_or(0, |&last| last as usize + 1);
+        let mut by_listing = vec![u32::MAX; listed];
+        for (index, &at) in (0u32..).zip(&self.listed_at) {
+            if let Some(slot) = by_listing.get_mut(at as usize) {
+                *slot = index;
+            }
+        }
+        let entries = by_listing
+            .into_iter()
+            .map(|index| index as usize)
+            .filter(|index| !stale.contains(index))
+            .filter_map(|index| {
+                let record = self.records.get(index)?;
                 let raw = record.raw_size()?;
                 let unique = self.names.get(record.unique());
                 Some((
@@ -491,6 +506,53 @@ impl Mailbox {
         // Ignored on purpose: the cache is an optimisation only.
         let _ = size_cache::write(&self.root, entries);
     }
+}
+
+/// The records at `order` (positions in `records`), in that order. Moves
+/// them in place, following the cycles of the permutation, so a second
+/// array of records never exists.
+fn in_message_order(mut records: Vec<Record>, order: &[u32]) -> Vec<Record> {
+    // Positions not in `order` (messages that vanished) go last, then
+    // are cut off.
+    let mut permutation = Vec::with_capacity(records.len());
+    permutation.extend_from_slice(order);
+    if permutation.len() < records.len() {
+        let mut listed = vec![false; records.len()];
+        for &at in order {
+            if let Some(listed) = listed.get_mut(at as usize) {
+                *listed = true;
+            }
+        }
+        permutation.extend((0u32..).zip(&listed).filter(|(_, &l)| !l).map(|(at, _)| at));
+    }
+    let mut placed = vec![false; records.len()];
+    for start in 0..records.len() {
+        if placed.get(start).copied().unwrap_or(true) {
+            continue;
+        }
+        let first = records.get(start).copied();
+        let mut to = start;
+        loop {
+            if let Some(placed) = placed.get_mut(to) {
+                *placed = true;
+            }
+            let from = permutation.get(to).map_or(start, |&from| from as usize);
+            let moved = if from == start {
+                first
+            } else {
+                records.get(from).copied()
+            };
+            if let (Some(slot), Some(record)) = (records.get_mut(to), moved) {
+                *slot = record;
+            }
+            if from == start {
+                break;
+            }
+            to = from;
+        }
+    }
+    records.truncate(order.len());
+    records
 }
 
 /// Opens a message file found again by its unique name.
@@ -510,6 +572,38 @@ fn open_error(err: OpenError, path: PathBuf) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(size: u64) -> Record {
+        Record {
+            size,
+            raw_size: NO_RAW_SIZE,
+            name_start: 0,
+            uidl_start: 0,
+            name_len: 0,
+            unique_len: 0,
+            uidl_len: 0,
+            dir: Dir::Cur,
+        }
+    }
+
+    #[test]
+    fn records_are_put_in_message_order_in_place() {
+        let records: Vec<Record> = (0..10).map(record).collect();
+        for order in [
+            vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            vec![9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+            vec![3, 0, 1, 2, 7, 8, 9, 4, 6, 5],
+            vec![5, 2, 8],
+            vec![],
+        ] {
+            let sizes: Vec<u64> = in_message_order(records.clone(), &order)
+                .iter()
+                .map(|record| record.size)
+                .collect();
+            let expected: Vec<u64> = order.iter().map(|&at| u64::from(at)).collect();
+            assert_eq!(sizes, expected, "{order:?}");
+        }
+    }
 
     #[test]
     fn a_record_is_32_bytes() {
