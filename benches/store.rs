@@ -8,6 +8,9 @@
 //! * `open/100k/dovecot-uidlist`: the same messages with a Dovecot
 //!   `dovecot-uidlist` (a migrated Maildir), which gives every UIDL and
 //!   size;
+//! * `uidls/100k/names` and `uidls/100k/dovecot-uidlist`: every UIDL of an
+//!   open snapshot, as UIDL lists them, from the names and from Dovecot's
+//!   list;
 //! * `open/10k/cold`: 10,000 messages and no size cache, so every message
 //!   is read once to compute its size (the files themselves are in the page
 //!   cache: this is the first login, not a cold disk).
@@ -95,6 +98,23 @@ fn bench(c: &mut Criterion) {
     group.bench_function("open/100k/dovecot-uidlist", |b| {
         b.iter(|| black_box(open(&migrated)))
     });
+    for (name, root) in [
+        ("uidls/100k/names", &warm),
+        ("uidls/100k/dovecot-uidlist", &migrated),
+    ] {
+        let mailbox = open(root);
+        let mut out = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                for uidl in (0..mailbox.len()).filter_map(|index| mailbox.uidl(index)) {
+                    out.extend_from_slice(uidl.as_bytes());
+                    out.push(b'\n');
+                }
+                out.len()
+            })
+        });
+    }
     group.bench_function("open/10k/cold", |b| {
         b.iter_batched(
             || {
