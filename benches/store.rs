@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
     drop(open(&warm));
     assert!(warm.join(SIZE_CACHE_FILE).exists());
     assert_eq!(open(&named).size(0), Some(MESSAGE.len() as u64 + 4));
-    assert_eq!(open(&migrated).uidl(0), Some("000000016553f100"));
+    assert_eq!(open(&migrated).uidl(0), Some(&b"000000016553f100"[..]));
 
     let mut group = c.benchmark_group("store");
     group.sample_size(10);
@@ -108,7 +108,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 for uidl in (0..mailbox.len()).filter_map(|index| mailbox.uidl(index)) {
-                    out.extend_from_slice(uidl.as_bytes());
+                    out.extend_from_slice(uidl);
                     out.push(b'\n');
                 }
                 out.len()

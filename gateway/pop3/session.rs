@@ -30,8 +30,8 @@ pub trait Maildrop {
     /// The size LIST and STAT report for message `index`; `None` past the
     /// end.
     fn size(&self, index: usize) -> Option<u64>;
-    /// The UIDL of message `index`; `None` past the end.
-    fn uidl(&self, index: usize) -> Option<&str>;
+    /// The UIDL of message `index` (printable ASCII); `None` past the end.
+    fn uidl(&self, index: usize) -> Option<&[u8]>;
 }
 
 impl Maildrop for popgate_store::Mailbox {
@@ -41,7 +41,7 @@ impl Maildrop for popgate_store::Mailbox {
     fn size(&self, index: usize) -> Option<u64> {
         popgate_store::Mailbox::size(self, index)
     }
-    fn uidl(&self, index: usize) -> Option<&str> {
+    fn uidl(&self, index: usize) -> Option<&[u8]> {
         popgate_store::Mailbox::uidl(self, index)
     }
 }
@@ -53,7 +53,7 @@ impl<M: Maildrop> Maildrop for std::sync::Arc<M> {
     fn size(&self, index: usize) -> Option<u64> {
         M::size(self.as_ref(), index)
     }
-    fn uidl(&self, index: usize) -> Option<&str> {
+    fn uidl(&self, index: usize) -> Option<&[u8]> {
         M::uidl(self.as_ref(), index)
     }
 }
@@ -75,8 +75,8 @@ impl Maildrop for Vec<MessageInfo> {
     fn size(&self, index: usize) -> Option<u64> {
         self.get(index).map(|message| message.size)
     }
-    fn uidl(&self, index: usize) -> Option<&str> {
-        self.get(index).map(|message| message.uidl.as_str())
+    fn uidl(&self, index: usize) -> Option<&[u8]> {
+        self.get(index).map(|message| message.uidl.as_bytes())
     }
 }
 
@@ -574,6 +574,7 @@ impl<M: Maildrop> Session<M> {
             Command::Uidl(Some(number)) => {
                 if let Some((index, _)) = t.message(number, out) {
                     let uidl = t.mailbox.uidl(index).unwrap_or_default();
+                    let uidl = String::from_utf8_lossy(uidl);
                     reply::ok(out, format_args!("{number} {uidl}"));
                 }
                 Next::Continue
@@ -644,12 +645,10 @@ impl<M: Maildrop> Session<M> {
                 let number = index + 1;
                 match listing {
                     Listing::Sizes => {
-                        let size = mailbox.size(index).unwrap_or_default();
-                        reply::body_line(out, format_args!("{number} {size}"))
+                        reply::size_line(out, number, mailbox.size(index).unwrap_or_default())
                     }
                     Listing::Uidls => {
-                        let uidl = mailbox.uidl(index).unwrap_or_default();
-                        reply::body_line(out, format_args!("{number} {uidl}"))
+                        reply::uidl_line(out, number, mailbox.uidl(index).unwrap_or_default())
                     }
                 }
             }

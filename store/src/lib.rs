@@ -33,8 +33,8 @@
 //! };
 //! let mailbox = Mailbox::open(Path::new("/var/vmail/example.com/ann/Maildir"), &options)?;
 //! for index in 0..mailbox.len() {
-//!     let (uidl, size) = (mailbox.uidl(index), mailbox.size(index));
-//!     println!("{} {} {}", index + 1, uidl.unwrap_or_default(), size.unwrap_or_default());
+//!     let uidl = String::from_utf8_lossy(mailbox.uidl(index).unwrap_or_default());
+//!     println!("{} {uidl} {}", index + 1, mailbox.size(index).unwrap_or_default());
 //! }
 //! let report = mailbox.commit(&[0, 2]);
 //! for (index, err) in &report.failed {

@@ -12,7 +12,7 @@
 //! // STAT, LIST, UIDL read the snapshot.
 //! let total: u64 = (0..mailbox.len()).filter_map(|i| mailbox.size(i)).sum();
 //! println!("+OK {} {}", mailbox.len(), total);
-//! println!("+OK 1 {}", mailbox.uidl(0).unwrap_or_default());
+//! println!("+OK 1 {}", String::from_utf8_lossy(mailbox.uidl(0).unwrap_or_default()));
 //!
 //! // RETR 1 streams the file through the wire encoder.
 //! let mut file = mailbox.open_message(0)?;
@@ -396,12 +396,16 @@ impl Mailbox {
         self.record(index).map(|record| record.size)
     }
 
-    /// The UIDL of message `index` (0-based; see [`uidl`](crate::uidl)).
-    /// `None` outside the snapshot.
-    pub fn uidl(&self, index: usize) -> Option<&str> {
+    /// The UIDL of message `index` (0-based; see [`uidl`](crate::uidl)):
+    /// 1 to 70 octets of printable ASCII, ready for the wire. `None`
+    /// outside the snapshot.
+    ///
+    /// Bytes rather than `&str`: a UIDL listing asks for every message's,
+    /// and checking each for UTF-8 again cost more than the rest of the
+    /// lookup.
+    pub fn uidl(&self, index: usize) -> Option<&[u8]> {
         let record = self.record(index)?;
-        // Only valid UIDLs are stored, and those are ASCII.
-        std::str::from_utf8(self.names.get(record.uidl())).ok()
+        Some(self.names.get(record.uidl()))
     }
 
     /// The Maildir this mailbox was opened on.

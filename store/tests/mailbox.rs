@@ -72,7 +72,10 @@ fn options(on_dele: OnDele) -> OpenOptions {
 
 fn uidls(mailbox: &Mailbox) -> Vec<&str> {
     (0..mailbox.len())
-        .map(|index| mailbox.uidl(index).unwrap_or("(none)"))
+        .map(|index| {
+            let uidl = mailbox.uidl(index).unwrap_or(b"(none)");
+            std::str::from_utf8(uidl).unwrap_or("(not UTF-8)")
+        })
         .collect()
 }
 
@@ -703,7 +706,7 @@ fn many_messages_open_from_a_warm_cache() -> TestResult {
     let cache = maildir.cache()?;
     assert_eq!(cache.lines().count(), 2_001);
     let warm = maildir.open()?;
-    assert_eq!(warm.uidl(1_234), Some("1700001234.M1234P1.host"));
+    assert_eq!(warm.uidl(1_234), Some(&b"1700001234.M1234P1.host"[..]));
     assert_eq!(warm.size(1_234), Some(9));
     assert_eq!(
         maildir.cache()?,
