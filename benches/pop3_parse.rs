@@ -9,8 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use popgate::pop3::command::parse;
-use popgate::pop3::session::{Session, SessionOptions};
-use popgate_store::MessageInfo;
+use popgate::pop3::session::{MessageInfo, Session, SessionOptions};
 
 /// What a mail client sends in one session (login, check, fetch, delete).
 const SESSION: &[&str] = &[

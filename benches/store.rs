@@ -5,6 +5,12 @@
 //! * `open/100k/sizes-in-names`: the same messages named with `,W=`
 //!   sizes, so no cache is read. The difference between the two is the cost
 //!   of loading the size cache, which has no public API of its own;
+//! * `open/100k/dovecot-uidlist`: the same messages with a Dovecot
+//!   `dovecot-uidlist` (a migrated Maildir), which gives every UIDL and
+//!   size;
+//! * `uidls/100k/names` and `uidls/100k/dovecot-uidlist`: every UIDL of an
+//!   open snapshot, as UIDL lists them, from the names and from Dovecot's
+//!   list;
 //! * `open/10k/cold`: 10,000 messages and no size cache, so every message
 //!   is read once to compute its size (the files themselves are in the page
 //!   cache: this is the first login, not a cold disk).
@@ -45,9 +51,21 @@ fn maildir(root: &Path, count: usize, sizes_in_names: bool) {
     }
 }
 
+/// Writes the `dovecot-uidlist` Dovecot would have left for the messages
+/// of [`maildir`] (`count` of them, without sizes in the names).
+fn dovecot_uidlist(root: &Path, count: usize) {
+    let wire = MESSAGE.len() + 4;
+    let mut text = format!("3 V1700000000 N{} G0123\n", count + 1);
+    for i in 0..count {
+        let name = format!("{}.M{i}P42.bench", 1_700_000_000 + i);
+        text.push_str(&format!("{} W{wire} :{name}:2,S\n", i + 1));
+    }
+    fs::write(root.join("dovecot-uidlist"), text).expect("writing dovecot-uidlist");
+}
+
 fn open(root: &Path) -> Mailbox {
     let mailbox = Mailbox::open(root, &OpenOptions::default()).expect("opening the Maildir");
-    assert!(!mailbox.messages().is_empty());
+    assert!(!mailbox.is_empty());
     mailbox
 }
 
@@ -56,13 +74,17 @@ fn bench(c: &mut Criterion) {
     let warm = dir.path().join("warm");
     let named = dir.path().join("named");
     let cold = dir.path().join("cold");
+    let migrated = dir.path().join("migrated");
     maildir(&warm, 100_000, false);
     maildir(&named, 100_000, true);
+    maildir(&migrated, 100_000, false);
+    dovecot_uidlist(&migrated, 100_000);
     maildir(&cold, 10_000, false);
     // The first open computes the sizes and writes the cache.
     drop(open(&warm));
     assert!(warm.join(SIZE_CACHE_FILE).exists());
-    assert_eq!(open(&named).messages()[0].size, MESSAGE.len() as u64 + 4);
+    assert_eq!(open(&named).size(0), Some(MESSAGE.len() as u64 + 4));
+    assert_eq!(open(&migrated).uidl(0), Some(&b"000000016553f100"[..]));
 
     let mut group = c.benchmark_group("store");
     group.sample_size(10);
@@ -73,6 +95,26 @@ fn bench(c: &mut Criterion) {
     group.bench_function("open/100k/sizes-in-names", |b| {
         b.iter(|| black_box(open(&named)))
     });
+    group.bench_function("open/100k/dovecot-uidlist", |b| {
+        b.iter(|| black_box(open(&migrated)))
+    });
+    for (name, root) in [
+        ("uidls/100k/names", &warm),
+        ("uidls/100k/dovecot-uidlist", &migrated),
+    ] {
+        let mailbox = open(root);
+        let mut out = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                for uidl in (0..mailbox.len()).filter_map(|index| mailbox.uidl(index)) {
+                    out.extend_from_slice(uidl);
+                    out.push(b'\n');
+                }
+                out.len()
+            })
+        });
+    }
     group.bench_function("open/10k/cold", |b| {
         b.iter_batched(
             || {

@@ -96,6 +96,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    return_big_blocks_to_the_kernel();
     let cli = Cli::parse();
     init_logging();
     match cli.command {
@@ -134,6 +135,31 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Passwd { file, user, cost } => passwd(&file, &user, cost),
+    }
+}
+
+/// Blocks of at least this size are mapped for themselves and unmapped when
+/// freed: above every per-connection buffer (the 128 KiB RETR chunk), below
+/// the arrays a snapshot of a big Maildir keeps (a few MiB each).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: std::ffi::c_int = 256 * 1024;
+
+/// Makes freed big blocks go back to the kernel for good.
+///
+/// A session on a 100,000-message Maildir holds a few blocks of several MiB
+/// (its snapshot) and frees them when it ends. glibc maps such blocks for
+/// themselves, but only until the first one is freed: it then raises its
+/// threshold to that size and serves later ones from its heaps, whose freed
+/// memory stays with the process and, spread over the per-thread heaps of
+/// the blocking pool, adds up session after session (a peak of 21 to 28 MiB
+/// after three logins on such a Maildir instead of 18). Setting the
+/// threshold turns that adjustment off.
+fn return_big_blocks_to_the_kernel() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it
+    // is called first thing in main, before any other thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 

@@ -54,6 +54,40 @@ pub fn body_line(out: &mut Vec<u8>, text: fmt::Arguments<'_>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends one line of a LIST listing: `number size\r\n`. Written without
+/// the formatting machinery, as is [`uidl_line`]: a listing of a big
+/// mailbox is 100,000 such lines.
+pub fn size_line(out: &mut Vec<u8>, number: usize, size: u64) {
+    push_decimal(out, number as u64);
+    out.push(b' ');
+    push_decimal(out, size);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one line of a UIDL listing: `number uidl\r\n`. A UIDL is
+/// printable ASCII without spaces, so the line needs no stuffing.
+pub fn uidl_line(out: &mut Vec<u8>, number: usize, uidl: &[u8]) {
+    push_decimal(out, number as u64);
+    out.push(b' ');
+    out.extend_from_slice(uidl);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        start -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// Appends the terminator of a multi-line response.
 pub fn end_multiline(out: &mut Vec<u8>) {
     out.extend_from_slice(b".\r\n");
@@ -93,6 +127,18 @@ mod tests {
         assert_eq!(
             out,
             b"-ERR [IN-USE] locked\r\n+OK 2 messages\r\n-ERR no\r\n"
+        );
+    }
+
+    #[test]
+    fn listing_lines_are_number_space_value() {
+        let mut out = Vec::new();
+        size_line(&mut out, 1, 0);
+        size_line(&mut out, 100_000, u64::MAX);
+        uidl_line(&mut out, 7, b"1700000000.M1P2.host");
+        assert_eq!(
+            out,
+            b"1 0\r\n100000 18446744073709551615\r\n7 1700000000.M1P2.host\r\n"
         );
     }
 

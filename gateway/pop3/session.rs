@@ -17,33 +17,66 @@
 //! it can be tested without a network.
 
 use popgate_auth::{sasl, validate_login_name, Credentials};
-use popgate_store::MessageInfo;
 
 use super::capability::{Capabilities, SASL_MECHANISMS};
 use super::command::{self, Command, MessageNumber};
 use super::reply::{self, Code};
 
 /// What the session is reading: a mailbox snapshot that lists its messages.
+/// Index 0 is message number 1.
 pub trait Maildrop {
-    /// The messages of the snapshot; index 0 is message number 1.
-    fn messages(&self) -> &[MessageInfo];
+    /// How many messages the snapshot holds.
+    fn count(&self) -> usize;
+    /// The size LIST and STAT report for message `index`; `None` past the
+    /// end.
+    fn size(&self, index: usize) -> Option<u64>;
+    /// The UIDL of message `index` (printable ASCII); `None` past the end.
+    fn uidl(&self, index: usize) -> Option<&[u8]>;
 }
 
 impl Maildrop for popgate_store::Mailbox {
-    fn messages(&self) -> &[MessageInfo] {
-        popgate_store::Mailbox::messages(self)
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn size(&self, index: usize) -> Option<u64> {
+        popgate_store::Mailbox::size(self, index)
+    }
+    fn uidl(&self, index: usize) -> Option<&[u8]> {
+        popgate_store::Mailbox::uidl(self, index)
     }
 }
 
-impl Maildrop for std::sync::Arc<popgate_store::Mailbox> {
-    fn messages(&self) -> &[MessageInfo] {
-        popgate_store::Mailbox::messages(self)
+impl<M: Maildrop> Maildrop for std::sync::Arc<M> {
+    fn count(&self) -> usize {
+        M::count(self.as_ref())
     }
+    fn size(&self, index: usize) -> Option<u64> {
+        M::size(self.as_ref(), index)
+    }
+    fn uidl(&self, index: usize) -> Option<&[u8]> {
+        M::uidl(self.as_ref(), index)
+    }
+}
+
+/// One message of a maildrop kept in a `Vec` (tests, fuzzing, benchmarks;
+/// a real session reads a [`popgate_store::Mailbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Its UIDL.
+    pub uidl: String,
+    /// Its size as LIST reports it.
+    pub size: u64,
 }
 
 impl Maildrop for Vec<MessageInfo> {
-    fn messages(&self) -> &[MessageInfo] {
-        self
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn size(&self, index: usize) -> Option<u64> {
+        self.get(index).map(|message| message.size)
+    }
+    fn uidl(&self, index: usize) -> Option<&[u8]> {
+        self.get(index).map(|message| message.uidl.as_bytes())
     }
 }
 
@@ -142,8 +175,9 @@ struct Transaction<M> {
 
 impl<M: Maildrop> Transaction<M> {
     fn new(mailbox: M) -> Self {
-        let total_octets = mailbox.messages().iter().map(|m| m.size).sum();
-        let deleted = vec![false; mailbox.messages().len()];
+        let count = mailbox.count();
+        let total_octets = (0..count).filter_map(|index| mailbox.size(index)).sum();
+        let deleted = vec![false; count];
         Transaction {
             mailbox,
             deleted,
@@ -162,10 +196,11 @@ impl<M: Maildrop> Transaction<M> {
     }
 
     /// Looks up a message number, writing the `-ERR` for a bad or deleted one.
-    fn message(&self, number: MessageNumber, out: &mut Vec<u8>) -> Option<(usize, &MessageInfo)> {
+    /// Returns its index and size.
+    fn message(&self, number: MessageNumber, out: &mut Vec<u8>) -> Option<(usize, u64)> {
         let found = (number as usize)
             .checked_sub(1)
-            .and_then(|index| Some((index, self.mailbox.messages().get(index)?)));
+            .and_then(|index| Some((index, self.mailbox.size(index)?)));
         match found {
             None => {
                 reply::err(out, None, format_args!("There's no message {number}."));
@@ -531,14 +566,16 @@ impl<M: Maildrop> Session<M> {
                 Next::List(Listing::Uidls)
             }
             Command::List(Some(number)) => {
-                if let Some((_, info)) = t.message(number, out) {
-                    reply::ok(out, format_args!("{number} {}", info.size));
+                if let Some((_, size)) = t.message(number, out) {
+                    reply::ok(out, format_args!("{number} {size}"));
                 }
                 Next::Continue
             }
             Command::Uidl(Some(number)) => {
-                if let Some((_, info)) = t.message(number, out) {
-                    reply::ok(out, format_args!("{number} {}", info.uidl));
+                if let Some((index, _)) = t.message(number, out) {
+                    let uidl = t.mailbox.uidl(index).unwrap_or_default();
+                    let uidl = String::from_utf8_lossy(uidl);
+                    reply::ok(out, format_args!("{number} {uidl}"));
                 }
                 Next::Continue
             }
@@ -548,18 +585,17 @@ impl<M: Maildrop> Session<M> {
                     _ => None,
                 };
                 match t.message(number, out) {
-                    Some((index, info)) => Next::Retrieve {
+                    Some((index, size)) => Next::Retrieve {
                         index,
                         number,
-                        size: info.size,
+                        size,
                         body_lines,
                     },
                     None => Next::Continue,
                 }
             }
             Command::Dele(number) => {
-                if let Some((index, info)) = t.message(number, out) {
-                    let size = info.size;
+                if let Some((index, size)) = t.message(number, out) {
                     t.deleted[index] = true;
                     t.deleted_count += 1;
                     t.deleted_octets += size;
@@ -599,9 +635,9 @@ impl<M: Maildrop> Session<M> {
             reply::end_multiline(out);
             return None;
         };
-        let messages = t.mailbox.messages();
+        let mailbox = &t.mailbox;
         let mut index = from;
-        while index < messages.len() {
+        while index < t.deleted.len() {
             if out.len() >= budget {
                 return Some(index);
             }
@@ -609,10 +645,10 @@ impl<M: Maildrop> Session<M> {
                 let number = index + 1;
                 match listing {
                     Listing::Sizes => {
-                        reply::body_line(out, format_args!("{number} {}", messages[index].size))
+                        reply::size_line(out, number, mailbox.size(index).unwrap_or_default())
                     }
                     Listing::Uidls => {
-                        reply::body_line(out, format_args!("{number} {}", messages[index].uidl))
+                        reply::uidl_line(out, number, mailbox.uidl(index).unwrap_or_default())
                     }
                 }
             }

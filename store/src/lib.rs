@@ -11,8 +11,8 @@
 //!    (the snapshot), each with its UIDL ([`uidl`]) and its
 //!    exact size on the wire (from the file name, the size cache,
 //!    or computed once).
-//! 2. **Read** ([`Mailbox::messages`], [`Mailbox::open_message`]): STAT,
-//!    LIST and UIDL come from the snapshot; RETR and TOP open the message
+//! 2. **Read** ([`Mailbox::len`], [`Mailbox::size`], [`Mailbox::uidl`],
+//!    [`Mailbox::open_message`]): STAT, LIST and UIDL come from the snapshot; RETR and TOP open the message
 //!    file and stream it through a [`wire::Encoder`], the same code that
 //!    computed the size LIST reported. A message already in the kernel's
 //!    caches can be opened and read without ever waiting for the disk
@@ -34,8 +34,9 @@
 //!     on_dele: "move:Archive".parse::<OnDele>()?,
 //! };
 //! let mailbox = Mailbox::open(Path::new("/var/vmail/example.com/ann/Maildir"), &options)?;
-//! for (number, message) in mailbox.messages().iter().enumerate() {
-//!     println!("{} {} {}", number + 1, message.uidl, message.size);
+//! for index in 0..mailbox.len() {
+//!     let uidl = String::from_utf8_lossy(mailbox.uidl(index).unwrap_or_default());
+//!     println!("{} {uidl} {}", index + 1, mailbox.size(index).unwrap_or_default());
 //! }
 //! let report = mailbox.commit(&[0, 2]);
 //! for (index, err) in &report.failed {
@@ -55,6 +56,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod arena;
 mod cold;
 mod error;
 mod file;
@@ -73,7 +75,7 @@ pub mod wire;
 
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
-pub use mailbox::{Mailbox, MessageInfo, OpenOptions};
+pub use mailbox::{Mailbox, OpenOptions};
 pub use policy::{validate_folder, OnDele, Order};
 pub use size_cache::SIZE_CACHE_FILE;
 pub use update::CommitReport;

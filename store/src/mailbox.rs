@@ -10,8 +10,9 @@
 //! let mailbox = Mailbox::open(Path::new("/home/ann/Maildir"), &OpenOptions::default())?;
 //!
 //! // STAT, LIST, UIDL read the snapshot.
-//! let total: u64 = mailbox.messages().iter().map(|m| m.size).sum();
-//! println!("+OK {} {}", mailbox.messages().len(), total);
+//! let total: u64 = (0..mailbox.len()).filter_map(|i| mailbox.size(i)).sum();
+//! println!("+OK {} {}", mailbox.len(), total);
+//! println!("+OK 1 {}", String::from_utf8_lossy(mailbox.uidl(0).unwrap_or_default()));
 //!
 //! // RETR 1 streams the file through the wire encoder.
 //! let mut file = mailbox.open_message(0)?;
@@ -46,8 +47,17 @@
 //! [`cold`](crate::cold)), so one huge first login cannot take all the
 //! disk bandwidth and blocking threads from everyone else; each such
 //! session reads with a few threads (see `sizing`).
+//!
+//! A session on a big Maildir holds its snapshot for its whole life, so
+//! the snapshot is compact: every file name (and every UIDL that is not
+//! simply the unique name) is in one shared buffer (see `arena`), and each
+//! message is a fixed 32-byte record with its sizes and where its name and
+//! UIDL are in that buffer. The records are built in directory order, the
+//! order the size cache is read and written in, then moved in place into
+//! message order, so LIST and UIDL read them front to back; each
+//! message's place in the listing is kept for rewriting the cache.
 
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -55,15 +65,16 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use crate::arena::{Arena, Span};
 use crate::file::{self, OpenError};
 use crate::lock::SessionLock;
-use crate::size_cache::{self, SizeCache, Sizes};
-use crate::snapshot::{self, Dir};
+use crate::size_cache::{self, Sizable, Sizes};
+use crate::snapshot::{self, Dir, Listing};
 use crate::{cold, migrate, name, sizing, uidl, OnDele, Order, StoreError};
 
-/// From how many bytes of size cache and migration lists (about a
-/// thousand messages) they are parsed on a thread of their own: below,
-/// starting the thread costs more than it saves.
+/// From how many bytes of migration lists (about a thousand messages)
+/// they are parsed on a thread of their own: below, starting the thread
+/// costs more than it saves.
 const PARSE_ALONGSIDE: usize = 64 * 1024;
 
 /// How to open a mailbox.
@@ -92,29 +103,107 @@ impl Default for OpenOptions {
     }
 }
 
-/// One message as the session sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageInfo {
-    /// The UIDL (see [`uidl`]).
-    pub uidl: String,
+/// What [`Record::raw_size`] holds when the wire size did not come from
+/// reading the file (a `,W=` name, an imported list): no file is that long.
+const NO_RAW_SIZE: u64 = u64::MAX;
+
+/// What [`Record::size`] holds while opening until the size is found.
+const UNKNOWN_SIZE: u64 = u64::MAX;
+
+/// One message of the snapshot, 32 bytes: its sizes, its directory, and
+/// where its file name and UIDL are in the mailbox's arena.
+#[derive(Debug, Clone, Copy)]
+struct Record {
     /// The exact number of octets RETR sends before dot-stuffing and
     /// without the terminator: what LIST and STAT report.
-    pub size: u64,
+    size: u64,
+    /// The file's size on disk when its wire size was computed by reading
+    /// it, else [`NO_RAW_SIZE`]; kept in the size cache.
+    raw_size: u64,
+    name_start: u32,
+    uidl_start: u32,
+    name_len: u16,
+    /// The unique name is the first `unique_len` bytes of the name.
+    unique_len: u16,
+    /// At most [`uidl::MAX_LEN`].
+    uidl_len: u8,
+    dir: Dir,
 }
 
-/// Where a message file is, and what its size on disk was when its wire
-/// size was computed (`None` when the size came from a `,W=` name).
-#[derive(Debug)]
-pub(crate) struct MessageFile {
+impl Record {
+    fn name(self) -> Span {
+        Span {
+            start: self.name_start,
+            len: self.name_len,
+        }
+    }
+
+    fn unique(self) -> Span {
+        self.name().prefix(usize::from(self.unique_len))
+    }
+
+    fn uidl(self) -> Span {
+        Span {
+            start: self.uidl_start,
+            len: u16::from(self.uidl_len),
+        }
+    }
+
+    fn raw_size(self) -> Option<u64> {
+        (self.raw_size != NO_RAW_SIZE).then_some(self.raw_size)
+    }
+}
+
+/// The records being filled in while opening, as the size cache sees them.
+struct Records<'a> {
+    names: &'a Arena,
+    records: &'a mut [Record],
+}
+
+impl Records<'_> {
+    /// Undoes what a size cache found corrupt halfway gave: until sizes
+    /// are computed, only the cache gives raw sizes.
+    fn forget_cached_sizes(&mut self) {
+        for record in self.records.iter_mut() {
+            if record.raw_size != NO_RAW_SIZE {
+                record.raw_size = NO_RAW_SIZE;
+                record.size = UNKNOWN_SIZE;
+            }
+        }
+    }
+}
+
+impl Sizable for Records<'_> {
+    fn count(&self) -> usize {
+        self.records.len()
+    }
+
+    fn unique(&self, index: usize) -> &[u8] {
+        self.records
+            .get(index)
+            .map_or(&[][..], |record| self.names.get(record.unique()))
+    }
+
+    fn take_sizes(&mut self, index: usize, sizes: Sizes) -> bool {
+        match self.records.get_mut(index) {
+            Some(record) if record.size == UNKNOWN_SIZE => {
+                record.raw_size = sizes.raw;
+                record.size = sizes.wire;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A message's file as the snapshot saw it: its directory and name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageFile<'a> {
     pub(crate) dir: Dir,
-    /// Where the file came in the directory listing: the size cache is
-    /// written in that order (see [`size_cache`]).
-    listed_at: u32,
-    pub(crate) name: OsString,
-    raw_size: Option<u64>,
+    pub(crate) name: &'a OsStr,
 }
 
-impl MessageFile {
+impl MessageFile<'_> {
     /// The message's unique name.
     pub(crate) fn unique(&self) -> &[u8] {
         name::unique_name(self.name.as_bytes())
@@ -123,15 +212,20 @@ impl MessageFile {
 
 /// An open, locked, snapshotted maildrop.
 ///
-/// Message numbers are fixed for the session: index 0 of
-/// [`messages`](Mailbox::messages) is message 1. Dropping the mailbox
-/// releases the lock and applies nothing.
+/// Message numbers are fixed for the session: index 0 is message 1 (see
+/// [`len`](Mailbox::len), [`size`](Mailbox::size), [`uidl`](Mailbox::uidl)).
+/// Dropping the mailbox releases the lock and applies nothing.
 #[derive(Debug)]
 pub struct Mailbox {
     pub(crate) root: PathBuf,
     pub(crate) on_dele: OnDele,
-    messages: Vec<MessageInfo>,
-    pub(crate) files: Vec<MessageFile>,
+    /// The file names and the UIDLs that are not part of one.
+    names: Arena,
+    /// The messages in message order.
+    records: Vec<Record>,
+    /// Where each message came in the directory listing: the size cache is
+    /// written in that order.
+    listed_at: Vec<u32>,
     /// Messages whose cached sizes were found wrong on open_message.
     stale: Mutex<Vec<usize>>,
     /// Held for the life of the session; `None` when locking is off.
@@ -157,126 +251,180 @@ impl Mailbox {
         } else {
             None
         };
-        // On a big Maildir, the size cache and the migration lists are
-        // parsed on a second thread while this one lists the directories:
-        // both take a while, and neither needs the other.
-        let cache_bytes = size_cache::read(maildir);
+        // On a big Maildir, the migration lists are parsed on a second
+        // thread while this one lists the directories: both take a while,
+        // and neither needs the other.
         let migration = migrate::Files::read(maildir);
-        let parse = || (SizeCache::parse(cache_bytes.as_deref()), migration.parse());
-        let (listed, (mut cache, imported)) =
-            if cache_bytes.as_ref().map_or(0, Vec::len) + migration.len() < PARSE_ALONGSIDE {
-                (snapshot::take(maildir), parse())
-            } else {
-                thread::scope(|scope| {
-                    let parsing = thread::Builder::new()
-                        .name("popgate-parse".into())
-                        .spawn_scoped(scope, parse);
-                    let listed = snapshot::take(maildir);
-                    let parsed = match parsing {
-                        Ok(parsing) => parsing
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                        // No thread to be had: parse here.
-                        Err(_) => parse(),
-                    };
-                    (listed, parsed)
-                })
-            };
-        let listed = listed?;
+        let (listed, imported) = if migration.len() < PARSE_ALONGSIDE {
+            (snapshot::take(maildir), migration.parse())
+        } else {
+            thread::scope(|scope| {
+                let parsing = thread::Builder::new()
+                    .name("popgate-parse".into())
+                    .spawn_scoped(scope, || migration.parse());
+                let listed = snapshot::take(maildir);
+                let imported = match parsing {
+                    Ok(parsing) => parsing
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    // No thread to be had: parse here.
+                    Err(_) => migration.parse(),
+                };
+                (listed, imported)
+            })
+        };
+        let listing = listed?;
+        let mut order = snapshot::delivery_order(&listing, options.order);
+        let Listing { mut names, files } = listing;
 
-        // Sizes known without reading the message: (size on disk, wire size).
-        let mut known: Vec<Option<(Option<u64>, u64)>> = Vec::with_capacity(listed.len());
-        let mut unknown = Vec::new();
-        for (index, entry) in listed.iter().enumerate() {
-            let unique = name::unique_name(entry.name.as_bytes());
-            let size = if let Some(size) = name::wire_size_hint(unique) {
-                Some((None, size))
-            } else if let Some(size) = imported.wire_size(unique) {
-                Some((None, size))
-            } else {
-                cache.get(unique).map(|sizes| (Some(sizes.raw), sizes.wire))
+        // Sizes known without reading the message or the size cache, and
+        // UIDLs, in directory order.
+        let mut records = Vec::with_capacity(files.len());
+        for file in &files {
+            let file_name = names.get(file.name);
+            let unique = name::unique_name(file_name);
+            let found = imported.find(unique);
+            let size = name::wire_size_hint(unique)
+                .or(found.wire_size)
+                .unwrap_or(UNKNOWN_SIZE);
+            let own_uidl = match found.uidl {
+                Some(imported) => Some(imported),
+                None if uidl::is_valid(unique) => None,
+                None => Some(uidl::from_unique_name(unique)),
             };
-            if size.is_none() {
-                unknown.push(index);
-            }
-            known.push(size);
+            let unique = file.name.prefix(unique.len());
+            let uidl = match own_uidl {
+                Some(text) => names
+                    .push(text.as_bytes())
+                    .map_err(|_| snapshot::too_many())?,
+                None => unique,
+            };
+            records.push(Record {
+                size,
+                raw_size: NO_RAW_SIZE,
+                name_start: file.name.start,
+                uidl_start: uidl.start,
+                name_len: file.name.len,
+                unique_len: unique.len,
+                uidl_len: u8::try_from(uidl.len).unwrap_or(u8::MAX),
+                dir: file.dir,
+            });
         }
-        let mut learnt = false;
+        drop(imported);
+        drop(migration);
+        drop(files);
+
+        // Then the size cache, which lists the messages in directory order
+        // too.
+        let mut filling = Records {
+            names: &names,
+            records: &mut records,
+        };
+        let mut rewrite_cache = size_cache::load(maildir, &mut filling).unwrap_or_else(|_| {
+            filling.forget_cached_sizes();
+            true
+        });
+        let unknown: Vec<u32> = (0u32..)
+            .zip(&records)
+            .filter(|(_, record)| record.size == UNKNOWN_SIZE)
+            .map(|(index, _)| index)
+            .collect();
         if !unknown.is_empty() {
             let _cold_build = cold::COLD_BUILDS.enter();
-            let paths: Vec<_> = unknown
-                .iter()
-                .filter_map(|&index| listed.get(index))
-                .map(|entry| snapshot::path(maildir, entry.dir, &entry.name))
-                .collect();
-            for (&index, sizes) in unknown.iter().zip(sizing::compute_all(&paths)?) {
-                if let (Some(slot), Some(sizes)) = (known.get_mut(index), sizes) {
-                    *slot = Some((Some(sizes.raw), sizes.wire));
-                    learnt = true;
+            let path = |at: usize| {
+                let record = unknown
+                    .get(at)
+                    .and_then(|&index| records.get(index as usize));
+                match record {
+                    Some(record) => {
+                        snapshot::path(maildir, record.dir, names.os_str(record.name()))
+                    }
+                    None => PathBuf::new(),
+                }
+            };
+            let sizes = sizing::compute_all(unknown.len(), path)?;
+            // A message that disappeared meanwhile is left out.
+            let mut gone = Vec::new();
+            for (&index, sizes) in unknown.iter().zip(sizes) {
+                match (records.get_mut(index as usize), sizes) {
+                    (Some(record), Some(sizes)) => {
+                        record.raw_size = sizes.raw;
+                        record.size = sizes.wire;
+                        rewrite_cache = true;
+                    }
+                    _ => gone.push(index),
                 }
             }
+            // `unknown`, and so `gone`, is in increasing order.
+            if !gone.is_empty() {
+                order.retain(|index| gone.binary_search(index).is_err());
+            }
         }
-
-        let rewrite_cache = learnt || cache.is_stale();
-        drop(cache);
-        drop(cache_bytes);
-        let positions = snapshot::delivery_order(&listed, options.order);
-
-        // UIDLs are found in directory order too, then everything is put in
-        // delivery order. A message that disappeared while its size was
-        // computed is left out.
-        let mut slots: Vec<Option<(MessageInfo, MessageFile)>> = listed
-            .into_iter()
-            .zip(known)
-            .enumerate()
-            .map(|(listed_at, (entry, size))| {
-                let (raw_size, size) = size?;
-                let unique = name::unique_name(entry.name.as_bytes());
-                let uidl = imported
-                    .uidl(unique)
-                    .unwrap_or_else(|| uidl::from_unique_name(unique));
-                let file = MessageFile {
-                    dir: entry.dir,
-                    listed_at: u32::try_from(listed_at).unwrap_or(u32::MAX),
-                    name: entry.name,
-                    raw_size,
-                };
-                Some((MessageInfo { uidl, size }, file))
-            })
-            .collect();
-        let mut messages = Vec::with_capacity(slots.len());
-        let mut files = Vec::with_capacity(slots.len());
-        for (info, file) in positions
-            .into_iter()
-            .filter_map(|index| slots.get_mut(index)?.take())
-        {
-            messages.push(info);
-            files.push(file);
-        }
-        drop(slots);
+        names.shrink_to_fit();
+        // Records in message order, for LIST and UIDL to read front to back.
+        let records = in_message_order(records, &order);
 
         let mailbox = Mailbox {
             root: maildir.to_path_buf(),
             on_dele: options.on_dele.clone(),
-            messages,
-            files,
+            names,
+            records,
+            listed_at: order,
             stale: Mutex::new(Vec::new()),
             _lock: lock,
         };
         if rewrite_cache {
-            mailbox.write_size_cache(&[]);
+            mailbox.write_size_cache(None);
         }
         Ok(mailbox)
     }
 
-    /// The messages of the snapshot; index 0 is message 1.
-    pub fn messages(&self) -> &[MessageInfo] {
-        &self.messages
+    /// How many messages the snapshot holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// `true` when the snapshot holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The size of message `index` (0-based) as LIST and STAT report it:
+    /// the exact number of octets RETR sends before dot-stuffing and
+    /// without the terminator. `None` outside the snapshot.
+    pub fn size(&self, index: usize) -> Option<u64> {
+        self.record(index).map(|record| record.size)
+    }
+
+    /// The UIDL of message `index` (0-based; see [`uidl`](crate::uidl)):
+    /// 1 to 70 octets of printable ASCII, ready for the wire. `None`
+    /// outside the snapshot.
+    ///
+    /// Bytes rather than `&str`: a UIDL listing asks for every message's,
+    /// and checking each for UTF-8 again cost more than the rest of the
+    /// lookup.
+    pub fn uidl(&self, index: usize) -> Option<&[u8]> {
+        let record = self.record(index)?;
+        Some(self.names.get(record.uidl()))
     }
 
     /// The Maildir this mailbox was opened on.
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    /// The record of message `index`.
+    fn record(&self, index: usize) -> Option<Record> {
+        self.records.get(index).copied()
+    }
+
+    /// The file of message `index` (0-based).
+    pub(crate) fn file(&self, index: usize) -> Option<MessageFile<'_>> {
+        let record = self.record(index)?;
+        Some(MessageFile {
+            dir: record.dir,
+            name: self.names.os_str(record.name()),
+        })
     }
 
     /// Opens message `index` (0-based) for reading, positioned at its
@@ -295,11 +443,12 @@ impl Mailbox {
     /// entry is dropped from the cache file at once, so the next session
     /// computes it again (this session has already reported its size).
     pub fn open_message(&self, index: usize) -> Result<File, StoreError> {
-        let message = self
-            .files
-            .get(index)
-            .ok_or(StoreError::NoSuchMessage(index))?;
-        let path = snapshot::path(&self.root, message.dir, &message.name);
+        let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
+        let message = MessageFile {
+            dir: record.dir,
+            name: self.names.os_str(record.name()),
+        };
+        let path = snapshot::path(&self.root, message.dir, message.name);
         let (file, len) = match file::open_regular(&path) {
             Ok(opened) => opened,
             Err(OpenError::NotFound) => {
@@ -310,8 +459,8 @@ impl Mailbox {
             }
             Err(err) => return Err(open_error(err, path)),
         };
-        if message.raw_size.is_some_and(|raw| raw != len) {
-            self.write_size_cache(&[index]);
+        if record.raw_size().is_some_and(|raw| raw != len) {
+            self.write_size_cache(Some(index));
         }
         Ok(file)
     }
@@ -325,13 +474,11 @@ impl Mailbox {
     /// than an open (the file was renamed and must be looked for, or its
     /// cached size turned out stale and the cache must be rewritten).
     pub fn open_message_nowait(&self, index: usize) -> Result<Option<File>, StoreError> {
-        let message = self
-            .files
-            .get(index)
-            .ok_or(StoreError::NoSuchMessage(index))?;
-        let path = snapshot::path(&self.root, message.dir, &message.name);
+        let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
+        let name = self.names.os_str(record.name());
+        let path = snapshot::path(&self.root, record.dir, name);
         match file::open_regular_cached(&path) {
-            Ok(Some((_, len))) if message.raw_size.is_some_and(|raw| raw != len) => Ok(None),
+            Ok(Some((_, len))) if record.raw_size().is_some_and(|raw| raw != len) => Ok(None),
             Ok(opened) => Ok(opened.map(|(file, _)| file)),
             Err(OpenError::NotFound) => Ok(None),
             Err(err) => Err(open_error(err, path)),
@@ -346,32 +493,90 @@ impl Mailbox {
         crate::update::apply(&self, deleted)
     }
 
-    /// Rewrites the size cache from the snapshot, leaving out the messages
-    /// in `also_stale` and those found stale before. Best effort: a cache
-    /// that cannot be written is simply not used.
-    fn write_size_cache(&self, also_stale: &[usize]) {
+    /// Rewrites the size cache from the snapshot, in listing order, leaving
+    /// out message `also_stale` and those found stale before. Best effort:
+    /// a cache that cannot be written is simply not used.
+    fn write_size_cache(&self, also_stale: Option<usize>) {
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
-        stale.extend_from_slice(also_stale);
-        let mut listing_order: Vec<usize> = (0..self.files.len()).collect();
-        listing_order.sort_unstable_by_key(|&index| self.files.get(index).map(|f| f.listed_at));
-        let entries = listing_order
+        stale.extend(also_stale);
+        // The message at each listing position (u32::MAX: none).
+        let listed = self
+            .listed_at
+            .iter()
+            .max()
+            .map_or(0, |&last| last as usize + 1);
+        let mut by_listing = vec![u32::MAX; listed];
+        for (index, &at) in (0u32..).zip(&self.listed_at) {
+            if let Some(slot) = by_listing.get_mut(at as usize) {
+                *slot = index;
+            }
+        }
+        let entries = by_listing
             .into_iter()
+            .map(|index| index as usize)
             .filter(|index| !stale.contains(index))
-            .filter_map(|index| Some((self.files.get(index)?, self.messages.get(index)?)))
-            .filter_map(|(file, info)| {
-                file.raw_size.map(|raw| {
-                    (
-                        file.unique(),
-                        Sizes {
-                            raw,
-                            wire: info.size,
-                        },
-                    )
-                })
+            .filter_map(|index| {
+                let record = self.records.get(index)?;
+                let raw = record.raw_size()?;
+                let unique = self.names.get(record.unique());
+                Some((
+                    unique,
+                    Sizes {
+                        raw,
+                        wire: record.size,
+                    },
+                ))
             });
         // Ignored on purpose: the cache is an optimisation only.
         let _ = size_cache::write(&self.root, entries);
     }
+}
+
+/// The records at `order` (positions in `records`), in that order. Moves
+/// them in place, following the cycles of the permutation, so a second
+/// array of records never exists.
+fn in_message_order(mut records: Vec<Record>, order: &[u32]) -> Vec<Record> {
+    // Positions not in `order` (messages that vanished) go last, then
+    // are cut off.
+    let mut permutation = Vec::with_capacity(records.len());
+    permutation.extend_from_slice(order);
+    if permutation.len() < records.len() {
+        let mut listed = vec![false; records.len()];
+        for &at in order {
+            if let Some(listed) = listed.get_mut(at as usize) {
+                *listed = true;
+            }
+        }
+        permutation.extend((0u32..).zip(&listed).filter(|(_, &l)| !l).map(|(at, _)| at));
+    }
+    let mut placed = vec![false; records.len()];
+    for start in 0..records.len() {
+        if placed.get(start).copied().unwrap_or(true) {
+            continue;
+        }
+        let first = records.get(start).copied();
+        let mut to = start;
+        loop {
+            if let Some(placed) = placed.get_mut(to) {
+                *placed = true;
+            }
+            let from = permutation.get(to).map_or(start, |&from| from as usize);
+            let moved = if from == start {
+                first
+            } else {
+                records.get(from).copied()
+            };
+            if let (Some(slot), Some(record)) = (records.get_mut(to), moved) {
+                *slot = record;
+            }
+            if from == start {
+                break;
+            }
+            to = from;
+        }
+    }
+    records.truncate(order.len());
+    records
 }
 
 /// Opens a message file found again by its unique name.
@@ -385,5 +590,47 @@ fn open_error(err: OpenError, path: PathBuf) -> StoreError {
         OpenError::NotFound => StoreError::Vanished,
         OpenError::NotRegular => StoreError::NotRegularFile(path),
         OpenError::Io(err) => StoreError::io(format!("opening {}", path.display()), err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(size: u64) -> Record {
+        Record {
+            size,
+            raw_size: NO_RAW_SIZE,
+            name_start: 0,
+            uidl_start: 0,
+            name_len: 0,
+            unique_len: 0,
+            uidl_len: 0,
+            dir: Dir::Cur,
+        }
+    }
+
+    #[test]
+    fn records_are_put_in_message_order_in_place() {
+        let records: Vec<Record> = (0..10).map(record).collect();
+        for order in [
+            vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            vec![9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+            vec![3, 0, 1, 2, 7, 8, 9, 4, 6, 5],
+            vec![5, 2, 8],
+            vec![],
+        ] {
+            let sizes: Vec<u64> = in_message_order(records.clone(), &order)
+                .iter()
+                .map(|record| record.size)
+                .collect();
+            let expected: Vec<u64> = order.iter().map(|&at| u64::from(at)).collect();
+            assert_eq!(sizes, expected, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 32);
     }
 }

@@ -32,15 +32,16 @@
 //! one, and a mismatch drops the entry from the cache at once (see
 //! [`Mailbox::open_message`](crate::Mailbox::open_message)).
 
-use std::collections::hash_map::{Entry, HashMap, RandomState};
+use std::collections::hash_map::RandomState;
 use std::fs::{self, OpenOptions};
 use std::hash::BuildHasher;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use hashbrown::hash_table::{self, HashTable};
 use nix::libc;
 
 use crate::file;
@@ -65,54 +66,165 @@ pub(crate) struct Sizes {
     pub(crate) wire: u64,
 }
 
-/// One cache entry and whether the snapshot asked for it.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    sizes: Sizes,
-    used: bool,
-}
-
-/// What the file on disk turned out to be.
+/// The cache file is malformed (or could not be read to its end): every
+/// size [`load`] handed out must be forgotten, and the file rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// No file (or it could not be read).
-    Missing,
-    /// A file that failed validation; it should be replaced.
-    Corrupt,
-    /// A valid file.
-    Valid,
+pub(crate) struct Corrupt;
+
+/// The files of a snapshot, in the order the directories listed them, as
+/// [`load`] gives them their cached sizes.
+pub(crate) trait Sizable {
+    /// How many files.
+    fn count(&self) -> usize;
+    /// The unique name of file `index`.
+    fn unique(&self, index: usize) -> &[u8];
+    /// Gives file `index` its cached sizes; `false` when it does not need
+    /// them (its size came from its name or an imported list).
+    fn take_sizes(&mut self, index: usize, sizes: Sizes) -> bool;
 }
 
-/// A cache loaded for one snapshot, borrowing names from the file's bytes.
+/// Reads the cache file of the Maildir at `root` line by line and hands
+/// each entry to the file of that name in `files`. Returns whether the file
+/// should be rewritten even if no size is added: it holds entries for
+/// messages no longer present (or not needing one), or most of its lines
+/// were not where the listing expected them (an older popgate wrote them
+/// in another order). A missing or unreadable file is no reason to refuse
+/// a login: `Ok(false)`, and every size is computed.
 ///
-/// The store writes the entries in the order it lists the directories,
-/// and asks for them again in that order at the next login, which on an
-/// unchanged directory is the same. So [`get`](SizeCache::get) first tries
-/// the entry after the last one found, reading the file front to back, and
-/// only goes to the hash index when that is not the one (a message was
-/// added or removed since): no hashing and no scattered reads on a warm
-/// login.
-#[derive(Debug)]
-pub(crate) struct SizeCache<'a> {
-    /// The entries in file order.
-    entries: Vec<(&'a [u8], Slot)>,
-    /// Where each name is in `entries`.
-    index: HashMap<&'a [u8], usize>,
-    /// Where the next lookup looks first.
+/// The lines come in listing order on an unchanged Maildir, so each is
+/// first compared with the file after the one the previous line went to;
+/// only when that is not it is an index of the listing's names built
+/// (once) and asked. A warm login hashes nothing, and the file is never
+/// in memory whole: only one line of it at a time.
+///
+/// [`Corrupt`] for a malformed line, a missing final LF (a file cut
+/// short), a name given twice, a file over [`MAX_BYTES`] or a read error.
+pub(crate) fn load(root: &Path, files: &mut impl Sizable) -> Result<bool, Corrupt> {
+    let Ok((file, len)) = file::open_regular(&root.join(SIZE_CACHE_FILE)) else {
+        return Ok(false);
+    };
+    if len > MAX_BYTES {
+        return Err(Corrupt);
+    }
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file.take(MAX_BYTES + 1));
+    let mut line = Vec::with_capacity(256);
+    let mut read = 0;
+    let mut matcher = Matcher {
+        given: vec![false; files.count()],
+        cursor: 0,
+        index: None,
+        hasher: RandomState::new(),
+        entries: 0,
+        jumps: 0,
+        unused: 0,
+    };
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|_| Corrupt)?;
+        read += n as u64;
+        if n == 0 {
+            break;
+        }
+        if read > MAX_BYTES {
+            return Err(Corrupt);
+        }
+        let text = line.strip_suffix(b"\n").ok_or(Corrupt)?;
+        if read == n as u64 {
+            if line != HEADER {
+                return Err(Corrupt);
+            }
+            continue;
+        }
+        let (name, sizes) = parse_line(text).ok_or(Corrupt)?;
+        matcher.offer(files, name, sizes)?;
+    }
+    if read == 0 {
+        return Err(Corrupt);
+    }
+    Ok(matcher.is_stale())
+}
+
+/// How much of the cache file is read at a time.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Matches the cache's lines with the listed files.
+struct Matcher {
+    /// The files a line was found for.
+    given: Vec<bool>,
+    /// The file the next line is expected for.
     cursor: usize,
-    /// Entries found through the index rather than the cursor.
+    /// The listed files by unique name, built at the first line that is
+    /// not where expected.
+    index: Option<HashTable<u32>>,
+    hasher: RandomState,
+    /// Lines seen.
+    entries: usize,
+    /// Lines found through the index rather than at the cursor.
     jumps: usize,
-    state: State,
+    /// Lines for files not listed, or not needing their size.
+    unused: usize,
 }
 
-/// Reads the cache file of the Maildir at `root`: `None` when missing or
-/// unreadable (an unreadable cache is no reason to refuse a login).
-pub(crate) fn read(root: &Path) -> Option<Vec<u8>> {
-    read_bounded(&root.join(SIZE_CACHE_FILE))
+impl Matcher {
+    /// Hands one line's sizes to its file.
+    fn offer(
+        &mut self,
+        files: &mut impl Sizable,
+        name: &[u8],
+        sizes: Sizes,
+    ) -> Result<(), Corrupt> {
+        self.entries += 1;
+        let at = if self.cursor < files.count() && files.unique(self.cursor) == name {
+            Some(self.cursor)
+        } else {
+            let found = self.find(files, name);
+            self.jumps += usize::from(found.is_some());
+            found
+        };
+        let Some(at) = at else {
+            self.unused += 1;
+            return Ok(());
+        };
+        self.cursor = at + 1;
+        match self.given.get_mut(at) {
+            Some(given) if !*given => *given = true,
+            _ => return Err(Corrupt),
+        }
+        if !files.take_sizes(at, sizes) {
+            self.unused += 1;
+        }
+        Ok(())
+    }
+
+    /// The file named `name`, through the index.
+    fn find(&mut self, files: &impl Sizable, name: &[u8]) -> Option<usize> {
+        let hasher = &self.hasher;
+        let index = self.index.get_or_insert_with(|| {
+            let count = files.count();
+            let mut index = HashTable::with_capacity(count);
+            for at in (0u32..).take(count) {
+                let hash = hasher.hash_one(files.unique(at as usize));
+                index.insert_unique(hash, at, |&other| {
+                    hasher.hash_one(files.unique(other as usize))
+                });
+            }
+            index
+        });
+        index
+            .find(hasher.hash_one(name), |&at| {
+                files.unique(at as usize) == name
+            })
+            .map(|&at| at as usize)
+    }
+
+    /// `true` when the file should be rewritten for its own sake.
+    fn is_stale(&self) -> bool {
+        self.unused > 0 || self.jumps > self.entries / 2
+    }
 }
 
-/// Reads a bookkeeping file of the Maildir (the size cache, a migration
-/// list): `None` when missing or unreadable. Opened like a message (no
+/// Reads a bookkeeping file of the Maildir (a migration list) whole:
+/// `None` when missing or unreadable. Opened like a message (no
 /// symlinks, no FIFOs); a file over [`MAX_BYTES`] is returned empty, so it
 /// counts as corrupt.
 pub(crate) fn read_bounded(path: &Path) -> Option<Vec<u8>> {
@@ -126,78 +238,6 @@ pub(crate) fn read_bounded(path: &Path) -> Option<Vec<u8>> {
         bytes.clear();
     }
     Some(bytes)
-}
-
-impl<'a> SizeCache<'a> {
-    /// Parses the bytes from [`read`]; anything malformed yields an empty
-    /// cache that asks to be rewritten.
-    pub(crate) fn parse(bytes: Option<&'a [u8]>) -> SizeCache<'a> {
-        let (entries, index, state) = match bytes.map(parse_entries) {
-            None => (Vec::new(), HashMap::new(), State::Missing),
-            Some(None) => (Vec::new(), HashMap::new(), State::Corrupt),
-            Some(Some((entries, index))) => (entries, index, State::Valid),
-        };
-        SizeCache {
-            entries,
-            index,
-            cursor: 0,
-            jumps: 0,
-            state,
-        }
-    }
-
-    /// The sizes cached for `unique`, marking the entry as still needed.
-    pub(crate) fn get(&mut self, unique: &[u8]) -> Option<Sizes> {
-        let at = match self.entries.get(self.cursor) {
-            Some((name, _)) if *name == unique => self.cursor,
-            _ => {
-                let at = *self.index.get(unique)?;
-                self.jumps += 1;
-                at
-            }
-        };
-        self.cursor = at + 1;
-        let (_, slot) = self.entries.get_mut(at)?;
-        slot.used = true;
-        Some(slot.sizes)
-    }
-
-    /// `true` when the file should be rewritten even if nothing was added:
-    /// it is corrupt, holds entries for messages no longer present, or most
-    /// lookups had to use the index (an older popgate wrote the entries in
-    /// another order).
-    pub(crate) fn is_stale(&self) -> bool {
-        self.state == State::Corrupt
-            || self.jumps > self.entries.len() / 2
-            || self.entries.iter().any(|(_, slot)| !slot.used)
-    }
-}
-
-/// The entries of a cache file in file order, and where each name is.
-type Parsed<'a> = (Vec<(&'a [u8], Slot)>, HashMap<&'a [u8], usize>);
-
-/// Parses a whole cache file; `None` when anything is off.
-fn parse_entries(bytes: &[u8]) -> Option<Parsed<'_>> {
-    let body = bytes.strip_prefix(HEADER)?;
-    if body.is_empty() {
-        return Some((Vec::new(), HashMap::new()));
-    }
-    let body = body.strip_suffix(b"\n")?;
-    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
-    let mut entries = Vec::with_capacity(lines);
-    let mut index = HashMap::with_capacity(lines);
-    for line in body.split(|&b| b == b'\n') {
-        let (name, sizes) = parse_line(line)?;
-        match index.entry(name) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(entries.len());
-            }
-            Entry::Occupied(_) => return None,
-        }
-        let slot = Slot { sizes, used: false };
-        entries.push((name, slot));
-    }
-    Some((entries, index))
 }
 
 /// Parses `NAME RAW WIRE` (no LF); `None` when anything is off.
@@ -221,20 +261,13 @@ pub(crate) fn is_storable(unique: &[u8]) -> bool {
 /// Replaces the cache file of the Maildir at `root` with `entries`
 /// (names that are not [storable](is_storable), or repeated, are left out).
 /// Atomic: written to `popgate-sizes.tmp.<pid>.<random>`, then renamed.
+/// The text goes to the file through a small buffer, never whole in memory.
 pub(crate) fn write<'n>(
     root: &Path,
     entries: impl Iterator<Item = (&'n [u8], Sizes)>,
 ) -> io::Result<()> {
-    let mut text = HEADER.to_vec();
-    let mut seen = std::collections::HashSet::new();
-    for (unique, sizes) in entries {
-        if !is_storable(unique) || !seen.insert(unique) {
-            continue;
-        }
-        text.extend_from_slice(unique);
-        writeln!(text, " {} {}", sizes.raw, sizes.wire)?;
-    }
-    let random = RandomState::new().hash_one(std::process::id());
+    let hasher = RandomState::new();
+    let random = hasher.hash_one(std::process::id());
     let tmp = root.join(format!(
         "{SIZE_CACHE_FILE}.tmp.{}.{random:016x}",
         std::process::id()
@@ -245,7 +278,31 @@ pub(crate) fn write<'n>(
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
-        .and_then(|mut file| file.write_all(&text))
+        .and_then(|file| {
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            out.write_all(HEADER)?;
+            // The names written so far, to leave out repeats.
+            let mut seen: HashTable<&[u8]> = HashTable::new();
+            for (unique, sizes) in entries {
+                if !is_storable(unique) {
+                    continue;
+                }
+                match seen.entry(
+                    hasher.hash_one(unique),
+                    |other| *other == unique,
+                    |other| hasher.hash_one(other),
+                ) {
+                    hash_table::Entry::Occupied(_) => continue,
+                    hash_table::Entry::Vacant(vacant) => {
+                        vacant.insert(unique);
+                    }
+                }
+                out.write_all(unique)?;
+                writeln!(out, " {} {}", sizes.raw, sizes.wire)?;
+            }
+            out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            Ok(())
+        })
         .and_then(|()| fs::rename(&tmp, root.join(SIZE_CACHE_FILE)));
     if result.is_err() {
         // Best effort: a leftover temporary file is harmless but untidy.
@@ -255,6 +312,9 @@ pub(crate) fn write<'n>(
     }
     result
 }
+
+/// The buffer the cache file is written through.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// How old a temporary cache file must be to count as left behind by a
 /// process that died while writing it (a live writer renames it at once).
@@ -288,56 +348,105 @@ mod tests {
         Sizes { raw, wire }
     }
 
-    #[test]
-    fn valid_file_is_used() {
-        let bytes = b"popgate-sizes 1\na.host 10 12\nb.host 3 5\n";
-        let mut cache = SizeCache::parse(Some(bytes));
-        assert_eq!(cache.get(b"a.host"), Some(sizes(10, 12)));
-        assert_eq!(cache.get(b"c.host"), None);
-        assert!(cache.is_stale(), "b.host was not asked for");
-        assert_eq!(cache.get(b"b.host"), Some(sizes(3, 5)));
-        assert!(!cache.is_stale());
+    /// Listed files for [`load`]: names, and the sizes they were given.
+    struct Files {
+        names: Vec<&'static [u8]>,
+        /// Files whose size came from elsewhere.
+        sized: Vec<&'static [u8]>,
+        given: Vec<Option<Sizes>>,
+    }
+
+    impl Files {
+        fn new(names: &[&'static [u8]]) -> Files {
+            Files {
+                names: names.to_vec(),
+                sized: Vec::new(),
+                given: vec![None; names.len()],
+            }
+        }
+    }
+
+    impl Sizable for Files {
+        fn count(&self) -> usize {
+            self.names.len()
+        }
+        fn unique(&self, index: usize) -> &[u8] {
+            self.names[index]
+        }
+        fn take_sizes(&mut self, index: usize, sizes: Sizes) -> bool {
+            if self.sized.contains(&self.names[index]) {
+                return false;
+            }
+            self.given[index] = Some(sizes);
+            true
+        }
+    }
+
+    /// Loads `text` as the cache file for `files`.
+    fn load_text(text: &[u8], files: &mut Files) -> io::Result<Result<bool, Corrupt>> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join(SIZE_CACHE_FILE), text)?;
+        Ok(load(dir.path(), files))
     }
 
     #[test]
-    fn lookups_in_file_order_or_any_order_find_the_same() {
-        let bytes = b"popgate-sizes 1\na 1 2\nb 3 4\nc 5 6\nd 7 8\n";
-        let mut cache = SizeCache::parse(Some(bytes));
-        // In order, out of order, a name not there, and back in order.
-        for (name, expected) in [
-            (&b"a"[..], Some(sizes(1, 2))),
-            (b"b", Some(sizes(3, 4))),
-            (b"d", Some(sizes(7, 8))),
-            (b"x", None),
-            (b"a", Some(sizes(1, 2))),
-            (b"b", Some(sizes(3, 4))),
-        ] {
-            assert_eq!(
-                cache.get(name),
-                expected,
-                "{:?}",
-                String::from_utf8_lossy(name)
-            );
-        }
-        assert_eq!(cache.get(b"c"), Some(sizes(5, 6)));
-        // Past the last entry, the cursor points nowhere: the index answers.
-        assert_eq!(cache.get(b"d"), Some(sizes(7, 8)));
-        assert_eq!(cache.get(b"c"), Some(sizes(5, 6)));
+    fn valid_file_is_used() -> io::Result<()> {
+        let text = b"popgate-sizes 1\na.host 10 12\nb.host 3 5\n";
+        let mut files = Files::new(&[b"a.host", b"c.host"]);
+        assert_eq!(
+            load_text(text, &mut files)?,
+            Ok(true),
+            "b.host is not listed"
+        );
+        assert_eq!(files.given, [Some(sizes(10, 12)), None]);
+        let mut files = Files::new(&[b"a.host", b"b.host"]);
+        assert_eq!(load_text(text, &mut files)?, Ok(false));
+        assert_eq!(files.given, [Some(sizes(10, 12)), Some(sizes(3, 5))]);
+        Ok(())
     }
 
     #[test]
-    fn a_file_in_another_order_asks_to_be_rewritten() {
-        let bytes = b"popgate-sizes 1\na 1 2\nb 3 4\nc 5 6\nd 7 8\n";
-        let mut in_order = SizeCache::parse(Some(bytes));
-        for name in [&b"a"[..], b"b", b"x", b"c", b"d"] {
-            in_order.get(name);
-        }
-        assert!(!in_order.is_stale(), "one new message is no reason");
-        let mut reversed = SizeCache::parse(Some(bytes));
-        for name in [&b"d"[..], b"c", b"b", b"a"] {
-            assert!(reversed.get(name).is_some());
-        }
-        assert!(reversed.is_stale());
+    fn lines_in_listing_order_or_any_order_find_the_same() -> io::Result<()> {
+        let text = b"popgate-sizes 1\na 1 2\nb 3 4\nc 5 6\nd 7 8\n";
+        // In order, out of order, a file not in the cache, and past the end.
+        let mut files = Files::new(&[b"a", b"b", b"x", b"d", b"c"]);
+        assert_eq!(load_text(text, &mut files)?, Ok(false), "two jumps of four");
+        assert_eq!(
+            files.given,
+            [
+                Some(sizes(1, 2)),
+                Some(sizes(3, 4)),
+                None,
+                Some(sizes(7, 8)),
+                Some(sizes(5, 6))
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_in_another_order_asks_to_be_rewritten() -> io::Result<()> {
+        let text = b"popgate-sizes 1\na 1 2\nb 3 4\nc 5 6\nd 7 8\n";
+        let mut in_order = Files::new(&[b"a", b"b", b"x", b"c", b"d"]);
+        assert_eq!(
+            load_text(text, &mut in_order)?,
+            Ok(false),
+            "one new message is no reason"
+        );
+        let mut reversed = Files::new(&[b"d", b"c", b"b", b"a"]);
+        assert_eq!(load_text(text, &mut reversed)?, Ok(true));
+        assert!(reversed.given.iter().all(Option::is_some));
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_for_a_file_sized_otherwise_asks_to_be_rewritten() -> io::Result<()> {
+        let mut files = Files::new(&[b"a", b"b"]);
+        files.sized.push(b"b");
+        let text = b"popgate-sizes 1\na 1 2\nb 3 4\n";
+        assert_eq!(load_text(text, &mut files)?, Ok(true));
+        assert_eq!(files.given, [Some(sizes(1, 2)), None]);
+        Ok(())
     }
 
     #[test]
@@ -363,21 +472,24 @@ mod tests {
     }
 
     #[test]
-    fn header_only_is_valid_and_empty() {
-        let cache = SizeCache::parse(Some(b"popgate-sizes 1\n"));
-        assert_eq!(cache.state, State::Valid);
-        assert!(!cache.is_stale());
+    fn header_only_is_valid_and_empty() -> io::Result<()> {
+        let mut files = Files::new(&[b"a"]);
+        assert_eq!(load_text(b"popgate-sizes 1\n", &mut files)?, Ok(false));
+        assert_eq!(files.given, [None]);
+        Ok(())
     }
 
     #[test]
-    fn missing_file_is_not_stale() {
-        let mut cache = SizeCache::parse(None);
-        assert_eq!(cache.get(b"a"), None);
-        assert!(!cache.is_stale());
+    fn missing_file_is_not_stale() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut files = Files::new(&[b"a"]);
+        assert_eq!(load(dir.path(), &mut files), Ok(false));
+        assert_eq!(files.given, [None]);
+        Ok(())
     }
 
     #[test]
-    fn corrupt_files_are_ignored_entirely() {
+    fn corrupt_files_are_reported() -> io::Result<()> {
         for bad in [
             &b""[..],
             b"popgate-sizes 2\na 1 2\n",
@@ -390,12 +502,18 @@ mod tests {
             b"popgate-sizes 1\n 1 2\n",
             b"popgate-sizes 1\na 1 2\n\n",
             b"popgate-sizes 1\na 1 2\na 1 2\n",
+            b"popgate-sizes 1\na 1 2\nb 3 4\na 1 2\n",
             b"popgate-sizes 1\na 1 99999999999999999999999\n",
         ] {
-            let mut cache = SizeCache::parse(Some(bad));
-            assert_eq!(cache.get(b"a"), None, "{:?}", String::from_utf8_lossy(bad));
-            assert!(cache.is_stale(), "{:?}", String::from_utf8_lossy(bad));
+            let mut files = Files::new(&[b"a", b"b"]);
+            assert_eq!(
+                load_text(bad, &mut files)?,
+                Err(Corrupt),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
+        Ok(())
     }
 
     #[test]
@@ -409,11 +527,13 @@ mod tests {
             (b"a.host", sizes(9, 9)),
         ];
         write(dir.path(), entries.into_iter())?;
-        let bytes = read(dir.path());
         assert_eq!(
-            bytes.as_deref(),
-            Some(&b"popgate-sizes 1\na.host 1 2\nb.host 7 8\n"[..])
+            fs::read(dir.path().join(SIZE_CACHE_FILE))?,
+            b"popgate-sizes 1\na.host 1 2\nb.host 7 8\n"
         );
+        let mut files = Files::new(&[b"a.host", b"b.host"]);
+        assert_eq!(load(dir.path(), &mut files), Ok(false));
+        assert_eq!(files.given, [Some(sizes(1, 2)), Some(sizes(7, 8))]);
         let names: Vec<_> = fs::read_dir(dir.path())?
             .map(|entry| entry.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;

@@ -26,7 +26,8 @@
 use std::io::Read;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use crate::file::{self, OpenError};
@@ -42,25 +43,37 @@ const PARALLEL_FROM: usize = 64;
 /// How many paths a worker takes from the shared counter at a time.
 const BATCH: usize = 16;
 
-/// The sizes of the files at `paths`, in the same order: `None` for a file
-/// that disappeared or is not a regular file any more. The first error
-/// (by position in `paths`) is returned when a file cannot be read.
-pub(crate) fn compute_all(paths: &[PathBuf]) -> Result<Vec<Option<Sizes>>, StoreError> {
+/// The sizes of `count` files, the `i`th at `path(i)`, in that order:
+/// `None` for a file that disappeared or is not a regular file any more.
+/// The first error (by position) is returned when a file cannot be read.
+///
+/// The paths are made one at a time as the workers need them, so sizing
+/// 100,000 messages does not first build 100,000 paths.
+pub(crate) fn compute_all<P>(count: usize, path: P) -> Result<Vec<Option<Sizes>>, StoreError>
+where
+    P: Fn(usize) -> PathBuf + Sync,
+{
     let threads = thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
         .min(MAX_THREADS);
-    compute_with(paths, threads)
+    compute_with(count, &path, threads)
 }
 
 /// [`compute_all`] with an explicit number of threads (at least one).
-fn compute_with(paths: &[PathBuf], threads: usize) -> Result<Vec<Option<Sizes>>, StoreError> {
+fn compute_with<P>(count: usize, path: &P, threads: usize) -> Result<Vec<Option<Sizes>>, StoreError>
+where
+    P: Fn(usize) -> PathBuf + Sync,
+{
     let work = Work {
-        paths,
+        path,
+        count,
         next: AtomicUsize::new(0),
-        failed: AtomicBool::new(false),
+        failed: Mutex::new(None),
+        raw: (0..count).map(|_| AtomicU64::new(NOT_SIZED)).collect(),
+        wire: (0..count).map(|_| AtomicU64::new(0)).collect(),
     };
-    let mut done = if threads <= 1 || paths.len() < PARALLEL_FROM {
-        work.run()
+    if threads <= 1 || count < PARALLEL_FROM {
+        work.run();
     } else {
         thread::scope(|scope| {
             let helpers: Vec<_> = (1..threads)
@@ -72,53 +85,87 @@ fn compute_with(paths: &[PathBuf], threads: usize) -> Result<Vec<Option<Sizes>>,
                         .ok()
                 })
                 .collect();
-            let mut done = work.run();
+            work.run();
             for helper in helpers {
-                match helper.join() {
-                    Ok(more) => done.extend(more),
-                    Err(panic) => std::panic::resume_unwind(panic),
+                if let Err(panic) = helper.join() {
+                    std::panic::resume_unwind(panic);
                 }
             }
-            done
-        })
-    };
-    done.sort_unstable_by_key(|(index, _)| *index);
-    let mut sizes = Vec::with_capacity(paths.len());
-    for (_, result) in done {
-        sizes.push(result?);
+        });
     }
-    Ok(sizes)
+    let Work {
+        failed, raw, wire, ..
+    } = work;
+    if let Some((_, err)) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(err);
+    }
+    Ok(raw
+        .into_iter()
+        .zip(wire)
+        .map(|(raw, wire)| {
+            let raw = raw.into_inner();
+            (raw != NOT_SIZED).then(|| Sizes {
+                raw,
+                wire: wire.into_inner(),
+            })
+        })
+        .collect())
 }
 
-/// The paths to size and the counter the workers share.
-struct Work<'a> {
-    paths: &'a [PathBuf],
+/// What a file's size on disk reads as until it was found (no file is
+/// that long).
+const NOT_SIZED: u64 = u64::MAX;
+
+/// The files to size, the counter the workers share, and where they put
+/// the results.
+struct Work<'a, P> {
+    path: &'a P,
+    count: usize,
     next: AtomicUsize,
-    failed: AtomicBool,
+    /// The error at the lowest position seen so far.
+    failed: Mutex<Option<(usize, StoreError)>>,
+    raw: Vec<AtomicU64>,
+    wire: Vec<AtomicU64>,
 }
 
-/// A result and the position of its path.
-type Done = (usize, Result<Option<Sizes>, StoreError>);
-
-impl Work<'_> {
-    /// Sizes batches of paths until none are left or some worker failed.
-    fn run(&self) -> Vec<Done> {
+impl<P: Fn(usize) -> PathBuf + Sync> Work<'_, P> {
+    /// Sizes batches of files until none are left or some worker failed.
+    fn run(&self) {
         let mut buf = vec![0u8; wire::READ_CHUNK];
-        let mut done = Vec::new();
-        while !self.failed.load(Ordering::Relaxed) {
+        while !self.has_failed() {
             let start = self.next.fetch_add(BATCH, Ordering::Relaxed);
-            let Some(batch) = self.paths.get(start..) else {
-                break;
-            };
-            for (offset, path) in batch.iter().take(BATCH).enumerate() {
-                let result = compute_sizes(path, &mut buf);
-                if result.is_err() {
-                    self.failed.store(true, Ordering::Relaxed);
+            for at in start..self.count.min(start.saturating_add(BATCH)) {
+                let path = (self.path)(at);
+                match compute_sizes(&path, &mut buf) {
+                    Ok(Some(sizes)) => {
+                        if let (Some(raw), Some(wire)) = (self.raw.get(at), self.wire.get(at)) {
+                            wire.store(sizes.wire, Ordering::Relaxed);
+                            raw.store(sizes.raw, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => self.fail(at, err),
                 }
-                done.push((start + offset, result));
+            }
+            if start >= self.count {
+                break;
             }
         }
-        done
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Keeps `err` when it is the first by position.
+    fn fail(&self, at: usize, err: StoreError) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if failed.as_ref().is_none_or(|(first, _)| at < *first) {
+            *failed = Some((at, err));
+        }
     }
 }
 
@@ -187,12 +234,12 @@ mod tests {
         assert_eq!(expected.iter().filter(|s| s.is_none()).count(), 3);
         for threads in [1, 2, 3, MAX_THREADS] {
             assert_eq!(
-                compute_with(&paths, threads)?,
+                compute_with(paths.len(), &|i| paths[i].clone(), threads)?,
                 expected,
                 "{threads} threads"
             );
         }
-        assert_eq!(compute_all(&paths)?, expected);
+        assert_eq!(compute_all(paths.len(), |i| paths[i].clone())?, expected);
         Ok(())
     }
 
@@ -233,7 +280,7 @@ mod tests {
         let bad = dir.path().join("0.m").join("x");
         paths.insert(150, bad.clone());
         for threads in [1, 2, MAX_THREADS] {
-            match compute_with(&paths, threads) {
+            match compute_with(paths.len(), &|i| paths[i].clone(), threads) {
                 Err(StoreError::Io { context, .. }) => {
                     assert_eq!(context, format!("opening {}", bad.display()));
                 }

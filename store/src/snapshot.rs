@@ -29,6 +29,7 @@ use nix::dir::Type;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use crate::arena::{Arena, Span};
 use crate::name;
 use crate::{Order, StoreError};
 
@@ -51,39 +52,73 @@ impl Dir {
     }
 }
 
-/// One message file found by the snapshot.
-#[derive(Debug)]
+/// One message file found by the snapshot: its name (in the listing's
+/// arena) and its directory.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Listed {
+    /// Where the file name is in [`Listing::names`].
+    pub(crate) name: Span,
     /// Where the file is.
     pub(crate) dir: Dir,
-    /// Its file name.
-    pub(crate) name: OsString,
+}
+
+/// The message files of a Maildir, in directory order, with all their names
+/// in one [`Arena`].
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// The file names.
+    pub(crate) names: Arena,
+    /// The files.
+    pub(crate) files: Vec<Listed>,
+}
+
+impl Listing {
+    /// Adds a file.
+    fn push(&mut self, dir: Dir, file_name: &[u8]) -> Result<(), StoreError> {
+        let name = self.names.push(file_name).map_err(|_| too_many())?;
+        self.files.push(Listed { name, dir });
+        Ok(())
+    }
+}
+
+/// The error for a Maildir whose names do not fit in an [`Arena`].
+pub(crate) fn too_many() -> StoreError {
+    StoreError::io(
+        "listing the Maildir",
+        io::Error::other("more message file names than a snapshot holds"),
+    )
+}
+
+/// The ordering key of one listed file, kept together so that sorting
+/// rarely looks at the names themselves.
+#[derive(Debug, Clone, Copy)]
+struct Key {
     /// Delivery seconds from the name, the first ordering key.
     secs: u64,
-    /// How many digits the seconds were written with.
-    digits: usize,
     /// The first 8 bytes of the name after those digits, big-endian, padded
     /// with zeros: orders most names delivered in the same second without
     /// reading the names themselves (see [`cmp_delivery`]).
     prefix: u64,
+    /// The file's position in the listing.
+    index: u32,
+    /// How many digits the seconds were written with.
+    digits: u16,
 }
 
-impl Listed {
-    fn new(dir: Dir, name: OsString) -> Listed {
-        let bytes = name.as_bytes();
-        let secs = name::delivery_seconds(bytes);
-        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-        let rest = bytes.get(digits..).unwrap_or_default();
+impl Key {
+    fn new(index: u32, name: &[u8]) -> Key {
+        let secs = name::delivery_seconds(name);
+        let digits = name.iter().take_while(|b| b.is_ascii_digit()).count();
+        let rest = name.get(digits..).unwrap_or_default();
         let mut prefix = [0u8; 8];
         for (to, from) in prefix.iter_mut().zip(rest) {
             *to = *from;
         }
-        Listed {
-            dir,
-            name,
+        Key {
             secs,
-            digits,
             prefix: u64::from_be_bytes(prefix),
+            index,
+            digits: u16::try_from(digits).unwrap_or(u16::MAX),
         }
     }
 }
@@ -94,19 +129,25 @@ impl Listed {
 /// the same digits, so their order is that of what follows, and the
 /// prefixes decide it whenever they differ (file names hold no NUL, so the
 /// zero padding sorts like the end of the name). Only the rest falls back
-/// to comparing the names, which are scattered over the heap.
-fn cmp_delivery(a: &Listed, b: &Listed) -> std::cmp::Ordering {
-    a.secs
-        .cmp(&b.secs)
-        .then_with(|| {
-            let same_digits = a.secs != u64::MAX && a.digits == b.digits;
-            if same_digits && a.prefix != b.prefix {
-                a.prefix.cmp(&b.prefix)
-            } else {
-                a.name.as_bytes().cmp(b.name.as_bytes())
-            }
-        })
-        .then(a.dir.cmp(&b.dir))
+/// to comparing the names in the arena.
+fn cmp_delivery(listing: &Listing, a: &Key, b: &Key) -> std::cmp::Ordering {
+    a.secs.cmp(&b.secs).then_with(|| {
+        let same_digits = a.secs != u64::MAX && a.digits == b.digits;
+        if same_digits && a.prefix != b.prefix {
+            return a.prefix.cmp(&b.prefix);
+        }
+        match (
+            listing.files.get(a.index as usize),
+            listing.files.get(b.index as usize),
+        ) {
+            (Some(x), Some(y)) => listing
+                .names
+                .get(x.name)
+                .cmp(listing.names.get(y.name))
+                .then(x.dir.cmp(&y.dir)),
+            _ => a.index.cmp(&b.index),
+        }
+    })
 }
 
 /// Checks that `root` is a Maildir: a directory with `cur/` and `new/`.
@@ -140,58 +181,58 @@ pub(crate) fn check_layout(root: &Path) -> Result<(), StoreError> {
 
 /// Moves `new/` into `cur/` and lists the messages, in directory order:
 /// the caller looks at each name while it is fresh in the CPU cache, then
-/// puts them in delivery order with [`sort`].
-pub(crate) fn take(root: &Path) -> Result<Vec<Listed>, StoreError> {
+/// puts them in delivery order with [`delivery_order`].
+pub(crate) fn take(root: &Path) -> Result<Listing, StoreError> {
     let new = root.join(Dir::New.as_str());
     let cur = root.join(Dir::Cur.as_str());
-    let mut listed = Vec::new();
-    for file_name in list(&new)? {
-        let target = cur.join(OsStr::from_bytes(&name::cur_name(file_name.as_bytes())));
-        match crate::file::rename_noreplace(&new.join(&file_name), &target) {
+    // The names in new/ are only kept for the files that could not move.
+    let mut in_new = Listing::default();
+    list(&new, |file_name| in_new.push(Dir::New, file_name))?;
+    let mut listing = Listing::default();
+    for file in &in_new.files {
+        let file_name = in_new.names.get(file.name);
+        let target = cur.join(OsStr::from_bytes(&name::cur_name(file_name)));
+        match crate::file::rename_noreplace(&new.join(OsStr::from_bytes(file_name)), &target) {
             Ok(()) => {}
             // Another reader moved it first: it is in cur/ now.
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(_) => listed.push(Listed::new(Dir::New, file_name)),
+            Err(_) => listing.push(Dir::New, file_name)?,
         }
     }
-    let in_cur = list(&cur)?;
-    listed.reserve(in_cur.len());
-    listed.extend(in_cur.into_iter().map(|name| Listed::new(Dir::Cur, name)));
-    Ok(listed)
+    drop(in_new);
+    list(&cur, |file_name| listing.push(Dir::Cur, file_name))?;
+    Ok(listing)
 }
 
-/// The positions of `listed` in delivery order: the delivery seconds of
+/// The positions in `listing` in delivery order: the delivery seconds of
 /// each file, then its name (then `new/` before `cur/`), oldest or newest
 /// first.
 ///
 /// Sorts small keys rather than the entries themselves: the seconds, then
 /// the name prefix, decide almost every comparison without reading the
 /// names (see [`cmp_delivery`]).
-pub(crate) fn delivery_order(listed: &[Listed], order: Order) -> Vec<usize> {
-    let mut keys: Vec<(u64, usize)> = listed
-        .iter()
-        .enumerate()
-        .map(|(index, entry)| (entry.secs, index))
+pub(crate) fn delivery_order(listing: &Listing, order: Order) -> Vec<u32> {
+    let mut keys: Vec<Key> = (0u32..)
+        .zip(&listing.files)
+        .map(|(index, file)| Key::new(index, listing.names.get(file.name)))
         .collect();
-    keys.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| match (listed.get(a.1), listed.get(b.1)) {
-                (Some(x), Some(y)) => cmp_delivery(x, y),
-                _ => a.1.cmp(&b.1),
-            })
-    });
-    let mut positions: Vec<usize> = keys.into_iter().map(|(_, index)| index).collect();
+    keys.sort_unstable_by(|a, b| cmp_delivery(listing, a, b));
+    let mut positions: Vec<u32> = keys.iter().map(|key| key.index).collect();
     if order == Order::NewestFirst {
         positions.reverse();
     }
     positions
 }
 
-/// The names of the regular files in `dir` not starting with `.`.
+/// Calls `each` with the name of every regular file in `dir` not starting
+/// with `.`, in directory order.
 ///
-/// Read with `readdir` directly rather than `std::fs::read_dir`, which
+/// Reads with `readdir` directly rather than `std::fs::read_dir`, which
 /// allocates twice per entry: a Maildir can hold 100,000 of them.
-fn list(dir: &Path) -> Result<Vec<OsString>, StoreError> {
+fn list(
+    dir: &Path,
+    mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let context = || format!("listing {}", dir.display());
     let mut handle = nix::dir::Dir::open(
         dir,
@@ -199,7 +240,6 @@ fn list(dir: &Path) -> Result<Vec<OsString>, StoreError> {
         Mode::empty(),
     )
     .map_err(|errno| StoreError::io(context(), errno.into()))?;
-    let mut names = Vec::new();
     for entry in handle.iter() {
         let entry = entry.map_err(|errno| StoreError::io(context(), errno.into()))?;
         let file_name = entry.file_name().to_bytes();
@@ -216,10 +256,10 @@ fn list(dir: &Path) -> Result<Vec<OsString>, StoreError> {
             },
         };
         if is_file {
-            names.push(OsStr::from_bytes(file_name).to_os_string());
+            each(file_name)?;
         }
     }
-    Ok(names)
+    Ok(())
 }
 
 /// Finds a message by its unique name after its file was renamed by
@@ -236,9 +276,13 @@ pub(crate) fn find_unique(
         Dir::Cur => &[Dir::Cur],
     };
     for &dir in dirs {
-        let found = list(&root.join(dir.as_str()))?
-            .into_iter()
-            .find(|file_name| name::unique_name(file_name.as_bytes()) == unique);
+        let mut found = None;
+        list(&root.join(dir.as_str()), |file_name| {
+            if found.is_none() && name::unique_name(file_name) == unique {
+                found = Some(OsStr::from_bytes(file_name).to_os_string());
+            }
+            Ok(())
+        })?;
         if let Some(file_name) = found {
             return Ok(Some((dir, file_name)));
         }
@@ -253,10 +297,11 @@ pub(crate) fn index_by_unique(
 ) -> Result<HashMap<Vec<u8>, (Dir, OsString)>, StoreError> {
     let mut index = HashMap::new();
     for dir in [Dir::New, Dir::Cur] {
-        for file_name in list(&root.join(dir.as_str()))? {
-            let unique = name::unique_name(file_name.as_bytes()).to_vec();
-            index.insert(unique, (dir, file_name));
-        }
+        list(&root.join(dir.as_str()), |file_name| {
+            let unique = name::unique_name(file_name).to_vec();
+            index.insert(unique, (dir, OsStr::from_bytes(file_name).to_os_string()));
+            Ok(())
+        })?;
     }
     Ok(index)
 }
@@ -280,20 +325,22 @@ mod tests {
         Ok(dir)
     }
 
-    fn take_sorted(root: &Path, order: Order) -> Result<Vec<Listed>, StoreError> {
-        let listed = take(root)?;
-        let positions = delivery_order(&listed, order);
-        let mut slots: Vec<Option<Listed>> = listed.into_iter().map(Some).collect();
-        Ok(positions
-            .into_iter()
-            .filter_map(|index| slots.get_mut(index)?.take())
-            .collect())
+    /// The files of the snapshot in delivery order: directory and name.
+    fn take_sorted(root: &Path, order: Order) -> Result<Vec<(Dir, String)>, StoreError> {
+        let listing = take(root)?;
+        Ok(sorted(&listing, order))
     }
 
-    fn names(listed: &[Listed]) -> Vec<(Dir, String)> {
-        listed
-            .iter()
-            .map(|l| (l.dir, l.name.to_string_lossy().into_owned()))
+    fn sorted(listing: &Listing, order: Order) -> Vec<(Dir, String)> {
+        delivery_order(listing, order)
+            .into_iter()
+            .filter_map(|index| listing.files.get(index as usize))
+            .map(|l| {
+                (
+                    l.dir,
+                    listing.names.os_str(l.name).to_string_lossy().into_owned(),
+                )
+            })
             .collect()
     }
 
@@ -340,22 +387,19 @@ mod tests {
             "300.a.host:2,",
             "300.b.host:2,",
         ];
-        assert_eq!(
-            names(&listed),
-            expected.map(|n| (Dir::Cur, n.to_string())).to_vec()
-        );
+        assert_eq!(listed, expected.map(|n| (Dir::Cur, n.to_string())).to_vec());
         assert_eq!(fs::read_dir(root.join("new"))?.count(), 0);
         assert!(root.join("cur/300.b.host:2,").is_file());
 
         let newest = take_sorted(root, Order::NewestFirst)?;
         let mut reversed = expected.map(|n| (Dir::Cur, n.to_string())).to_vec();
         reversed.reverse();
-        assert_eq!(names(&newest), reversed);
+        assert_eq!(newest, reversed);
         Ok(())
     }
 
     #[test]
-    fn delivery_order_is_seconds_then_name_then_dir() {
+    fn delivery_order_is_seconds_then_name_then_dir() -> Result<(), StoreError> {
         let names = [
             "",
             "0",
@@ -388,21 +432,35 @@ mod tests {
             "1700000000.M1P20.host",
             "1700000000.M1P3.host",
         ];
-        let mut listed: Vec<Listed> = names
+        let mut listing = Listing::default();
+        for name in names.iter().rev() {
+            for dir in [Dir::New, Dir::Cur] {
+                listing.push(dir, name.as_bytes())?;
+            }
+        }
+        let mut expected: Vec<(u64, Vec<u8>, Dir)> = names
             .iter()
-            .flat_map(|name| [Dir::Cur, Dir::New].map(|dir| Listed::new(dir, OsString::from(name))))
-            .collect();
-        listed.reverse();
-        let mut expected: Vec<(u64, Vec<u8>, Dir)> = listed
-            .iter()
-            .map(|l| (l.secs, l.name.as_bytes().to_vec(), l.dir))
+            .flat_map(|name| {
+                [Dir::Cur, Dir::New].map(|dir| {
+                    (
+                        name::delivery_seconds(name.as_bytes()),
+                        name.as_bytes().to_vec(),
+                        dir,
+                    )
+                })
+            })
             .collect();
         expected.sort();
         for order in [Order::OldestFirst, Order::NewestFirst] {
-            let got: Vec<(u64, Vec<u8>, Dir)> = delivery_order(&listed, order)
+            let got: Vec<(u64, Vec<u8>, Dir)> = sorted(&listing, order)
                 .into_iter()
-                .filter_map(|index| listed.get(index))
-                .map(|l| (l.secs, l.name.as_bytes().to_vec(), l.dir))
+                .map(|(dir, name)| {
+                    (
+                        name::delivery_seconds(name.as_bytes()),
+                        name.into_bytes(),
+                        dir,
+                    )
+                })
                 .collect();
             let mut want = expected.clone();
             if order == Order::NewestFirst {
@@ -410,6 +468,7 @@ mod tests {
             }
             assert_eq!(got, want, "{order:?}");
         }
+        Ok(())
     }
 
     #[test]
@@ -420,7 +479,7 @@ mod tests {
         fs::write(root.join("cur/1.x.host:2,"), b"other file, same name")?;
         let listed = take_sorted(root, Order::OldestFirst)?;
         assert_eq!(
-            names(&listed),
+            listed,
             [
                 (Dir::New, "1.x.host".to_string()),
                 (Dir::Cur, "1.x.host:2,".to_string())
@@ -445,7 +504,7 @@ mod tests {
         std::os::unix::fs::symlink(root.join("secret"), root.join("new/3.link.host"))?;
         fs::write(root.join("cur/4.real.host:2,"), b"")?;
         let listed = take_sorted(root, Order::OldestFirst)?;
-        assert_eq!(names(&listed), [(Dir::Cur, "4.real.host:2,".to_string())]);
+        assert_eq!(listed, [(Dir::Cur, "4.real.host:2,".to_string())]);
         assert!(
             root.join("new/3.link.host").is_symlink(),
             "symlink not moved"

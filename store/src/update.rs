@@ -84,7 +84,7 @@ pub(crate) fn apply(mailbox: &Mailbox, deleted: &[usize]) -> CommitReport {
     };
     let mut report = CommitReport::default();
     for index in indices {
-        let result = match mailbox.files.get(index) {
+        let result = match mailbox.file(index) {
             Some(message) => apply_one(&mut renamed, message, &action),
             None => Err(StoreError::NoSuchMessage(index)),
         };
@@ -99,7 +99,7 @@ pub(crate) fn apply(mailbox: &Mailbox, deleted: &[usize]) -> CommitReport {
 /// Applies the action to one message.
 fn apply_one(
     renamed: &mut Renamed<'_>,
-    message: &MessageFile,
+    message: MessageFile<'_>,
     action: &Action,
 ) -> Result<(), StoreError> {
     let cur = renamed.root.join(Dir::Cur.as_str());
@@ -145,12 +145,12 @@ impl Renamed<'_> {
     /// the file is not at its snapshot name any more, it is looked up by its
     /// unique name and `op` runs once more on what is found;
     /// [`StoreError::Vanished`] when it is gone.
-    fn at_current_name<F>(&mut self, message: &MessageFile, op: F) -> Result<(), StoreError>
+    fn at_current_name<F>(&mut self, message: MessageFile<'_>, op: F) -> Result<(), StoreError>
     where
         F: Fn(&Path, Dir, &OsStr) -> io::Result<()>,
     {
-        let path = snapshot::path(self.root, message.dir, &message.name);
-        match op(&path, message.dir, &message.name) {
+        let path = snapshot::path(self.root, message.dir, message.name);
+        match op(&path, message.dir, message.name) {
             Ok(()) => return Ok(()),
             Err(err) if err.kind() != io::ErrorKind::NotFound => {
                 return Err(StoreError::io(format!("updating {}", path.display()), err))

@@ -71,11 +71,27 @@ fn options(on_dele: OnDele) -> OpenOptions {
 }
 
 fn uidls(mailbox: &Mailbox) -> Vec<&str> {
-    mailbox.messages().iter().map(|m| m.uidl.as_str()).collect()
+    (0..mailbox.len())
+        .map(|index| {
+            let uidl = mailbox.uidl(index).unwrap_or(b"(none)");
+            std::str::from_utf8(uidl).unwrap_or("(not UTF-8)")
+        })
+        .collect()
 }
 
 fn sizes(mailbox: &Mailbox) -> Vec<u64> {
-    mailbox.messages().iter().map(|m| m.size).collect()
+    (0..mailbox.len())
+        .map(|index| mailbox.size(index).unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// Every message's UIDL and size, in message order.
+fn listing(mailbox: &Mailbox) -> Vec<(String, u64)> {
+    uidls(mailbox)
+        .into_iter()
+        .map(str::to_owned)
+        .zip(sizes(mailbox))
+        .collect()
 }
 
 /// RETR as the gateway does it: the file through the encoder.
@@ -227,8 +243,11 @@ fn size_equals_what_retr_sends_without_stuffing() -> TestResult {
         b"From: a\r\n..\r\n...x\r\nbare\rcr\r\n\r\nno final newline\r\n.\r\n"
     );
     // Two stuffed dots and the 3-octet terminator are not counted.
-    assert_eq!(mailbox.messages()[0].size, sent.len() as u64 - 2 - 3);
-    assert_eq!(mailbox.messages()[0].size, 46);
+    assert_eq!(
+        mailbox.size(0).unwrap_or_default(),
+        sent.len() as u64 - 2 - 3
+    );
+    assert_eq!(mailbox.size(0).unwrap_or_default(), 46);
     Ok(())
 }
 
@@ -248,6 +267,7 @@ fn corrupt_or_truncated_cache_is_recomputed() -> TestResult {
         "popgate-sizes 1\n1.a.host 2 999\n2.b.host 3 999",
         "popgate-sizes 1\n1.a.host 2 999\n2.b.host 3\n",
         "popgate-sizes 0\n1.a.host 2 999\n2.b.host 3 999\n",
+        "popgate-sizes 1\n1.a.host 2 999\n2.b.host 3 999\n1.a.host 2 999\n",
         "",
     ] {
         let maildir = Maildir::new()?;
@@ -464,7 +484,7 @@ fn dropping_without_commit_deletes_nothing() -> TestResult {
     maildir.put("cur", "1.a.host:2,", b"x\n")?;
     maildir.put("new", "2.b.host", b"y\n")?;
     let mailbox = maildir.open()?;
-    assert_eq!(mailbox.messages().len(), 2);
+    assert_eq!(mailbox.len(), 2);
     drop(mailbox);
     assert_eq!(maildir.names("cur")?, ["1.a.host:2,", "2.b.host:2,"]);
     Ok(())
@@ -537,7 +557,7 @@ fn second_session_waits_then_is_locked_and_gets_in_after_the_first() -> TestResu
     assert!(started.elapsed() >= Duration::from_millis(200));
     drop(first);
     let third = maildir.open()?;
-    assert_eq!(third.messages().len(), 1);
+    assert_eq!(third.len(), 1);
     assert!(maildir.root().join(LOCK_FILE).is_file());
     // commit releases the lock too.
     assert!(third.commit(&[]).is_complete());
@@ -610,7 +630,7 @@ fn a_message_that_cannot_move_to_cur_is_served_from_new() -> TestResult {
     maildir.put("new", "1.dup.host", b"from new\n")?;
     maildir.put("cur", "1.dup.host:2,", b"from cur\n")?;
     let mailbox = maildir.open()?;
-    assert_eq!(mailbox.messages().len(), 2);
+    assert_eq!(mailbox.len(), 2);
     assert_eq!(retr(&mailbox, 0)?, b"from new\r\n.\r\n");
     assert_eq!(retr(&mailbox, 1)?, b"from cur\r\n.\r\n");
     assert!(mailbox.commit(&[0]).is_complete());
@@ -681,13 +701,13 @@ fn many_messages_open_from_a_warm_cache() -> TestResult {
         )?;
     }
     let cold = maildir.open()?;
-    assert_eq!(cold.messages().len(), 2_000);
+    assert_eq!(cold.len(), 2_000);
     drop(cold);
     let cache = maildir.cache()?;
     assert_eq!(cache.lines().count(), 2_001);
     let warm = maildir.open()?;
-    assert_eq!(warm.messages()[1_234].uidl, "1700001234.M1234P1.host");
-    assert_eq!(warm.messages()[1_234].size, 9);
+    assert_eq!(warm.uidl(1_234), Some(&b"1700001234.M1234P1.host"[..]));
+    assert_eq!(warm.size(1_234), Some(9));
     assert_eq!(
         maildir.cache()?,
         cache,
@@ -725,12 +745,7 @@ fn a_big_first_login_sizes_in_parallel_and_writes_the_cache_in_listing_order() -
     });
 
     let cold = maildir.open()?;
-    let got: Vec<(String, u64)> = cold
-        .messages()
-        .iter()
-        .map(|m| (m.uidl.clone(), m.size))
-        .collect();
-    assert_eq!(got, expected);
+    assert_eq!(listing(&cold), expected);
     drop(cold);
 
     // The cache lists the messages in the order cur/ lists them.
@@ -910,5 +925,134 @@ fn the_nowait_open_serves_what_is_cached_and_defers_the_rest() -> TestResult {
         mailbox.open_message_nowait(5),
         Err(StoreError::NoSuchMessage(5))
     ));
+    Ok(())
+}
+
+/// A message of [`a_big_mixed_mailbox_keeps_every_uidl_and_size`]: where it
+/// is, and the UIDL and size a session must report for it.
+struct Mixed {
+    sub: &'static str,
+    file: String,
+    uidl: String,
+    size: u64,
+}
+
+/// Message `i` of the mixed mailbox; `dovecot` and `courier` collect the
+/// lines of the migration lists that know it.
+fn mixed(i: u32, dovecot: &mut String, courier: &mut String) -> std::io::Result<(Mixed, Vec<u8>)> {
+    let secs = 1_700_000_000 + i;
+    let body = match i % 3 {
+        0 => "a\n.b\n".repeat(1 + i as usize % 7),
+        1 => "crlf\r\n".repeat(1 + i as usize % 5),
+        _ => "bare \r cr and no end".repeat(1 + i as usize % 3),
+    };
+    let wire = popgate_store::wire::wire_size(body.as_bytes())?;
+    let (unique, uidl, size) = match i % 8 {
+        // Not a valid UIDL (a space, too long): the hash of the name.
+        0 => {
+            let unique = format!("{secs}.M{i}P3.host name");
+            let uidl = popgate_store::uidl::from_unique_name(unique.as_bytes());
+            (unique, uidl, wire)
+        }
+        1 => {
+            let unique = format!("{secs}.M{i}P3.{}", "long".repeat(20));
+            let uidl = popgate_store::uidl::from_unique_name(unique.as_bytes());
+            (unique, uidl, wire)
+        }
+        // Dovecot's default UIDL, and its W size, which wins.
+        2 => {
+            let unique = format!("{secs}.M{i}P3.host");
+            dovecot.push_str(&format!("{i} W{} :{unique}:2,S\n", wire + 1000));
+            (unique, format!("{i:08x}6553f100"), wire + 1000)
+        }
+        // A UIDL Dovecot saved.
+        3 => {
+            let unique = format!("{secs}.M{i}P3.host");
+            dovecot.push_str(&format!("{i} P{i}-saved :{unique}\n"));
+            (unique, format!("{i}-saved"), wire)
+        }
+        // Courier's UIDL.
+        4 => {
+            let unique = format!("{secs}.M{i}P3.host");
+            courier.push_str(&format!("{unique}:2, 1 {i}:77:0\n"));
+            (unique, format!("UID{i}-77"), wire)
+        }
+        // The size in the name wins over the content.
+        5 => {
+            let unique = format!("{secs}.M{i}P3.host,S=1,W={}", wire + 7);
+            (unique.clone(), unique, wire + 7)
+        }
+        _ => {
+            let unique = format!("{secs}.M{i}P3.host");
+            (unique.clone(), unique, wire)
+        }
+    };
+    let (sub, file) = if i % 2 == 0 {
+        ("new", unique)
+    } else {
+        ("cur", format!("{unique}:2,S"))
+    };
+    Ok((
+        Mixed {
+            sub,
+            file,
+            uidl,
+            size,
+        },
+        body.into_bytes(),
+    ))
+}
+
+#[test]
+fn a_big_mixed_mailbox_keeps_every_uidl_and_size() -> TestResult {
+    let maildir = Maildir::new()?;
+    let (mut dovecot, mut courier) = (
+        String::from("3 V1700000000 N9999\n"),
+        String::from("/3 9999 77\n"),
+    );
+    let mut messages = Vec::new();
+    for i in 0..6_000u32 {
+        let (message, body) = mixed(i, &mut dovecot, &mut courier)?;
+        maildir.put(message.sub, &message.file, &body)?;
+        messages.push(message);
+    }
+    fs::write(maildir.root().join("dovecot-uidlist"), dovecot)?;
+    fs::write(maildir.root().join("courierpop3dsizelist"), courier)?;
+    let expected: Vec<(String, u64)> = messages.iter().map(|m| (m.uidl.clone(), m.size)).collect();
+
+    // First login (sizes computed, new/ moved), then from the cache.
+    for login in ["cold", "warm"] {
+        let mailbox = maildir.open()?;
+        assert_eq!(mailbox.len(), 6_000, "{login}");
+        assert_eq!(listing(&mailbox), expected, "{login}");
+        assert_eq!((mailbox.uidl(6_000), mailbox.size(6_000)), (None, None));
+    }
+
+    // Messages removed behind popgate's back: the others keep theirs.
+    let mut kept = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        if i % 97 == 5 {
+            let file = if message.sub == "new" {
+                format!("{}:2,", message.file)
+            } else {
+                message.file.clone()
+            };
+            fs::remove_file(maildir.root().join("cur").join(file))?;
+        } else {
+            kept.push((message.uidl.clone(), message.size));
+        }
+    }
+    for login in ["stale cache", "rewritten cache"] {
+        assert_eq!(listing(&maildir.open()?), kept, "{login}");
+    }
+    let newest = Mailbox::open(
+        maildir.root(),
+        &OpenOptions {
+            order: Order::NewestFirst,
+            ..options(OnDele::Delete)
+        },
+    )?;
+    kept.reverse();
+    assert_eq!(listing(&newest), kept);
     Ok(())
 }

@@ -21,27 +21,20 @@
 //! Courier's size counts a CR for every LF, CRLF lines included, so it is
 //! not used: popgate's own size is what its RETR sends.
 
-use std::collections::HashMap;
-
 use super::{Entry, Record};
 use crate::name::{parse_decimal, unique_name};
 
 /// The file's name in the Maildir root.
 pub const FILE: &str = "courierpop3dsizelist";
 
-/// Parses a `courierpop3dsizelist`, keyed by unique name (later lines win).
-pub(crate) fn parse(bytes: &[u8]) -> HashMap<&[u8], Record<'_>> {
-    let mut lines = bytes.split(|&b| b == b'\n');
-    if !lines.next().is_some_and(is_header) {
-        return HashMap::new();
+/// The lines after the header of a `courierpop3dsizelist`; `None` when
+/// the header is not a version 2 or 3 one.
+pub(crate) fn header(bytes: &[u8]) -> Option<&[u8]> {
+    let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+    if !is_header(bytes.get(..end)?) {
+        return None;
     }
-    let mut records = HashMap::new();
-    for line in lines {
-        if let Some((unique, record)) = parse_line(line) {
-            records.insert(unique, record);
-        }
-    }
-    records
+    Some(bytes.get(end + 1..).unwrap_or_default())
 }
 
 /// `true` for a `/2 ...` or `/3 ...` header with a next-UID number.
@@ -54,7 +47,7 @@ fn is_header(line: &[u8]) -> bool {
 }
 
 /// One line: its unique name and UIDL.
-fn parse_line(line: &[u8]) -> Option<(&[u8], Record<'_>)> {
+pub(crate) fn parse_line(line: &[u8]) -> Option<(&[u8], Record<'_>)> {
     let last = memchr::memrchr(b' ', line)?;
     let ids = line.get(last + 1..)?;
     let head = line.get(..last)?;
@@ -97,7 +90,11 @@ pub(crate) fn escaped_name(unique: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::migrate::List;
+
+    fn parse(bytes: &[u8]) -> List<'_> {
+        List::courier(bytes)
+    }
 
     #[test]
     fn reads_uids_and_names_with_spaces() {
@@ -107,7 +104,7 @@ mod tests {
             3.c.host 10 3:0\n";
         let records = parse(text);
         assert_eq!(records.len(), 3);
-        let uidl = |name: &[u8]| records[name].uidl.render();
+        let uidl = |name: &[u8]| records.get(name).and_then(|r| r.uidl.render());
         assert_eq!(
             uidl(b"1700000001.M1P2.host").as_deref(),
             Some("UID1-1700000000")
@@ -117,14 +114,23 @@ mod tests {
             Some("UID2-1700000000")
         );
         assert_eq!(uidl(b"3.c.host").as_deref(), Some("UID3"));
-        assert!(records.values().all(|r| r.wire_size.is_none()));
+        for name in [
+            &b"1700000001.M1P2.host"[..],
+            b"17 with space.host",
+            b"3.c.host",
+        ] {
+            assert_eq!(records.get(name).map(|r| r.wire_size), Some(None));
+        }
     }
 
     #[test]
     fn version_zero_uidls_are_escaped_names() {
         let records = parse(b"/2 1 5\n9.a+b'c\"d e.host 10 0:5\n");
         assert_eq!(
-            records[&b"9.a+b'c\"d e.host"[..]].uidl.render().as_deref(),
+            records
+                .get(b"9.a+b'c\"d e.host")
+                .and_then(|r| r.uidl.render())
+                .as_deref(),
             Some("9.a+2Bb+27c+22d+20e.host")
         );
     }
@@ -137,10 +143,10 @@ mod tests {
             b"3 1 1\na 1 1:1\n",
             b"/3 x 1\na 1 1:1\n",
         ] {
-            assert!(parse(bad).is_empty(), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(parse(bad).len(), 0, "{:?}", String::from_utf8_lossy(bad));
         }
         let records = parse(b"/3 9 1\nnosize 1:1\na x 1:1\nb 1 x:1\nc 1 1\n 1 1:1\nd 1 2:1:0\n");
         assert_eq!(records.len(), 1);
-        assert!(records.contains_key(&b"d"[..]));
+        assert!(records.get(b"d").is_some());
     }
 }

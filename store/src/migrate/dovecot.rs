@@ -28,27 +28,18 @@
 //! header with a `V` field is ignored as a whole; a malformed line is
 //! skipped.
 
-use std::collections::HashMap;
-
 use super::{Entry, Record};
 use crate::name::{parse_decimal, unique_name};
 
 /// The file's name in the Maildir root.
 pub const FILE: &str = "dovecot-uidlist";
 
-/// Parses a `dovecot-uidlist`, keyed by unique name (later lines win).
-pub(crate) fn parse(bytes: &[u8]) -> HashMap<&[u8], Record<'_>> {
-    let mut lines = bytes.split(|&b| b == b'\n');
-    let Some(validity) = lines.next().and_then(header_validity) else {
-        return HashMap::new();
-    };
-    let mut records = HashMap::new();
-    for line in lines {
-        if let Some((unique, record)) = parse_line(line, validity) {
-            records.insert(unique, record);
-        }
-    }
-    records
+/// The UIDVALIDITY from the header of a `dovecot-uidlist`, and the lines
+/// after it; `None` when the header is not a version 3 one with a `V`.
+pub(crate) fn header(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+    let validity = header_validity(bytes.get(..end)?)?;
+    Some((validity, bytes.get(end + 1..).unwrap_or_default()))
 }
 
 /// The UIDVALIDITY from a version 3 header line.
@@ -64,7 +55,7 @@ fn header_validity(line: &[u8]) -> Option<u32> {
 }
 
 /// One record line: its unique name and what it says.
-fn parse_line(line: &[u8], validity: u32) -> Option<(&[u8], Record<'_>)> {
+pub(crate) fn parse_line(line: &[u8], validity: u32) -> Option<(&[u8], Record<'_>)> {
     let space = memchr::memchr(b' ', line)?;
     let uid = u32::try_from(parse_decimal(line.get(..space)?)?).ok()?;
     let mut rest = line.get(space + 1..)?;
@@ -98,9 +89,14 @@ fn parse_line(line: &[u8], validity: u32) -> Option<(&[u8], Record<'_>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrate::List;
+
+    fn parse(bytes: &[u8]) -> List<'_> {
+        List::dovecot(bytes)
+    }
 
     #[test]
-    fn reads_default_saved_and_empty_uidls() {
+    fn reads_default_saved_and_empty_uidls() -> Result<(), &'static str> {
         let text = b"3 V1700000000 N5 G3085f01b7f11094c501100008c4a11c1\n\
             1 W1030 :1035478339.27041_118.foo.org,S=1000:2,S\n\
             2 GAbC P1700000002.M2P9.host :1700000002.M2P9.host:2,\n\
@@ -108,34 +104,36 @@ mod tests {
             4294967295 :4.d.host\n";
         let records = parse(text);
         assert_eq!(records.len(), 4);
-        let first = records[&b"1035478339.27041_118.foo.org,S=1000"[..]];
+        let get = |name: &[u8]| records.get(name).ok_or("missing");
+        let first = get(b"1035478339.27041_118.foo.org,S=1000")?;
         assert_eq!(first.wire_size, Some(1030));
         assert_eq!(first.uidl.render().as_deref(), Some("000000016553f100"));
         assert_eq!(
-            records[&b"1700000002.M2P9.host"[..]]
-                .uidl
-                .render()
-                .as_deref(),
+            get(b"1700000002.M2P9.host")?.uidl.render().as_deref(),
             Some("1700000002.M2P9.host")
         );
-        assert_eq!(records[&b"1700000002.M2P9.host"[..]].wire_size, None);
+        assert_eq!(get(b"1700000002.M2P9.host")?.wire_size, None);
+        assert_eq!(get(b"3.c.host")?.uidl.render().as_deref(), Some("3.c.host"));
         assert_eq!(
-            records[&b"3.c.host"[..]].uidl.render().as_deref(),
-            Some("3.c.host")
-        );
-        assert_eq!(
-            records[&b"4.d.host"[..]].uidl.render().as_deref(),
+            get(b"4.d.host")?.uidl.render().as_deref(),
             Some("ffffffff6553f100")
         );
+        Ok(())
     }
 
     #[test]
-    fn wide_numbers_are_not_truncated() {
+    fn wide_numbers_are_not_truncated() -> Result<(), &'static str> {
         let records = parse(b"3 V4294967295\n305419896 :a\n");
         assert_eq!(
-            records[&b"a"[..]].uidl.render().as_deref(),
+            records
+                .get(b"a")
+                .map(|r| r.uidl)
+                .ok_or("missing")?
+                .render()
+                .as_deref(),
             Some("12345678ffffffff")
         );
+        Ok(())
     }
 
     #[test]
@@ -148,7 +146,7 @@ mod tests {
             b"3 Vx N2\n1 :a\n",
             b"3 V4294967296\n1 :a\n",
         ] {
-            assert!(parse(bad).is_empty(), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(parse(bad).len(), 0, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -157,6 +155,9 @@ mod tests {
         let text = b"3 V7\nx :a\n1 W5\n2 :\n\n3 :b\n4 Pnew :b:2,S\n";
         let records = parse(text);
         assert_eq!(records.len(), 1);
-        assert_eq!(records[&b"b"[..]].uidl, Entry::Literal(b"new"));
+        assert_eq!(
+            records.get(b"b").map(|r| r.uidl),
+            Some(Entry::Literal(b"new"))
+        );
     }
 }

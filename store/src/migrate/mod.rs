@@ -35,8 +35,11 @@
 pub mod courier;
 pub mod dovecot;
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::path::Path;
+
+use hashbrown::hash_table::{self, HashTable};
 
 use crate::size_cache::read_bounded;
 
@@ -126,11 +129,136 @@ impl Files {
     }
 }
 
+/// One migration list, indexed by unique name without copying it.
+///
+/// The index holds where each line starts (4 bytes a line), hashed by the
+/// line's unique name; a lookup parses again the line it lands on. For a
+/// 100,000-message list that is well under a megabyte next to the file's
+/// bytes, where a map of parsed records took seven.
+#[derive(Debug, Default)]
+pub(crate) struct List<'a> {
+    /// The lines after the header.
+    body: &'a [u8],
+    format: Format,
+    /// Line starts in `body`, by unique name (the last line of a name).
+    lines: HashTable<u32>,
+    hasher: RandomState,
+}
+
+/// Which server wrote a list, and what its header said.
+#[derive(Debug, Clone, Copy, Default)]
+enum Format {
+    /// Courier's `courierpop3dsizelist`.
+    #[default]
+    Courier,
+    /// Dovecot's `dovecot-uidlist`, with the mailbox's UIDVALIDITY.
+    Dovecot { validity: u32 },
+}
+
+impl Format {
+    /// Parses the line starting at `at` in `body`.
+    fn parse_at(self, body: &[u8], at: u32) -> Option<(&[u8], Record<'_>)> {
+        let rest = body.get(at as usize..)?;
+        let line = rest
+            .get(..memchr::memchr(b'\n', rest).unwrap_or(rest.len()))
+            .unwrap_or_default();
+        match self {
+            Format::Courier => courier::parse_line(line),
+            Format::Dovecot { validity } => dovecot::parse_line(line, validity),
+        }
+    }
+}
+
+impl<'a> List<'a> {
+    /// Indexes a `dovecot-uidlist` (empty when its header is not one this
+    /// reader knows).
+    pub(crate) fn dovecot(bytes: &'a [u8]) -> List<'a> {
+        match dovecot::header(bytes) {
+            Some((validity, body)) => List::index(body, Format::Dovecot { validity }),
+            None => List::default(),
+        }
+    }
+
+    /// Indexes a `courierpop3dsizelist` (empty when its header is not one
+    /// this reader knows).
+    pub(crate) fn courier(bytes: &'a [u8]) -> List<'a> {
+        match courier::header(bytes) {
+            Some(body) => List::index(body, Format::Courier),
+            None => List::default(),
+        }
+    }
+
+    /// Indexes the lines of `body`; malformed lines are skipped, and a
+    /// later line for the same unique name wins.
+    fn index(body: &'a [u8], format: Format) -> List<'a> {
+        let hasher = RandomState::new();
+        let mut lines = HashTable::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+        let unique_at = |at: &u32| format.parse_at(body, *at).map(|(unique, _)| unique);
+        let mut start = 0usize;
+        for line in body.split(|&b| b == b'\n') {
+            let at = u32::try_from(start).unwrap_or(u32::MAX);
+            start += line.len() + 1;
+            let Some((unique, _)) = format.parse_at(body, at) else {
+                continue;
+            };
+            match lines.entry(
+                hasher.hash_one(unique),
+                |other| unique_at(other) == Some(unique),
+                |other| hasher.hash_one(unique_at(other).unwrap_or_default()),
+            ) {
+                hash_table::Entry::Occupied(mut occupied) => *occupied.get_mut() = at,
+                hash_table::Entry::Vacant(vacant) => {
+                    vacant.insert(at);
+                }
+            }
+        }
+        List {
+            body,
+            format,
+            lines,
+            hasher,
+        }
+    }
+
+    /// What the list says about the message with this unique name.
+    pub(crate) fn get(&self, unique: &[u8]) -> Option<Record<'a>> {
+        if self.lines.is_empty() {
+            return None;
+        }
+        let (body, format) = (self.body, self.format);
+        let mut found = None;
+        self.lines.find(self.hasher.hash_one(unique), |&at| {
+            match format.parse_at(body, at) {
+                Some((name, record)) if name == unique => {
+                    found = Some(record);
+                    true
+                }
+                _ => false,
+            }
+        })?;
+        found
+    }
+
+    /// How many messages the list knows.
+    pub(crate) fn len(&self) -> usize {
+        self.lines.len()
+    }
+}
+
 /// The UIDLs (and sizes) imported for one login, by unique name.
 #[derive(Debug, Default)]
 pub struct Imported<'a> {
-    dovecot: HashMap<&'a [u8], Record<'a>>,
-    courier: HashMap<&'a [u8], Record<'a>>,
+    dovecot: List<'a>,
+    courier: List<'a>,
+}
+
+/// What the imported lists say about one message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Found {
+    /// The UIDL to serve (see [`Imported::uidl`]).
+    pub(crate) uidl: Option<String>,
+    /// Its wire size (see [`Imported::wire_size`]).
+    pub(crate) wire_size: Option<u64>,
 }
 
 impl<'a> Imported<'a> {
@@ -138,38 +266,41 @@ impl<'a> Imported<'a> {
     /// `courierpop3dsizelist` (either may be absent).
     pub fn parse(dovecot: Option<&'a [u8]>, courier: Option<&'a [u8]>) -> Imported<'a> {
         Imported {
-            dovecot: dovecot.map(dovecot::parse).unwrap_or_default(),
-            courier: courier.map(courier::parse).unwrap_or_default(),
+            dovecot: dovecot.map(List::dovecot).unwrap_or_default(),
+            courier: courier.map(List::courier).unwrap_or_default(),
         }
     }
 
     /// `true` when neither file listed anything.
     pub fn is_empty(&self) -> bool {
-        self.dovecot.is_empty() && self.courier.is_empty()
+        self.dovecot.len() == 0 && self.courier.len() == 0
     }
 
-    fn record(&self, unique: &[u8]) -> Option<&Record<'a>> {
-        self.dovecot
-            .get(unique)
-            .or_else(|| self.courier.get(unique))
+    /// The UIDL and size of the message with this unique name, looking it
+    /// up once in each list at most.
+    pub(crate) fn find(&self, unique: &[u8]) -> Found {
+        let dovecot = self.dovecot.get(unique);
+        let dovecot_uidl = dovecot.and_then(|record| record.uidl.render());
+        let courier = if dovecot.is_none() || dovecot_uidl.is_none() {
+            self.courier.get(unique)
+        } else {
+            None
+        };
+        Found {
+            wire_size: dovecot.or(courier).and_then(|record| record.wire_size),
+            uidl: dovecot_uidl.or_else(|| courier.and_then(|record| record.uidl.render())),
+        }
     }
 
     /// The UIDL the previous server served for the message with this
     /// unique name, if it knew the message and the UIDL is valid.
     pub fn uidl(&self, unique: &[u8]) -> Option<String> {
-        self.dovecot
-            .get(unique)
-            .and_then(|record| record.uidl.render())
-            .or_else(|| {
-                self.courier
-                    .get(unique)
-                    .and_then(|record| record.uidl.render())
-            })
+        self.find(unique).uidl
     }
 
     /// The wire size the previous server recorded (Dovecot's `W` field).
     pub fn wire_size(&self, unique: &[u8]) -> Option<u64> {
-        self.record(unique).and_then(|record| record.wire_size)
+        self.find(unique).wire_size
     }
 }
 
