@@ -59,6 +59,14 @@ impl Maildir {
     fn open_with(&self, on_dele: OnDele) -> Result<Mailbox, StoreError> {
         Mailbox::open(self.root(), &options(on_dele))
     }
+
+    fn open_newest_first(&self) -> Result<Mailbox, StoreError> {
+        let options = OpenOptions {
+            order: Order::NewestFirst,
+            ..options(OnDele::Delete)
+        };
+        Mailbox::open(self.root(), &options)
+    }
 }
 
 fn options(on_dele: OnDele) -> OpenOptions {
@@ -142,13 +150,7 @@ fn open_moves_new_to_cur_and_orders_by_delivery() -> TestResult {
     assert_eq!(retr(&mailbox, 1)?, b"one\r\n.\r\n");
     drop(mailbox);
 
-    let newest = Mailbox::open(
-        maildir.root(),
-        &OpenOptions {
-            order: Order::NewestFirst,
-            ..options(OnDele::Delete)
-        },
-    )?;
+    let newest = maildir.open_newest_first()?;
     assert_eq!(
         uidls(&newest),
         [
@@ -1045,13 +1047,7 @@ fn a_big_mixed_mailbox_keeps_every_uidl_and_size() -> TestResult {
     for login in ["stale cache", "rewritten cache"] {
         assert_eq!(listing(&maildir.open()?), kept, "{login}");
     }
-    let newest = Mailbox::open(
-        maildir.root(),
-        &OpenOptions {
-            order: Order::NewestFirst,
-            ..options(OnDele::Delete)
-        },
-    )?;
+    let newest = maildir.open_newest_first()?;
     kept.reverse();
     assert_eq!(listing(&newest), kept);
     Ok(())
