@@ -481,11 +481,14 @@ fn open_cached(
     index: usize,
     identity: Option<Identity>,
 ) -> Option<(std::fs::File, Start)> {
-    let file = identity::run_as(identity, || mailbox.open_message_nowait(index))
-        .ok()?
-        .ok()??;
-    let start = read::read_start_nowait(&file, READ_CHUNK).ok()??;
-    Some((file, start))
+    let opened = identity::run_as(identity, || mailbox.open_message_nowait(index));
+    let Ok(Ok(Some(file))) = opened else {
+        return None;
+    };
+    match read::read_start_nowait(&file, READ_CHUNK) {
+        Ok(Some(start)) => Some((file, start)),
+        _ => None,
+    }
 }
 
 /// Runs a blocking store call on a blocking thread, with `identity`.
