@@ -48,6 +48,10 @@
 //! # }
 //! ```
 //!
+//! Local delivery asks [`Authenticator::lookup`] instead: the same rules
+//! and the same [`Account`] as a login, without a password, answered with a
+//! [`UserLookup`].
+//!
 //! # Same answer, same time
 //!
 //! An unknown user, a wrong password, a denied user and a malformed name all
@@ -102,7 +106,7 @@ pub mod sasl;
 mod sync;
 mod throttle;
 
-pub use account::{Account, Verdict};
+pub use account::{Account, UserLookup, Verdict};
 pub use authenticator::{
     AuthConfig, Authenticator, DEFAULT_CACHE_TTL, DEFAULT_DENY_USERS, DEFAULT_FAILURE_DELAY,
     DEFAULT_MAILDIR_TEMPLATE,
