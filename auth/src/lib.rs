@@ -50,7 +50,7 @@
 //!
 //! Local delivery asks [`Authenticator::lookup`] instead: the same rules
 //! and the same [`Account`] as a login, without a password, answered with a
-//! [`UserLookup`].
+//! [`UserLookup`]. The Maildir template stays inside this crate.
 //!
 //! # Same answer, same time
 //!
@@ -116,6 +116,6 @@ pub use error::AuthError;
 pub use hash::hash_password_bcrypt;
 pub use htpasswd::{check_htpasswd, LoadReport, SkipReason, SkippedLine};
 pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
-pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
+pub use maildir_template::TemplateError;
 pub use password::{Credentials, Password};
 pub use throttle::{Penalty, Throttle, ThrottleConfig};

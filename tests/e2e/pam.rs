@@ -87,6 +87,11 @@ impl PamSandbox {
         self.dir.path().join("home").join(user)
     }
 
+    /// The directory that holds the homes, the PAM and the passwd files.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         let root = self.dir.path();
         let mut env = pam_wrapper_env(&root.join("pam.d"));
