@@ -1,8 +1,9 @@
 //! File identity: a system user's Maildir is touched with that user's rights.
 //!
 //! When popgate runs as root for system (PAM) users, every store call of a
-//! session — opening the mailbox, opening a message, applying deletions —
-//! runs on a thread whose *filesystem* uid and gid (Linux
+//! session — opening (or first creating) the mailbox, opening a message,
+//! applying deletions — and every step of a local delivery into a user's
+//! Maildir runs on a thread whose *filesystem* uid and gid (Linux
 //! `setfsuid`/`setfsgid`) are the user's. The kernel then checks every open,
 //! rename and unlink as if the user did it: a session can read, list or
 //! delete only what its user could. The switch is per thread, so other

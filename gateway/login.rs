@@ -12,12 +12,18 @@
 //!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`.
 //!
 //! The caller only turns the [`Outcome`] into its protocol's reply.
+//!
+//! Local delivery looks recipients up through the same gate
+//! ([`LoginGate::lookup`]): no password and no throttle, but the same
+//! bound on blocking calls, since the passwd database may be a slow LDAP.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use popgate_auth::{validate_login_name, Account, Authenticator, Credentials, Throttle, Verdict};
+use popgate_auth::{
+    validate_login_name, Account, Authenticator, Credentials, Throttle, UserLookup, Verdict,
+};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
@@ -89,6 +95,34 @@ impl LoginGate {
                 warn!(target: "popgate::auth", "authentication unavailable: service={service} rip={ip} user={user} reason={reason:?}");
                 Outcome::Unavailable
             }
+        }
+    }
+
+    /// Looks `user` up without a password (see [`Authenticator::lookup`]),
+    /// on a blocking thread, within the same bounds as a password check.
+    pub async fn lookup(&self, user: &str) -> UserLookup {
+        let auth = self.auth.clone();
+        let checks = self.checks.clone();
+        let user = user.to_owned();
+        let lookup = async move {
+            let permit = checks
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("authentication closed: {e}"))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                auth.lookup(&user)
+            })
+            .await
+            .map_err(|e| format!("user lookup task failed: {e}"))
+        };
+        match tokio::time::timeout(self.check_timeout, lookup).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(reason)) => UserLookup::TemporaryFailure(reason),
+            Err(_) => UserLookup::TemporaryFailure(format!(
+                "user lookup took longer than {}s",
+                self.check_timeout.as_secs_f32()
+            )),
         }
     }
 

@@ -11,6 +11,11 @@
 //! | [`Verdict::Rejected`] | `-ERR [AUTH]` after the throttle's delay | `535 5.7.8` |
 //! | [`Verdict::Disabled`] | `-ERR [SYS/PERM]` | `535 5.7.8` |
 //! | [`Verdict::TemporaryFailure`] | `-ERR [SYS/TEMP]` | `454 4.7.0` |
+//!
+//! Local delivery asks about a user without a password
+//! ([`Authenticator::lookup`](crate::Authenticator::lookup)) and gets a
+//! [`UserLookup`]: the same [`Account`] a login would give, or why there is
+//! none.
 
 use std::path::PathBuf;
 
@@ -65,5 +70,21 @@ pub enum Verdict {
     /// The backend could not be asked (file unreadable, PAM unreachable): the
     /// client should retry later without re-prompting (`[SYS/TEMP]`). The text
     /// is for the server log, never for the client.
+    TemporaryFailure(String),
+}
+
+/// Outcome of looking up a user without a password, for local delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLookup {
+    /// The user exists and may log in as far as the policy goes: this is
+    /// the account a login would give (its Maildir, and for system users
+    /// the uid and gid its files belong to).
+    Found(Account),
+    /// No such user, or one a login would never reach: a malformed or
+    /// denied name, a system user below `min_uid`, an htpasswd entry whose
+    /// hash can never match (SMTP: `550 5.1.1`).
+    Unknown,
+    /// The backend could not be asked; the text is for the server log
+    /// (SMTP: `451`).
     TemporaryFailure(String),
 }

@@ -17,6 +17,20 @@
 //!             └─ Maildir from the template, cached → Accepted
 //! ```
 //!
+//! Local delivery looks a user up without a password,
+//! [`Authenticator::lookup`], by the same rules:
+//!
+//! ```text
+//! lookup(user)
+//!   ├─ malformed name ─────────────────── Unknown
+//!   ├─ backend changed? reload, empty cache; unreadable → TemporaryFailure
+//!   ├─ denied name ────────────────────── Unknown
+//!   └─ backend (no hashing, no PAM transaction)
+//!        ├─ no such user / unusable entry / uid below min_uid → Unknown
+//!        ├─ unavailable ───────────────── TemporaryFailure
+//!        └─ found: Maildir from the template → Found
+//! ```
+//!
 //! Configuration that needs fixing is refused by [`Authenticator::new`]: an
 //! unreadable htpasswd file, an invalid Maildir template, a `~` template for
 //! a backend without home directories.
@@ -24,7 +38,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::account::{Account, Verdict};
+use crate::account::{Account, UserLookup, Verdict};
+use crate::backend::SystemUser;
 use crate::backend::{Answer, Backend, BackendConfig, Refresh};
 use crate::cache::{LoginCache, MAX_CACHED_LOGINS};
 use crate::htpasswd::LoadReport;
@@ -167,22 +182,76 @@ impl Authenticator {
                 if self.policy.is_disabled(user) {
                     return Verdict::Disabled;
                 }
-                match self.template.expand(user, home.as_deref()) {
-                    Ok(maildir) => {
-                        let mut account = Account::new(user, maildir);
-                        if let Some(system) = system {
-                            account = account.with_identity(system.uid, system.gid);
-                        }
+                match self.account(user, home, system) {
+                    Ok(account) => {
                         self.cache.insert(user, password, &account, generation);
                         Verdict::Accepted(account)
                     }
-                    Err(error) => Verdict::TemporaryFailure(format!(
-                        "no maildir for {user:?} from template {:?}: {error}",
-                        self.template.as_str()
-                    )),
+                    Err(reason) => Verdict::TemporaryFailure(reason),
                 }
             }
         }
+    }
+
+    /// Looks `user` up without a password, for local delivery: the account
+    /// a login with the right password would give, by the same rules
+    /// (login-name rule, deny list, the user known to the backend, for PAM
+    /// a passwd entry with a uid of at least `min_uid`). Blocking: it may
+    /// reload the htpasswd file or ask the passwd database (NSS may be
+    /// LDAP), so call it from `spawn_blocking`.
+    ///
+    /// No password is checked, so the answer tells whether a user exists:
+    /// the gateway asks only for recipients of an authenticated submission
+    /// user, as SMTP's RCPT answers would tell anyway. POP3's per-user
+    /// switch (`disabled_users`) is not applied: it is about fetching, not
+    /// about receiving.
+    pub fn lookup(&self, user: &str) -> UserLookup {
+        if validate_login_name(user).is_err() {
+            return UserLookup::Unknown;
+        }
+        match self.backend.refresh(self.check_interval) {
+            Refresh::Unchanged => {}
+            Refresh::Reloaded => self.cache.clear(),
+            Refresh::Failed(reason) => {
+                self.cache.clear();
+                return UserLookup::TemporaryFailure(reason);
+            }
+        }
+        if self.policy.is_denied(user) {
+            return UserLookup::Unknown;
+        }
+        match self.backend.lookup(user) {
+            Answer::Invalid => UserLookup::Unknown,
+            Answer::Unavailable(reason) => UserLookup::TemporaryFailure(reason),
+            Answer::Valid { home, system, .. } => match self.account(user, home, system) {
+                Ok(account) => UserLookup::Found(account),
+                Err(reason) => UserLookup::TemporaryFailure(reason),
+            },
+        }
+    }
+
+    /// The account of `user`: its Maildir from the template, and its
+    /// identity when it is a system user. The error is for the log.
+    fn account(
+        &self,
+        user: &str,
+        home: Option<std::path::PathBuf>,
+        system: Option<SystemUser>,
+    ) -> Result<Account, String> {
+        let maildir = self
+            .template
+            .expand(user, home.as_deref())
+            .map_err(|error| {
+                format!(
+                    "no maildir for {user:?} from template {:?}: {error}",
+                    self.template.as_str()
+                )
+            })?;
+        let account = Account::new(user, maildir);
+        Ok(match system {
+            Some(system) => account.with_identity(system.uid, system.gid),
+            None => account,
+        })
     }
 
     /// Answers from the login cache alone: `Some(Accepted)` for a login

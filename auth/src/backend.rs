@@ -6,7 +6,9 @@
 //! for system users, who have home directories (for `~/Maildir`) and a uid
 //! and gid (for the store's file identity).
 //!
-//! Every backend answers a password check with an [`Answer`], counts the
+//! Every backend answers a password check with an [`Answer`], and so a
+//! lookup of a user without a password (for local delivery): `Valid` for a
+//! user a right password would let in, `Invalid` for anyone else. It counts the
 //! password-hash computations it does, and can spend the same work on a
 //! decoy, so that names it does not know cost as much as wrong passwords.
 //!
@@ -112,6 +114,18 @@ impl Backend {
         match self {
             Backend::Htpasswd(file) => file.verify(user, password),
             Backend::Pam(pam) => pam.verify(user, password),
+        }
+    }
+
+    /// Looks `user` up without a password: [`Answer::Valid`] when the user
+    /// exists and a right password could log in (an htpasswd entry with a
+    /// usable hash; a passwd entry with a uid of at least `min_uid`),
+    /// [`Answer::Invalid`] otherwise. No password hash is computed and no
+    /// PAM transaction is run.
+    pub(crate) fn lookup(&self, user: &str) -> Answer {
+        match self {
+            Backend::Htpasswd(file) => file.lookup(user),
+            Backend::Pam(pam) => pam.lookup(user),
         }
     }
 

@@ -48,6 +48,10 @@
 //! # }
 //! ```
 //!
+//! Local delivery asks [`Authenticator::lookup`] instead: the same rules
+//! and the same [`Account`] as a login, without a password, answered with a
+//! [`UserLookup`]. The Maildir template stays inside this crate.
+//!
 //! # Same answer, same time
 //!
 //! An unknown user, a wrong password, a denied user and a malformed name all
@@ -102,7 +106,7 @@ pub mod sasl;
 mod sync;
 mod throttle;
 
-pub use account::{Account, Verdict};
+pub use account::{Account, UserLookup, Verdict};
 pub use authenticator::{
     AuthConfig, Authenticator, DEFAULT_CACHE_TTL, DEFAULT_DENY_USERS, DEFAULT_FAILURE_DELAY,
     DEFAULT_MAILDIR_TEMPLATE,
@@ -112,6 +116,6 @@ pub use error::AuthError;
 pub use hash::hash_password_bcrypt;
 pub use htpasswd::{check_htpasswd, LoadReport, SkipReason, SkippedLine};
 pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
-pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
+pub use maildir_template::TemplateError;
 pub use password::{Credentials, Password};
 pub use throttle::{Penalty, Throttle, ThrottleConfig};

@@ -15,22 +15,10 @@
 //! have none, so a `~` template is refused for them when the
 //! [`Authenticator`](crate::Authenticator) is built.
 //!
-//! ```
-//! use popgate_auth::MaildirTemplate;
-//! use std::path::Path;
-//!
-//! let template = MaildirTemplate::parse("/var/vmail/%d/%n/Maildir").unwrap();
-//! assert_eq!(
-//!     template.expand("alice@example.com", None).unwrap(),
-//!     Path::new("/var/vmail/example.com/alice/Maildir")
-//! );
-//!
-//! let home = MaildirTemplate::parse("~/Maildir").unwrap();
-//! assert_eq!(
-//!     home.expand("bob", Some(Path::new("/home/bob"))).unwrap(),
-//!     Path::new("/home/bob/Maildir")
-//! );
-//! ```
+//! The template is parsed once, when the
+//! [`Authenticator`](crate::Authenticator) is built, and expanded for every
+//! login and every local-delivery lookup; it never leaves this crate, so
+//! logins and deliveries cannot disagree about where a user's mail is.
 //!
 //! Expansion never leaves the intended tree: a value that contains `/` or NUL,
 //! or a result with a `..` component, is an error.
@@ -39,7 +27,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// A parsed `maildir` template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MaildirTemplate {
+pub(crate) struct MaildirTemplate {
     source: String,
     from_home: bool,
     parts: Vec<Part>,
@@ -72,7 +60,7 @@ pub enum TemplateError {
 
 /// Why a template could not be expanded for a user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExpandError {
+pub(crate) enum ExpandError {
     /// The template starts at the home directory, but the user has none.
     #[error("the maildir template needs a home directory, and the user has none")]
     NoHome,

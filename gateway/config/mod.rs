@@ -360,7 +360,7 @@ impl Settings {
         }
         self.proxy_protocol.validate()?;
         if let Some(submission) = &self.submission {
-            submission.validate(self.tls.is_some(), &self.store.maildir)?;
+            submission.validate(self.tls.is_some())?;
         }
         Ok(())
     }
@@ -428,6 +428,17 @@ maildir = "/srv/mail/%d/%n"
             submission.relay.to_string(),
             "smtp://smarthost.example.com:587"
         );
+    }
+
+    #[test]
+    fn local_delivery_works_with_home_maildirs_of_pam_users() {
+        let file = write(
+            "[pop3]\nlisten_tls = []\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+             [auth]\nbackend = \"pam\"\n[store]\nmaildir = \"~/Maildir\"\n\
+             [submission]\nrelay = \"maildir\"\n",
+        );
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.submission.unwrap().relay, Relay::Maildir);
     }
 
     #[test]

@@ -254,11 +254,7 @@ pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 << 20;
 
 impl SubmissionSettings {
     /// Checks values that cannot work; the error names the key.
-    pub fn validate(
-        &self,
-        tls_configured: bool,
-        maildir_template: &str,
-    ) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self, tls_configured: bool) -> Result<(), (&'static str, String)> {
         let has_listeners = !self.listen.is_empty() || !self.listen_tls.is_empty();
         if has_listeners && !tls_configured {
             return Err((
@@ -317,12 +313,6 @@ impl SubmissionSettings {
             return Err((
                 "submission.sendmail_command",
                 "must name the sendmail command".into(),
-            ));
-        }
-        if self.relay == Relay::Maildir && maildir_template.contains('~') {
-            return Err((
-                "submission.relay",
-                "\"maildir\" needs a [store] maildir template without `~`".into(),
             ));
         }
         for (user, addresses) in &self.addresses {
@@ -429,25 +419,22 @@ mod tests {
             relay_tls: RelayTls::None,
             ..SubmissionSettings::default()
         };
-        let error = settings.validate(true, "/m/%u").unwrap_err();
+        let error = settings.validate(true).unwrap_err();
         assert_eq!(error.0, "submission.relay_tls");
         settings.relay = Relay::try_from("smtp://127.0.0.1:25".to_string()).unwrap();
-        assert!(settings.validate(true, "/m/%u").is_ok());
+        assert!(settings.validate(true).is_ok());
     }
 
     #[test]
     fn listeners_need_tls_and_credentials_go_together() {
         let settings = SubmissionSettings::default();
-        assert_eq!(
-            settings.validate(false, "/m/%u").unwrap_err().0,
-            "submission.listen"
-        );
+        assert_eq!(settings.validate(false).unwrap_err().0, "submission.listen");
         let settings = SubmissionSettings {
             relay_user: Some("relay".into()),
             ..SubmissionSettings::default()
         };
         assert_eq!(
-            settings.validate(true, "/m/%u").unwrap_err().0,
+            settings.validate(true).unwrap_err().0,
             "submission.relay_password_file"
         );
         let settings = SubmissionSettings {
@@ -455,7 +442,7 @@ mod tests {
             ..SubmissionSettings::default()
         };
         assert_eq!(
-            settings.validate(true, "/m/%u").unwrap_err().0,
+            settings.validate(true).unwrap_err().0,
             "submission.max_connections_per_user"
         );
     }

@@ -3,7 +3,8 @@
 //! It reads lines under the right timeout, hands them to the session, writes
 //! what the session answered, and carries out each [`Next`] step: checking
 //! credentials (on a blocking thread, with the failure delay), opening the
-//! mailbox, streaming a message through the wire encoder, upgrading to TLS,
+//! mailbox (creating a Maildir that does not exist yet, as the user's),
+//! streaming a message through the wire encoder, upgrading to TLS,
 //! and applying deletions at QUIT. Every other way a connection ends —
 //! the client leaves, a timeout, shutdown, an error — applies nothing.
 
@@ -273,7 +274,13 @@ impl Connection<'_> {
         let options = self.service.open_options.clone();
         let maildir = account.maildir.clone();
         let identity = Identity::of(&account);
-        let opened = store_call(identity, move || Mailbox::open(&maildir, &options)).await;
+        // A user whose MTA has not delivered yet has no Maildir: the first
+        // login creates it, as theirs, and finds it empty.
+        let opened = store_call(identity, move || {
+            popgate_store::ensure_maildir(&maildir)?;
+            Mailbox::open(&maildir, &options)
+        })
+        .await;
         match opened {
             Ok(mailbox) => {
                 self.identity = identity;

@@ -4,8 +4,9 @@
 //! the session consume it, and carries out each [`Step`]: the TLS handshake
 //! after STARTTLS (dropping any bytes that came with the command), the
 //! credential check (on a blocking thread, with the failure delay shared
-//! with POP3), and the relay. Replies go out when the input runs dry, so a
-//! pipelining client gets all its answers in one write.
+//! with POP3), the relay's answer about a recipient at RCPT, and the
+//! relay. Replies go out when the input runs dry, so a pipelining client
+//! gets all its answers in one write.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,6 +124,16 @@ impl Connection<'_> {
                     if let Some(end) = Box::pin(self.authenticate(credentials)).await {
                         self.flush().await?;
                         return Ok(end);
+                    }
+                }
+                Step::CheckRecipient(recipient) => {
+                    let check = Box::pin(self.service.relay.check_recipient(&recipient)).await;
+                    if self
+                        .session
+                        .recipient_checked(recipient, check, &mut self.output)
+                    {
+                        self.flush().await?;
+                        return Ok("too-many-errors");
                     }
                 }
                 // Boxed, like the other steps: the relay's and the login's

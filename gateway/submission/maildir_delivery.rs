@@ -1,132 +1,150 @@
 //! `relay = "maildir"`: delivery into local users' Maildirs, for one-host
-//! setups (and the demo).
+//! setups (and the demo). This is the gateway's glue around the store's
+//! delivery:
 //!
-//! A recipient is mapped to a user — its local part, or the whole address
-//! with `maildir_recipient = "address"` — and the user to a Maildir with the
-//! `[store] maildir` template, as POP3 logins are. Every recipient must have
-//! an existing Maildir before anything is written (otherwise `550 5.1.1`).
-//! Each copy is written under `tmp/`, synced, and renamed into `new/`
-//! (the Maildir protocol), so a reader never sees half a message. Lines are
-//! stored with LF endings, as local MTAs store them; POP3 sends them with
-//! CRLF again.
+//! 1. a recipient is mapped to a user: its local part, or the whole address
+//!    with `maildir_recipient = "address"`;
+//! 2. auth looks the user up without a password ([`LoginGate::lookup`]):
+//!    the same rules and the same Maildir as a login (the `[store] maildir`
+//!    template, `~` from the passwd entry, the deny list, `min_uid`), and
+//!    for a system user the uid and gid its files belong to;
+//! 3. the store writes the copies ([`popgate_store::deliver`]) on a
+//!    blocking thread, each step with the recipient's filesystem identity
+//!    ([`run_as`]), as POP3's store calls are: the file belongs to the
+//!    recipient, no symlink below the Maildir root is followed, the name
+//!    carries `,S=` and `,W=`, and a Maildir that does not exist yet is
+//!    created, as the recipient's.
+//!
+//! Unknown recipients are refused at RCPT already ([`MaildirDelivery::check`],
+//! `550 5.1.1`); after DATA every copy is delivered or none is: `250`, or
+//! `451` and nothing written, so a client's retry leaves no duplicates.
+//! Recipients that come to the same Maildir get one copy. There is no
+//! time limit on the writing: an answer given while it might still
+//! finish could make the client send again.
+//!
+//! Lines are stored with LF endings, as local MTAs store them; POP3 sends
+//! them with CRLF again.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use lettre::Address;
-use popgate_auth::MaildirTemplate;
+use popgate_auth::UserLookup;
+use tracing::warn;
 
-use super::session::RelayOutcome;
+use super::session::{RecipientCheck, RelayOutcome};
 use crate::config::MaildirRecipient;
+use crate::identity::{run_as, Identity};
+use crate::login::{loggable, LoginGate};
+
+/// What a failed delivery tells the client.
+const TRY_LATER: &str = "4.3.0 Local delivery failed, try again later";
 
 /// Where and how local deliveries go.
 #[derive(Debug)]
 pub struct MaildirDelivery {
-    template: MaildirTemplate,
+    login: Arc<LoginGate>,
     recipient: MaildirRecipient,
     hostname: String,
-    counter: AtomicU64,
+}
+
+/// One Maildir a message goes to.
+struct Target {
+    user: String,
+    maildir: PathBuf,
+    identity: Option<Identity>,
 }
 
 impl MaildirDelivery {
-    /// Delivery with the `[store] maildir` template.
+    /// Delivery to the users `login` knows; `hostname` goes into file names.
     pub fn new(
-        template: &str,
+        login: Arc<LoginGate>,
         recipient: MaildirRecipient,
         hostname: &str,
-    ) -> Result<MaildirDelivery, (&'static str, String)> {
-        let template =
-            MaildirTemplate::parse(template).map_err(|e| ("store.maildir", e.to_string()))?;
-        Ok(MaildirDelivery {
-            template,
+    ) -> MaildirDelivery {
+        MaildirDelivery {
+            login,
             recipient,
             hostname: hostname.to_owned(),
-            counter: AtomicU64::new(0),
-        })
+        }
     }
 
-    /// The Maildir of `recipient`, if it is a local user with one.
-    fn maildir(&self, recipient: &Address) -> Option<PathBuf> {
-        let user = match self.recipient {
+    /// The user that receives mail for `recipient`.
+    fn user<'a>(&self, recipient: &'a Address) -> &'a str {
+        match self.recipient {
             MaildirRecipient::LocalPart => recipient.user(),
             MaildirRecipient::Address => recipient.as_ref(),
-        };
-        popgate_auth::validate_login_name(user).ok()?;
-        let path = self.template.expand(user, None).ok()?;
-        (path.join("tmp").is_dir() && path.join("new").is_dir()).then_some(path)
+        }
     }
 
-    /// Delivers `data` to every recipient, or to none when one is unknown.
+    /// What RCPT answers for `recipient`: whether it is a local user.
+    pub async fn check(&self, recipient: &Address) -> RecipientCheck {
+        let user = self.user(recipient);
+        match self.login.lookup(user).await {
+            UserLookup::Found(_) => RecipientCheck::Accepted,
+            UserLookup::Unknown => RecipientCheck::Unknown,
+            UserLookup::TemporaryFailure(reason) => {
+                warn!(target: "popgate::relay", "recipient not looked up: user={} reason={reason:?}", loggable(user));
+                RecipientCheck::Unavailable
+            }
+        }
+    }
+
+    /// Delivers `data` to every recipient, or to none.
     pub async fn deliver(&self, to: Vec<Address>, data: Vec<u8>) -> RelayOutcome {
-        let mut maildirs = Vec::with_capacity(to.len());
+        let mut targets: Vec<Target> = Vec::with_capacity(to.len());
         for recipient in &to {
-            match self.maildir(recipient) {
-                Some(path) => maildirs.push(path),
-                None => {
+            let user = self.user(recipient);
+            let account = match self.login.lookup(user).await {
+                UserLookup::Found(account) => account,
+                UserLookup::Unknown => {
                     return RelayOutcome::Permanent(
                         550,
                         format!("5.1.1 <{recipient}>: no such local mailbox"),
                     )
                 }
+                UserLookup::TemporaryFailure(reason) => {
+                    warn!(target: "popgate::relay", "recipient not looked up: user={} reason={reason:?}", loggable(user));
+                    return RelayOutcome::Temporary(TRY_LATER.into());
+                }
+            };
+            if targets.iter().all(|t| t.maildir != account.maildir) {
+                targets.push(Target {
+                    identity: Identity::of(&account),
+                    user: account.user,
+                    maildir: account.maildir,
+                });
             }
         }
-        let names: Vec<String> = maildirs.iter().map(|_| self.unique_name()).collect();
         let stored = crlf_to_lf(&data);
+        let host = self.hostname.clone();
+        let maildirs: Vec<PathBuf> = targets.iter().map(|t| t.maildir.clone()).collect();
+        let identities: Vec<Option<Identity>> = targets.iter().map(|t| t.identity).collect();
         let written = tokio::task::spawn_blocking(move || {
-            maildirs
-                .iter()
-                .zip(&names)
-                .try_for_each(|(maildir, name)| store(maildir, name, &stored))
+            popgate_store::deliver(&maildirs, &stored, &host, |index, step| {
+                let identity = identities.get(index).copied().flatten();
+                if let Err(error) = run_as(identity, step) {
+                    warn!(target: "popgate::relay", %error, "local delivery step not run");
+                }
+            })
         })
         .await;
+        let user = |index: usize| targets.get(index).map_or("-", |t| t.user.as_str());
         match written {
             Ok(Ok(())) => RelayOutcome::Accepted,
-            Ok(Err(error)) => {
-                tracing::warn!(target: "popgate::relay", %error, "local delivery failed");
-                RelayOutcome::Temporary("Local delivery failed, try again later".into())
+            Ok(Err(failed)) => {
+                warn!(target: "popgate::relay", "local delivery failed, nothing delivered: user={} error={}", user(failed.index), failed.error);
+                for (index, error) in &failed.not_withdrawn {
+                    warn!(target: "popgate::relay", "local delivery not taken back, a retry may deliver twice: user={} error={error}", user(*index));
+                }
+                RelayOutcome::Temporary(TRY_LATER.into())
             }
-            Err(_) => RelayOutcome::Temporary("Local delivery failed, try again later".into()),
+            Err(error) => {
+                warn!(target: "popgate::relay", %error, "local delivery task failed");
+                RelayOutcome::Temporary(TRY_LATER.into())
+            }
         }
     }
-
-    /// A Maildir unique name: time, a per-process counter, the pid, the host.
-    fn unique_name(&self) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{}.M{}P{}Q{n}.{}",
-            now.as_secs(),
-            now.subsec_micros(),
-            std::process::id(),
-            self.hostname.replace(['/', ':'], "_"),
-        )
-    }
-}
-
-/// Writes `data` to `tmp/name`, syncs it, and renames it into `new/`.
-fn store(maildir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
-    let tmp = maildir.join("tmp").join(name);
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        fs::rename(&tmp, maildir.join("new").join(name))?;
-        fs::File::open(maildir.join("new"))?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// CRLF line ends as LF (the message has no bare CR or LF: it was checked).
@@ -145,39 +163,75 @@ fn crlf_to_lf(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle};
+    use std::time::Duration;
+
+    /// Delivery to the htpasswd users `bob` and `carol`, whose Maildirs are
+    /// `dir/<user>/Maildir` (none exists yet).
+    fn delivery(dir: &std::path::Path) -> MaildirDelivery {
+        let hash = popgate_auth::hash_password_bcrypt("pw", 4).unwrap();
+        let path = dir.join("users.htpasswd");
+        std::fs::write(&path, format!("bob:{hash}\ncarol:{hash}\n")).unwrap();
+        let mut config = AuthConfig::new(BackendConfig::Htpasswd { path });
+        config.maildir_template = format!("{}/%n/Maildir", dir.display());
+        let auth = Arc::new(Authenticator::new(config).unwrap());
+        let throttle = Arc::new(Throttle::new(Duration::ZERO));
+        let login = Arc::new(LoginGate::new(auth, throttle, 2, Duration::from_secs(10)));
+        MaildirDelivery::new(login, MaildirRecipient::LocalPart, "host")
+    }
+
+    fn new_files(dir: &std::path::Path, user: &str) -> Vec<PathBuf> {
+        let new = dir.join(user).join("Maildir/new");
+        std::fs::read_dir(new).map_or(Vec::new(), |d| d.map(|e| e.unwrap().path()).collect())
+    }
 
     #[tokio::test]
-    async fn a_message_lands_in_new_for_known_recipients_only() {
+    async fn known_users_get_one_copy_each_in_maildirs_made_for_them() {
         let dir = tempfile::tempdir().unwrap();
-        let bob = dir.path().join("bob/Maildir");
-        for sub in ["tmp", "new", "cur"] {
-            fs::create_dir_all(bob.join(sub)).unwrap();
-        }
-        let template = format!("{}/%n/Maildir", dir.path().display());
-        let delivery =
-            MaildirDelivery::new(&template, MaildirRecipient::LocalPart, "host").unwrap();
-        let bob_address: Address = "bob@example.com".parse().unwrap();
+        let delivery = delivery(dir.path());
+        let address = |a: &str| a.parse::<Address>().unwrap();
+        assert_eq!(
+            delivery.check(&address("bob@x.org")).await,
+            RecipientCheck::Accepted
+        );
+        assert_eq!(
+            delivery.check(&address("root@x.org")).await,
+            RecipientCheck::Unknown
+        );
+        assert_eq!(
+            delivery.check(&address("eve@x.org")).await,
+            RecipientCheck::Unknown
+        );
+
+        let to = vec![
+            address("bob@x.org"),
+            address("carol@x.org"),
+            address("bob@y.org"),
+        ];
         let outcome = delivery
-            .deliver(
-                vec![bob_address.clone()],
-                b"Subject: x\r\n\r\nhi\r\n".to_vec(),
-            )
+            .deliver(to, b"Subject: x\r\n\r\nhi\r\n".to_vec())
             .await;
         assert_eq!(outcome, RelayOutcome::Accepted);
-        let files: Vec<_> = fs::read_dir(bob.join("new")).unwrap().collect();
-        assert_eq!(files.len(), 1);
-        let path = files[0].as_ref().unwrap().path();
-        assert_eq!(fs::read(path).unwrap(), b"Subject: x\n\nhi\n");
-        assert_eq!(fs::read_dir(bob.join("tmp")).unwrap().count(), 0);
+        for user in ["bob", "carol"] {
+            let files = new_files(dir.path(), user);
+            assert_eq!(files.len(), 1, "{user}");
+            assert_eq!(std::fs::read(&files[0]).unwrap(), b"Subject: x\n\nhi\n");
+        }
 
-        let nobody: Address = "nobody@example.com".parse().unwrap();
-        let outcome = delivery
-            .deliver(vec![bob_address, nobody], b"x\r\n".to_vec())
-            .await;
+        // A recipient who became unknown after RCPT: nobody gets a copy.
+        let to = vec![address("bob@x.org"), address("eve@x.org")];
+        let outcome = delivery.deliver(to, b"x\r\n".to_vec()).await;
         assert!(
             matches!(outcome, RelayOutcome::Permanent(550, _)),
             "{outcome:?}"
         );
-        assert_eq!(fs::read_dir(bob.join("new")).unwrap().count(), 1);
+        assert_eq!(new_files(dir.path(), "bob").len(), 1);
+    }
+
+    #[test]
+    fn crlf_becomes_lf_and_nothing_else_changes() {
+        assert_eq!(crlf_to_lf(b"a\r\nb\r\n\r\nc"), b"a\nb\n\nc");
+        assert_eq!(crlf_to_lf(b"no line end"), b"no line end");
+        assert_eq!(crlf_to_lf(b""), b"");
     }
 }

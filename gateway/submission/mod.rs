@@ -7,7 +7,8 @@
 //! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
-//! Logins go through the same [`LoginGate`] as POP3,
+//! Logins go through the same [`LoginGate`] as POP3 (and so do local
+//! delivery's recipient lookups),
 //! so a user and an attacker meet the same policy on every port. Sessions
 //! per user are limited by `[submission] max_connections_per_user`, counted
 //! apart from POP3's (see [`crate::limits`]).
@@ -60,6 +61,7 @@ impl SubmissionService {
         };
         let max_message_size = usize::try_from(submission.max_message_size.0)
             .map_err(|_| ("submission.max_message_size", "too large".to_string()))?;
+        let relay = Relay::new(submission, &settings.hostname, &login)?;
         Ok(SubmissionService {
             options: SessionOptions {
                 hostname: settings.hostname.clone(),
@@ -69,13 +71,14 @@ impl SubmissionService {
                 max_message_size,
                 max_recipients: submission.max_recipients,
                 protocol_log: submission.protocol_log,
+                check_recipients: relay.checks_recipients(),
             },
             preauth_timeout: settings.pop3.preauth_timeout.0,
             idle_timeout: submission.idle_timeout.0,
             relay_timeout: submission.relay_timeout.0,
             sender_policy: submission.sender_policy,
             addresses: submission.addresses.clone(),
-            relay: Relay::new(submission, &settings.hostname, &settings.store.maildir)?,
+            relay,
             tls,
             login,
             user_limit: UserLimit::new(submission.max_connections_per_user),

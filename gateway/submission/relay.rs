@@ -12,7 +12,12 @@
 //! lettre's `send_raw` passes the octets through untouched (it adds the
 //! dot-stuffing and the final `.` itself); one refused recipient fails the
 //! whole send, which is what the client is told.
+//!
+//! Local delivery knows its recipients, so it is asked about each one at
+//! RCPT ([`Relay::check_recipient`]); the other relays take every address
+//! there and answer for them after DATA.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -23,9 +28,10 @@ use lettre::Address;
 
 use super::maildir_delivery::MaildirDelivery;
 use super::sendmail::Sendmail;
-use super::session::RelayOutcome;
+use super::session::{RecipientCheck, RelayOutcome};
 use super::upstream::{Upstream, UpstreamError, UpstreamTls};
 use crate::config::{self, RelayTls, SubmissionSettings};
+use crate::login::LoginGate;
 
 /// The configured upstream.
 pub enum Relay {
@@ -48,12 +54,13 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    /// The relay for `settings`; reads the relay password file. The error
-    /// names the key that cannot work.
+    /// The relay for `settings`; reads the relay password file. Local
+    /// delivery finds its recipients through `login`. The error names the
+    /// key that cannot work.
     pub fn new(
         settings: &SubmissionSettings,
         hostname: &str,
-        maildir_template: &str,
+        login: &Arc<LoginGate>,
     ) -> Result<Relay, (&'static str, String)> {
         let ca = match settings.relay_ca()? {
             Some(pem) => Some(
@@ -100,10 +107,25 @@ impl Relay {
                 settings.sendmail_command.clone(),
             ))),
             config::Relay::Maildir => Ok(Relay::Maildir(MaildirDelivery::new(
-                maildir_template,
+                login.clone(),
                 settings.maildir_recipient,
                 hostname,
-            )?)),
+            ))),
+        }
+    }
+
+    /// Whether RCPT asks [`check_recipient`](Self::check_recipient) about
+    /// each recipient.
+    pub fn checks_recipients(&self) -> bool {
+        matches!(self, Relay::Maildir(_))
+    }
+
+    /// Whether the relay takes mail for `recipient` (local delivery: a
+    /// local user); the other relays take every address at RCPT.
+    pub async fn check_recipient(&self, recipient: &Address) -> RecipientCheck {
+        match self {
+            Relay::Maildir(delivery) => delivery.check(recipient).await,
+            Relay::Smtp(_) | Relay::Sendmail(_) => RecipientCheck::Accepted,
         }
     }
 

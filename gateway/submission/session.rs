@@ -11,6 +11,7 @@
 //! | [`Step::NeedMore`] | flushes replies, reads more bytes | `advance` |
 //! | [`Step::StartTls`] | discards unread bytes, runs the handshake | [`Session::tls_started`] |
 //! | [`Step::Authenticate`] | checks the credentials | [`Session::authenticated`] or [`Session::login_refused`] |
+//! | [`Step::CheckRecipient`] | asks the relay whether it takes the recipient | [`Session::recipient_checked`] |
 //! | [`Step::Relay`] | hands the message to the relay | [`Session::relayed`] |
 //! | [`Step::Close`] | flushes and closes | — |
 //!
@@ -67,6 +68,10 @@ pub struct SessionOptions {
     pub max_recipients: usize,
     /// Note what the client sent, for the protocol log.
     pub protocol_log: bool,
+    /// Ask the driver about each recipient at RCPT
+    /// ([`Step::CheckRecipient`]) instead of taking every address: local
+    /// delivery refuses unknown users there, not after DATA.
+    pub check_recipients: bool,
 }
 
 /// What the driver must do next.
@@ -78,6 +83,8 @@ pub enum Step {
     StartTls,
     /// Check these credentials.
     Authenticate(Credentials),
+    /// Find out whether the relay takes mail for this recipient.
+    CheckRecipient(Address),
     /// Hand this message to the relay.
     Relay(Transaction),
     /// Close the connection once the replies are sent.
@@ -106,6 +113,18 @@ pub enum RelayOutcome {
     /// The upstream refused the message for good: its code and text (which
     /// may start with an enhanced status code, `5.1.1 …`).
     Permanent(u16, String),
+}
+
+/// What RCPT answers for a recipient the relay was asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// The relay takes mail for it: `250 2.1.5`.
+    Accepted,
+    /// No such local user: `550 5.1.1`, counted as an error, so a session
+    /// cannot probe for user names without end.
+    Unknown,
+    /// The relay could not tell now: `451 4.3.0`.
+    Unavailable,
 }
 
 /// Why a login was refused, as the client is to hear it.
@@ -641,12 +660,43 @@ impl Session {
             return None;
         }
         match to.address.parse::<Address>() {
+            Ok(address) if self.options.check_recipients => Some(Step::CheckRecipient(address)),
             Ok(address) => {
                 self.to.push(address);
                 reply(out, 250, "2.1.5", "Recipient OK");
                 None
             }
             Err(_) => self.error(out, 553, "5.1.3", "Invalid recipient address"),
+        }
+    }
+
+    /// The relay's answer about `recipient` (after [`Step::CheckRecipient`]);
+    /// `true` when the session is to close (too many errors: the `421` is
+    /// in `out`).
+    pub fn recipient_checked(
+        &mut self,
+        recipient: Address,
+        check: RecipientCheck,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match check {
+            RecipientCheck::Accepted => {
+                self.to.push(recipient);
+                reply(out, 250, "2.1.5", "Recipient OK");
+                false
+            }
+            RecipientCheck::Unknown => self
+                .error(out, 550, "5.1.1", "No such local mailbox")
+                .is_some(),
+            RecipientCheck::Unavailable => {
+                reply(
+                    out,
+                    451,
+                    "4.3.0",
+                    "Cannot look up the recipient now, try again later",
+                );
+                false
+            }
         }
     }
 

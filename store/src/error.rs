@@ -7,7 +7,7 @@
 //! | variant | meaning | POP3 answer |
 //! | --- | --- | --- |
 //! | [`Locked`](StoreError::Locked) | another session holds the mailbox | `-ERR [IN-USE]` |
-//! | [`Io`](StoreError::Io) | a passing file-system fault | `-ERR [SYS/TEMP]` |
+//! | [`Io`](StoreError::Io) | a passing file-system fault; a Maildir that is not a directory or cannot be created | `-ERR [SYS/TEMP]` |
 //! | [`NoSuchMailbox`](StoreError::NoSuchMailbox) | no Maildir (or no `cur/`/`new/`) | `-ERR [SYS/PERM]` |
 //! | [`Vanished`](StoreError::Vanished) | another program removed the message | `-ERR`, session goes on |
 //! | [`NotRegularFile`](StoreError::NotRegularFile) | the message is now a symlink or special file | `-ERR`, session goes on |

@@ -14,9 +14,16 @@
 //! must never overwrite another message, so they use `renameat2` with
 //! `RENAME_NOREPLACE`, falling back to a check-then-rename where the file
 //! system does not support the flag.
+//!
+//! Delivery works relative to directory descriptors instead of paths
+//! ([`open_subdir`], [`rename_noreplace_at`]): a directory below the
+//! Maildir root is opened once, without following a symlink, and every
+//! later step happens inside that very directory, whatever is renamed
+//! meanwhile.
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -99,6 +106,44 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         )),
         Err(err) if err.kind() == io::ErrorKind::NotFound => std::fs::rename(from, to),
         Err(err) => Err(err),
+    }
+}
+
+/// Opens the directory `name` inside `dir` without following a symlink:
+/// a symlink (or anything else that is not a directory) in its place is
+/// an error (`ELOOP` or `ENOTDIR`), never the place it points to.
+pub(crate) fn open_subdir(dir: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+    use rustix::fs::{openat, Mode, OFlags};
+
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(openat(dir, name, flags, Mode::empty())?)
+}
+
+/// Renames `from` in `from_dir` to `to` in `to_dir`, failing with
+/// `AlreadyExists` instead of replacing an existing `to`; the descriptor
+/// counterpart of [`rename_noreplace`].
+pub(crate) fn rename_noreplace_at(
+    from_dir: impl AsFd,
+    from: &str,
+    to_dir: impl AsFd,
+    to: &str,
+) -> io::Result<()> {
+    use rustix::fs::{renameat, renameat_with, statat, AtFlags, RenameFlags};
+    use rustix::io::Errno;
+
+    match renameat_with(&from_dir, from, &to_dir, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        // The file system does not know the flag (older NFS, some FUSE).
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+        Err(errno) => return Err(errno.into()),
+    }
+    match statat(&to_dir, to, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{to:?} already exists"),
+        )),
+        Err(Errno::NOENT) => Ok(renameat(from_dir, from, to_dir, to)?),
+        Err(errno) => Err(errno.into()),
     }
 }
 
@@ -200,6 +245,43 @@ mod tests {
         rename_noreplace(&a, &c)?;
         assert_eq!(fs::read(&c)?, b"a");
         assert!(!a.exists());
+        Ok(())
+    }
+
+    #[test]
+    fn subdirectories_open_only_when_they_are_no_symlink() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        fs::create_dir(dir.path().join("real"))?;
+        fs::write(dir.path().join("file"), b"x")?;
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link"))?;
+        let root = File::open(dir.path())?;
+        assert!(open_subdir(&root, "real").is_ok());
+        for name in ["link", "file", "missing"] {
+            assert!(open_subdir(&root, name).is_err(), "{name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_rename_between_directories_never_replaces() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        for sub in ["a", "b"] {
+            fs::create_dir(dir.path().join(sub))?;
+        }
+        fs::write(dir.path().join("a/m"), b"new")?;
+        fs::write(dir.path().join("b/m"), b"old")?;
+        let (a, b) = (
+            File::open(dir.path().join("a"))?,
+            File::open(dir.path().join("b"))?,
+        );
+        let err = rename_noreplace_at(&a, "m", &b, "m")
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(fs::read(dir.path().join("b/m"))?, b"old");
+        rename_noreplace_at(&a, "m", &b, "n")?;
+        assert_eq!(fs::read(dir.path().join("b/n"))?, b"new");
+        assert!(!dir.path().join("a/m").exists());
         Ok(())
     }
 }

@@ -46,6 +46,14 @@
 //! # }
 //! ```
 //!
+//! A Maildir that does not exist yet is created by [`ensure_maildir`]
+//! (the gateway calls it before opening, so a user's first login finds an
+//! empty mailbox), and local delivery writes into Maildirs beside the
+//! reader ([`deliver`]), all of them or none: without following
+//! symlinks below the root, and naming each file with its sizes (`,S=`,
+//! `,W=`) so the reader need not read it. This crate knows no users:
+//! callers run these with the filesystem identity of the Maildir's owner.
+//!
 //! Files the store keeps in the Maildir root, next to `cur/`, `new/` and
 //! `tmp/`: [`LOCK_FILE`] and [`SIZE_CACHE_FILE`]. It also reads, and never
 //! writes, the UID lists Dovecot and Courier left there, so clients keep
@@ -58,6 +66,8 @@
 
 mod arena;
 mod cold;
+mod create;
+mod deliver;
 mod error;
 mod file;
 mod lock;
@@ -73,6 +83,8 @@ pub mod uidl;
 mod update;
 pub mod wire;
 
+pub use create::ensure_maildir;
+pub use deliver::{deliver, Undelivered};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
 pub use mailbox::{Mailbox, OpenOptions};

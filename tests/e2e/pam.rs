@@ -4,7 +4,7 @@
 //! database is a file of the test's own, giving uid, gid and home).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,15 +12,20 @@ use std::time::{Duration, Instant};
 use crate::harness::{deliver, make_maildir, popgate_bin, system_library, Options, Server};
 
 const SERVICE: &str = "popgate-test";
-const PASS: &str = "pam secret";
+/// Every sandbox user's password.
+pub const PASS: &str = "pam secret";
 
 /// A sandbox of PAM and passwd files, and the environment that activates it.
-struct PamSandbox {
+/// Its users, each with a Maildir in its home (owned by it when the tests
+/// run as root): pamuser (uid 20001), carol (20002), locked (20003, PAM's
+/// account stack refuses it), lowuid (500, below `min_uid`), sleepy (20004,
+/// its PAM check hangs for 20 seconds).
+pub struct PamSandbox {
     dir: tempfile::TempDir,
 }
 
 impl PamSandbox {
-    fn new() -> PamSandbox {
+    pub fn new() -> PamSandbox {
         let dir = tempfile::tempdir().unwrap();
         // The server may read homes with the users' uids (file identity).
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -77,8 +82,14 @@ impl PamSandbox {
         PamSandbox { dir }
     }
 
-    fn home(&self, user: &str) -> PathBuf {
+    /// The home directory of `user`.
+    pub fn home(&self, user: &str) -> PathBuf {
         self.dir.path().join("home").join(user)
+    }
+
+    /// The directory that holds the homes, the PAM and the passwd files.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -99,14 +110,29 @@ impl PamSandbox {
         env
     }
 
+    /// A server for these users, their Maildirs at `~/Maildir`, with these
+    /// extra `[auth]` lines.
     fn server(&self, auth: &[&str]) -> Server {
+        self.server_with("~/Maildir", auth, None)
+    }
+
+    /// A server for these users with the Maildir template `maildir`, extra
+    /// `[auth]` lines, and `[submission]` lines when it is to have
+    /// submission.
+    pub fn server_with(
+        &self,
+        maildir: &str,
+        auth: &[&str],
+        submission: Option<Vec<String>>,
+    ) -> Server {
         let mut lines: Vec<String> = vec!["failure_delay = \"100ms\"".into()];
         lines.extend(auth.iter().map(|l| l.to_string()));
         Server::with(Options {
             users: Vec::new(),
             backend: Some(format!("backend = \"pam\"\npam_service = \"{SERVICE}\"")),
-            maildir: Some("~/Maildir".into()),
+            maildir: Some(maildir.into()),
             auth: lines,
+            submission,
             env: self.env(),
             ..Options::default()
         })
@@ -159,7 +185,22 @@ pub fn chown_tree(path: &Path, uid: u32) {
     assert!(status.success());
 }
 
-fn pass(server: &Server, user: &str, password: &str) -> String {
+/// True when running as root; otherwise says why the test is skipped. For
+/// tests of what the server does with each user's uid, which it can only
+/// do as root.
+pub fn running_as_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!(
+        "skipped: acting with each user's uid needs a server running as root \
+         (CI runs the tests as root)"
+    );
+    false
+}
+
+/// `PASS` for `user` over TLS: the server's answer.
+pub fn pass(server: &Server, user: &str, password: &str) -> String {
     let mut client = server.connect_tls();
     client.ok(&format!("USER {user}"));
     client.cmd(&format!("PASS {password}"))
@@ -194,6 +235,76 @@ fn pam_users_log_in_to_their_home_maildir() {
         pass(&server, "nosuchuser", PASS),
         "-ERR [AUTH] Authentication failed"
     );
+}
+
+/// Caught: a user whose MTA had not delivered yet (no Maildir) could not
+/// log in at all (`-ERR [SYS/PERM]`); Dovecot gives an empty mailbox.
+#[test]
+fn a_first_login_creates_the_maildir_and_its_parents_as_the_user() {
+    if !running_as_root() {
+        return;
+    }
+    let pam = PamSandbox::new();
+    let home = pam.home("carol");
+    fs::remove_dir_all(home.join("Maildir")).unwrap();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+    let server = pam.server_with("~/mail/box/Maildir", &[], None);
+
+    let mut client = server.connect_tls();
+    client.ok("USER carol");
+    assert_eq!(
+        client.cmd(&format!("PASS {PASS}")),
+        "+OK Logged in, 0 messages (0 octets)",
+        "{}",
+        server.log()
+    );
+    assert_eq!(client.ok("STAT"), "+OK 0 0");
+    client.ok("QUIT");
+    let maildir = home.join("mail/box/Maildir");
+    for path in [
+        home.join("mail"),
+        home.join("mail/box"),
+        maildir.clone(),
+        maildir.join("cur"),
+        maildir.join("new"),
+        maildir.join("tmp"),
+    ] {
+        let metadata = fs::metadata(&path).unwrap();
+        assert!(metadata.is_dir(), "{path:?}");
+        assert_eq!((metadata.uid(), metadata.gid()), (20002, 20002), "{path:?}");
+        assert_eq!(metadata.mode() & 0o777, 0o700, "{path:?}");
+    }
+}
+
+/// Caught: a Maildir path that is a regular file, or a symlink to nothing,
+/// answered `[SYS/PERM]` (as if the mailbox were gone for good) instead of
+/// a temporary error an admin can fix, and nothing named the path in the log.
+#[test]
+fn a_maildir_that_is_not_a_directory_is_a_temporary_error_with_a_log_line() {
+    if !running_as_root() {
+        return;
+    }
+    let pam = PamSandbox::new();
+    let file = pam.home("pamuser").join("Maildir");
+    fs::remove_dir_all(&file).unwrap();
+    fs::write(&file, b"not a Maildir").unwrap();
+    chown_tree(&file, 20001);
+    let dangling = pam.home("carol").join("Maildir");
+    fs::remove_dir_all(&dangling).unwrap();
+    std::os::unix::fs::symlink(pam.home("carol").join("nowhere"), &dangling).unwrap();
+    let server = pam.server(&[]);
+
+    for (user, path) in [("pamuser", &file), ("carol", &dangling)] {
+        assert_eq!(
+            pass(&server, user, PASS),
+            "-ERR [SYS/TEMP] Mailbox is temporarily unavailable",
+            "{user}"
+        );
+        let log = server.wait_for_log(&format!("{:?}", path.display().to_string()));
+        assert!(log.contains("mailbox not opened"), "{log}");
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"not a Maildir");
+    assert!(!pam.home("carol").join("nowhere").exists());
 }
 
 #[test]

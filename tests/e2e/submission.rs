@@ -356,10 +356,17 @@ fn the_maildir_relay_delivers_to_a_local_user_who_fetches_over_pop3() {
         smtp.send_message("alice@localhost", &["bob@localhost"], message),
         "250 2.0.0 Message accepted for delivery"
     );
+    // An unknown local user is refused at RCPT, before any message text.
     assert_eq!(
-        smtp.send_message("alice@localhost", &["nobody@localhost"], message),
-        "550 5.1.1 Upstream refused: <nobody@localhost>: no such local mailbox"
+        smtp.cmd("MAIL FROM:<alice@localhost>"),
+        "250 2.1.0 Sender OK"
     );
+    assert_eq!(
+        smtp.cmd("RCPT TO:<nobody@localhost>"),
+        "550 5.1.1 No such local mailbox"
+    );
+    assert_eq!(smtp.cmd("DATA"), "554 5.5.1 No valid recipients");
+    assert_eq!(smtp.cmd("RSET"), "250 2.0.0 Reset");
     assert_eq!(message_files(&server.maildir("bob")).len(), 1);
     let mut pop3 = server.login("bob");
     let (status, body) = pop3.retrieve("RETR 1");

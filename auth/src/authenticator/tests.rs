@@ -487,3 +487,55 @@ fn the_cache_alone_answers_only_a_remembered_login_with_its_password() {
         "a due change check takes the full path"
     );
 }
+
+#[test]
+fn a_lookup_finds_the_account_a_login_would_give_without_hashing() {
+    let fixture = Fixture::new(&all_users());
+    let auth = fixture.authenticator();
+    let before = auth.hash_verifications();
+    assert_eq!(
+        auth.lookup("alice@example.com"),
+        UserLookup::Found(Account::new(
+            "alice@example.com",
+            "/var/vmail/example.com/alice/Maildir"
+        ))
+    );
+    // POP3's switch is about fetching: mallory still receives mail.
+    assert!(matches!(auth.lookup("mallory"), UserLookup::Found(_)));
+    assert_eq!(auth.hash_verifications(), before);
+}
+
+#[test]
+fn a_lookup_knows_only_users_a_login_could_reach() {
+    let fixture = Fixture::new(&all_users());
+    let auth = fixture.authenticator();
+    for user in [
+        "nobody-here",
+        // Listed, but denied: like an unknown user.
+        "root",
+        "ROOT",
+        // Listed with a hash that can never match.
+        "frank",
+        // Case matters, as for logins.
+        "Dave",
+        "../etc/passwd",
+        "bad name",
+        "",
+    ] {
+        assert_eq!(auth.lookup(user), UserLookup::Unknown, "{user:?}");
+    }
+}
+
+#[test]
+fn a_lookup_follows_the_file_and_fails_temporarily_without_it() {
+    let fixture = Fixture::new(&[ALICE]);
+    let auth = fixture.authenticator();
+    assert_eq!(auth.lookup("carol"), UserLookup::Unknown);
+    fixture.replace(&[ALICE, CAROL]);
+    assert!(matches!(auth.lookup("carol"), UserLookup::Found(_)));
+    std::fs::remove_file(&fixture.path).unwrap();
+    assert!(matches!(
+        auth.lookup("carol"),
+        UserLookup::TemporaryFailure(_)
+    ));
+}

@@ -117,6 +117,22 @@ impl HtpasswdFile {
         }
     }
 
+    /// Whether `user` has an entry with a usable hash in the current table.
+    pub(crate) fn lookup(&self, user: &str) -> Answer {
+        let state = sync::read(&self.state);
+        if let Some(failure) = &state.failure {
+            return Answer::Unavailable(failure.clone());
+        }
+        match state.table.lookup(user) {
+            Lookup::Found(_) => Answer::Valid {
+                home: None,
+                system: None,
+                generation: state.generation,
+            },
+            Lookup::Unusable | Lookup::Missing => Answer::Invalid,
+        }
+    }
+
     /// Spends the work of one failed check.
     pub(crate) fn spend_decoy(&self, password: &str) {
         let table = Arc::clone(&sync::read(&self.state).table);

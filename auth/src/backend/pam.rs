@@ -13,6 +13,9 @@
 //!    `min_uid` is refused like a wrong password, so system accounts cannot be
 //!    reached even when their password is known.
 //!
+//! A lookup without a password (local delivery) reads the passwd database
+//! alone, with the same `min_uid` rule, and runs no PAM transaction.
+//!
 //! `pam_open_session` is never called: it may change process-wide state
 //! (environment, limits, keyrings) that a server with many users cannot have.
 //!
@@ -48,6 +51,15 @@ pub(crate) struct SystemUser {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) home: PathBuf,
+}
+
+/// Why a user has no usable passwd entry.
+#[derive(Debug)]
+enum NoSystemUser {
+    /// The passwd database does not know the name.
+    Missing,
+    /// The passwd database could not be asked; the text is for the log.
+    Failed(String),
 }
 
 /// The PAM service to ask, and the lowest uid that may log in.
@@ -90,12 +102,41 @@ impl PamService {
                 ))
             }
         }
-        match lookup(user) {
-            Ok(Some(system)) if system.uid >= self.min_uid => Answer::Valid {
+        match self.system_user(user) {
+            Ok(Some(system)) => Answer::Valid {
                 home: Some(system.home.clone()),
                 system: Some(system),
                 generation: 0,
             },
+            Ok(None) => Answer::Invalid,
+            Err(NoSystemUser::Missing) => Answer::Unavailable(format!(
+                "PAM accepted {user:?}, but the passwd database does not know the user"
+            )),
+            Err(NoSystemUser::Failed(reason)) => Answer::Unavailable(reason),
+        }
+    }
+
+    /// Looks `user` up in the passwd database alone, without a password
+    /// and without a PAM transaction (for local delivery: an MTA delivers
+    /// to an expired account too): `Valid` for a user with a uid of at
+    /// least `min_uid`.
+    pub(crate) fn lookup(&self, user: &str) -> Answer {
+        match self.system_user(user) {
+            Ok(Some(system)) => Answer::Valid {
+                home: Some(system.home.clone()),
+                system: Some(system),
+                generation: 0,
+            },
+            Ok(None) | Err(NoSystemUser::Missing) => Answer::Invalid,
+            Err(NoSystemUser::Failed(reason)) => Answer::Unavailable(reason),
+        }
+    }
+
+    /// The passwd entry of `user`: `Ok(None)` when its uid is below
+    /// `min_uid` (logged), `Err` when there is none or the database failed.
+    fn system_user(&self, user: &str) -> Result<Option<SystemUser>, NoSystemUser> {
+        match lookup(user) {
+            Ok(Some(system)) if system.uid >= self.min_uid => Ok(Some(system)),
             Ok(Some(system)) => {
                 tracing::warn!(
                     target: "popgate::auth",
@@ -103,12 +144,12 @@ impl PamService {
                     system.uid,
                     self.min_uid
                 );
-                Answer::Invalid
+                Ok(None)
             }
-            Ok(None) => Answer::Unavailable(format!(
-                "PAM accepted {user:?}, but the passwd database does not know the user"
-            )),
-            Err(error) => Answer::Unavailable(format!("passwd database lookup failed: {error}")),
+            Ok(None) => Err(NoSystemUser::Missing),
+            Err(error) => Err(NoSystemUser::Failed(format!(
+                "passwd database lookup failed: {error}"
+            ))),
         }
     }
 
@@ -248,5 +289,25 @@ mod tests {
         let root = lookup("root").unwrap().unwrap();
         assert_eq!((root.uid, root.gid), (0, 0));
         assert_eq!(lookup("popgate-no-such-user-x").unwrap(), None);
+    }
+
+    #[test]
+    fn a_lookup_reads_the_passwd_database_with_the_min_uid_rule() {
+        let service = |min_uid| PamService {
+            service: "unused".into(),
+            min_uid,
+            transactions: AtomicU64::new(0),
+        };
+        assert!(matches!(service(1000).lookup("root"), Answer::Invalid));
+        assert!(matches!(
+            service(1000).lookup("popgate-no-such-user-x"),
+            Answer::Invalid
+        ));
+        let Answer::Valid { system, home, .. } = service(0).lookup("root") else {
+            panic!("root not found with min_uid 0");
+        };
+        assert_eq!(system.map(|s| (s.uid, s.gid)), Some((0, 0)));
+        assert!(home.is_some());
+        assert_eq!(service(0).transactions(), 0);
     }
 }

@@ -11,6 +11,7 @@ fn options(tls: bool) -> SessionOptions {
         max_message_size: 100,
         max_recipients: 2,
         protocol_log: false,
+        check_recipients: false,
     }
 }
 
@@ -269,6 +270,9 @@ fn drive(chunks: &[&[u8]]) -> Driven {
                 Step::Authenticate(credentials) => {
                     session.authenticated(credentials.user, Senders::Any, &mut out)
                 }
+                Step::CheckRecipient(address) => {
+                    session.recipient_checked(address, RecipientCheck::Accepted, &mut out);
+                }
                 Step::Relay(transaction) => {
                     let to = transaction.to.iter().map(|a| a.to_string()).collect();
                     relayed.push((to, transaction.data));
@@ -402,4 +406,70 @@ fn the_logged_keywords_are_commands_smtp_proto_knows() {
         );
         assert_eq!(known, KEYWORDS.contains(keyword), "{keyword}");
     }
+}
+
+/// Drives `input` through a session that checks recipients, answering each
+/// check with `check(address)`; returns the replies and the recipients of
+/// the first message relayed.
+fn with_checks(
+    input: &[u8],
+    check: impl Fn(&str) -> RecipientCheck,
+) -> (String, Option<Vec<String>>) {
+    let mut session = logged_in(Senders::Any);
+    session.options.check_recipients = true;
+    session.options.max_recipients = 100;
+    let mut out = Vec::new();
+    let mut bytes = input.iter();
+    let relayed = loop {
+        match session.advance(&mut bytes, &mut out) {
+            Step::CheckRecipient(address) => {
+                let verdict = check(address.as_ref());
+                if session.recipient_checked(address, verdict, &mut out) {
+                    break None;
+                }
+            }
+            Step::Relay(transaction) => {
+                break Some(transaction.to.iter().map(|a| a.to_string()).collect());
+            }
+            Step::NeedMore | Step::Close => break None,
+            step => panic!("unexpected {step:?}"),
+        }
+    };
+    (String::from_utf8(out).unwrap(), relayed)
+}
+
+#[test]
+fn recipients_are_checked_at_rcpt_and_only_accepted_ones_get_the_message() {
+    let (out, relayed) = with_checks(
+        b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@x.y>\r\nRCPT TO:<ghost@x.y>\r\n\
+          RCPT TO:<busy@x.y>\r\nDATA\r\nhi\r\n.\r\n",
+        |address| match address {
+            "ghost@x.y" => RecipientCheck::Unknown,
+            "busy@x.y" => RecipientCheck::Unavailable,
+            _ => RecipientCheck::Accepted,
+        },
+    );
+    assert_eq!(
+        out,
+        "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n\
+         550 5.1.1 No such local mailbox\r\n\
+         451 4.3.0 Cannot look up the recipient now, try again later\r\n\
+         354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+    );
+    assert_eq!(relayed, Some(vec!["bob@x.y".to_string()]));
+}
+
+#[test]
+fn probing_for_user_names_ends_the_session() {
+    let mut input = b"MAIL FROM:<alice@example.com>\r\n".to_vec();
+    for n in 0..20 {
+        input.extend_from_slice(format!("RCPT TO:<guess{n}@x.y>\r\n").as_bytes());
+    }
+    let (out, relayed) = with_checks(&input, |_| RecipientCheck::Unknown);
+    assert_eq!(relayed, None);
+    assert_eq!(out.matches("550 5.1.1").count(), 10, "{out}");
+    assert!(
+        out.ends_with("421 4.7.0 Too many errors, closing\r\n"),
+        "{out}"
+    );
 }
