@@ -559,9 +559,18 @@ impl Session {
         Some(Step::Authenticate(credentials))
     }
 
+    /// A SASL response that cannot be used: a well-formed one the server
+    /// refuses is an authentication failure (`535 5.7.8`, RFC 4954 §6),
+    /// anything else a syntax error (`501`).
     fn sasl_error(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
         match error {
             SaslError::Cancelled => self.error(out, 501, "5.0.0", "Authentication cancelled"),
+            error if error.is_refusal() => self.error(
+                out,
+                535,
+                "5.7.8",
+                "Authentication credentials invalid: acting as another user is not allowed",
+            ),
             _ => self.error(out, 501, "5.5.2", "Cannot decode the SASL response"),
         }
     }

@@ -198,6 +198,29 @@ fn a_spoofed_from_header_is_refused() {
     );
 }
 
+/// RFC 4954 §6: a well-formed PLAIN response whose authzid names another
+/// user is an authentication failure, `535 5.7.8`; bad base64 stays `501`.
+/// Caught: it got `501 5.5.2 Cannot decode the SASL response`.
+#[test]
+fn acting_as_another_user_is_an_authentication_failure() {
+    let mut session = Session::new(options(true));
+    // "bob\0alice\0s3cret", then not base64 at all.
+    let (step, out) = feed(
+        &mut session,
+        b"EHLO c\r\nAUTH PLAIN Ym9iAGFsaWNlAHMzY3JldA==\r\nAUTH PLAIN\r\nYm9iAGFsaWNlAHMzY3JldA==\r\nAUTH PLAIN %%%\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    let refusal =
+        "535 5.7.8 Authentication credentials invalid: acting as another user is not allowed\r\n";
+    assert!(
+        out.ends_with(&format!(
+            "{refusal}334 \r\n{refusal}501 5.5.2 Cannot decode the SASL response\r\n"
+        )),
+        "{out}"
+    );
+    assert!(session.user().is_none());
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);

@@ -1,0 +1,53 @@
+//! Submission against what real senders and phones send (issue 16) and the
+//! sender policy and STARTTLS on a shared host (issue 10): the real binary
+//! between a raw SMTP client and an aiosmtpd upstream, checking what the
+//! upstream received (the MAIL and RCPT commands as they arrived, and the
+//! message) besides the replies.
+
+use base64::Engine as _;
+
+use crate::harness::PASSWORD;
+use crate::smtp_harness::{plain, server_relaying_to, submission_addr, Sink, Smtp};
+
+/// The base64 PLAIN response acting as `authzid` with `user`'s password.
+fn plain_as(authzid: &str, user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{authzid}\0{user}\0{password}"))
+}
+
+/// RFC 4954 §6 (`535 5.7.8`) and RFC 3206 §4 (`[AUTH]`): a well-formed
+/// PLAIN response whose authzid names another user is an authentication
+/// failure on both protocols; a response that does not decode stays `501`
+/// and a plain `-ERR`. Caught: submission answered `501 5.5.2 Cannot decode
+/// the SASL response` and POP3 a plain `-ERR`, which clients read as a
+/// protocol error rather than refused credentials.
+#[test]
+fn acting_as_another_user_is_an_authentication_failure_on_both_protocols() {
+    let sink = Sink::start();
+    let server = server_relaying_to(&sink, &[]);
+    let as_bob = plain_as("bob", "alice", PASSWORD);
+    let mut smtp = Smtp::connect(submission_addr(&server), None).starttls(server.client_config());
+    smtp.cmd("EHLO client.test");
+    assert_eq!(
+        smtp.cmd(&format!("AUTH PLAIN {as_bob}")),
+        "535 5.7.8 Authentication credentials invalid: acting as another user is not allowed"
+    );
+    assert_eq!(
+        smtp.cmd("AUTH PLAIN !!!"),
+        "501 5.5.2 Cannot decode the SASL response"
+    );
+    assert_eq!(
+        smtp.cmd(&format!("AUTH PLAIN {}", plain("alice", PASSWORD))),
+        "235 2.7.0 Authentication successful"
+    );
+
+    let mut pop3 = server.connect_tls();
+    assert_eq!(
+        pop3.cmd(&format!("AUTH PLAIN {as_bob}")),
+        "-ERR [AUTH] acting as another user is not supported"
+    );
+    assert_eq!(
+        pop3.cmd("AUTH PLAIN !!!"),
+        "-ERR the SASL response is not valid base64"
+    );
+    pop3.ok(&format!("AUTH PLAIN {}", plain("alice", PASSWORD)));
+}
