@@ -17,6 +17,9 @@
 //! Replies to pipelined commands pile up in the output until the input runs
 //! dry, so a pipelining client gets them in one write (RFC 2920).
 //!
+//! HELO is answered `250 <hostname>`, without an enhanced status code
+//! (RFC 2034 §3 puts none on HELO/EHLO).
+//!
 //! With `protocol_log` on, the session also notes what it heard, as the
 //! protocol log may show it ([`Session::take_heard`]): each command line
 //! through [`protocol_log::command_line`], a SASL response as a placeholder,
@@ -379,7 +382,7 @@ impl Session {
             Request::Helo { host } => {
                 self.helo = Some(host);
                 self.reset();
-                reply(out, 250, "2.0.0", &self.options.hostname.clone());
+                bare(out, 250, &self.options.hostname);
             }
             Request::StartTls => {
                 if self.tls {

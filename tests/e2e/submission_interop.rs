@@ -51,3 +51,15 @@ fn acting_as_another_user_is_an_authentication_failure_on_both_protocols() {
     );
     pop3.ok(&format!("AUTH PLAIN {}", plain("alice", PASSWORD)));
 }
+
+/// RFC 5321 §4.1.1.1: HELO is answered `250 <domain>`; RFC 2034 §3 puts no
+/// enhanced status code on HELO or EHLO. Caught: `250 2.0.0 localhost`.
+#[test]
+fn helo_is_answered_with_the_bare_hostname() {
+    let sink = Sink::start();
+    let server = server_relaying_to(&sink, &[]);
+    let mut smtp = Smtp::connect(submission_addr(&server), None);
+    assert_eq!(smtp.cmd("HELO client.test"), "250 localhost");
+    let mut smtp = smtp.starttls(server.client_config());
+    assert_eq!(smtp.cmd("HELO client.test"), "250 localhost");
+}

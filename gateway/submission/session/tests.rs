@@ -221,6 +221,16 @@ fn acting_as_another_user_is_an_authentication_failure() {
     assert!(session.user().is_none());
 }
 
+/// RFC 5321 §4.1.1.1: HELO is answered `250 <domain>`, and RFC 2034 §3
+/// puts no enhanced status code on it. Caught: `250 2.0.0 mail.example.com`.
+#[test]
+fn helo_is_answered_with_the_bare_hostname() {
+    let mut session = Session::new(options(true));
+    let (_, out) = feed(&mut session, b"HELO client\r\n");
+    assert_eq!(out, "250 mail.example.com\r\n");
+    assert_eq!(session.helo(), Some("client"));
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);
