@@ -215,6 +215,9 @@ impl Connection<'_> {
             return Some("tls-failed");
         }
         self.session.tls_started();
+        // The login is forgotten with the rest: so is its place in
+        // max_connections_per_user.
+        self.user_slot = None;
         None
     }
 

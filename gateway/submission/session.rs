@@ -18,7 +18,9 @@
 //! dry, so a pipelining client gets them in one write (RFC 2920).
 //!
 //! HELO is answered `250 <hostname>`, without an enhanced status code
-//! (RFC 2034 §3 puts none on HELO/EHLO).
+//! (RFC 2034 §3 puts none on HELO/EHLO). After STARTTLS the session
+//! forgets everything the client said in the clear, its login included
+//! (RFC 3207 §4.2): it must EHLO and AUTH again.
 //!
 //! With `protocol_log` on, the session also notes what it heard, as the
 //! protocol log may show it ([`Session::take_heard`]): each command line
@@ -729,12 +731,14 @@ impl Session {
         }
     }
 
-    /// STARTTLS done: everything said before is forgotten (RFC 3207 §4.2).
+    /// STARTTLS done: everything said before is forgotten (RFC 3207 §4.2),
+    /// the login too; the client must EHLO and AUTH again.
     pub fn tls_started(&mut self) {
         self.tls = true;
         self.receiver = RequestReceiver::default();
         self.input = Input::Command;
         self.helo = None;
+        self.user = None;
         self.reset();
     }
 }

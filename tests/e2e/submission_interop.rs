@@ -6,8 +6,8 @@
 
 use base64::Engine as _;
 
-use crate::harness::PASSWORD;
-use crate::smtp_harness::{plain, server_relaying_to, submission_addr, Sink, Smtp};
+use crate::harness::{Options, Server, PASSWORD};
+use crate::smtp_harness::{added_headers, plain, server_relaying_to, submission_addr, Sink, Smtp};
 
 /// The base64 PLAIN response acting as `authzid` with `user`'s password.
 fn plain_as(authzid: &str, user: &str, password: &str) -> String {
@@ -62,4 +62,42 @@ fn helo_is_answered_with_the_bare_hostname() {
     assert_eq!(smtp.cmd("HELO client.test"), "250 localhost");
     let mut smtp = smtp.starttls(server.client_config());
     assert_eq!(smtp.cmd("HELO client.test"), "250 localhost");
+}
+
+/// RFC 3207 §4.2: after STARTTLS the server forgets what the client said
+/// in the clear, its login included, whatever `login` allows; MAIL right
+/// after STARTTLS and EHLO gets 530 until the client authenticates again.
+/// Caught: with `login = "plaintext"`, a login made in the clear survived
+/// STARTTLS and MAIL was accepted without a new AUTH.
+#[test]
+fn starttls_forgets_the_login() {
+    let sink = Sink::start();
+    let mut submission = sink.relay_lines();
+    submission.push("[submission.addresses]".into());
+    submission.push("alice = [\"alice@example.com\"]".into());
+    let server = Server::with(Options {
+        pop3: vec!["login = \"plaintext\"".into()],
+        submission: Some(submission),
+        ..Options::default()
+    });
+    let mut smtp = Smtp::connect(submission_addr(&server), None);
+    smtp.cmd("EHLO client.test");
+    let login = format!("AUTH PLAIN {}", plain("alice", PASSWORD));
+    assert_eq!(smtp.cmd(&login), "235 2.7.0 Authentication successful");
+    let mut smtp = smtp.starttls(server.client_config());
+    let ehlo = smtp.cmd("EHLO client.test");
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@example.com>"),
+        "530 5.7.0 Authentication required"
+    );
+    assert!(ehlo.ends_with("250 AUTH PLAIN LOGIN"), "{ehlo}");
+    assert_eq!(smtp.cmd(&login), "235 2.7.0 Authentication successful");
+    let message = b"From: alice@example.com\r\n\r\nafter TLS\r\n";
+    assert_eq!(
+        smtp.send_message("alice@example.com", &["bob@example.org"], message),
+        "250 2.0.0 Message accepted for delivery"
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    added_headers(&received[0].data, message);
 }

@@ -231,6 +231,34 @@ fn helo_is_answered_with_the_bare_hostname() {
     assert_eq!(session.helo(), Some("client"));
 }
 
+/// RFC 3207 §4.2: after STARTTLS the server forgets everything the client
+/// said before, its login included. Caught: with `login = "plaintext"` a
+/// client that logged in before STARTTLS could send MAIL after it without
+/// a new AUTH.
+#[test]
+fn starttls_forgets_the_login() {
+    let mut session = Session::new(SessionOptions {
+        plaintext_login: true,
+        ..options(false)
+    });
+    let (step, _) = feed(
+        &mut session,
+        b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n",
+    );
+    assert!(matches!(step, Step::Authenticate(_)), "{step:?}");
+    session.authenticated("alice".into(), alice(), &mut Vec::new());
+    let (step, _) = feed(&mut session, b"STARTTLS\r\n");
+    assert!(matches!(step, Step::StartTls), "{step:?}");
+    session.tls_started();
+    assert!(session.user().is_none());
+    let (_, out) = feed(&mut session, b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\n");
+    assert!(out.contains("250 AUTH PLAIN LOGIN\r\n"), "{out}");
+    assert!(
+        out.ends_with("530 5.7.0 Authentication required\r\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);
