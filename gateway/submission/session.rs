@@ -37,7 +37,7 @@ use popgate_auth::{Credentials, Password};
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
-use super::message;
+use super::message::{self, OriginatorError};
 use super::reply::{bare, multiline, reply};
 use crate::protocol_log;
 
@@ -681,24 +681,10 @@ impl Session {
             );
             return Step::NeedMore;
         }
-        if let Some((_, Senders::Only(_))) = &self.user {
-            let verdict = match message::from_addresses(&data) {
-                Ok(addresses) => {
-                    let senders = self.user.as_ref().map(|(_, s)| s);
-                    match addresses
-                        .iter()
-                        .find(|a| !senders.is_some_and(|s| s.allows(a)))
-                    {
-                        None => Ok(()),
-                        Some(_) => Err("From: address not owned by the authenticated user"),
-                    }
-                }
-                Err(message::FromError::Missing) => Err("The message has no From: address"),
-                Err(message::FromError::Unparsable) => Err("The From: header cannot be parsed"),
-            };
-            if let Err(text) = verdict {
+        if let Some((_, senders @ Senders::Only(_))) = &self.user {
+            if let Err((code, status, text)) = check_originators(senders, &data) {
                 self.reset();
-                reply(out, 553, "5.7.1", text);
+                reply(out, code, status, &text);
                 return Step::NeedMore;
             }
         }
@@ -741,6 +727,41 @@ impl Session {
         self.user = None;
         self.reset();
     }
+}
+
+/// The sender policy on the message's From: and Sender: fields: exactly one
+/// From field, every address in it the user's, and a Sender field, when
+/// there is one, naming one of the user's addresses. `Err` is the reply.
+fn check_originators(senders: &Senders, data: &[u8]) -> Result<(), (u16, &'static str, String)> {
+    let originators = message::originators(data).map_err(|error| match error {
+        OriginatorError::Unparsable(what) => (553, "5.7.1", format!("The {what} cannot be parsed")),
+        OriginatorError::NoFrom => (553, "5.7.1", "The message has no From: address".into()),
+        OriginatorError::ManyFrom(n) => (
+            554,
+            "5.6.0",
+            format!("The message has {n} From: fields; RFC 5322 allows exactly one"),
+        ),
+        OriginatorError::BadSender => (
+            554,
+            "5.6.0",
+            "The Sender: field must appear at most once and name one mailbox".into(),
+        ),
+    })?;
+    if !originators.from.iter().all(|a| senders.allows(a)) {
+        return Err((
+            553,
+            "5.7.1",
+            "From: address not owned by the authenticated user".into(),
+        ));
+    }
+    if originators.sender.is_some_and(|a| !senders.allows(&a)) {
+        return Err((
+            553,
+            "5.7.1",
+            "Sender: address not owned by the authenticated user".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Splits `5.1.1 text` into the enhanced status code and the text, when

@@ -64,6 +64,46 @@ fn helo_is_answered_with_the_bare_hostname() {
     assert_eq!(smtp.cmd("HELO client.test"), "250 localhost");
 }
 
+/// RFC 5322 §3.6 (exactly one From field, at most one Sender field) and
+/// §4.5 (white space before the colon is still a field name): with
+/// `sender_policy = "own"` every From field is seen, however written, and
+/// a Sender field is checked too; what is refused never reaches the
+/// upstream. Caught: `From : ceo@example.com` before a genuine
+/// `From: alice@…` passed the policy and was relayed, a foreign `Sender:`
+/// was never looked at, and alice's own `FROM\t:` counted as no From at all.
+#[test]
+fn the_sender_policy_sees_every_from_field_and_the_sender_field() {
+    let sink = Sink::start();
+    let server = server_relaying_to(&sink, &[]);
+    let mut smtp = Smtp::logged_in(&server);
+    let to = ["bob@example.org"];
+    assert_eq!(
+        smtp.send_message(
+            "alice@example.com",
+            &to,
+            b"From : ceo@example.com\r\nFrom: alice@example.com\r\n\r\nPay this.\r\n",
+        ),
+        "554 5.6.0 The message has 2 From: fields; RFC 5322 allows exactly one"
+    );
+    assert_eq!(
+        smtp.send_message(
+            "alice@example.com",
+            &to,
+            b"From: alice@example.com\r\nSender: ceo@example.com\r\n\r\nOn behalf.\r\n",
+        ),
+        "553 5.7.1 Sender: address not owned by the authenticated user"
+    );
+    let own =
+        b"FROM\t:\r\n Alice\r\n <alice@example.com>\r\nSender : alice@example.com\r\n\r\nmine\r\n";
+    assert_eq!(
+        smtp.send_message("alice@example.com", &to, own),
+        "250 2.0.0 Message accepted for delivery"
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    added_headers(&received[0].data, own);
+}
+
 /// RFC 3207 §4.2: after STARTTLS the server forgets what the client said
 /// in the clear, its login included, whatever `login` allows; MAIL right
 /// after STARTTLS and EHLO gets 530 until the client authenticates again.

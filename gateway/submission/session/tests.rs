@@ -259,6 +259,49 @@ fn starttls_forgets_the_login() {
     );
 }
 
+/// §4.5 lets a field name be followed by white space before the colon.
+/// Caught: `From : ceo@example.com` beside a genuine From passed the
+/// policy, and a Sender: field was never looked at.
+#[test]
+fn the_policy_sees_every_from_field_and_the_sender_field() {
+    let refused = |headers: &str| {
+        let mut session = logged_in(alice());
+        let input = format!(
+            "MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n{headers}\r\nx\r\n.\r\n"
+        );
+        let (step, out) = feed(&mut session, input.as_bytes());
+        match step {
+            Step::NeedMore => out.lines().last().unwrap().to_owned(),
+            Step::Relay(_) => "relayed".to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        refused("From : ceo@example.com\r\nFrom: alice@example.com\r\n"),
+        "554 5.6.0 The message has 2 From: fields; RFC 5322 allows exactly one"
+    );
+    assert_eq!(
+        refused("From\t: ceo@example.com\r\n"),
+        "553 5.7.1 From: address not owned by the authenticated user"
+    );
+    assert_eq!(
+        refused("From: alice@example.com\r\nSender: ceo@example.com\r\n"),
+        "553 5.7.1 Sender: address not owned by the authenticated user"
+    );
+    assert_eq!(
+        refused("From: alice@example.com\r\nSender: alice@example.com, ceo@example.com\r\n"),
+        "554 5.6.0 The Sender: field must appear at most once and name one mailbox"
+    );
+    assert_eq!(
+        refused("From: \"alice@example.com\"@evil.example\r\n"),
+        "553 5.7.1 The From: field cannot be parsed"
+    );
+    assert_eq!(
+        refused("FROM :\r\n Alice\r\n <ALICE@example.com>\r\nsender: alice@example.com\r\n"),
+        "relayed"
+    );
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);
