@@ -279,10 +279,12 @@ impl Connection<'_> {
         };
         let data = message::with_trace(&data, &trace);
         let size = data.len();
-        let sender = from
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "<>".into());
+        // Quoted, so a space or quote in a quoted local part cannot forge
+        // a field of the log line.
+        let sender = format!(
+            "{:?}",
+            format!("<{}>", from.as_ref().map_or("", |a| a.as_str()))
+        );
         let recipients = to.len();
         let outcome = self
             .service

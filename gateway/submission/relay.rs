@@ -12,6 +12,13 @@
 //! lettre's `send_raw` passes the octets through untouched (it adds the
 //! dot-stuffing and the final `.` itself); one refused recipient fails the
 //! whole send, which is what the client is told.
+//!
+//! Addresses go on exactly as the client wrote them (a quoted local part
+//! keeps its quotes, an address literal its brackets): they were read as
+//! RFC 5321 mailboxes ([`Mailbox`]), which lettre's own address parser does
+//! not accept whole, so they enter lettre's envelope unchecked by it. Local
+//! Maildir delivery gets each recipient with its
+//! [plain local part](Mailbox::plain_local_part), so `"bob"@host` is bob.
 
 use std::time::Duration;
 
@@ -21,6 +28,7 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 
+use super::address::Mailbox;
 use super::maildir_delivery::MaildirDelivery;
 use super::sendmail::Sendmail;
 use super::session::RelayOutcome;
@@ -110,12 +118,17 @@ impl Relay {
     /// Sends `data` from `from` to `to` and says how it went.
     pub async fn send(
         &self,
-        from: Option<Address>,
-        to: Vec<Address>,
+        from: Option<Mailbox>,
+        to: Vec<Mailbox>,
         data: Vec<u8>,
         timeout: Duration,
     ) -> RelayOutcome {
-        let envelope = match Envelope::new(from, to.clone()) {
+        // A Mailbox is an RFC 5321 mailbox already: ASCII, and no CR, LF or
+        // space outside a quoted local part, so it is safe on the
+        // upstream's command line and the sendmail command's.
+        let exact = |m: &Mailbox| Address::new_dangerous(m.local_part(), m.domain());
+        let envelope = match Envelope::new(from.as_ref().map(exact), to.iter().map(exact).collect())
+        {
             Ok(envelope) => envelope,
             Err(e) => return RelayOutcome::Permanent(554, format!("5.5.0 {e}")),
         };
@@ -142,7 +155,10 @@ impl Relay {
                     Err(_) => RelayOutcome::Temporary("Local MTA timed out".into()),
                 }
             }
-            Relay::Maildir(delivery) => delivery.deliver(to, data).await,
+            Relay::Maildir(delivery) => {
+                let local = |m: &Mailbox| Address::new_dangerous(m.plain_local_part(), m.domain());
+                delivery.deliver(to.iter().map(local).collect(), data).await
+            }
         }
     }
 }

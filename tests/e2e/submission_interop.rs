@@ -14,6 +14,177 @@ fn plain_as(authzid: &str, user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{authzid}\0{user}\0{password}"))
 }
 
+/// RFC 4954 §5: `AUTH=` on MAIL is parsed and discarded, also beside
+/// `SIZE=` and `BODY=`, and never passed upstream; a malformed value is a
+/// 501. Caught: `AUTH=<>` got `555 5.5.4 Unsupported MAIL parameter`, so
+/// every MTA relaying through popgate with SMTP AUTH (Postfix with
+/// `smtp_sasl_auth_enable`, Exim, sendmail smarthosts) had every message
+/// refused.
+#[test]
+fn mail_auth_is_parsed_and_discarded_beside_size_and_body() {
+    let sink = Sink::start();
+    let server = server_relaying_to(&sink, &[]);
+    let mut smtp = Smtp::logged_in(&server);
+    let eight_bit = b"From: alice@example.com\r\nSubject: via an MTA\r\n\r\nh\xc3\xa9llo\r\n";
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@example.com> SIZE=120 BODY=8BITMIME AUTH=<>"),
+        "250 2.1.0 Sender OK"
+    );
+    assert_eq!(
+        smtp.cmd("RCPT TO:<bob@example.org>"),
+        "250 2.1.5 Recipient OK"
+    );
+    assert_eq!(
+        smtp.data(eight_bit),
+        "250 2.0.0 Message accepted for delivery"
+    );
+    // An MTA that trusts its submitter names it, xtext-encoded.
+    let ascii = b"From: alice@example.com\r\nSubject: trusted\r\n\r\nhello\r\n";
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@example.com> AUTH=alice+40example.com"),
+        "250 2.1.0 Sender OK"
+    );
+    assert_eq!(
+        smtp.cmd("RCPT TO:<carol@example.net>"),
+        "250 2.1.5 Recipient OK"
+    );
+    assert_eq!(smtp.data(ascii), "250 2.0.0 Message accepted for delivery");
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@example.com> AUTH=+zz"),
+        "501 5.5.4 Invalid parameter AUTH"
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(
+        received[0].commands,
+        [
+            "MAIL FROM:<alice@example.com> BODY=8BITMIME",
+            "RCPT TO:<bob@example.org>"
+        ]
+    );
+    added_headers(&received[0].data, eight_bit);
+    assert_eq!(
+        received[1].commands,
+        [
+            "MAIL FROM:<alice@example.com>",
+            "RCPT TO:<carol@example.net>"
+        ]
+    );
+    added_headers(&received[1].data, ascii);
+}
+
+/// RFC 5321 §4.1.2 (a quoted local part) and §4.1.3 (address literals):
+/// legal addresses are accepted and relayed upstream exactly as given, and
+/// the sender policy compares them sensibly: `"alice"@example.com` is
+/// alice's own, a quoted local part that looks like her address is not.
+/// Caught: smtp-proto dropped the quotes, so `"john doe"@example.net` was
+/// refused as the invalid `john doe@example.net` (`553 5.1.3`) and
+/// `"alice"@Example.com` went upstream unquoted; address literals got
+/// `501 5.1.3`.
+#[test]
+fn quoted_local_parts_and_address_literals_reach_the_upstream_as_written() {
+    let sink = Sink::start();
+    let server = server_relaying_to(&sink, &[]);
+    let mut smtp = Smtp::logged_in(&server);
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<\"alice\"@Example.com>"),
+        "250 2.1.0 Sender OK"
+    );
+    for recipient in [
+        "\"john doe\"@example.net",
+        "bob@[192.0.2.1]",
+        "carol@[IPv6:2001:db8::1]",
+    ] {
+        assert_eq!(
+            smtp.cmd(&format!("RCPT TO:<{recipient}>")),
+            "250 2.1.5 Recipient OK",
+            "{recipient}"
+        );
+    }
+    let message = b"From: Alice <alice@example.com>\r\nTo: \"john doe\"@example.net\r\n\r\nhi\r\n";
+    assert_eq!(
+        smtp.data(message),
+        "250 2.0.0 Message accepted for delivery"
+    );
+    for spoof in [
+        "\"alice@example.com\"@evil.example",
+        "\"ceo\"@example.com",
+        "alice@[127.0.0.1]",
+    ] {
+        assert_eq!(
+            smtp.cmd(&format!("MAIL FROM:<{spoof}>")),
+            "553 5.7.1 Sender address not owned by the authenticated user",
+            "{spoof}"
+        );
+    }
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].commands,
+        [
+            "MAIL FROM:<\"alice\"@Example.com>",
+            "RCPT TO:<\"john doe\"@example.net>",
+            "RCPT TO:<bob@[192.0.2.1]>",
+            "RCPT TO:<carol@[IPv6:2001:db8::1]>",
+        ]
+    );
+    added_headers(&received[0].data, message);
+}
+
+/// RFC 6531 §3.4: SMTPUTF8 is handled consistently. popgate does not offer
+/// it (the relay's EHLO is unknown until after DATA; `envelope.rs` says
+/// why), so it refuses the parameter and non-ASCII addresses, `553 5.6.7`,
+/// and nothing non-ASCII reaches the upstream, even one that offers
+/// SMTPUTF8 (as Postfix does). Caught: a non-ASCII recipient was accepted
+/// without the parameter and relayed with `SMTPUTF8` added, while a client
+/// that declared SMTPUTF8 got `555`.
+#[test]
+fn smtputf8_is_not_offered_and_non_ascii_addresses_are_refused() {
+    let sink = Sink::with(&["--smtputf8"]);
+    let server = server_relaying_to(&sink, &[]);
+    let mut smtp = Smtp::logged_in(&server);
+    let ehlo = smtp.cmd("EHLO client.test");
+    assert!(
+        ehlo.starts_with("250-localhost") && !ehlo.contains("SMTPUTF8"),
+        "{ehlo}"
+    );
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@example.com>"),
+        "250 2.1.0 Sender OK"
+    );
+    for recipient in ["jos\u{e9}@example.org", "bob@b\u{fc}cher.example"] {
+        assert_eq!(
+            smtp.cmd(&format!("RCPT TO:<{recipient}>")),
+            "553 5.6.7 Non-ASCII recipient address: SMTPUTF8 is not offered",
+            "{recipient}"
+        );
+    }
+    assert_eq!(
+        smtp.cmd("RCPT TO:<bob@example.org>"),
+        "250 2.1.5 Recipient OK"
+    );
+    let message = b"From: alice@example.com\r\n\r\nascii only\r\n";
+    assert_eq!(
+        smtp.data(message),
+        "250 2.0.0 Message accepted for delivery"
+    );
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<\u{e1}lice@example.com>"),
+        "553 5.6.7 Non-ASCII sender address: SMTPUTF8 is not offered"
+    );
+    assert_eq!(
+        smtp.cmd("MAIL FROM:<alice@example.com> SMTPUTF8"),
+        "555 5.5.4 Unsupported MAIL parameter SMTPUTF8"
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].commands,
+        ["MAIL FROM:<alice@example.com>", "RCPT TO:<bob@example.org>"]
+    );
+    added_headers(&received[0].data, message);
+}
+
 /// RFC 4954 §6 (`535 5.7.8`) and RFC 3206 §4 (`[AUTH]`): a well-formed
 /// PLAIN response whose authzid names another user is an authentication
 /// failure on both protocols; a response that does not decode stays `501`
