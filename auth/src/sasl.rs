@@ -9,7 +9,8 @@
 //! * **PLAIN** (RFC 4616) sends everything at once, either as the initial
 //!   response (`AUTH PLAIN AGFsaWNlAHMzY3JldA==`) or after an empty challenge:
 //!   `[authzid] NUL authcid NUL passwd`. Acting for another user (an authzid
-//!   different from the authcid) is refused.
+//!   different from the authcid) is refused, as an authentication failure
+//!   rather than a malformed response ([`SaslError::is_refusal`]).
 //! * **LOGIN** (no RFC; what Outlook and Thunderbird fall back to) asks for the
 //!   user with [`LOGIN_USER_PROMPT`], then for the password with
 //!   [`LOGIN_PASSWORD_PROMPT`]; each answer is decoded with
@@ -116,6 +117,23 @@ pub enum SaslError {
     /// A PLAIN response asking to act as another user (proxy authorization).
     #[error("acting as another user is not supported")]
     ProxyAuthorization,
+}
+
+impl SaslError {
+    /// True for a response that is well-formed but asks for something the
+    /// server refuses without consulting any backend: acting as another
+    /// user. The protocols answer it as a failed authentication (SMTP
+    /// `535 5.7.8`, POP3 `-ERR [AUTH]`); every other error is a malformed
+    /// response (`501`, a plain `-ERR`).
+    ///
+    /// ```
+    /// use popgate_auth::sasl::SaslError;
+    /// assert!(SaslError::ProxyAuthorization.is_refusal());
+    /// assert!(!SaslError::InvalidBase64.is_refusal());
+    /// ```
+    pub fn is_refusal(self) -> bool {
+        matches!(self, SaslError::ProxyAuthorization)
+    }
 }
 
 /// Decodes a base64 SASL PLAIN response (RFC 4616: `[authzid] NUL authcid NUL

@@ -466,6 +466,10 @@ maildir = "/srv/mail/%d/%n"
                 "[submission]\n[submission.addresses]\nalice = [\"not an address\"]\n",
                 "submission.addresses",
             ),
+            (
+                "[submission]\n[submission.addresses]\nalice = [\"jos\u{e9}@example.com\"]\n",
+                "submission.addresses",
+            ),
         ] {
             let text = format!("[tls]\ncert = \"c\"\nkey = \"k\"\n{text}");
             let file = write(&text);

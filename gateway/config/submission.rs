@@ -318,11 +318,13 @@ impl SubmissionSettings {
         for (user, addresses) in &self.addresses {
             if let Some(bad) = addresses
                 .iter()
-                .find(|a| a.parse::<lettre::Address>().is_err())
+                .find(|a| crate::submission::address::Mailbox::parse(a).is_err())
             {
+                // As MAIL FROM reads addresses: one that does not parse so
+                // could never be sent as.
                 return Err((
                     "submission.addresses",
-                    format!("`{bad}` (for {user}) is not an email address"),
+                    format!("`{bad}` (for {user}) is not an RFC 5321 email address (ASCII only)"),
                 ));
             }
         }

@@ -461,7 +461,10 @@ impl<M: Maildrop> Session<M> {
             }
             Ok(credentials) => Next::Authenticate(credentials),
             Err(error) => {
-                reply::err(out, None, format_args!("{error}"));
+                // Acting as another user is a credential failure (RFC 3206
+                // [AUTH]), not a malformed response.
+                let code = error.is_refusal().then_some(Code::Auth);
+                reply::err(out, code, format_args!("{error}"));
                 Next::Continue
             }
         }
@@ -807,6 +810,24 @@ mod tests {
         assert_eq!(
             send(&mut session, "AUTH").0,
             "+OK Supported mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+        );
+    }
+
+    /// RFC 3206 §4 / RFC 5034: acting as another user (an authzid that is
+    /// not the authcid) is a credentials failure, `-ERR [AUTH]`; a response
+    /// that does not decode stays a plain `-ERR`. Caught: it was a plain
+    /// `-ERR`, which clients do not read as "wrong credentials".
+    #[test]
+    fn acting_as_another_user_gets_the_auth_code() {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+        // "bob\0alice\0pw"
+        let refused = "-ERR [AUTH] acting as another user is not supported\r\n";
+        assert_eq!(send(&mut session, "AUTH PLAIN Ym9iAGFsaWNlAHB3").0, refused);
+        assert_eq!(send(&mut session, "AUTH PLAIN").0, "+ \r\n");
+        assert_eq!(send(&mut session, "Ym9iAGFsaWNlAHB3").0, refused);
+        assert_eq!(
+            send(&mut session, "AUTH PLAIN !!!").0,
+            "-ERR the SASL response is not valid base64\r\n"
         );
     }
 

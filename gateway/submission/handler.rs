@@ -226,6 +226,9 @@ impl Connection<'_> {
             return Some("tls-failed");
         }
         self.session.tls_started();
+        // The login is forgotten with the rest: so is its place in
+        // max_connections_per_user.
+        self.user_slot = None;
         None
     }
 
@@ -287,10 +290,12 @@ impl Connection<'_> {
         };
         let data = message::with_trace(&data, &trace);
         let size = data.len();
-        let sender = from
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "<>".into());
+        // Quoted, so a space or quote in a quoted local part cannot forge
+        // a field of the log line.
+        let sender = format!(
+            "{:?}",
+            format!("<{}>", from.as_ref().map_or("", |a| a.as_str()))
+        );
         let recipients = to.len();
         let outcome = self
             .service

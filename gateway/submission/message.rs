@@ -7,8 +7,17 @@
 //!   message is refused outright: MTAs disagree on where a line ends, and
 //!   that disagreement is what "SMTP smuggling" exploits to hide a second
 //!   message inside the first.
-//! - [`from_addresses`] lists the addresses of the From: header, for the
-//!   sender policy.
+//! - [`originators`] reads the From: and Sender: fields (RFC 5322 §3.6.2)
+//!   for the sender policy. A field is found by its name without case and
+//!   with any white space before the colon, which RFC 5322 §4.5 still
+//!   allows (`From : ceo@example.com` is a From field, and MTAs read it
+//!   as one). A message needs exactly one From field and at most one
+//!   Sender field of one mailbox (RFC 5322 §3.6): with two From fields,
+//!   which one a reader shows is anyone's guess, so such a message is
+//!   refused rather than checked by one of them. mailparse splits and
+//!   unfolds the header section and reads the addresses; it keeps the
+//!   white space before the colon in the name, which [`originators`]
+//!   trims.
 //! - [`with_trace`] prepends a `Received:` header (who logged in, over which
 //!   TLS version) and a `Message-ID:` and `Date:` when the client left them
 //!   out (RFC 6409 §8). The rest of the message is passed on byte for byte.
@@ -16,18 +25,33 @@
 use std::net::IpAddr;
 
 use lettre::message::header::{Date, Headers};
-use mailparse::{MailAddr, MailHeaderMap};
+use mailparse::{MailAddr, MailHeader};
 use rand::distr::{Alphanumeric, SampleString};
 
-/// Why the From: header could not be read.
+/// Why the originator fields cannot be checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FromError {
-    /// The header section does not parse.
-    #[error("the message header cannot be parsed")]
-    Unparsable,
-    /// No From: header, or one with no address in it.
+pub enum OriginatorError {
+    /// The header section, or the named field, does not parse.
+    #[error("the {0} cannot be parsed")]
+    Unparsable(&'static str),
+    /// No From: field, or one with no address in it.
     #[error("the message has no From: address")]
-    Missing,
+    NoFrom,
+    /// More than one From: field (how many).
+    #[error("the message has {0} From: fields")]
+    ManyFrom(usize),
+    /// More than one Sender: field, or one that is not one mailbox.
+    #[error("the Sender: field is not one mailbox")]
+    BadSender,
+}
+
+/// The originator fields of a message (RFC 5322 §3.6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Originators {
+    /// The addresses of the From: field, in order.
+    pub from: Vec<String>,
+    /// The address of the Sender: field, when there is one.
+    pub sender: Option<String>,
 }
 
 /// True when `data` holds a CR not followed by LF or an LF not preceded by CR.
@@ -44,25 +68,58 @@ pub fn bare_line_break(data: &[u8]) -> bool {
     false
 }
 
-/// The addresses in the From: header(s) of `data`, in order.
-pub fn from_addresses(data: &[u8]) -> Result<Vec<String>, FromError> {
-    let (headers, _) = mailparse::parse_headers(data).map_err(|_| FromError::Unparsable)?;
+/// The From: and Sender: fields of `data`, however their names are
+/// written; refused unless there is exactly one From field with an
+/// address in it and at most one Sender field of one mailbox.
+pub fn originators(data: &[u8]) -> Result<Originators, OriginatorError> {
+    let (headers, _) = mailparse::parse_headers(data)
+        .map_err(|_| OriginatorError::Unparsable("header section"))?;
+    let from = match fields(&headers, "From").collect::<Vec<_>>()[..] {
+        [] => return Err(OriginatorError::NoFrom),
+        [field] => addresses(field).ok_or(OriginatorError::Unparsable("From: field"))?,
+        ref many => return Err(OriginatorError::ManyFrom(many.len())),
+    };
+    if from.is_empty() {
+        return Err(OriginatorError::NoFrom);
+    }
+    let sender = match fields(&headers, "Sender").collect::<Vec<_>>()[..] {
+        [] => None,
+        [field] => match addresses(field).as_deref() {
+            Some([one]) => Some(one.clone()),
+            Some(_) => return Err(OriginatorError::BadSender),
+            None => return Err(OriginatorError::Unparsable("Sender: field")),
+        },
+        _ => return Err(OriginatorError::BadSender),
+    };
+    Ok(Originators { from, sender })
+}
+
+/// The fields of `headers` called `name`: without case, and with white
+/// space before the colon allowed (RFC 5322 §4.5).
+fn fields<'a>(
+    headers: &'a [MailHeader<'a>],
+    name: &'a str,
+) -> impl Iterator<Item = &'a MailHeader<'a>> {
+    headers.iter().filter(move |header| {
+        header
+            .get_key_ref()
+            .trim_end_matches([' ', '\t'])
+            .eq_ignore_ascii_case(name)
+    })
+}
+
+/// The addresses of an address-list field, groups flattened; `None` when
+/// it does not parse.
+fn addresses(field: &MailHeader<'_>) -> Option<Vec<String>> {
+    let list = mailparse::addrparse_header(field).ok()?;
     let mut addresses = Vec::new();
-    for header in headers.get_all_headers("From") {
-        let list = mailparse::addrparse_header(header).map_err(|_| FromError::Unparsable)?;
-        for address in list.iter() {
-            match address {
-                MailAddr::Single(single) => addresses.push(single.addr.clone()),
-                MailAddr::Group(group) => {
-                    addresses.extend(group.addrs.iter().map(|a| a.addr.clone()))
-                }
-            }
+    for address in list.iter() {
+        match address {
+            MailAddr::Single(single) => addresses.push(single.addr.clone()),
+            MailAddr::Group(group) => addresses.extend(group.addrs.iter().map(|a| a.addr.clone())),
         }
     }
-    if addresses.is_empty() {
-        return Err(FromError::Missing);
-    }
-    Ok(addresses)
+    Some(addresses)
 }
 
 /// Who sent a message and how, for its `Received:` header.
@@ -111,8 +168,8 @@ pub fn with_trace(data: &[u8], trace: &Trace<'_>) -> Vec<u8> {
     );
     let (has_id, has_date) = match mailparse::parse_headers(data) {
         Ok((headers, _)) => (
-            headers.get_first_header("Message-ID").is_some(),
-            headers.get_first_header("Date").is_some(),
+            fields(&headers, "Message-ID").next().is_some(),
+            fields(&headers, "Date").next().is_some(),
         ),
         Err(_) => (false, false),
     };
@@ -143,15 +200,53 @@ mod tests {
     }
 
     #[test]
-    fn from_addresses_are_listed() {
+    fn originators_are_listed() {
         let data = b"From: Alice <alice@example.com>, bob@example.com\r\nTo: x@y\r\n\r\nhi\r\n";
         assert_eq!(
-            from_addresses(data).unwrap(),
-            ["alice@example.com", "bob@example.com"]
+            originators(data).unwrap(),
+            Originators {
+                from: vec!["alice@example.com".into(), "bob@example.com".into()],
+                sender: None
+            }
+        );
+        let data = b"FROM\t:\r\n Alice <alice@example.com>\r\nsender : <bob@example.com>\r\n\r\n";
+        assert_eq!(
+            originators(data).unwrap(),
+            Originators {
+                from: vec!["alice@example.com".into()],
+                sender: Some("bob@example.com".into())
+            }
         );
         assert_eq!(
-            from_addresses(b"To: x@y\r\n\r\nhi\r\n"),
-            Err(FromError::Missing)
+            originators(b"To: x@y\r\n\r\nFrom: a@b.c\r\n"),
+            Err(OriginatorError::NoFrom)
+        );
+        assert_eq!(
+            originators(b"From: undisclosed:;\r\n\r\n"),
+            Err(OriginatorError::NoFrom)
+        );
+    }
+
+    /// RFC 5322 §3.6 allows one From field and one Sender field; the
+    /// obsolete `From :` form (§4.5) is a From field too.
+    #[test]
+    fn every_from_field_counts_however_it_is_written() {
+        for data in [
+            &b"From : ceo@example.com\r\nFrom: alice@example.com\r\n\r\n"[..],
+            b"From: alice@example.com\r\nfrom\t: ceo@example.com\r\n\r\n",
+            b"From: alice@example.com\r\nSubject: x\r\nFROM: ceo@example.com\r\n\r\n",
+        ] {
+            assert_eq!(originators(data), Err(OriginatorError::ManyFrom(2)));
+        }
+        for data in [
+            &b"From: a@b.c\r\nSender: a@b.c\r\nSender : a@b.c\r\n\r\n"[..],
+            b"From: a@b.c\r\nSender: a@b.c, d@e.f\r\n\r\n",
+        ] {
+            assert_eq!(originators(data), Err(OriginatorError::BadSender));
+        }
+        assert_eq!(
+            originators(b"From: <alice@example.com\r\n\r\n"),
+            Err(OriginatorError::Unparsable("From: field"))
         );
     }
 
@@ -175,6 +270,13 @@ mod tests {
         let out = String::from_utf8(with_trace(dated, &trace)).unwrap();
         assert_eq!(out.matches("Date:").count(), 1);
         assert_eq!(out.matches("Message-ID:").count(), 1);
+        // The obsolete `Date :` form is a Date field too: none is added.
+        let obsolete = b"date : Mon, 2 Nov 2026 10:00:00 +0000\r\nMessage-ID\t: <a@b>\r\n\r\nx\r\n";
+        let out = String::from_utf8(with_trace(obsolete, &trace)).unwrap();
+        assert!(
+            !out.contains("\r\nDate:") && !out.contains("\r\nMessage-ID:"),
+            "{out}"
+        );
         let plaintext = Trace { tls: None, ..trace };
         let out = String::from_utf8(with_trace(dated, &plaintext)).unwrap();
         assert!(

@@ -2,8 +2,9 @@
 //! port 465 with implicit TLS): users who fetch with POP3 send through it.
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
-//! smtp-proto to parse commands and message text), [`reply`] writes replies,
-//! [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
+//! smtp-proto to parse commands and message text, [`envelope`] to read
+//! MAIL and RCPT, whose addresses are [`address`]es), [`reply`] writes
+//! replies, [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
 //! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
@@ -13,6 +14,8 @@
 //! per user are limited by `[submission] max_connections_per_user`, counted
 //! apart from POP3's (see [`crate::limits`]).
 
+pub mod address;
+pub mod envelope;
 pub mod handler;
 pub mod maildir_delivery;
 pub mod message;
@@ -105,6 +108,6 @@ impl SubmissionService {
         if let Some(extra) = self.addresses.get(user) {
             own.extend(extra.iter().cloned());
         }
-        Senders::Only(own)
+        Senders::only(own)
     }
 }

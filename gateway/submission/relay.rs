@@ -16,6 +16,13 @@
 //! Local delivery knows its recipients, so it is asked about each one at
 //! RCPT ([`Relay::check_recipient`]); the other relays take every address
 //! there and answer for them after DATA.
+//!
+//! Addresses go on exactly as the client wrote them (a quoted local part
+//! keeps its quotes, an address literal its brackets): they were read as
+//! RFC 5321 mailboxes ([`Mailbox`]), which lettre's own address parser does
+//! not accept whole, so they enter lettre's envelope unchecked by it. Local
+//! Maildir delivery gets each recipient with its
+//! [plain local part](Mailbox::plain_local_part), so `"bob"@host` is bob.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +33,7 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 
+use super::address::Mailbox;
 use super::maildir_delivery::MaildirDelivery;
 use super::sendmail::Sendmail;
 use super::session::{RecipientCheck, RelayOutcome};
@@ -122,9 +130,9 @@ impl Relay {
 
     /// Whether the relay takes mail for `recipient` (local delivery: a
     /// local user); the other relays take every address at RCPT.
-    pub async fn check_recipient(&self, recipient: &Address) -> RecipientCheck {
+    pub async fn check_recipient(&self, recipient: &Mailbox) -> RecipientCheck {
         match self {
-            Relay::Maildir(delivery) => delivery.check(recipient).await,
+            Relay::Maildir(delivery) => delivery.check(&local_address(recipient)).await,
             Relay::Smtp(_) | Relay::Sendmail(_) => RecipientCheck::Accepted,
         }
     }
@@ -132,12 +140,17 @@ impl Relay {
     /// Sends `data` from `from` to `to` and says how it went.
     pub async fn send(
         &self,
-        from: Option<Address>,
-        to: Vec<Address>,
+        from: Option<Mailbox>,
+        to: Vec<Mailbox>,
         data: Vec<u8>,
         timeout: Duration,
     ) -> RelayOutcome {
-        let envelope = match Envelope::new(from, to.clone()) {
+        // A Mailbox is an RFC 5321 mailbox already: ASCII, and no CR, LF or
+        // space outside a quoted local part, so it is safe on the
+        // upstream's command line and the sendmail command's.
+        let exact = |m: &Mailbox| Address::new_dangerous(m.local_part(), m.domain());
+        let envelope = match Envelope::new(from.as_ref().map(exact), to.iter().map(exact).collect())
+        {
             Ok(envelope) => envelope,
             Err(e) => return RelayOutcome::Permanent(554, format!("5.5.0 {e}")),
         };
@@ -164,9 +177,19 @@ impl Relay {
                     Err(_) => RelayOutcome::Temporary("Local MTA timed out".into()),
                 }
             }
-            Relay::Maildir(delivery) => delivery.deliver(to, data).await,
+            Relay::Maildir(delivery) => {
+                delivery
+                    .deliver(to.iter().map(local_address).collect(), data)
+                    .await
+            }
         }
     }
+}
+
+/// `mailbox` as local delivery knows it: its plain local part, so
+/// `"bob"@host` is bob.
+fn local_address(mailbox: &Mailbox) -> Address {
+    Address::new_dangerous(mailbox.plain_local_part(), mailbox.domain())
 }
 
 /// What a failed lettre SMTP send means for the client.

@@ -18,6 +18,16 @@
 //! Replies to pipelined commands pile up in the output until the input runs
 //! dry, so a pipelining client gets them in one write (RFC 2920).
 //!
+//! The arguments of MAIL and RCPT are read from the command line itself by
+//! [`envelope`] (smtp-proto's path parser drops quotes and refuses address
+//! literals), so addresses reach the relay exactly as the client wrote
+//! them. SMTPUTF8 is not offered; `envelope` says why.
+//!
+//! HELO is answered `250 <hostname>`, without an enhanced status code
+//! (RFC 2034 §3 puts none on HELO/EHLO). After STARTTLS the session
+//! forgets everything the client said in the clear, its login included
+//! (RFC 3207 §4.2): it must EHLO and AUTH again.
+//!
 //! With `protocol_log` on, the session also notes what it heard, as the
 //! protocol log may show it ([`Session::take_heard`]): each command line
 //! through [`protocol_log::command_line`], a SASL response as a placeholder,
@@ -27,13 +37,14 @@
 
 use std::slice::Iter;
 
-use lettre::Address;
 use popgate_auth::sasl::{self, SaslError};
 use popgate_auth::{Credentials, Password};
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
-use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
+use smtp_proto::{Error as ParseError, Request};
 
-use super::message;
+use super::address::{AddressError, Mailbox};
+use super::envelope::{self, EnvelopeError, MailArguments, Verb};
+use super::message::{self, OriginatorError};
 use super::reply::{bare, multiline, reply};
 use crate::protocol_log;
 
@@ -41,9 +52,9 @@ use crate::protocol_log;
 const MAX_SASL_LINE: usize = 12 * 1024;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
-/// The most octets of one command line kept for the protocol log (the
-/// parser refuses longer lines anyway).
-const MAX_LOGGED_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
+/// The most octets of one command line kept, for MAIL and RCPT and the
+/// protocol log (the parser refuses longer lines anyway).
+const MAX_KEPT_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
 /// The keywords smtp-proto parses, for the protocol log (which shows any
 /// other line only by its length).
 const KEYWORDS: &[&str] = &[
@@ -84,7 +95,7 @@ pub enum Step {
     /// Check these credentials.
     Authenticate(Credentials),
     /// Find out whether the relay takes mail for this recipient.
-    CheckRecipient(Address),
+    CheckRecipient(Mailbox),
     /// Hand this message to the relay.
     Relay(Transaction),
     /// Close the connection once the replies are sent.
@@ -94,10 +105,11 @@ pub enum Step {
 /// One message, ready for the relay.
 #[derive(Debug)]
 pub struct Transaction {
-    /// The envelope sender; `None` for the null sender `<>`.
-    pub from: Option<Address>,
-    /// The envelope recipients.
-    pub to: Vec<Address>,
+    /// The envelope sender, as the client wrote it; `None` for the null
+    /// sender `<>`.
+    pub from: Option<Mailbox>,
+    /// The envelope recipients, as the client wrote them.
+    pub to: Vec<Mailbox>,
     /// The message as the client sent it, dot-stuffing removed, CRLF lines.
     pub data: Vec<u8>,
 }
@@ -145,15 +157,40 @@ pub enum LoginRefusal {
 pub enum Senders {
     /// Anyone (`sender_policy = "any"`).
     Any,
-    /// Only these addresses, compared without case.
+    /// Only these addresses, held in their [`Mailbox::canonical`] form and
+    /// compared without case (build it with [`Senders::only`]).
     Only(Vec<String>),
 }
 
 impl Senders {
-    fn allows(&self, address: &str) -> bool {
+    /// Only `addresses`; each that is an RFC 5321 mailbox is held in its
+    /// canonical form, so `"alice"@Example.com` matches `alice@example.com`.
+    pub fn only(addresses: impl IntoIterator<Item = String>) -> Senders {
+        Senders::Only(
+            addresses
+                .into_iter()
+                .map(|a| Mailbox::parse(&a).map(|m| m.canonical()).unwrap_or(a))
+                .collect(),
+        )
+    }
+
+    /// True when `address` is one the user may send as.
+    fn allows(&self, address: &Mailbox) -> bool {
         match self {
             Senders::Any => true,
-            Senders::Only(list) => list.iter().any(|a| a.eq_ignore_ascii_case(address)),
+            Senders::Only(list) => {
+                let canonical = address.canonical();
+                list.iter().any(|a| a.eq_ignore_ascii_case(&canonical))
+            }
+        }
+    }
+
+    /// [`Senders::allows`] for an address from a header field, which must
+    /// be an RFC 5321 mailbox to be anyone's.
+    fn allows_text(&self, address: &str) -> bool {
+        match self {
+            Senders::Any => true,
+            Senders::Only(_) => Mailbox::parse(address).is_ok_and(|m| self.allows(&m)),
         }
     }
 }
@@ -189,10 +226,10 @@ pub struct Session {
     data: Vec<u8>,
     helo: Option<String>,
     user: Option<(String, Senders)>,
-    from: Option<Option<Address>>,
-    to: Vec<Address>,
+    from: Option<Option<Mailbox>>,
+    to: Vec<Mailbox>,
     errors: u32,
-    /// The command line being read, for the protocol log.
+    /// The command line being read, for MAIL and RCPT and the protocol log.
     line: Vec<u8>,
     /// What was heard, each with the output length at the time.
     heard: Vec<(usize, String)>,
@@ -266,13 +303,12 @@ impl Session {
         }
     }
 
-    /// Keeps what the command parser consumed, for the protocol log.
+    /// Keeps what the command parser consumed: MAIL and RCPT are read
+    /// from it, and the protocol log shows it.
     fn note_line(&mut self, consumed: &[u8]) {
-        if self.options.protocol_log {
-            let room = MAX_LOGGED_LINE.saturating_sub(self.line.len());
-            self.line
-                .extend_from_slice(&consumed[..consumed.len().min(room)]);
-        }
+        let room = MAX_KEPT_LINE.saturating_sub(self.line.len());
+        self.line
+            .extend_from_slice(&consumed[..consumed.len().min(room)]);
     }
 
     /// Consumes bytes from `bytes` until a step needs the driver.
@@ -288,9 +324,14 @@ impl Session {
                     }
                     let line = std::mem::take(&mut self.line);
                     self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
-                    match parsed {
-                        Ok(request) => self.command(request, out),
-                        Err(error) => self.parse_error(error, out),
+                    match (parsed, envelope::verb(&line)) {
+                        (Err(error @ ParseError::ResponseTooLong), _) => {
+                            self.parse_error(error, out)
+                        }
+                        (_, Some(Verb::Mail)) => self.mail(envelope::mail(&line), out),
+                        (_, Some(Verb::Rcpt)) => self.rcpt(envelope::rcpt(&line), out),
+                        (Ok(request), None) => self.command(request, out),
+                        (Err(error), None) => self.parse_error(error, out),
                     }
                 }
                 Input::Sasl(_) => {
@@ -398,7 +439,7 @@ impl Session {
             Request::Helo { host } => {
                 self.helo = Some(host);
                 self.reset();
-                reply(out, 250, "2.0.0", &self.options.hostname.clone());
+                bare(out, 250, &self.options.hostname);
             }
             Request::StartTls => {
                 if self.tls {
@@ -414,8 +455,12 @@ impl Session {
                 mechanism,
                 initial_response,
             } => return self.auth(mechanism, initial_response, out),
-            Request::Mail { from } => return self.mail(from, out),
-            Request::Rcpt { to } => return self.rcpt(to, out),
+            // `advance` reads MAIL and RCPT from the line itself; a line
+            // smtp-proto alone takes for one (it skips a CR inside the
+            // keyword) is no such command.
+            Request::Mail { .. } | Request::Rcpt { .. } => {
+                return self.error(out, 500, "5.5.2", "Command not recognized")
+            }
             Request::Data => {
                 if self.from.is_none() {
                     return self.error(out, 503, "5.5.1", "MAIL first");
@@ -578,9 +623,18 @@ impl Session {
         Some(Step::Authenticate(credentials))
     }
 
+    /// A SASL response that cannot be used: a well-formed one the server
+    /// refuses is an authentication failure (`535 5.7.8`, RFC 4954 §6),
+    /// anything else a syntax error (`501`).
     fn sasl_error(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
         match error {
             SaslError::Cancelled => self.error(out, 501, "5.0.0", "Authentication cancelled"),
+            error if error.is_refusal() => self.error(
+                out,
+                535,
+                "5.7.8",
+                "Authentication credentials invalid: acting as another user is not allowed",
+            ),
             _ => self.error(out, 501, "5.5.2", "Cannot decode the SASL response"),
         }
     }
@@ -609,30 +663,29 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, from: MailFrom<String>, out: &mut Vec<u8>) -> Option<Step> {
+    fn mail(
+        &mut self,
+        arguments: Result<MailArguments, EnvelopeError>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
         let Some((_, senders)) = &self.user else {
             return self.error(out, 530, "5.7.0", "Authentication required");
         };
         if self.from.is_some() {
             return self.error(out, 503, "5.5.1", "Nested MAIL command");
         }
-        let known = smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME;
-        if from.flags & !known != 0 || from.env_id.is_some() || from.auth.is_some() {
-            return self.error(out, 555, "5.5.4", "Unsupported MAIL parameter");
-        }
-        if from.size > self.options.max_message_size {
+        let arguments = match arguments {
+            Ok(arguments) => arguments,
+            Err(error) => return self.envelope_error(Verb::Mail, error, out),
+        };
+        if arguments
+            .size
+            .is_some_and(|size| size > self.options.max_message_size as u64)
+        {
             return self.error(out, 552, "5.3.4", "Message too big for system");
         }
-        let sender = if from.address.is_empty() {
-            None
-        } else {
-            match from.address.parse::<Address>() {
-                Ok(address) => Some(address),
-                Err(_) => return self.error(out, 553, "5.1.7", "Invalid sender address"),
-            }
-        };
-        let allowed = match &sender {
-            Some(address) => senders.allows(address.as_ref()),
+        let allowed = match &arguments.sender {
+            Some(address) => senders.allows(address),
             None => matches!(senders, Senders::Any),
         };
         if !allowed {
@@ -643,30 +696,71 @@ impl Session {
                 "Sender address not owned by the authenticated user",
             );
         }
-        self.from = Some(sender);
+        self.from = Some(arguments.sender);
         reply(out, 250, "2.1.0", "Sender OK");
         None
     }
 
-    fn rcpt(&mut self, to: RcptTo<String>, out: &mut Vec<u8>) -> Option<Step> {
+    fn rcpt(
+        &mut self,
+        recipient: Result<Mailbox, EnvelopeError>,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
         if self.from.is_none() {
             return self.error(out, 503, "5.5.1", "MAIL first");
         }
-        if to.flags != 0 || to.orcpt.is_some() {
-            return self.error(out, 555, "5.5.4", "Unsupported RCPT parameter");
-        }
+        let recipient = match recipient {
+            Ok(recipient) => recipient,
+            Err(error) => return self.envelope_error(Verb::Rcpt, error, out),
+        };
         if self.to.len() >= self.options.max_recipients {
             reply(out, 452, "4.5.3", "Too many recipients");
             return None;
         }
-        match to.address.parse::<Address>() {
-            Ok(address) if self.options.check_recipients => Some(Step::CheckRecipient(address)),
-            Ok(address) => {
-                self.to.push(address);
-                reply(out, 250, "2.1.5", "Recipient OK");
-                None
+        if self.options.check_recipients {
+            return Some(Step::CheckRecipient(recipient));
+        }
+        self.to.push(recipient);
+        reply(out, 250, "2.1.5", "Recipient OK");
+        None
+    }
+
+    /// The reply to a MAIL or RCPT whose arguments cannot be taken.
+    fn envelope_error(
+        &mut self,
+        verb: Verb,
+        error: EnvelopeError,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        let (name, syntax, status, whose) = match verb {
+            Verb::Mail => (
+                "MAIL",
+                "MAIL FROM:<address> [parameters]",
+                "5.1.7",
+                "sender",
+            ),
+            Verb::Rcpt => ("RCPT", "RCPT TO:<address>", "5.1.3", "recipient"),
+        };
+        match error {
+            EnvelopeError::Syntax => self.error(out, 501, "5.5.4", &format!("Syntax: {syntax}")),
+            EnvelopeError::Address(AddressError::NonAscii) => self.error(
+                out,
+                553,
+                "5.6.7",
+                &format!("Non-ASCII {whose} address: SMTPUTF8 is not offered"),
+            ),
+            EnvelopeError::Address(_) => {
+                self.error(out, 501, status, &format!("Invalid {whose} address"))
             }
-            Err(_) => self.error(out, 553, "5.1.3", "Invalid recipient address"),
+            EnvelopeError::Unsupported(keyword) => self.error(
+                out,
+                555,
+                "5.5.4",
+                &format!("Unsupported {name} parameter {keyword}"),
+            ),
+            EnvelopeError::Invalid(keyword) => {
+                self.error(out, 501, "5.5.4", &format!("Invalid parameter {keyword}"))
+            }
         }
     }
 
@@ -675,7 +769,7 @@ impl Session {
     /// in `out`).
     pub fn recipient_checked(
         &mut self,
-        recipient: Address,
+        recipient: Mailbox,
         check: RecipientCheck,
         out: &mut Vec<u8>,
     ) -> bool {
@@ -717,24 +811,10 @@ impl Session {
             );
             return Step::NeedMore;
         }
-        if let Some((_, Senders::Only(_))) = &self.user {
-            let verdict = match message::from_addresses(&data) {
-                Ok(addresses) => {
-                    let senders = self.user.as_ref().map(|(_, s)| s);
-                    match addresses
-                        .iter()
-                        .find(|a| !senders.is_some_and(|s| s.allows(a)))
-                    {
-                        None => Ok(()),
-                        Some(_) => Err("From: address not owned by the authenticated user"),
-                    }
-                }
-                Err(message::FromError::Missing) => Err("The message has no From: address"),
-                Err(message::FromError::Unparsable) => Err("The From: header cannot be parsed"),
-            };
-            if let Err(text) = verdict {
+        if let Some((_, senders @ Senders::Only(_))) = &self.user {
+            if let Err((code, status, text)) = check_originators(senders, &data) {
                 self.reset();
-                reply(out, 553, "5.7.1", text);
+                reply(out, code, status, &text);
                 return Step::NeedMore;
             }
         }
@@ -767,14 +847,51 @@ impl Session {
         }
     }
 
-    /// STARTTLS done: everything said before is forgotten (RFC 3207 §4.2).
+    /// STARTTLS done: everything said before is forgotten (RFC 3207 §4.2),
+    /// the login too; the client must EHLO and AUTH again.
     pub fn tls_started(&mut self) {
         self.tls = true;
         self.receiver = RequestReceiver::default();
         self.input = Input::Command;
         self.helo = None;
+        self.user = None;
         self.reset();
     }
+}
+
+/// The sender policy on the message's From: and Sender: fields: exactly one
+/// From field, every address in it the user's, and a Sender field, when
+/// there is one, naming one of the user's addresses. `Err` is the reply.
+fn check_originators(senders: &Senders, data: &[u8]) -> Result<(), (u16, &'static str, String)> {
+    let originators = message::originators(data).map_err(|error| match error {
+        OriginatorError::Unparsable(what) => (553, "5.7.1", format!("The {what} cannot be parsed")),
+        OriginatorError::NoFrom => (553, "5.7.1", "The message has no From: address".into()),
+        OriginatorError::ManyFrom(n) => (
+            554,
+            "5.6.0",
+            format!("The message has {n} From: fields; RFC 5322 allows exactly one"),
+        ),
+        OriginatorError::BadSender => (
+            554,
+            "5.6.0",
+            "The Sender: field must appear at most once and name one mailbox".into(),
+        ),
+    })?;
+    if !originators.from.iter().all(|a| senders.allows_text(a)) {
+        return Err((
+            553,
+            "5.7.1",
+            "From: address not owned by the authenticated user".into(),
+        ));
+    }
+    if originators.sender.is_some_and(|a| !senders.allows_text(&a)) {
+        return Err((
+            553,
+            "5.7.1",
+            "Sender: address not owned by the authenticated user".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Splits `5.1.1 text` into the enhanced status code and the text, when

@@ -23,5 +23,6 @@ mod sendmail;
 mod smtp_harness;
 mod startup;
 mod submission;
+mod submission_interop;
 mod submission_limits;
 mod throttle;

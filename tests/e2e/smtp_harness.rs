@@ -30,6 +30,9 @@ pub struct Sink {
 pub struct Received {
     pub envelope: String,
     pub data: Vec<u8>,
+    /// The MAIL and RCPT commands, exactly as they arrived (keyword in
+    /// upper case).
+    pub commands: Vec<String>,
 }
 
 impl Sink {
@@ -84,7 +87,16 @@ impl Sink {
                 break;
             };
             let data = fs::read(base.with_extension("eml")).unwrap();
-            out.push(Received { envelope, data });
+            let commands = fs::read_to_string(base.with_extension("smtp"))
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            out.push(Received {
+                envelope,
+                data,
+                commands,
+            });
         }
         out
     }
@@ -241,6 +253,14 @@ impl Smtp {
         }
     }
 
+    /// DATA, the message (dot-stuffed here), and the final reply.
+    pub fn data(&mut self, message: &[u8]) -> String {
+        assert!(self.cmd("DATA").starts_with("354 "));
+        self.send_raw(&stuff(message));
+        self.send_raw(b".\r\n");
+        self.reply()
+    }
+
     /// MAIL, RCPT…, DATA, the message (dot-stuffed here), and the final reply.
     pub fn send_message(&mut self, from: &str, to: &[&str], message: &[u8]) -> String {
         assert_eq!(
@@ -253,11 +273,19 @@ impl Smtp {
                 "250 2.1.5 Recipient OK"
             );
         }
-        assert!(self.cmd("DATA").starts_with("354 "));
-        self.send_raw(&stuff(message));
-        self.send_raw(b".\r\n");
-        self.reply()
+        self.data(message)
     }
+}
+
+/// The headers popgate put in front of `data`, after checking that the
+/// rest is `original` byte for byte.
+pub fn added_headers(data: &[u8], original: &[u8]) -> String {
+    assert!(
+        data.ends_with(original),
+        "relayed:\n{}",
+        String::from_utf8_lossy(data)
+    );
+    String::from_utf8(data[..data.len() - original.len()].to_vec()).unwrap()
 }
 
 /// Dot-stuffs a CRLF message for DATA.

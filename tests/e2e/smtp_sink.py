@@ -1,16 +1,19 @@
 """An upstream SMTP server for popgate's end-to-end tests, on aiosmtpd.
 
 Usage: smtp_sink.py DIR [--reply TEXT] [--tls plain|starttls|smtps
-                     --cert PEM --key PEM] [--auth USER:PASSWORD]
+                     --cert PEM --key PEM] [--auth USER:PASSWORD] [--smtputf8]
 
 Listens on 127.0.0.1 on a free port and prints "PORT <n>" once it is ready.
 Each accepted message is recorded as DIR/<n>.json (envelope sender and
-recipients, the relay login if any, whether TLS was on) and DIR/<n>.eml (the
-message octets exactly as received, after dot-unstuffing). With --reply
+recipients, the relay login if any, whether TLS was on), DIR/<n>.eml (the
+message octets exactly as received, after dot-unstuffing) and DIR/<n>.smtp
+(the MAIL and RCPT commands of the message, one a line, exactly as they
+arrived but for the keyword's case). With --reply
 (e.g. "550 5.7.1 Go away" or "451 4.3.0 Later") every message is answered
 with it at the end of DATA and nothing is recorded. With --tls starttls the
 sink refuses mail until STARTTLS; with smtps it speaks TLS from the start.
-With --auth it requires that login before MAIL.
+With --auth it requires that login before MAIL. With --smtputf8 it offers
+SMTPUTF8 (as Postfix does by default) and takes UTF-8 addresses.
 """
 
 import argparse
@@ -22,6 +25,19 @@ import ssl
 import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult
+
+
+class RecordingSMTP(SMTP):
+    """aiosmtpd's SMTP, keeping each MAIL and RCPT command as it arrived
+    (aiosmtpd itself keeps only the parsed addresses, unquoted where it can)."""
+
+    async def smtp_MAIL(self, arg):
+        self.envelope.commands = [f"MAIL {arg}"]
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg):
+        self.envelope.commands = getattr(self.envelope, "commands", []) + [f"RCPT {arg}"]
+        await super().smtp_RCPT(arg)
 
 
 class Sink:
@@ -44,6 +60,9 @@ class Sink:
         }
         with open(base + ".json.tmp", "w") as f:
             json.dump(record, f)
+        with open(base + ".smtp.tmp", "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.writelines(line + "\n" for line in getattr(envelope, "commands", []))
+        os.rename(base + ".smtp.tmp", base + ".smtp")
         os.rename(base + ".eml.tmp", base + ".eml")
         os.rename(base + ".json.tmp", base + ".json")
         return "250 2.0.0 OK queued"
@@ -71,6 +90,7 @@ async def main():
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--auth")
+    parser.add_argument("--smtputf8", action="store_true")
     args = parser.parse_args()
 
     context = None
@@ -78,7 +98,7 @@ async def main():
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
     sink = Sink(args.dir, args.reply)
-    options = dict(decode_data=False, enable_SMTPUTF8=False, hostname="sink.test")
+    options = dict(decode_data=False, enable_SMTPUTF8=args.smtputf8, hostname="sink.test")
     if args.tls == "starttls":
         options.update(tls_context=context, require_starttls=True)
     if args.auth:
@@ -90,7 +110,7 @@ async def main():
         )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(sink, **options),
+        lambda: RecordingSMTP(sink, **options),
         "127.0.0.1",
         0,
         ssl=context if args.tls == "smtps" else None,

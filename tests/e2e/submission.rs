@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::harness::{message_files, Options, Server, PASSWORD};
 use crate::smtp_harness::{
-    plain, server_relaying_to, submission_addr, submissions_addr, Sink, Smtp, SYSTEM_PYTHON,
+    added_headers, plain, server_relaying_to, submission_addr, submissions_addr, Sink, Smtp,
+    SYSTEM_PYTHON,
 };
 
 /// A message with what tends to break relays: dot lines, 8-bit text, a
@@ -14,17 +15,6 @@ use crate::smtp_harness::{
 const MESSAGE: &[u8] = b"From: Alice <alice@example.com>\r\nTo: bob@example.org\r\n\
 Subject: relayed byte for byte\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\
 \r\n.leading dot\r\n..two dots\r\n.\r\nnon-ASCII: \xc3\xa9t\xc3\xa9\r\nlast line\r\n";
-
-/// The headers popgate put in front of `data`, after checking that the
-/// rest is `original` byte for byte.
-fn added_headers(data: &[u8], original: &[u8]) -> String {
-    assert!(
-        data.ends_with(original),
-        "relayed:\n{}",
-        String::from_utf8_lossy(data)
-    );
-    String::from_utf8(data[..data.len() - original.len()].to_vec()).unwrap()
-}
 
 #[test]
 fn envelope_headers_and_body_arrive_byte_for_byte() {
@@ -43,6 +33,14 @@ fn envelope_headers_and_body_arrive_byte_for_byte() {
     assert_eq!(
         received[0].envelope,
         r#"{"from": "alice@example.com", "to": ["bob@example.org", "carol@example.net"], "login": null}"#
+    );
+    assert_eq!(
+        received[0].commands,
+        [
+            "MAIL FROM:<alice@example.com> BODY=8BITMIME",
+            "RCPT TO:<bob@example.org>",
+            "RCPT TO:<carol@example.net>"
+        ]
     );
     let added = added_headers(&received[0].data, MESSAGE);
     let lines: Vec<&str> = added.split("\r\n").collect();

@@ -199,6 +199,200 @@ fn a_spoofed_from_header_is_refused() {
     );
 }
 
+/// RFC 4954 §5: `AUTH=` on MAIL is parsed and discarded, beside `SIZE=`
+/// and `BODY=`. Caught: `AUTH=<>` got `555 5.5.4 Unsupported MAIL
+/// parameter`, so every MTA relaying with SMTP AUTH had its mail refused.
+#[test]
+fn mail_takes_auth_beside_size_and_body() {
+    let mut session = logged_in(alice());
+    let (_, out) = feed(
+        &mut session,
+        b"MAIL FROM:<alice@example.com> SIZE=50 BODY=8BITMIME AUTH=<>\r\nRSET\r\n\
+          MAIL FROM:<alice@example.com> AUTH=alice+40example.com\r\nRSET\r\n\
+          MAIL FROM:<alice@example.com> AUTH=+4\r\nMAIL FROM:<alice@example.com> SIZE=101 AUTH=<>\r\n\
+          MAIL FROM:<alice@example.com> ENVID=x\r\n",
+    );
+    assert_eq!(
+        out,
+        "250 2.1.0 Sender OK\r\n250 2.0.0 Reset\r\n250 2.1.0 Sender OK\r\n250 2.0.0 Reset\r\n\
+         501 5.5.4 Invalid parameter AUTH\r\n552 5.3.4 Message too big for system\r\n\
+         555 5.5.4 Unsupported MAIL parameter ENVID\r\n"
+    );
+}
+
+/// RFC 5321 §4.1.2–4.1.3: a quoted local part and address literals are
+/// legal and reach the relay exactly as written; the sender policy sees
+/// through the quotes. Caught: smtp-proto dropped the quotes
+/// (`"john doe"@example.net` was refused as the invalid `john
+/// doe@example.net`, `"alice"@…` went on unquoted) and address literals
+/// were refused.
+#[test]
+fn quoted_local_parts_and_address_literals_are_kept_as_written() {
+    let mut session = logged_in(alice());
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM:<\"alice\"@Example.com>\r\nRCPT TO:<\"john doe\"@example.net>\r\n\
+          RCPT TO:<bob@[192.0.2.1]>\r\nDATA\r\nFrom: alice@example.com\r\n\r\nx\r\n.\r\n",
+    );
+    assert!(
+        out.starts_with(
+            "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.1.5 Recipient OK\r\n"
+        ),
+        "{out}"
+    );
+    let Step::Relay(transaction) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(transaction.from.unwrap().as_str(), "\"alice\"@Example.com");
+    let to: Vec<&str> = transaction.to.iter().map(Mailbox::as_str).collect();
+    assert_eq!(to, ["\"john doe\"@example.net", "bob@[192.0.2.1]"]);
+    session.relayed(RelayOutcome::Accepted, &mut Vec::new());
+    for spoof in [
+        "\"alice@example.com\"@evil.example",
+        "\"alice\"@example.com.evil.example",
+        "alice@[127.0.0.1]",
+    ] {
+        let (_, out) = feed(&mut session, format!("MAIL FROM:<{spoof}>\r\n").as_bytes());
+        assert_eq!(
+            out, "553 5.7.1 Sender address not owned by the authenticated user\r\n",
+            "{spoof}"
+        );
+    }
+    let (_, out) = feed(&mut session, b"MAIL FROM:<alice@192.0.2.1>\r\n");
+    assert_eq!(out, "501 5.1.7 Invalid sender address\r\n");
+}
+
+/// RFC 6531 §3.4: SMTPUTF8 is either offered and honoured, or not offered
+/// and non-ASCII addresses refused. popgate does the second. Caught: a
+/// non-ASCII recipient was accepted without the parameter (and relayed
+/// with SMTPUTF8 added by lettre).
+#[test]
+fn non_ascii_addresses_are_refused_as_smtputf8_is_not_offered() {
+    let mut session = Session::new(options(true));
+    let (_, out) = feed(&mut session, b"EHLO client\r\n");
+    assert!(!out.contains("SMTPUTF8"), "{out}");
+    let mut session = logged_in(Senders::Any);
+    let (_, out) = feed(
+        &mut session,
+        "MAIL FROM:<alice@example.com> SMTPUTF8\r\nMAIL FROM:<josé@example.com>\r\n\
+         MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@exämple.com>\r\nRCPT TO:<b\u{f6}b@example.com>\r\n"
+            .as_bytes(),
+    );
+    assert_eq!(
+        out,
+        "555 5.5.4 Unsupported MAIL parameter SMTPUTF8\r\n\
+         553 5.6.7 Non-ASCII sender address: SMTPUTF8 is not offered\r\n\
+         250 2.1.0 Sender OK\r\n\
+         553 5.6.7 Non-ASCII recipient address: SMTPUTF8 is not offered\r\n\
+         553 5.6.7 Non-ASCII recipient address: SMTPUTF8 is not offered\r\n"
+    );
+}
+
+/// RFC 4954 §6: a well-formed PLAIN response whose authzid names another
+/// user is an authentication failure, `535 5.7.8`; bad base64 stays `501`.
+/// Caught: it got `501 5.5.2 Cannot decode the SASL response`.
+#[test]
+fn acting_as_another_user_is_an_authentication_failure() {
+    let mut session = Session::new(options(true));
+    // "bob\0alice\0s3cret", then not base64 at all.
+    let (step, out) = feed(
+        &mut session,
+        b"EHLO c\r\nAUTH PLAIN Ym9iAGFsaWNlAHMzY3JldA==\r\nAUTH PLAIN\r\nYm9iAGFsaWNlAHMzY3JldA==\r\nAUTH PLAIN %%%\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    let refusal =
+        "535 5.7.8 Authentication credentials invalid: acting as another user is not allowed\r\n";
+    assert!(
+        out.ends_with(&format!(
+            "{refusal}334 \r\n{refusal}501 5.5.2 Cannot decode the SASL response\r\n"
+        )),
+        "{out}"
+    );
+    assert!(session.user().is_none());
+}
+
+/// RFC 5321 §4.1.1.1: HELO is answered `250 <domain>`, and RFC 2034 §3
+/// puts no enhanced status code on it. Caught: `250 2.0.0 mail.example.com`.
+#[test]
+fn helo_is_answered_with_the_bare_hostname() {
+    let mut session = Session::new(options(true));
+    let (_, out) = feed(&mut session, b"HELO client\r\n");
+    assert_eq!(out, "250 mail.example.com\r\n");
+    assert_eq!(session.helo(), Some("client"));
+}
+
+/// RFC 3207 §4.2: after STARTTLS the server forgets everything the client
+/// said before, its login included. Caught: with `login = "plaintext"` a
+/// client that logged in before STARTTLS could send MAIL after it without
+/// a new AUTH.
+#[test]
+fn starttls_forgets_the_login() {
+    let mut session = Session::new(SessionOptions {
+        plaintext_login: true,
+        ..options(false)
+    });
+    let (step, _) = feed(
+        &mut session,
+        b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n",
+    );
+    assert!(matches!(step, Step::Authenticate(_)), "{step:?}");
+    session.authenticated("alice".into(), alice(), &mut Vec::new());
+    let (step, _) = feed(&mut session, b"STARTTLS\r\n");
+    assert!(matches!(step, Step::StartTls), "{step:?}");
+    session.tls_started();
+    assert!(session.user().is_none());
+    let (_, out) = feed(&mut session, b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\n");
+    assert!(out.contains("250 AUTH PLAIN LOGIN\r\n"), "{out}");
+    assert!(
+        out.ends_with("530 5.7.0 Authentication required\r\n"),
+        "{out}"
+    );
+}
+
+/// RFC 5322 §3.6 allows exactly one From field and at most one Sender;
+/// §4.5 lets a field name be followed by white space before the colon.
+/// Caught: `From : ceo@example.com` beside a genuine From passed the
+/// policy, and a Sender: field was never looked at.
+#[test]
+fn the_policy_sees_every_from_field_and_the_sender_field() {
+    let refused = |headers: &str| {
+        let mut session = logged_in(alice());
+        let input = format!(
+            "MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n{headers}\r\nx\r\n.\r\n"
+        );
+        let (step, out) = feed(&mut session, input.as_bytes());
+        match step {
+            Step::NeedMore => out.lines().last().unwrap().to_owned(),
+            Step::Relay(_) => "relayed".to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        refused("From : ceo@example.com\r\nFrom: alice@example.com\r\n"),
+        "554 5.6.0 The message has 2 From: fields; RFC 5322 allows exactly one"
+    );
+    assert_eq!(
+        refused("From\t: ceo@example.com\r\n"),
+        "553 5.7.1 From: address not owned by the authenticated user"
+    );
+    assert_eq!(
+        refused("From: alice@example.com\r\nSender: ceo@example.com\r\n"),
+        "553 5.7.1 Sender: address not owned by the authenticated user"
+    );
+    assert_eq!(
+        refused("From: alice@example.com\r\nSender: alice@example.com, ceo@example.com\r\n"),
+        "554 5.6.0 The Sender: field must appear at most once and name one mailbox"
+    );
+    assert_eq!(
+        refused("From: \"alice@example.com\"@evil.example\r\n"),
+        "553 5.7.1 The From: field cannot be parsed"
+    );
+    assert_eq!(
+        refused("FROM :\r\n Alice\r\n <ALICE@example.com>\r\nsender: alice@example.com\r\n"),
+        "relayed"
+    );
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);
@@ -423,7 +617,7 @@ fn with_checks(
     let relayed = loop {
         match session.advance(&mut bytes, &mut out) {
             Step::CheckRecipient(address) => {
-                let verdict = check(address.as_ref());
+                let verdict = check(address.as_str());
                 if session.recipient_checked(address, verdict, &mut out) {
                     break None;
                 }
