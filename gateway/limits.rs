@@ -3,6 +3,12 @@
 //! Each admitted connection or login holds a guard; dropping the guard gives
 //! the slot back, so a panicking or aborted task can never leak a slot.
 //!
+//! A client address is counted as the login throttle counts it
+//! ([`counted_address`]): an IPv6 client by its /64, an IPv4-mapped IPv6
+//! address as the IPv4 address, so neither picking fresh addresses in one's
+//! own /64 nor connecting over a dual-stack listener gets a client more
+//! connections.
+//!
 //! [`Limits`] is shared by every listener; its per-user count is POP3's
 //! (`[pop3] max_connections_per_user`). Submission counts its logged-in
 //! sessions in a [`UserLimit`] of its own, so a user whose POP3 pollers fill
@@ -13,6 +19,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use popgate_auth::counted_address;
 
 /// Counters shared by all listeners of one service.
 #[derive(Debug)]
@@ -142,10 +150,11 @@ impl Limits {
         }
     }
 
-    /// Admits a new connection from `ip`, or says which limit it hit.
+    /// Admits a new connection from `ip` (counted by [`counted_address`]),
+    /// or says which limit it hit.
     pub fn admit(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
         self.per_ip
-            .acquire(ip, self.max_per_ip, self.max_total)
+            .acquire(counted_address(ip), self.max_per_ip, self.max_total)
             .map(|slot| ConnectionSlot { _ip: slot })
             .map_err(|total| {
                 if total {
@@ -182,6 +191,23 @@ mod tests {
         assert_eq!(limits.admit_user("alice").unwrap_err(), Refusal::PerUser);
         drop(alice);
         assert!(limits.admit_user("alice").is_ok());
+    }
+
+    #[test]
+    fn addresses_are_counted_as_the_throttle_counts_them() {
+        let limits = Limits::new(100, 1, 1);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _v4 = limits.admit(ip("192.0.2.7")).unwrap();
+        assert_eq!(
+            limits.admit(ip("::ffff:192.0.2.7")).unwrap_err(),
+            Refusal::PerIp
+        );
+        let _v6 = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2:ffff::9")).unwrap_err(),
+            Refusal::PerIp
+        );
+        assert!(limits.admit(ip("2001:db8:1:3::1")).is_ok());
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!    store should use for the user's files.
 //! 4. On a failure the gateway asks its [`Throttle`] how long to wait before
 //!    answering and whether to hang up; on a success it clears the client's
-//!    record.
+//!    record. The address is counted by [`counted_address`] (IPv6 by /64,
+//!    mapped IPv4 as IPv4), which the gateway's per-address limits share.
 //!
 //! ```
 //! use popgate_auth::{
@@ -69,7 +70,7 @@
 //! | `policy` | deny list and per-user POP3 switch |
 //! | `maildir_template` | `%u`/`%n`/`%d`/`~` expansion of the Maildir path |
 //! | `cache` | the cache of recent successful logins |
-//! | `throttle` | the per-address failure delay |
+//! | `throttle` | the per-address failure delay, and how addresses are counted |
 //! | `authenticator` | [`Authenticator`], which ties them together |
 //! | `evict`, `sync` | bounded tables and poison-proof locks, for the above |
 #![forbid(unsafe_code)]
@@ -114,4 +115,4 @@ pub use htpasswd::{check_htpasswd, LoadReport, SkipReason, SkippedLine};
 pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
 pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
 pub use password::{Credentials, Password};
-pub use throttle::{Penalty, Throttle, ThrottleConfig};
+pub use throttle::{counted_address, Penalty, Throttle, ThrottleConfig};

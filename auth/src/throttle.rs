@@ -13,8 +13,8 @@
 //! [`ThrottleConfig::forget_after`] without failures, and cleared by a
 //! success from it.
 //!
-//! Records are kept per IPv4 address and per IPv6 /64 (one customer's
-//! network), and IPv4-mapped IPv6 addresses count as IPv4. Nothing is kept
+//! Records are kept per [`counted_address`]: an IPv4 address, or an IPv6
+//! /64 (one customer's network). Nothing is kept
 //! per user: a correct password from another address is never slowed down by
 //! someone else's failures, so an attacker cannot lock a user out.
 //!
@@ -120,7 +120,7 @@ impl Throttle {
 
     /// Clears the record of `ip` after a successful login from it.
     pub fn record_success(&self, ip: IpAddr) {
-        sync::lock(&self.records).remove(&client_key(ip));
+        sync::lock(&self.records).remove(&counted_address(ip));
     }
 
     /// How many addresses have a record now.
@@ -129,7 +129,7 @@ impl Throttle {
     }
 
     fn record_failure_at(&self, ip: IpAddr, now: Instant) -> Penalty {
-        let key = client_key(ip);
+        let key = counted_address(ip);
         let forget_after = self.config.forget_after;
         let expired =
             |record: &Record| now.saturating_duration_since(record.last_failure) >= forget_after;
@@ -173,9 +173,24 @@ impl fmt::Debug for Throttle {
     }
 }
 
-/// The key an address is counted under: IPv4 as is (also when mapped into
-/// IPv6), IPv6 by its /64 prefix.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under, by the throttle here and by the
+/// gateway's per-address connection limits: an IPv4 address as is, also
+/// when it arrives mapped into IPv6 (`::ffff:192.0.2.7`, as a dual-stack
+/// listener reports IPv4 clients); an IPv6 address by its /64 prefix, because one customer's network or one
+/// rented server gets a whole /64 and can pick any address in it for each
+/// connection. Counting by full IPv6 address would give such a client
+/// 2^64 fresh budgets.
+///
+/// ```
+/// use popgate_auth::counted_address;
+/// use std::net::IpAddr;
+///
+/// let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+/// assert_eq!(counted_address(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+/// assert_eq!(counted_address(ip("2001:db8:1:2:a:b:c:d")), ip("2001:db8:1:2::"));
+/// assert_eq!(counted_address(ip("192.0.2.7")), ip("192.0.2.7"));
+/// ```
+pub fn counted_address(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -2,6 +2,7 @@
 //! Maildirs on disk, and real clients (curl, Python's poplib and smtplib)
 //! and peers (an aiosmtpd upstream for the submission relay).
 
+mod address_limits;
 mod bounds;
 mod demo;
 mod example_poller;
