@@ -5,9 +5,10 @@
 //! 1. runs the password check on a blocking thread — at most `max_checks` at
 //!    once, each within `check_timeout`, so a PAM module that hangs delays
 //!    only the logins waiting on it, never the async threads;
-//! 2. on a failure, counts it against the client address in the
-//!    [`Throttle`] and waits the penalty before answering, and tells the
-//!    caller when the connection should be closed;
+//! 2. on a failure, counts it against the client address and the user in
+//!    the [`Throttle`] and waits the penalty before answering, and tells the
+//!    caller when the connection should be closed; a success clears only
+//!    that user's failures from that address;
 //! 3. writes one log line per failure in the stable format fail2ban reads:
 //!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`.
 //!
@@ -66,15 +67,15 @@ impl LoginGate {
 
     /// Checks `credentials` sent by `ip` to `service` ("pop3", "submission").
     pub async fn check(&self, service: &str, ip: IpAddr, credentials: Credentials) -> Outcome {
-        let user = credentials.user.clone();
-        let user = loggable(&user);
+        let sent_as = credentials.user.clone();
+        let user = loggable(&sent_as);
         match self.verify(credentials).await {
             Verdict::Accepted(account) => {
-                self.throttle.record_success(ip);
+                self.throttle.record_success(ip, &account.user);
                 Outcome::Accepted(account)
             }
             Verdict::Rejected => {
-                let penalty = self.throttle.record_failure(ip);
+                let penalty = self.throttle.record_failure(ip, &sent_as);
                 warn!(target: "popgate::auth", "authentication failed: service={service} rip={ip} user={user} reason=bad-credentials");
                 tokio::time::sleep(penalty.delay).await;
                 Outcome::Rejected {

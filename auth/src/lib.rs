@@ -21,8 +21,8 @@
 //!    [`Verdict`]. A PAM user's [`Account`] carries the uid and gid the
 //!    store should use for the user's files.
 //! 4. On a failure the gateway asks its [`Throttle`] how long to wait before
-//!    answering and whether to hang up; on a success it clears the client's
-//!    record. The address is counted by [`counted_address`] (IPv6 by /64,
+//!    answering and whether to hang up; on a success it clears that user's
+//!    failures from the client's address (not the others'). The address is counted by [`counted_address`] (IPv6 by /64,
 //!    mapped IPv4 as IPv4), which the gateway's per-address limits share.
 //!
 //! ```
