@@ -3,8 +3,10 @@
 //! POP3 and submission both hand credentials to a [`LoginGate`], which
 //!
 //! 1. runs the password check on a blocking thread — at most `max_checks` at
-//!    once, each within `check_timeout`, so a PAM module that hangs delays
-//!    only the logins waiting on it, never the async threads;
+//!    once, and at most a quarter of them (at least one) for one client
+//!    address ([`AddressShares`]), each within `check_timeout`, so a PAM
+//!    module that hangs delays only the logins waiting on it, never the async
+//!    threads, and one address cannot take every slot;
 //! 2. on a failure, counts it against the client address and the user in
 //!    the [`Throttle`] and waits the penalty before answering, and tells the
 //!    caller when the connection should be closed; a success clears only
@@ -21,6 +23,8 @@ use std::time::Duration;
 use popgate_auth::{validate_login_name, Account, Authenticator, Credentials, Throttle, Verdict};
 use tokio::sync::Semaphore;
 use tracing::warn;
+
+use crate::address_share::AddressShares;
 
 /// What a login attempt came to, after the throttle's delay.
 #[derive(Debug)]
@@ -45,12 +49,13 @@ pub struct LoginGate {
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     checks: Arc<Semaphore>,
+    shares: Arc<AddressShares>,
     check_timeout: Duration,
 }
 
 impl LoginGate {
     /// A gate over `auth` with `max_checks` concurrent checks of at most
-    /// `check_timeout` each.
+    /// `check_timeout` each, a quarter of them (at least one) per address.
     pub fn new(
         auth: Arc<Authenticator>,
         throttle: Arc<Throttle>,
@@ -61,6 +66,7 @@ impl LoginGate {
             auth,
             throttle,
             checks: Arc::new(Semaphore::new(max_checks)),
+            shares: Arc::new(AddressShares::new(max_checks / 4)),
             check_timeout,
         }
     }
@@ -69,7 +75,7 @@ impl LoginGate {
     pub async fn check(&self, service: &str, ip: IpAddr, credentials: Credentials) -> Outcome {
         let sent_as = credentials.user.clone();
         let user = loggable(&sent_as);
-        match self.verify(credentials).await {
+        match self.verify(ip, credentials).await {
             Verdict::Accepted(account) => {
                 self.throttle.record_success(ip, &account.user);
                 Outcome::Accepted(account)
@@ -94,23 +100,26 @@ impl LoginGate {
     }
 
     /// Answers from the login cache when it can (no hashing, so no trip to a
-    /// blocking thread), else runs the blocking check within the bounds. A
-    /// check that overruns
-    /// keeps its place until it really ends, so hung checks can never pile up
-    /// beyond `max_checks`; this login gets a temporary failure.
-    async fn verify(&self, credentials: Credentials) -> Verdict {
+    /// blocking thread), else runs the blocking check within the bounds:
+    /// first a place in the address's share, then one of the `max_checks`
+    /// slots. A check that overruns keeps both places until it really ends,
+    /// so hung checks can never pile up beyond `max_checks`, nor one
+    /// address's beyond its share; this login gets a temporary failure.
+    async fn verify(&self, ip: IpAddr, credentials: Credentials) -> Verdict {
         if let Some(verdict) = self.auth.verify_cached(&credentials) {
             return verdict;
         }
         let auth = self.auth.clone();
         let checks = self.checks.clone();
+        let shares = self.shares.clone();
         let check = async move {
+            let share = shares.acquire(ip).await;
             let permit = checks
                 .acquire_owned()
                 .await
                 .map_err(|e| format!("authentication closed: {e}"))?;
             tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+                let _places = (share, permit);
                 auth.verify(&credentials)
             })
             .await

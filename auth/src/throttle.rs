@@ -227,9 +227,10 @@ impl fmt::Debug for Throttle {
 }
 
 /// The address a client is counted under, by the throttle here and by the
-/// gateway's per-address connection limits: an IPv4 address as is, also
-/// when it arrives mapped into IPv6 (`::ffff:192.0.2.7`, as a dual-stack
-/// listener reports IPv4 clients); an IPv6 address by its /64 prefix, because one customer's network or one
+/// gateway's per-address connection limits and password-check share: an
+/// IPv4 address as is, also when it arrives mapped into IPv6
+/// (`::ffff:192.0.2.7`, as a dual-stack listener reports IPv4 clients); an
+/// IPv6 address by its /64 prefix, because one customer's network or one
 /// rented server gets a whole /64 and can pick any address in it for each
 /// connection. Counting by full IPv6 address would give such a client
 /// 2^64 fresh budgets.

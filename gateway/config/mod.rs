@@ -201,7 +201,8 @@ pub struct AuthSettings {
     /// login gets `[SYS/TEMP]`; a hung PAM module stalls only that login.
     pub check_timeout: HumanDuration,
     /// How many password checks may run at once; more wait their turn
-    /// (within `check_timeout`).
+    /// (within `check_timeout`). One client address (an IPv4 address, an
+    /// IPv6 /64) may hold a quarter of them, at least one.
     pub max_checks: usize,
 }
 
