@@ -7,7 +7,8 @@
 //! ([`counted_address`]): an IPv6 client by its /64, an IPv4-mapped IPv6
 //! address as the IPv4 address, so neither picking fresh addresses in one's
 //! own /64 nor connecting over a dual-stack listener gets a client more
-//! connections.
+//! connections. Users are counted by the name they are known by (the
+//! account name, folded by `[auth] login_name_case`).
 //!
 //! [`Limits`] is shared by every listener; its per-user count is POP3's
 //! (`[pop3] max_connections_per_user`). Submission counts its logged-in
@@ -31,8 +32,7 @@ pub struct Limits {
     per_user: UserLimit,
 }
 
-/// Logged-in sessions per user, at most `max` each; user names are
-/// compared without case.
+/// Logged-in sessions per user, at most `max` each, by account name.
 #[derive(Debug)]
 pub struct UserLimit {
     max: usize,
@@ -48,10 +48,11 @@ impl UserLimit {
         }
     }
 
-    /// Admits a logged-in session of `user`, or refuses with [`Refusal::PerUser`].
+    /// Admits a logged-in session of `user` (an account name, as popgate-auth
+    /// gives it), or refuses with [`Refusal::PerUser`].
     pub fn admit(&self, user: &str) -> Result<Slot<String>, Refusal> {
         self.counter
-            .acquire(user.to_ascii_lowercase(), self.max, usize::MAX)
+            .acquire(user.to_owned(), self.max, usize::MAX)
             .map_err(|_| Refusal::PerUser)
     }
 }
@@ -165,7 +166,7 @@ impl Limits {
             })
     }
 
-    /// Admits a logged-in POP3 session of `user` (compared without case).
+    /// Admits a logged-in POP3 session of `user` (an account name).
     pub fn admit_user(&self, user: &str) -> Result<Slot<String>, Refusal> {
         self.per_user.admit(user)
     }
@@ -187,7 +188,7 @@ mod tests {
         assert_eq!(limits.admit(b).unwrap_err(), Refusal::Total);
         drop(a1);
         assert!(limits.admit(b).is_ok());
-        let alice = limits.admit_user("Alice").unwrap();
+        let alice = limits.admit_user("alice").unwrap();
         assert_eq!(limits.admit_user("alice").unwrap_err(), Refusal::PerUser);
         drop(alice);
         assert!(limits.admit_user("alice").is_ok());
@@ -215,9 +216,9 @@ mod tests {
         let pop3 = Limits::new(10, 10, 1);
         let submission = UserLimit::new(2);
         let _polling = pop3.admit_user("alice").unwrap();
-        assert_eq!(pop3.admit_user("ALICE").unwrap_err(), Refusal::PerUser);
+        assert_eq!(pop3.admit_user("alice").unwrap_err(), Refusal::PerUser);
         let first = submission.admit("alice").unwrap();
-        let _second = submission.admit("Alice").unwrap();
+        let _second = submission.admit("alice").unwrap();
         assert_eq!(submission.admit("alice").unwrap_err(), Refusal::PerUser);
         assert!(submission.admit("bob").is_ok());
         drop(first);

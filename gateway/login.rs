@@ -14,6 +14,9 @@
 //! 3. writes one log line per failure in the stable format fail2ban reads:
 //!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`.
 //!
+//! The user name in the throttle's books and in the log is the one the user
+//! is known by (folded by `[auth] login_name_case`), never the spelling sent.
+//!
 //! The caller only turns the [`Outcome`] into its protocol's reply.
 
 use std::net::IpAddr;
@@ -71,17 +74,23 @@ impl LoginGate {
         }
     }
 
+    /// The name a user who sends `name` is known by (see
+    /// [`Authenticator::login_name`]), for anything keyed by user names.
+    pub fn login_name(&self, name: &str) -> String {
+        self.auth.login_name(name)
+    }
+
     /// Checks `credentials` sent by `ip` to `service` ("pop3", "submission").
     pub async fn check(&self, service: &str, ip: IpAddr, credentials: Credentials) -> Outcome {
-        let sent_as = credentials.user.clone();
-        let user = loggable(&sent_as);
+        let known_as = self.auth.login_name(&credentials.user);
+        let user = loggable(&known_as);
         match self.verify(ip, credentials).await {
             Verdict::Accepted(account) => {
                 self.throttle.record_success(ip, &account.user);
                 Outcome::Accepted(account)
             }
             Verdict::Rejected => {
-                let penalty = self.throttle.record_failure(ip, &sent_as);
+                let penalty = self.throttle.record_failure(ip, &known_as);
                 warn!(target: "popgate::auth", "authentication failed: service={service} rip={ip} user={user} reason=bad-credentials");
                 tokio::time::sleep(penalty.delay).await;
                 Outcome::Rejected {

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::htpasswd::LoadReport;
+use crate::login_name::LoginNameCase;
 use crate::AuthError;
 
 use self::htpasswd_file::HtpasswdFile;
@@ -89,10 +90,13 @@ pub(crate) enum Refresh {
 }
 
 impl Backend {
-    /// Opens the configured backend; an htpasswd file is read now.
-    pub(crate) fn open(config: &BackendConfig) -> Result<Backend, AuthError> {
+    /// Opens the configured backend; an htpasswd file is read now, its
+    /// names folded by `case`.
+    pub(crate) fn open(config: &BackendConfig, case: LoginNameCase) -> Result<Backend, AuthError> {
         match config {
-            BackendConfig::Htpasswd { path } => Ok(Backend::Htpasswd(HtpasswdFile::open(path)?)),
+            BackendConfig::Htpasswd { path } => {
+                Ok(Backend::Htpasswd(HtpasswdFile::open(path, case)?))
+            }
             BackendConfig::Pam { service, min_uid } => {
                 Ok(Backend::Pam(PamService::open(service, *min_uid)?))
             }
@@ -107,7 +111,7 @@ impl Backend {
         }
     }
 
-    /// Checks `password` for `user`.
+    /// Checks `password` for `user`, a folded name.
     pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
         match self {
             Backend::Htpasswd(file) => file.verify(user, password),

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use crate::htpasswd::CaseClash;
 use crate::maildir_template::TemplateError;
 
 /// What went wrong while setting up or reloading authentication.
@@ -32,6 +33,20 @@ pub enum AuthError {
         path: PathBuf,
         /// The limit in bytes.
         limit: u64,
+    },
+
+    /// The htpasswd file has entries whose names differ only by case.
+    #[error(
+        "htpasswd file {}: {}; login names are compared without case (login_name_case), \
+         so keep one entry per user",
+        path.display(),
+        clashes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    HtpasswdCaseClash {
+        /// The file that was read.
+        path: PathBuf,
+        /// Each pair of entries that clash.
+        clashes: Vec<CaseClash>,
     },
 
     /// The `maildir` template is not valid.

@@ -10,7 +10,10 @@
 //! 1. The client sends a name, with `USER` or inside a SASL exchange. The
 //!    gateway checks it with [`validate_login_name`] before anything else, so a
 //!    name with `/`, a control character or a leading dot never reaches a
-//!    backend or a path.
+//!    backend or a path. [`Authenticator::login_name`] then folds it by
+//!    [`LoginNameCase`] (lower case by default, as Dovecot's `%Lu`): from
+//!    there on, the backend, the cache, the policy lists, the Maildir
+//!    template, the throttle, limits and logs see only the folded name.
 //! 2. SASL responses are decoded by the [`sasl`] module: [`sasl::decode_plain`]
 //!    for `AUTH PLAIN`, [`sasl::decode_login_line`] for each line of
 //!    `AUTH LOGIN`. Either way the result is a set of [`Credentials`], whose
@@ -61,7 +64,7 @@
 //!
 //! | module | job |
 //! | --- | --- |
-//! | `login_name` | the login-name rule |
+//! | `login_name` | the login-name rule and case folding |
 //! | [`sasl`] | SASL PLAIN and LOGIN decoding |
 //! | `password` | [`Password`] and [`Credentials`] |
 //! | `hash` | stored password hashes: bcrypt, SHA-crypt, MD5-crypt, `{SHA}` |
@@ -111,8 +114,8 @@ pub use authenticator::{
 pub use backend::{BackendConfig, MAX_HTPASSWD_SIZE};
 pub use error::AuthError;
 pub use hash::hash_password_bcrypt;
-pub use htpasswd::{check_htpasswd, LoadReport, SkipReason, SkippedLine};
-pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
+pub use htpasswd::{check_htpasswd, CaseClash, LoadReport, SkipReason, SkippedLine};
+pub use login_name::{validate_login_name, LoginNameCase, LoginNameError, MAX_LOGIN_NAME_LEN};
 pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
 pub use password::{Credentials, Password};
 pub use throttle::{counted_address, Penalty, Throttle, ThrottleConfig};

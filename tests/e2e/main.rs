@@ -10,6 +10,7 @@ mod faults;
 mod harness;
 mod identity;
 mod leave_on_server;
+mod login_names;
 mod mailbox;
 mod migration;
 mod pam;

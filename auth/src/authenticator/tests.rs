@@ -114,10 +114,73 @@ fn every_scheme_logs_in_with_the_right_password_only() {
 }
 
 #[test]
-fn user_names_are_case_sensitive_like_apache() {
+fn login_names_are_folded_to_lower_case_by_default() {
     let fixture = Fixture::new(&all_users());
-    let auth = fixture.authenticator();
+    let auth = Authenticator::new(fixture.config()).unwrap();
+    assert_eq!(auth.login_name("ALICE@Example.COM"), "alice@example.com");
+    assert_eq!(
+        verify(&auth, "Dave", "pässwörd-ünïcode"),
+        accepted("/var/vmail/dave/Maildir", "dave")
+    );
+    let hashes = auth.hash_verifications();
+    assert_eq!(
+        auth.verify_cached(&Credentials::new("DAVE", "pässwörd-ünïcode")),
+        Some(accepted("/var/vmail/dave/Maildir", "dave")),
+        "one cache entry, whatever the spelling"
+    );
+    assert_eq!(auth.hash_verifications(), hashes);
+    assert_eq!(
+        verify(&auth, "Alice@EXAMPLE.com", ALICE_PASSWORD),
+        accepted("/var/vmail/example.com/alice/Maildir", "alice@example.com")
+    );
+    // The policy lists see the folded name too.
+    assert_eq!(verify(&auth, "Mallory", ALICE_PASSWORD), Verdict::Disabled);
+    assert_eq!(verify(&auth, "RooT", ALICE_PASSWORD), Verdict::Rejected);
+}
+
+#[test]
+fn exact_case_keeps_the_local_part_and_folds_the_domain() {
+    let fixture = Fixture::new(&[ALICE, DAVE, "Zed:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o="]);
+    let mut config = fixture.config();
+    config.login_name_case = LoginNameCase::Exact;
+    let auth = Authenticator::new(config).unwrap();
     assert_eq!(verify(&auth, "Dave", "pässwörd-ünïcode"), Verdict::Rejected);
+    assert_eq!(verify(&auth, "zed", "sha1 pass"), Verdict::Rejected);
+    assert_eq!(
+        verify(&auth, "Zed", "sha1 pass"),
+        accepted("/var/vmail/Zed/Maildir", "Zed")
+    );
+    assert_eq!(
+        verify(&auth, "alice@EXAMPLE.com", ALICE_PASSWORD),
+        accepted("/var/vmail/example.com/alice/Maildir", "alice@example.com")
+    );
+    assert_eq!(
+        verify(&auth, "Alice@example.com", ALICE_PASSWORD),
+        Verdict::Rejected
+    );
+}
+
+#[test]
+fn entries_that_differ_only_by_case_are_refused() {
+    let fixture = Fixture::new(&[ALICE, "Bob:{SHA}x", "bob:{SHA}y"]);
+    let error = Authenticator::new(fixture.config()).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, AuthError::HtpasswdCaseClash { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"Bob\" (line 2) and \"bob\" (line 3) differ only by case"),
+        "{text}"
+    );
+    assert!(text.contains("users.htpasswd"), "{text}");
+
+    let mut config = fixture.config();
+    config.login_name_case = LoginNameCase::Exact;
+    assert!(
+        Authenticator::new(config).is_ok(),
+        "Bob and bob are two users"
+    );
 }
 
 #[test]

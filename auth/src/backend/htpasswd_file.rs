@@ -8,6 +8,10 @@
 //! table. A file that is rewritten while it is being read (`htpasswd`
 //! rewrites in place) is read again, up to three times.
 //!
+//! Names are folded by the configured [`LoginNameCase`] as the file is read;
+//! a file with two entries that fold to the same name (`Bob` and `bob`) is
+//! refused, naming both.
+//!
 //! If the file becomes unreadable or vanishes, checks answer
 //! [`Answer::Unavailable`] (a temporary failure) until it is back: the file is
 //! the list of who may log in, so a missing file must not leave the old list
@@ -25,6 +29,7 @@ use std::time::{Duration, Instant};
 use super::{Answer, Refresh, MAX_HTPASSWD_SIZE};
 use crate::hash::StoredHash;
 use crate::htpasswd::{LoadReport, Lookup, Table};
+use crate::login_name::LoginNameCase;
 use crate::sync;
 use crate::AuthError;
 
@@ -34,6 +39,7 @@ const MAX_LOGGED_LINES: usize = 20;
 /// An htpasswd file and its current table.
 pub(crate) struct HtpasswdFile {
     path: PathBuf,
+    case: LoginNameCase,
     state: RwLock<State>,
     watch: Mutex<Watch>,
     hash_verifications: AtomicU64,
@@ -68,13 +74,12 @@ struct FileIdentity {
 }
 
 impl HtpasswdFile {
-    /// Reads the file at `path`.
-    pub(crate) fn open(path: &Path) -> Result<HtpasswdFile, AuthError> {
-        let (contents, identity) = read_file(path)?;
-        let (table, report) = Table::parse(&contents);
-        log_load(path, &report);
+    /// Reads the file at `path`, folding names by `case`.
+    pub(crate) fn open(path: &Path, case: LoginNameCase) -> Result<HtpasswdFile, AuthError> {
+        let (table, report, identity) = read_table(path, case)?;
         Ok(HtpasswdFile {
             path: path.to_owned(),
+            case,
             state: RwLock::new(State {
                 table: Arc::new(table),
                 report,
@@ -89,7 +94,7 @@ impl HtpasswdFile {
         })
     }
 
-    /// Checks `password` for `user` against the current table.
+    /// Checks `password` for `user` (a folded name) against the current table.
     pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
         let (table, generation) = {
             let state = sync::read(&self.state);
@@ -193,10 +198,8 @@ impl HtpasswdFile {
 
     /// Reads the file and installs its table, or records the failure.
     fn load(&self, watch: &mut Watch) -> Result<(), AuthError> {
-        match read_file(&self.path) {
-            Ok((contents, identity)) => {
-                let (table, report) = Table::parse(&contents);
-                log_load(&self.path, &report);
+        match read_table(&self.path, self.case) {
+            Ok((table, report, identity)) => {
                 let mut state = sync::write(&self.state);
                 *state = State {
                     table: Arc::new(table),
@@ -227,10 +230,28 @@ impl fmt::Debug for HtpasswdFile {
         let state = sync::read(&self.state);
         f.debug_struct("HtpasswdFile")
             .field("path", &self.path)
+            .field("case", &self.case)
             .field("entries", &state.report.entries)
             .field("failure", &state.failure)
             .finish_non_exhaustive()
     }
+}
+
+/// Reads and parses the file; refuses a file with a case clash.
+fn read_table(
+    path: &Path,
+    case: LoginNameCase,
+) -> Result<(Table, LoadReport, Option<FileIdentity>), AuthError> {
+    let (contents, identity) = read_file(path)?;
+    let (table, report) = Table::parse(&contents, case);
+    if !report.case_clashes.is_empty() {
+        return Err(AuthError::HtpasswdCaseClash {
+            path: path.to_owned(),
+            clashes: report.case_clashes,
+        });
+    }
+    log_load(path, &report);
+    Ok((table, report, identity))
 }
 
 /// Reads the whole file, and the identity it had while being read (`None`
