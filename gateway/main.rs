@@ -186,6 +186,14 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                 popgate::privileges::become_user(user)
                     .with_context(|| format!("key `store.mail_user` in {}", config.display()))?;
                 tracing::info!("running as mail user {user}");
+                let unreadable = popgate::privileges::unreadable_reloadable_files(&settings);
+                for (key, path, error) in unreadable {
+                    tracing::warn!(
+                        "{} (`{key}`) is not readable by mail user {user} ({error}): it was read \
+                         at start as root; reloads will keep those contents until popgate restarts",
+                        path.display()
+                    );
+                }
             }
             None if settings.auth.backend == BackendKind::Htpasswd
                 && nix::unistd::geteuid().is_root() =>

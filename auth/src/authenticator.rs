@@ -7,7 +7,7 @@
 //! verify(credentials)
 //!   ├─ malformed name ─────────────────── decoy hash → Rejected
 //!   ├─ name folded (login_name_case): from here on only the folded name
-//!   ├─ backend changed? reload, empty cache; unreadable → TemporaryFailure
+//!   ├─ backend changed? reload, empty cache; unloadable → old data stays
 //!   ├─ denied name ────────────────────── decoy hash → Rejected
 //!   ├─ cached with this password ──────── Accepted (no hashing)
 //!   └─ backend
@@ -163,13 +163,8 @@ impl Authenticator {
         }
         let user = self.login_name(&credentials.user);
         let user = user.as_str();
-        match self.backend.refresh(self.check_interval) {
-            Refresh::Unchanged => {}
-            Refresh::Reloaded => self.cache.clear(),
-            Refresh::Failed(reason) => {
-                self.cache.clear();
-                return Verdict::TemporaryFailure(reason);
-            }
+        if self.backend.refresh(self.check_interval) == Refresh::Reloaded {
+            self.cache.clear();
         }
         if self.policy.is_denied(user) {
             self.backend.spend_decoy(password);
@@ -234,8 +229,8 @@ impl Authenticator {
     /// cache. The file is also reloaded automatically when it changes
     /// (checked at most once per second, on `verify`).
     ///
-    /// On error, logins answer [`Verdict::TemporaryFailure`] until the file
-    /// can be read again.
+    /// On error the users loaded before stay in force, and logins go on
+    /// with them; the caller logs the error.
     pub fn reload(&self) -> Result<(), AuthError> {
         let result = self.backend.reload();
         self.cache.clear();

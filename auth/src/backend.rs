@@ -81,12 +81,11 @@ pub(crate) enum Answer {
 /// What looking for changes found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Refresh {
-    /// Nothing changed (or it was not time to look yet).
+    /// Nothing changed, it was not time to look yet, or the changed data
+    /// could not be loaded (the old data stays in force).
     Unchanged,
     /// The backend's data was reloaded: cached logins are stale.
     Reloaded,
-    /// The backend cannot be used now; the text is for the log.
-    Failed(String),
 }
 
 impl Backend {
@@ -159,7 +158,8 @@ impl Backend {
         }
     }
 
-    /// Reloads the backend's data now (PAM reads its files on every check).
+    /// Reloads the backend's data now (PAM reads its files on every check);
+    /// on error the data in force stays.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
         match self {
             Backend::Htpasswd(file) => file.reload(),

@@ -181,6 +181,23 @@ fn entries_that_differ_only_by_case_are_refused() {
         Authenticator::new(config).is_ok(),
         "Bob and bob are two users"
     );
+
+    // Appearing later, a clash keeps the users loaded before.
+    fixture.write_in_place(&[ALICE]);
+    let auth = fixture.authenticator();
+    fixture.replace(&[ALICE_NEW, "Alice@example.com:{SHA}x"]);
+    assert!(matches!(
+        verify(&auth, "alice@example.com", ALICE_PASSWORD),
+        Verdict::Accepted(_)
+    ));
+    assert!(matches!(
+        auth.reload(),
+        Err(AuthError::HtpasswdCaseClash { .. })
+    ));
+    assert!(matches!(
+        verify(&auth, "alice@example.com", ALICE_PASSWORD),
+        Verdict::Accepted(_)
+    ));
 }
 
 #[test]
@@ -370,7 +387,7 @@ fn explicit_reload() {
 }
 
 #[test]
-fn an_unreadable_file_fails_temporarily_until_it_is_back() {
+fn a_file_that_cannot_be_read_again_leaves_the_old_users_in_force() {
     let fixture = Fixture::new(&[ALICE]);
     let auth = fixture.authenticator();
     assert!(matches!(
@@ -379,22 +396,36 @@ fn an_unreadable_file_fails_temporarily_until_it_is_back() {
     ));
 
     std::fs::remove_file(&fixture.path).unwrap();
-    let Verdict::TemporaryFailure(reason) = verify(&auth, "alice@example.com", ALICE_PASSWORD)
-    else {
-        panic!("a missing file must fail temporarily");
-    };
-    assert!(reason.contains("users.htpasswd"), "{reason}");
-    assert!(auth.reload().is_err());
-    assert!(matches!(
-        verify(&auth, "alice@example.com", ALICE_PASSWORD),
-        Verdict::TemporaryFailure(_)
-    ));
-
-    fixture.replace(&[ALICE]);
+    for _ in 0..3 {
+        assert!(
+            matches!(
+                verify(&auth, "alice@example.com", ALICE_PASSWORD),
+                Verdict::Accepted(_)
+            ),
+            "a vanished file keeps the users loaded before"
+        );
+        assert_eq!(
+            verify(&auth, "alice@example.com", "wrong"),
+            Verdict::Rejected
+        );
+    }
+    let error = auth.reload().unwrap_err();
+    assert!(error.to_string().contains("users.htpasswd"), "{error}");
     assert!(matches!(
         verify(&auth, "alice@example.com", ALICE_PASSWORD),
         Verdict::Accepted(_)
     ));
+    assert_eq!(auth.report().unwrap().entries, 1);
+
+    fixture.replace(&[ALICE_NEW, ERIN]);
+    assert!(matches!(
+        verify(&auth, "erin", "sha1 pass"),
+        Verdict::Accepted(_)
+    ));
+    assert_eq!(
+        verify(&auth, "alice@example.com", ALICE_PASSWORD),
+        Verdict::Rejected
+    );
 }
 
 #[test]
