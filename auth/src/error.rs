@@ -2,7 +2,8 @@
 //!
 //! Logging in never fails with an error: [`Authenticator::verify`] always
 //! answers with a [`Verdict`]. Errors come from building an authenticator,
-//! reloading its backend and hashing a new password.
+//! reloading its backend, hashing a new password and writing an htpasswd
+//! entry.
 //!
 //! [`Authenticator::verify`]: crate::Authenticator::verify
 //! [`Verdict`]: crate::Verdict
@@ -10,6 +11,7 @@
 use std::path::PathBuf;
 
 use crate::htpasswd::CaseClash;
+use crate::login_name::LoginNameError;
 use crate::maildir_template::TemplateError;
 
 /// What went wrong while setting up or reloading authentication.
@@ -48,6 +50,25 @@ pub enum AuthError {
         /// Each pair of entries that clash.
         clashes: Vec<CaseClash>,
     },
+
+    /// The htpasswd file could not be written (`popgate passwd`); the old
+    /// file is left as it was.
+    #[error("cannot write htpasswd file {}: {source}", path.display())]
+    HtpasswdWrite {
+        /// The file that was to be replaced.
+        path: PathBuf,
+        /// Why writing failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A name given to `popgate passwd` is not a valid login name.
+    #[error("not a valid login name (letters, digits, . _ - + @; at most 64): {0}")]
+    LoginName(#[source] LoginNameError),
+
+    /// A hash to be written is empty or would break the file's format.
+    #[error("the password hash is empty or holds ':' or a line break")]
+    InvalidHash,
 
     /// The `maildir` template is not valid.
     #[error("invalid maildir template {template:?}: {reason}")]

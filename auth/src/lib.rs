@@ -25,8 +25,9 @@
 //!    store should use for the user's files.
 //! 4. On a failure the gateway asks its [`Throttle`] how long to wait before
 //!    answering and whether to hang up; on a success it clears that user's
-//!    failures from the client's address (not the others'). The address is counted by [`counted_address`] (IPv6 by /64,
-//!    mapped IPv4 as IPv4), which the gateway's per-address limits share.
+//!    failures from the client's address (not the others'). The address is
+//!    counted by [`counted_address`] (IPv6 by /64, mapped IPv4 as IPv4), which
+//!    the gateway's per-address limits share.
 //!
 //! ```
 //! use popgate_auth::{
@@ -69,6 +70,7 @@
 //! | `password` | [`Password`] and [`Credentials`] |
 //! | `hash` | stored password hashes: bcrypt, SHA-crypt, MD5-crypt, `{SHA}` |
 //! | `htpasswd` | parsing an htpasswd file |
+//! | `htpasswd_edit` | setting a user's entry in an htpasswd file (`popgate passwd`) |
 //! | `backend` | the backends: the htpasswd file watcher, PAM transactions |
 //! | `policy` | deny list and per-user POP3 switch |
 //! | `maildir_template` | `%u`/`%n`/`%d`/`~` expansion of the Maildir path |
@@ -98,6 +100,7 @@ mod error;
 mod evict;
 mod hash;
 mod htpasswd;
+mod htpasswd_edit;
 mod login_name;
 mod maildir_template;
 mod password;
@@ -115,6 +118,7 @@ pub use backend::{BackendConfig, MAX_HTPASSWD_SIZE};
 pub use error::AuthError;
 pub use hash::hash_password_bcrypt;
 pub use htpasswd::{check_htpasswd, CaseClash, LoadReport, SkipReason, SkippedLine};
+pub use htpasswd_edit::{set_htpasswd_entry, upsert_entry, EntrySet, Upsert, NEW_FILE_MODE};
 pub use login_name::{validate_login_name, LoginNameCase, LoginNameError, MAX_LOGIN_NAME_LEN};
 pub use maildir_template::{ExpandError, MaildirTemplate, TemplateError};
 pub use password::{Credentials, Password};

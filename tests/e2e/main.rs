@@ -14,6 +14,7 @@ mod login_names;
 mod mailbox;
 mod migration;
 mod pam;
+mod passwd;
 mod poller;
 mod privileges;
 mod protocol;
