@@ -14,13 +14,15 @@
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
-//! - [`login`]: the password check, throttle and failure log of every service;
+//! - [`login`]: the password check, throttle and failure log of every service,
+//!   with [`address_share`] capping each client address's checks in flight;
 //! - [`protocol_log`]: the per-command log, with what it must never show;
 //! - [`client_settings`]: what users type into their mail client;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
+pub mod address_share;
 pub mod check;
 pub mod client_settings;
 pub mod config;

@@ -3,6 +3,13 @@
 //! Each admitted connection or login holds a guard; dropping the guard gives
 //! the slot back, so a panicking or aborted task can never leak a slot.
 //!
+//! A client address is counted as the login throttle counts it
+//! ([`counted_address`]): an IPv6 client by its /64, an IPv4-mapped IPv6
+//! address as the IPv4 address, so neither picking fresh addresses in one's
+//! own /64 nor connecting over a dual-stack listener gets a client more
+//! connections. Users are counted by the name they are known by (the
+//! account name, folded by `[auth] login_name_case`).
+//!
 //! [`Limits`] is shared by every listener; its per-user count is POP3's
 //! (`[pop3] max_connections_per_user`). Submission counts its logged-in
 //! sessions in a [`UserLimit`] of its own, so a user whose POP3 pollers fill
@@ -14,6 +21,8 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use popgate_auth::counted_address;
+
 /// Counters shared by all listeners of one service.
 #[derive(Debug)]
 pub struct Limits {
@@ -23,8 +32,7 @@ pub struct Limits {
     per_user: UserLimit,
 }
 
-/// Logged-in sessions per user, at most `max` each; user names are
-/// compared without case.
+/// Logged-in sessions per user, at most `max` each, by account name.
 #[derive(Debug)]
 pub struct UserLimit {
     max: usize,
@@ -40,10 +48,11 @@ impl UserLimit {
         }
     }
 
-    /// Admits a logged-in session of `user`, or refuses with [`Refusal::PerUser`].
+    /// Admits a logged-in session of `user` (an account name, as popgate-auth
+    /// gives it), or refuses with [`Refusal::PerUser`].
     pub fn admit(&self, user: &str) -> Result<Slot<String>, Refusal> {
         self.counter
-            .acquire(user.to_ascii_lowercase(), self.max, usize::MAX)
+            .acquire(user.to_owned(), self.max, usize::MAX)
             .map_err(|_| Refusal::PerUser)
     }
 }
@@ -142,10 +151,11 @@ impl Limits {
         }
     }
 
-    /// Admits a new connection from `ip`, or says which limit it hit.
+    /// Admits a new connection from `ip` (counted by [`counted_address`]),
+    /// or says which limit it hit.
     pub fn admit(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
         self.per_ip
-            .acquire(ip, self.max_per_ip, self.max_total)
+            .acquire(counted_address(ip), self.max_per_ip, self.max_total)
             .map(|slot| ConnectionSlot { _ip: slot })
             .map_err(|total| {
                 if total {
@@ -156,7 +166,7 @@ impl Limits {
             })
     }
 
-    /// Admits a logged-in POP3 session of `user` (compared without case).
+    /// Admits a logged-in POP3 session of `user` (an account name).
     pub fn admit_user(&self, user: &str) -> Result<Slot<String>, Refusal> {
         self.per_user.admit(user)
     }
@@ -178,10 +188,27 @@ mod tests {
         assert_eq!(limits.admit(b).unwrap_err(), Refusal::Total);
         drop(a1);
         assert!(limits.admit(b).is_ok());
-        let alice = limits.admit_user("Alice").unwrap();
+        let alice = limits.admit_user("alice").unwrap();
         assert_eq!(limits.admit_user("alice").unwrap_err(), Refusal::PerUser);
         drop(alice);
         assert!(limits.admit_user("alice").is_ok());
+    }
+
+    #[test]
+    fn addresses_are_counted_as_the_throttle_counts_them() {
+        let limits = Limits::new(100, 1, 1);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _v4 = limits.admit(ip("192.0.2.7")).unwrap();
+        assert_eq!(
+            limits.admit(ip("::ffff:192.0.2.7")).unwrap_err(),
+            Refusal::PerIp
+        );
+        let _v6 = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2:ffff::9")).unwrap_err(),
+            Refusal::PerIp
+        );
+        assert!(limits.admit(ip("2001:db8:1:3::1")).is_ok());
     }
 
     #[test]
@@ -189,9 +216,9 @@ mod tests {
         let pop3 = Limits::new(10, 10, 1);
         let submission = UserLimit::new(2);
         let _polling = pop3.admit_user("alice").unwrap();
-        assert_eq!(pop3.admit_user("ALICE").unwrap_err(), Refusal::PerUser);
+        assert_eq!(pop3.admit_user("alice").unwrap_err(), Refusal::PerUser);
         let first = submission.admit("alice").unwrap();
-        let _second = submission.admit("Alice").unwrap();
+        let _second = submission.admit("alice").unwrap();
         assert_eq!(submission.admit("alice").unwrap_err(), Refusal::PerUser);
         assert!(submission.admit("bob").is_ok());
         drop(first);

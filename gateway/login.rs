@@ -3,13 +3,19 @@
 //! POP3 and submission both hand credentials to a [`LoginGate`], which
 //!
 //! 1. runs the password check on a blocking thread — at most `max_checks` at
-//!    once, each within `check_timeout`, so a PAM module that hangs delays
-//!    only the logins waiting on it, never the async threads;
-//! 2. on a failure, counts it against the client address in the
-//!    [`Throttle`] and waits the penalty before answering, and tells the
-//!    caller when the connection should be closed;
+//!    once, and at most a quarter of them (at least one) for one client
+//!    address ([`AddressShares`]), each within `check_timeout`, so a PAM
+//!    module that hangs delays only the logins waiting on it, never the async
+//!    threads, and one address cannot take every slot;
+//! 2. on a failure, counts it against the client address and the user in
+//!    the [`Throttle`] and waits the penalty before answering, and tells the
+//!    caller when the connection should be closed; a success clears only
+//!    that user's failures from that address;
 //! 3. writes one log line per failure in the stable format fail2ban reads:
 //!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`.
+//!
+//! The user name in the throttle's books and in the log is the one the user
+//! is known by (folded by `[auth] login_name_case`), never the spelling sent.
 //!
 //! The caller only turns the [`Outcome`] into its protocol's reply.
 //!
@@ -26,6 +32,8 @@ use popgate_auth::{
 };
 use tokio::sync::Semaphore;
 use tracing::warn;
+
+use crate::address_share::AddressShares;
 
 /// What a login attempt came to, after the throttle's delay.
 #[derive(Debug)]
@@ -50,12 +58,13 @@ pub struct LoginGate {
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     checks: Arc<Semaphore>,
+    shares: Arc<AddressShares>,
     check_timeout: Duration,
 }
 
 impl LoginGate {
     /// A gate over `auth` with `max_checks` concurrent checks of at most
-    /// `check_timeout` each.
+    /// `check_timeout` each, a quarter of them (at least one) per address.
     pub fn new(
         auth: Arc<Authenticator>,
         throttle: Arc<Throttle>,
@@ -66,21 +75,28 @@ impl LoginGate {
             auth,
             throttle,
             checks: Arc::new(Semaphore::new(max_checks)),
+            shares: Arc::new(AddressShares::new(max_checks / 4)),
             check_timeout,
         }
     }
 
+    /// The name a user who sends `name` is known by (see
+    /// [`Authenticator::login_name`]), for anything keyed by user names.
+    pub fn login_name(&self, name: &str) -> String {
+        self.auth.login_name(name)
+    }
+
     /// Checks `credentials` sent by `ip` to `service` ("pop3", "submission").
     pub async fn check(&self, service: &str, ip: IpAddr, credentials: Credentials) -> Outcome {
-        let user = credentials.user.clone();
-        let user = loggable(&user);
-        match self.verify(credentials).await {
+        let known_as = self.auth.login_name(&credentials.user);
+        let user = loggable(&known_as);
+        match self.verify(ip, credentials).await {
             Verdict::Accepted(account) => {
-                self.throttle.record_success(ip);
+                self.throttle.record_success(ip, &account.user);
                 Outcome::Accepted(account)
             }
             Verdict::Rejected => {
-                let penalty = self.throttle.record_failure(ip);
+                let penalty = self.throttle.record_failure(ip, &known_as);
                 warn!(target: "popgate::auth", "authentication failed: service={service} rip={ip} user={user} reason=bad-credentials");
                 tokio::time::sleep(penalty.delay).await;
                 Outcome::Rejected {
@@ -127,23 +143,26 @@ impl LoginGate {
     }
 
     /// Answers from the login cache when it can (no hashing, so no trip to a
-    /// blocking thread), else runs the blocking check within the bounds. A
-    /// check that overruns
-    /// keeps its place until it really ends, so hung checks can never pile up
-    /// beyond `max_checks`; this login gets a temporary failure.
-    async fn verify(&self, credentials: Credentials) -> Verdict {
+    /// blocking thread), else runs the blocking check within the bounds:
+    /// first a place in the address's share, then one of the `max_checks`
+    /// slots. A check that overruns keeps both places until it really ends,
+    /// so hung checks can never pile up beyond `max_checks`, nor one
+    /// address's beyond its share; this login gets a temporary failure.
+    async fn verify(&self, ip: IpAddr, credentials: Credentials) -> Verdict {
         if let Some(verdict) = self.auth.verify_cached(&credentials) {
             return verdict;
         }
         let auth = self.auth.clone();
         let checks = self.checks.clone();
+        let shares = self.shares.clone();
         let check = async move {
+            let share = shares.acquire(ip).await;
             let permit = checks
                 .acquire_owned()
                 .await
                 .map_err(|e| format!("authentication closed: {e}"))?;
             tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+                let _places = (share, permit);
                 auth.verify(&credentials)
             })
             .await

@@ -1,6 +1,6 @@
 //! The `popgate` command: serve, demo, check, config, passwd.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -9,6 +9,7 @@ use popgate::client_settings;
 use popgate::config::{BackendKind, Settings};
 use popgate::demo::{self, DemoOptions};
 use popgate::server::Gateway;
+use popgate_auth::LoginNameCase;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -82,7 +83,9 @@ enum Command {
         config: PathBuf,
     },
     /// Add or replace a user in an htpasswd file (bcrypt); reads the password
-    /// from standard input.
+    /// from standard input. The name is stored in lower case, as servers
+    /// with the default `[auth] login_name_case = "lower"` look it up; the
+    /// file keeps its mode, owner and group (a new one is created 0640).
     Passwd {
         /// The htpasswd file (created if missing).
         #[arg(short, long)]
@@ -92,6 +95,10 @@ enum Command {
         /// bcrypt cost.
         #[arg(long, default_value_t = 12)]
         cost: u32,
+        /// Store the name's local part as given, for servers with
+        /// `[auth] login_name_case = "exact"` (the domain is still lowercased).
+        #[arg(long)]
+        keep_case: bool,
     },
 }
 
@@ -134,7 +141,12 @@ fn main() -> Result<()> {
             print!("{}", toml::to_string_pretty(&settings)?);
             Ok(())
         }
-        Command::Passwd { file, user, cost } => passwd(&file, &user, cost),
+        Command::Passwd {
+            file,
+            user,
+            cost,
+            keep_case,
+        } => passwd(&file, &user, cost, keep_case),
     }
 }
 
@@ -186,6 +198,14 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                 popgate::privileges::become_user(user)
                     .with_context(|| format!("key `store.mail_user` in {}", config.display()))?;
                 tracing::info!("running as mail user {user}");
+                let unreadable = popgate::privileges::unreadable_reloadable_files(&settings);
+                for (key, path, error) in unreadable {
+                    tracing::warn!(
+                        "{} (`{key}`) is not readable by mail user {user} ({error}): it was read \
+                         at start as root; reloads will keep those contents until popgate restarts",
+                        path.display()
+                    );
+                }
             }
             None if settings.auth.backend == BackendKind::Htpasswd
                 && nix::unistd::geteuid().is_root() =>
@@ -283,7 +303,7 @@ fn check(
     Ok(())
 }
 
-fn passwd(file: &std::path::Path, user: &str, cost: u32) -> Result<()> {
+fn passwd(file: &std::path::Path, user: &str, cost: u32, keep_case: bool) -> Result<()> {
     if popgate_auth::validate_login_name(user).is_err() {
         bail!("`{user}` is not a valid login name (letters, digits, . _ - + @; at most 64)");
     }
@@ -293,27 +313,35 @@ fn passwd(file: &std::path::Path, user: &str, cost: u32) -> Result<()> {
     if password.is_empty() {
         bail!("no password on standard input");
     }
-    let hash = popgate_auth::hash_password_bcrypt(password, cost)?;
-    let existing = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    let case = if keep_case {
+        LoginNameCase::Exact
+    } else {
+        LoginNameCase::Lower
     };
-    let prefix = format!("{user}:");
-    let mut lines: Vec<&str> = existing
-        .lines()
-        .filter(|l| !l.starts_with(&prefix))
-        .collect();
-    let entry = format!("{user}:{hash}");
-    lines.push(&entry);
-    let tmp = file.with_extension("tmp");
-    let mut out =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    for line in lines {
-        writeln!(out, "{line}")?;
+    let hash = popgate_auth::hash_password_bcrypt(password, cost)?;
+    let set = popgate_auth::set_htpasswd_entry(file, user, &hash, case)?;
+    if set.user != user {
+        let why = if keep_case {
+            "the domain of a login name is case-insensitive"
+        } else {
+            "login names are compared in lower case (--keep-case keeps the local part as given)"
+        };
+        eprintln!("{user} stored as {}: {why}", set.user);
     }
-    out.sync_all()?;
-    std::fs::rename(&tmp, file).with_context(|| format!("replacing {}", file.display()))?;
-    eprintln!("{user} written to {}", file.display());
+    for line in &set.removed {
+        eprintln!("line {line} removed: another entry for {}", set.user);
+    }
+    let done = match set.replaced {
+        Some(line) => format!("replaced on line {line}"),
+        None => "added".to_owned(),
+    };
+    eprintln!("{} {done} in {}", set.user, set.path.display());
+    if set.created {
+        eprintln!(
+            "{} created with mode {:o}: give its group to the mail user if popgate drops to one",
+            set.path.display(),
+            popgate_auth::NEW_FILE_MODE
+        );
+    }
     Ok(())
 }

@@ -7,8 +7,18 @@
 //! listeners as root and then becomes that user for good — real, effective
 //! and saved ids, groups reduced to its primary group — before it serves
 //! anyone. A flaw in a session can then reach no more than that user can.
+//!
+//! Files read at start as root may be closed to that user: an htpasswd file
+//! left `0600 root`, a key as certbot leaves it. Reloading them (SIGHUP, or
+//! the htpasswd file changing) then fails, and the old contents stay in
+//! force. [`unreadable_reloadable_files`], asked once the switch is made,
+//! names each such file so the start-up log says it before a reload does.
+
+use std::path::PathBuf;
 
 use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, User};
+
+use crate::config::{BackendKind, Settings};
 
 /// Why popgate could not become the mail user.
 #[derive(Debug, thiserror::Error)]
@@ -65,4 +75,34 @@ pub fn become_user(name: &str) -> Result<(), PrivilegeError> {
         return Err(switch_error(format!("ids after the switch: {now:?}")));
     }
     Ok(())
+}
+
+/// The files popgate reads again while it runs, each with the key that
+/// names it: the htpasswd file (on change and on SIGHUP), the certificate
+/// and key (on SIGHUP).
+pub fn reloadable_files(settings: &Settings) -> Vec<(&'static str, PathBuf)> {
+    let mut files = Vec::new();
+    if settings.auth.backend == BackendKind::Htpasswd {
+        files.push(("auth.htpasswd", settings.auth.htpasswd.clone()));
+    }
+    if let Some(tls) = &settings.tls {
+        files.push(("tls.cert", tls.cert.clone()));
+        files.push(("tls.key", tls.key.clone()));
+    }
+    files
+}
+
+/// The [`reloadable_files`] this process cannot open for reading now, and
+/// why. Asked after [`become_user`], it is exact (permissions, ACLs,
+/// directories on the way): it tries.
+pub fn unreadable_reloadable_files(
+    settings: &Settings,
+) -> Vec<(&'static str, PathBuf, std::io::Error)> {
+    reloadable_files(settings)
+        .into_iter()
+        .filter_map(|(key, path)| match std::fs::File::open(&path) {
+            Ok(_) => None,
+            Err(error) => Some((key, path, error)),
+        })
+        .collect()
 }

@@ -184,6 +184,7 @@ pub fn auth_config(settings: &Settings) -> Result<AuthConfig, StartError> {
         maildir_template: settings.store.maildir.clone(),
         failure_delay: settings.auth.failure_delay.0,
         cache_ttl: settings.auth.cache_ttl.0,
+        login_name_case: settings.auth.login_name_case.into(),
     })
 }
 

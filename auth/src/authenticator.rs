@@ -6,7 +6,8 @@
 //! ```text
 //! verify(credentials)
 //!   ├─ malformed name ─────────────────── decoy hash → Rejected
-//!   ├─ backend changed? reload, empty cache; unreadable → TemporaryFailure
+//!   ├─ name folded (login_name_case): from here on only the folded name
+//!   ├─ backend changed? reload, empty cache; unloadable → old data stays
 //!   ├─ denied name ────────────────────── decoy hash → Rejected
 //!   ├─ cached with this password ──────── Accepted (no hashing)
 //!   └─ backend
@@ -32,8 +33,13 @@
 //! ```
 //!
 //! Configuration that needs fixing is refused by [`Authenticator::new`]: an
-//! unreadable htpasswd file, an invalid Maildir template, a `~` template for
-//! a backend without home directories.
+//! unreadable htpasswd file or one with names that differ only by case, an
+//! invalid Maildir template, a `~` template for a backend without home
+//! directories.
+//!
+//! [`Authenticator::login_name`] is the one place a name sent by a client
+//! becomes the name the user is known by: `verify` and `verify_cached` go
+//! through it, and so does the gateway for its logs, throttle and limits.
 
 use std::fmt;
 use std::time::Duration;
@@ -43,7 +49,7 @@ use crate::backend::SystemUser;
 use crate::backend::{Answer, Backend, BackendConfig, Refresh};
 use crate::cache::{LoginCache, MAX_CACHED_LOGINS};
 use crate::htpasswd::LoadReport;
-use crate::login_name::validate_login_name;
+use crate::login_name::{validate_login_name, LoginNameCase};
 use crate::maildir_template::MaildirTemplate;
 use crate::password::Credentials;
 use crate::policy::Policy;
@@ -87,13 +93,16 @@ pub struct AuthConfig {
     pub failure_delay: Duration,
     /// How long a successful login is cached; zero disables the cache.
     pub cache_ttl: Duration,
+    /// How login names are folded before anything looks at them
+    /// (`[auth] login_name_case`).
+    pub login_name_case: LoginNameCase,
 }
 
 impl AuthConfig {
     /// A configuration with this backend and every other setting at its
     /// default: [`DEFAULT_DENY_USERS`], no disabled users,
     /// [`DEFAULT_MAILDIR_TEMPLATE`], [`DEFAULT_FAILURE_DELAY`],
-    /// [`DEFAULT_CACHE_TTL`].
+    /// [`DEFAULT_CACHE_TTL`], names folded to lower case.
     pub fn new(backend: BackendConfig) -> AuthConfig {
         AuthConfig {
             backend,
@@ -102,12 +111,14 @@ impl AuthConfig {
             maildir_template: DEFAULT_MAILDIR_TEMPLATE.to_owned(),
             failure_delay: DEFAULT_FAILURE_DELAY,
             cache_ttl: DEFAULT_CACHE_TTL,
+            login_name_case: LoginNameCase::Lower,
         }
     }
 }
 
 /// The authenticator: backend, policy and cache. `Send + Sync`; share it by `Arc`.
 pub struct Authenticator {
+    case: LoginNameCase,
     backend: Backend,
     policy: Policy,
     template: MaildirTemplate,
@@ -120,8 +131,9 @@ impl Authenticator {
     /// Builds the authenticator, reading the htpasswd file now.
     ///
     /// Fails, naming the problem, on an unreadable or oversized htpasswd
-    /// file, an invalid Maildir template, or a `~` template with a backend
-    /// that has no home directories.
+    /// file, one with entries that differ only by case, an invalid Maildir
+    /// template, or a `~` template with a backend that has no home
+    /// directories.
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthError> {
         let template = MaildirTemplate::parse(&config.maildir_template).map_err(|reason| {
             AuthError::MaildirTemplate {
@@ -129,11 +141,12 @@ impl Authenticator {
                 reason,
             }
         })?;
-        let backend = Backend::open(&config.backend)?;
+        let backend = Backend::open(&config.backend, config.login_name_case)?;
         if template.uses_home() && !backend.has_home_directories() {
             return Err(AuthError::HomeNotAvailable(config.maildir_template));
         }
         Ok(Authenticator {
+            case: config.login_name_case,
             backend,
             policy: Policy::new(&config.deny_users, &config.disabled_users),
             template,
@@ -143,26 +156,30 @@ impl Authenticator {
         })
     }
 
+    /// The name a user who sends `name` is known by: `name` folded by
+    /// `[auth] login_name_case` (see [`LoginNameCase::fold`]). Every check
+    /// goes through it; so should anything that counts, logs or looks up a
+    /// user by the name a client sent.
+    pub fn login_name(&self, name: &str) -> String {
+        self.case.fold(name)
+    }
+
     /// Checks credentials. Blocking: it may compute a bcrypt hash, so call it
     /// from `spawn_blocking`.
     ///
     /// An unknown user, a denied user and a malformed name cost the same
     /// hashing as a wrong password, and give the same [`Verdict::Rejected`].
+    /// An accepted [`Account`] carries the folded name.
     pub fn verify(&self, credentials: &Credentials) -> Verdict {
-        let user = credentials.user.as_str();
         let password = credentials.password.expose();
-
-        if validate_login_name(user).is_err() {
+        if validate_login_name(&credentials.user).is_err() {
             self.backend.spend_decoy(password);
             return Verdict::Rejected;
         }
-        match self.backend.refresh(self.check_interval) {
-            Refresh::Unchanged => {}
-            Refresh::Reloaded => self.cache.clear(),
-            Refresh::Failed(reason) => {
-                self.cache.clear();
-                return Verdict::TemporaryFailure(reason);
-            }
+        let user = self.login_name(&credentials.user);
+        let user = user.as_str();
+        if self.backend.refresh(self.check_interval) == Refresh::Reloaded {
+            self.cache.clear();
         }
         if self.policy.is_denied(user) {
             self.backend.spend_decoy(password);
@@ -193,9 +210,9 @@ impl Authenticator {
         }
     }
 
-    /// Looks `user` up without a password, for local delivery: the account
+    /// Looks `name` up without a password, for local delivery: the account
     /// a login with the right password would give, by the same rules
-    /// (login-name rule, deny list, the user known to the backend, for PAM
+    /// (login-name rule, the name folded by `login_name_case`, deny list, the user known to the backend, for PAM
     /// a passwd entry with a uid of at least `min_uid`). Blocking: it may
     /// reload the htpasswd file or ask the passwd database (NSS may be
     /// LDAP), so call it from `spawn_blocking`.
@@ -205,17 +222,14 @@ impl Authenticator {
     /// user, as SMTP's RCPT answers would tell anyway. POP3's per-user
     /// switch (`disabled_users`) is not applied: it is about fetching, not
     /// about receiving.
-    pub fn lookup(&self, user: &str) -> UserLookup {
-        if validate_login_name(user).is_err() {
+    pub fn lookup(&self, name: &str) -> UserLookup {
+        if validate_login_name(name).is_err() {
             return UserLookup::Unknown;
         }
-        match self.backend.refresh(self.check_interval) {
-            Refresh::Unchanged => {}
-            Refresh::Reloaded => self.cache.clear(),
-            Refresh::Failed(reason) => {
-                self.cache.clear();
-                return UserLookup::TemporaryFailure(reason);
-            }
+        let user = self.login_name(name);
+        let user = user.as_str();
+        if self.backend.refresh(self.check_interval) == Refresh::Reloaded {
+            self.cache.clear();
         }
         if self.policy.is_denied(user) {
             return UserLookup::Unknown;
@@ -261,16 +275,16 @@ impl Authenticator {
     /// cheap enough for an async thread: a client polling every minute is
     /// answered without a trip to a blocking thread.
     pub fn verify_cached(&self, credentials: &Credentials) -> Option<Verdict> {
-        let user = credentials.user.as_str();
-        if validate_login_name(user).is_err()
-            || self.policy.is_denied(user)
-            || self.backend.refresh_due(self.check_interval)
-        {
+        if validate_login_name(&credentials.user).is_err() {
+            return None;
+        }
+        let user = self.login_name(&credentials.user);
+        if self.policy.is_denied(&user) || self.backend.refresh_due(self.check_interval) {
             return None;
         }
         self.cache
             .lookup(
-                user,
+                &user,
                 credentials.password.expose(),
                 self.backend.generation(),
             )
@@ -281,8 +295,8 @@ impl Authenticator {
     /// cache. The file is also reloaded automatically when it changes
     /// (checked at most once per second, on `verify`).
     ///
-    /// On error, logins answer [`Verdict::TemporaryFailure`] until the file
-    /// can be read again.
+    /// On error the users loaded before stay in force, and logins go on
+    /// with them; the caller logs the error.
     pub fn reload(&self) -> Result<(), AuthError> {
         let result = self.backend.reload();
         self.cache.clear();
@@ -318,6 +332,7 @@ impl Authenticator {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
+            .field("case", &self.case)
             .field("backend", &self.backend)
             .field("policy", &self.policy)
             .field("template", &self.template.as_str())

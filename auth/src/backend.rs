@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::htpasswd::LoadReport;
+use crate::login_name::LoginNameCase;
 use crate::AuthError;
 
 use self::htpasswd_file::HtpasswdFile;
@@ -82,19 +83,21 @@ pub(crate) enum Answer {
 /// What looking for changes found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Refresh {
-    /// Nothing changed (or it was not time to look yet).
+    /// Nothing changed, it was not time to look yet, or the changed data
+    /// could not be loaded (the old data stays in force).
     Unchanged,
     /// The backend's data was reloaded: cached logins are stale.
     Reloaded,
-    /// The backend cannot be used now; the text is for the log.
-    Failed(String),
 }
 
 impl Backend {
-    /// Opens the configured backend; an htpasswd file is read now.
-    pub(crate) fn open(config: &BackendConfig) -> Result<Backend, AuthError> {
+    /// Opens the configured backend; an htpasswd file is read now, its
+    /// names folded by `case`.
+    pub(crate) fn open(config: &BackendConfig, case: LoginNameCase) -> Result<Backend, AuthError> {
         match config {
-            BackendConfig::Htpasswd { path } => Ok(Backend::Htpasswd(HtpasswdFile::open(path)?)),
+            BackendConfig::Htpasswd { path } => {
+                Ok(Backend::Htpasswd(HtpasswdFile::open(path, case)?))
+            }
             BackendConfig::Pam { service, min_uid } => {
                 Ok(Backend::Pam(PamService::open(service, *min_uid)?))
             }
@@ -109,7 +112,7 @@ impl Backend {
         }
     }
 
-    /// Checks `password` for `user`.
+    /// Checks `password` for `user`, a folded name.
     pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
         match self {
             Backend::Htpasswd(file) => file.verify(user, password),
@@ -169,7 +172,8 @@ impl Backend {
         }
     }
 
-    /// Reloads the backend's data now (PAM reads its files on every check).
+    /// Reloads the backend's data now (PAM reads its files on every check);
+    /// on error the data in force stays.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
         match self {
             Backend::Htpasswd(file) => file.reload(),

@@ -2,13 +2,16 @@
 //!
 //! Logging in never fails with an error: [`Authenticator::verify`] always
 //! answers with a [`Verdict`]. Errors come from building an authenticator,
-//! reloading its backend and hashing a new password.
+//! reloading its backend, hashing a new password and writing an htpasswd
+//! entry.
 //!
 //! [`Authenticator::verify`]: crate::Authenticator::verify
 //! [`Verdict`]: crate::Verdict
 
 use std::path::PathBuf;
 
+use crate::htpasswd::CaseClash;
+use crate::login_name::LoginNameError;
 use crate::maildir_template::TemplateError;
 
 /// What went wrong while setting up or reloading authentication.
@@ -33,6 +36,39 @@ pub enum AuthError {
         /// The limit in bytes.
         limit: u64,
     },
+
+    /// The htpasswd file has entries whose names differ only by case.
+    #[error(
+        "htpasswd file {}: {}; login names are compared without case (login_name_case), \
+         so keep one entry per user",
+        path.display(),
+        clashes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    HtpasswdCaseClash {
+        /// The file that was read.
+        path: PathBuf,
+        /// Each pair of entries that clash.
+        clashes: Vec<CaseClash>,
+    },
+
+    /// The htpasswd file could not be written (`popgate passwd`); the old
+    /// file is left as it was.
+    #[error("cannot write htpasswd file {}: {source}", path.display())]
+    HtpasswdWrite {
+        /// The file that was to be replaced.
+        path: PathBuf,
+        /// Why writing failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A name given to `popgate passwd` is not a valid login name.
+    #[error("not a valid login name (letters, digits, . _ - + @; at most 64): {0}")]
+    LoginName(#[source] LoginNameError),
+
+    /// A hash to be written is empty or would break the file's format.
+    #[error("the password hash is empty or holds ':' or a line break")]
+    InvalidHash,
 
     /// The `maildir` template is not valid.
     #[error("invalid maildir template {template:?}: {reason}")]

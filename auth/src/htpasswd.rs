@@ -9,6 +9,10 @@
 //!   hash, not UTF-8) is **skipped**;
 //! * a user listed twice keeps the first entry, as Apache does; the later
 //!   line is skipped;
+//! * two entries whose names are spelt differently but fold to the same
+//!   login name ([`LoginNameCase::fold`]: `Bob` and `bob` under `"lower"`)
+//!   are a **case clash**: which password would `BOB` have? The report
+//!   names both, and the backend refuses such a file;
 //! * an entry whose hash is of an **unsupported** kind (DES crypt,
 //!   plaintext, a damaged hash) is kept, but that user can never log in.
 //!
@@ -23,7 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::hash::{StoredHash, Work};
-use crate::login_name::validate_login_name;
+use crate::login_name::{validate_login_name, LoginNameCase};
 
 /// What loading an htpasswd file found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,12 +39,43 @@ pub struct LoadReport {
     /// Line numbers (from 1) of entries whose hash scheme is unsupported or
     /// whose hash is malformed: these users cannot log in.
     pub unsupported: Vec<usize>,
+    /// Entries whose names differ only by case once folded; the later line
+    /// of each pair is not loaded, and a file with any is refused.
+    pub case_clashes: Vec<CaseClash>,
 }
 
 impl LoadReport {
     /// Whether anything deserves a warning.
     pub fn has_warnings(&self) -> bool {
-        !self.skipped.is_empty() || !self.unsupported.is_empty()
+        !self.skipped.is_empty() || !self.unsupported.is_empty() || !self.case_clashes.is_empty()
+    }
+}
+
+/// Two entries of an htpasswd file whose names are spelt differently but
+/// fold to the same login name (`Bob` and `bob`, under `"lower"`).
+///
+/// The names are shown: they passed the login-name rule, so they are plain
+/// ASCII without spaces or control characters, and they are the admin's own
+/// file's user names, not secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseClash {
+    /// The line of the first entry, from 1.
+    pub first_line: usize,
+    /// The name on that line, as written.
+    pub first_name: String,
+    /// The line of the later entry.
+    pub line: usize,
+    /// The name on that line, as written.
+    pub name: String,
+}
+
+impl fmt::Display for CaseClash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "\"{}\" (line {}) and \"{}\" (line {}) differ only by case",
+            self.first_name, self.first_line, self.name, self.line
+        )
     }
 }
 
@@ -82,16 +117,21 @@ impl fmt::Display for SkipReason {
 
 /// Checks the contents of an htpasswd file without keeping it: the
 /// [`LoadReport`] that [`Authenticator::report`](crate::Authenticator::report)
-/// gives after loading a file with these bytes. Never fails; the fuzzers
-/// drive the parser through it.
+/// gives after loading a file with these bytes, names folded by `case`.
+/// Never fails; the fuzzers drive the parser through it.
 ///
 /// ```
-/// let report = popgate_auth::check_htpasswd(b"# users\nalice:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=\nbob\n");
+/// use popgate_auth::{check_htpasswd, LoginNameCase};
+///
+/// let file = b"# users\nalice:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=\nbob\nAlice:{SHA}x\n";
+/// let report = check_htpasswd(file, LoginNameCase::Lower);
 /// assert_eq!(report.entries, 1);
 /// assert_eq!(report.skipped[0].line, 3);
+/// assert_eq!(report.case_clashes[0].line, 4);
+/// assert!(check_htpasswd(file, LoginNameCase::Exact).case_clashes.is_empty());
 /// ```
-pub fn check_htpasswd(contents: &[u8]) -> LoadReport {
-    Table::parse(contents).1
+pub fn check_htpasswd(contents: &[u8], case: LoginNameCase) -> LoadReport {
+    Table::parse(contents, case).1
 }
 
 /// What the table knows about a user.
@@ -104,17 +144,19 @@ pub(crate) enum Lookup<'a> {
     Missing,
 }
 
-/// The users of an htpasswd file and their hashes.
+/// The users of an htpasswd file and their hashes, by folded name.
 pub(crate) struct Table {
     entries: HashMap<String, Option<StoredHash>>,
     decoy: Option<StoredHash>,
 }
 
 impl Table {
-    /// Parses the contents of an htpasswd file. Never fails: what cannot be
-    /// used is listed in the report.
-    pub(crate) fn parse(contents: &[u8]) -> (Table, LoadReport) {
+    /// Parses the contents of an htpasswd file, folding each name by
+    /// `case`. Never fails: what cannot be used is listed in the report.
+    pub(crate) fn parse(contents: &[u8], case: LoginNameCase) -> (Table, LoadReport) {
         let mut entries: HashMap<String, Option<StoredHash>> = HashMap::new();
+        // The first line and spelling of each folded name.
+        let mut spelt: HashMap<String, (usize, &str)> = HashMap::new();
         let mut report = LoadReport::default();
         // One candidate decoy per kind of work, in order of first appearance,
         // with the number of entries of that kind.
@@ -132,13 +174,24 @@ impl Table {
                     continue;
                 }
             };
-            if entries.contains_key(user) {
-                report.skipped.push(SkippedLine {
-                    line,
-                    reason: SkipReason::DuplicateUser,
-                });
+            let folded = case.fold(user);
+            if let Some(&(first_line, first_name)) = spelt.get(&folded) {
+                if first_name == user {
+                    report.skipped.push(SkippedLine {
+                        line,
+                        reason: SkipReason::DuplicateUser,
+                    });
+                } else {
+                    report.case_clashes.push(CaseClash {
+                        first_line,
+                        first_name: first_name.to_owned(),
+                        line,
+                        name: user.to_owned(),
+                    });
+                }
                 continue;
             }
+            spelt.insert(folded.clone(), (line, user));
             let stored = StoredHash::parse(hash);
             match &stored {
                 Some(stored) => {
@@ -150,7 +203,7 @@ impl Table {
                 }
                 None => report.unsupported.push(line),
             }
-            entries.insert(user.to_owned(), stored);
+            entries.insert(folded, stored);
         }
         report.entries = entries.len();
         let mut decoy: Option<(usize, StoredHash)> = None;
@@ -166,7 +219,7 @@ impl Table {
         (table, report)
     }
 
-    /// Looks `user` up (case-sensitively, like Apache).
+    /// Looks `user`, an already folded name, up.
     pub(crate) fn lookup(&self, user: &str) -> Lookup<'_> {
         match self.entries.get(user) {
             Some(Some(hash)) => Lookup::Found(hash),
@@ -219,7 +272,7 @@ carol:$2b$05$78PWPI/CjSv3SGoc4DvG6eVeS9HG8rZkP2A2/eYD78hcD/DSuhm7S
 
     #[test]
     fn entries_skipped_lines_and_unsupported_hashes() {
-        let (table, report) = Table::parse(FILE.as_bytes());
+        let (table, report) = Table::parse(FILE.as_bytes(), LoginNameCase::Exact);
         assert_eq!(report.entries, 6);
         assert_eq!(
             report.skipped,
@@ -260,13 +313,75 @@ carol:$2b$05$78PWPI/CjSv3SGoc4DvG6eVeS9HG8rZkP2A2/eYD78hcD/DSuhm7S
     }
 
     #[test]
+    fn names_are_folded_and_case_clashes_reported() {
+        const SHA: &str = "{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=";
+        let file = format!(
+            "Bob:{SHA}\nbob:{SHA}\nBob:{SHA}\n\
+             carol@Example.COM:{SHA}\nCarol@example.com:{SHA}\ncarol@EXAMPLE.com:{SHA}\n"
+        );
+        let clash = |first_line, first_name: &str, line, name: &str| CaseClash {
+            first_line,
+            first_name: first_name.into(),
+            line,
+            name: name.into(),
+        };
+        let (table, report) = Table::parse(file.as_bytes(), LoginNameCase::Lower);
+        assert_eq!(report.entries, 2);
+        assert!(matches!(table.lookup("bob"), Lookup::Found(_)));
+        assert!(
+            matches!(table.lookup("Bob"), Lookup::Missing),
+            "lookups take folded names"
+        );
+        assert!(matches!(
+            table.lookup("carol@example.com"),
+            Lookup::Found(_)
+        ));
+        assert_eq!(
+            report.skipped,
+            [SkippedLine {
+                line: 3,
+                reason: SkipReason::DuplicateUser
+            }],
+            "the same spelling again is Apache's duplicate"
+        );
+        assert_eq!(
+            report.case_clashes,
+            [
+                clash(1, "Bob", 2, "bob"),
+                clash(4, "carol@Example.COM", 5, "Carol@example.com"),
+                clash(4, "carol@Example.COM", 6, "carol@EXAMPLE.com"),
+            ]
+        );
+        assert_eq!(
+            report.case_clashes[0].to_string(),
+            "\"Bob\" (line 1) and \"bob\" (line 2) differ only by case"
+        );
+        assert!(report.has_warnings());
+
+        // Local parts as written; the domain is never case-sensitive.
+        let (table, report) = Table::parse(file.as_bytes(), LoginNameCase::Exact);
+        assert_eq!(report.entries, 4);
+        assert!(matches!(table.lookup("Bob"), Lookup::Found(_)));
+        assert!(matches!(table.lookup("bob"), Lookup::Found(_)));
+        assert!(matches!(
+            table.lookup("Carol@example.com"),
+            Lookup::Found(_)
+        ));
+        assert_eq!(
+            report.case_clashes,
+            [clash(4, "carol@Example.COM", 6, "carol@EXAMPLE.com")]
+        );
+    }
+
+    #[test]
     fn the_decoy_has_the_most_common_work() {
-        let (table, _) = Table::parse(FILE.as_bytes());
+        let (table, _) = Table::parse(FILE.as_bytes(), LoginNameCase::Exact);
         // Two bcrypt cost-5 entries, one MD5, one SHA-1.
         assert_eq!(table.decoy().map(StoredHash::work), Some(Work::Bcrypt(5)));
 
         let (table, _) = Table::parse(
             b"a:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=\nb:$apr1$abc$BfqKdn9xFDWJPa3kcp/PH0\n",
+            LoginNameCase::Lower,
         );
         assert_eq!(
             table.decoy().map(StoredHash::work),
@@ -274,14 +389,17 @@ carol:$2b$05$78PWPI/CjSv3SGoc4DvG6eVeS9HG8rZkP2A2/eYD78hcD/DSuhm7S
             "ties: first"
         );
 
-        let (table, report) = Table::parse(b"frank:Bqj8Vw14x2dO6\n");
+        let (table, report) = Table::parse(b"frank:Bqj8Vw14x2dO6\n", LoginNameCase::Lower);
         assert!(table.decoy().is_none());
         assert_eq!(report.entries, 1);
     }
 
     #[test]
     fn non_utf8_lines_are_skipped() {
-        let (table, report) = Table::parse(b"\xff\xfe:x\nerin:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=");
+        let (table, report) = Table::parse(
+            b"\xff\xfe:x\nerin:{SHA}/HL0E2fe0k86oFqfSf2+njzD3+o=",
+            LoginNameCase::Lower,
+        );
         assert_eq!(
             report.skipped,
             [SkippedLine {
@@ -295,7 +413,7 @@ carol:$2b$05$78PWPI/CjSv3SGoc4DvG6eVeS9HG8rZkP2A2/eYD78hcD/DSuhm7S
 
     #[test]
     fn empty_file() {
-        let (table, report) = Table::parse(b"");
+        let (table, report) = Table::parse(b"", LoginNameCase::Lower);
         assert_eq!(report, LoadReport::default());
         assert!(!report.has_warnings());
         assert!(table.decoy().is_none());
@@ -304,13 +422,13 @@ carol:$2b$05$78PWPI/CjSv3SGoc4DvG6eVeS9HG8rZkP2A2/eYD78hcD/DSuhm7S
     proptest! {
         #[test]
         fn parsing_never_panics(contents in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let (_, report) = Table::parse(&contents);
+            let (_, report) = Table::parse(&contents, LoginNameCase::Lower);
             prop_assert!(report.entries <= contents.len());
         }
 
         #[test]
         fn parsing_line_like_text_never_panics(text in "([a-z.@:#$ \r\n{}SHA0-9/]{0,30}\n){0,8}") {
-            let _ = Table::parse(text.as_bytes());
+            let _ = Table::parse(text.as_bytes(), LoginNameCase::Lower);
         }
     }
 }

@@ -10,7 +10,10 @@
 //! 1. The client sends a name, with `USER` or inside a SASL exchange. The
 //!    gateway checks it with [`validate_login_name`] before anything else, so a
 //!    name with `/`, a control character or a leading dot never reaches a
-//!    backend or a path.
+//!    backend or a path. [`Authenticator::login_name`] then folds it by
+//!    [`LoginNameCase`] (lower case by default, as Dovecot's `%Lu`): from
+//!    there on, the backend, the cache, the policy lists, the Maildir
+//!    template, the throttle, limits and logs see only the folded name.
 //! 2. SASL responses are decoded by the [`sasl`] module: [`sasl::decode_plain`]
 //!    for `AUTH PLAIN`, [`sasl::decode_login_line`] for each line of
 //!    `AUTH LOGIN`. Either way the result is a set of [`Credentials`], whose
@@ -21,8 +24,10 @@
 //!    [`Verdict`]. A PAM user's [`Account`] carries the uid and gid the
 //!    store should use for the user's files.
 //! 4. On a failure the gateway asks its [`Throttle`] how long to wait before
-//!    answering and whether to hang up; on a success it clears the client's
-//!    record.
+//!    answering and whether to hang up; on a success it clears that user's
+//!    failures from the client's address (not the others'). The address is
+//!    counted by [`counted_address`] (IPv6 by /64, mapped IPv4 as IPv4), which
+//!    the gateway's per-address limits share.
 //!
 //! ```
 //! use popgate_auth::{
@@ -64,16 +69,17 @@
 //!
 //! | module | job |
 //! | --- | --- |
-//! | `login_name` | the login-name rule |
+//! | `login_name` | the login-name rule and case folding |
 //! | [`sasl`] | SASL PLAIN and LOGIN decoding |
 //! | `password` | [`Password`] and [`Credentials`] |
 //! | `hash` | stored password hashes: bcrypt, SHA-crypt, MD5-crypt, `{SHA}` |
 //! | `htpasswd` | parsing an htpasswd file |
+//! | `htpasswd_edit` | setting a user's entry in an htpasswd file (`popgate passwd`) |
 //! | `backend` | the backends: the htpasswd file watcher, PAM transactions |
 //! | `policy` | deny list and per-user POP3 switch |
 //! | `maildir_template` | `%u`/`%n`/`%d`/`~` expansion of the Maildir path |
 //! | `cache` | the cache of recent successful logins |
-//! | `throttle` | the per-address failure delay |
+//! | `throttle` | the per-address failure delay, and how addresses are counted |
 //! | `authenticator` | [`Authenticator`], which ties them together |
 //! | `evict`, `sync` | bounded tables and poison-proof locks, for the above |
 #![forbid(unsafe_code)]
@@ -98,6 +104,7 @@ mod error;
 mod evict;
 mod hash;
 mod htpasswd;
+mod htpasswd_edit;
 mod login_name;
 mod maildir_template;
 mod password;
@@ -114,8 +121,9 @@ pub use authenticator::{
 pub use backend::{BackendConfig, MAX_HTPASSWD_SIZE};
 pub use error::AuthError;
 pub use hash::hash_password_bcrypt;
-pub use htpasswd::{check_htpasswd, LoadReport, SkipReason, SkippedLine};
-pub use login_name::{validate_login_name, LoginNameError, MAX_LOGIN_NAME_LEN};
+pub use htpasswd::{check_htpasswd, CaseClash, LoadReport, SkipReason, SkippedLine};
+pub use htpasswd_edit::{set_htpasswd_entry, upsert_entry, EntrySet, Upsert, NEW_FILE_MODE};
+pub use login_name::{validate_login_name, LoginNameCase, LoginNameError, MAX_LOGIN_NAME_LEN};
 pub use maildir_template::TemplateError;
 pub use password::{Credentials, Password};
-pub use throttle::{Penalty, Throttle, ThrottleConfig};
+pub use throttle::{counted_address, Penalty, Throttle, ThrottleConfig};

@@ -12,6 +12,20 @@
 //! its local part nor its domain (`%n`, `%d` in the Maildir template) can be
 //! empty, `.` or `..`.
 //!
+//! # Case
+//!
+//! A valid name is then *folded* by [`LoginNameCase::fold`] into the name
+//! the user is known by: the backend's lookup, the login cache, the policy
+//! lists, the failure throttle, the Maildir template, per-user limits and
+//! the logs all see the folded name, never the one sent. By default
+//! ([`LoginNameCase::Lower`]) the whole name is lowercased, as Dovecot does
+//! with its default `auth_username_format = %Lu`: phones capitalise the first
+//! letter of the user field, and `Alice` is `alice`. [`LoginNameCase::Exact`]
+//! keeps the local part as sent. The domain part of an address-form name
+//! (after the first `@`, as `%d` in the Maildir template) is case-insensitive
+//! in both, as DNS names are (RFC 4343). Valid names are ASCII, so ASCII
+//! lowercasing is the whole of folding.
+//!
 //! ```
 //! use popgate_auth::{validate_login_name, LoginNameError};
 //!
@@ -20,6 +34,38 @@
 //! assert_eq!(validate_login_name("../etc"), Err(LoginNameError::InvalidCharacter));
 //! assert_eq!(validate_login_name("a b"), Err(LoginNameError::InvalidCharacter));
 //! ```
+
+/// How login names are folded (`[auth] login_name_case`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoginNameCase {
+    /// The whole name lowercased (`Alice@Example.COM` is `alice@example.com`).
+    #[default]
+    Lower,
+    /// The local part kept as sent, the domain part lowercased
+    /// (`Alice@Example.COM` is `Alice@example.com`).
+    Exact,
+}
+
+impl LoginNameCase {
+    /// The name a user sending `name` is known by.
+    ///
+    /// ```
+    /// use popgate_auth::LoginNameCase;
+    ///
+    /// assert_eq!(LoginNameCase::Lower.fold("Alice@Example.COM"), "alice@example.com");
+    /// assert_eq!(LoginNameCase::Exact.fold("Alice@Example.COM"), "Alice@example.com");
+    /// assert_eq!(LoginNameCase::Exact.fold("Alice"), "Alice");
+    /// ```
+    pub fn fold(self, name: &str) -> String {
+        match self {
+            LoginNameCase::Lower => name.to_ascii_lowercase(),
+            LoginNameCase::Exact => match name.split_once('@') {
+                Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+                None => name.to_owned(),
+            },
+        }
+    }
+}
 
 /// The longest login name accepted, in characters (and bytes: names are ASCII).
 pub const MAX_LOGIN_NAME_LEN: usize = 64;
@@ -129,6 +175,30 @@ mod tests {
     }
 
     #[test]
+    fn folding() {
+        let cases = [
+            ("alice", "alice", "alice"),
+            ("Alice", "alice", "Alice"),
+            (
+                "ALICE@EXAMPLE.COM",
+                "alice@example.com",
+                "ALICE@example.com",
+            ),
+            ("a@B@C", "a@b@c", "a@b@c"),
+            (
+                "x+Tag@Sub.Example.org",
+                "x+tag@sub.example.org",
+                "x+Tag@sub.example.org",
+            ),
+        ];
+        for (name, lower, exact) in cases {
+            assert_eq!(LoginNameCase::Lower.fold(name), lower, "{name}");
+            assert_eq!(LoginNameCase::Exact.fold(name), exact, "{name}");
+        }
+        assert_eq!(LoginNameCase::default(), LoginNameCase::Lower);
+    }
+
+    #[test]
     fn errors_do_not_echo_the_name() {
         let error = validate_login_name("secret password").unwrap_err();
         assert!(!error.to_string().contains("secret"));
@@ -148,6 +218,16 @@ mod tests {
                 for part in [local, domain] {
                     prop_assert!(!part.is_empty() && part != "." && part != "..");
                 }
+            }
+        }
+
+        #[test]
+        fn folding_keeps_a_name_valid_and_is_idempotent(name in "[a-zA-Z0-9._+@-]{1,64}") {
+            for case in [LoginNameCase::Lower, LoginNameCase::Exact] {
+                let folded = case.fold(&name);
+                prop_assert_eq!(validate_login_name(&folded).is_ok(), validate_login_name(&name).is_ok());
+                prop_assert_eq!(case.fold(&folded), folded.clone());
+                prop_assert!(folded.eq_ignore_ascii_case(&name));
             }
         }
 

@@ -1,23 +1,26 @@
 //! The htpasswd parser (`popgate_auth::check_htpasswd`) on arbitrary files.
 //!
-//! Invariants: every non-blank, non-comment line is either an entry or a
-//! skipped line, with the reason the documented rules give (checked against
-//! a line-by-line model); the first entry of a user wins; line numbers are
-//! in order; and unsupported hashes are a subset of the entries.
+//! Invariants: every non-blank, non-comment line is either an entry, a
+//! skipped line, with the reason the documented rules give, or a case clash
+//! (checked against a line-by-line model, names folded to lower case); the
+//! first entry of a user wins; line numbers are in order; and unsupported
+//! hashes are a subset of the entries.
 
 #![no_main]
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use popgate_auth::{check_htpasswd, validate_login_name, SkipReason, SkippedLine};
+use popgate_auth::{check_htpasswd, validate_login_name, LoginNameCase, SkipReason, SkippedLine};
 
 fuzz_target!(|data: &[u8]| {
-    let report = check_htpasswd(data);
+    let report = check_htpasswd(data, LoginNameCase::Lower);
 
     let mut skipped = Vec::new();
+    let mut clashes = Vec::new();
     let mut entry_lines = Vec::new();
-    let mut users = HashSet::new();
+    // The first spelling of each folded name.
+    let mut users: HashMap<String, &str> = HashMap::new();
     for (index, raw) in data.split(|&b| b == b'\n').enumerate() {
         let line = index + 1;
         let raw = raw.trim_ascii();
@@ -26,14 +29,22 @@ fuzz_target!(|data: &[u8]| {
         }
         match classify(raw) {
             Err(reason) => skipped.push(SkippedLine { line, reason }),
-            Ok(user) if !users.insert(user.to_owned()) => skipped.push(SkippedLine {
-                line,
-                reason: SkipReason::DuplicateUser,
-            }),
-            Ok(_) => entry_lines.push(line),
+            Ok(user) => match users.get(&user.to_ascii_lowercase()) {
+                Some(&first) if first == user => skipped.push(SkippedLine {
+                    line,
+                    reason: SkipReason::DuplicateUser,
+                }),
+                Some(_) => clashes.push(line),
+                None => {
+                    users.insert(user.to_ascii_lowercase(), user);
+                    entry_lines.push(line);
+                }
+            },
         }
     }
     assert_eq!(report.skipped, skipped);
+    let clash_lines: Vec<usize> = report.case_clashes.iter().map(|c| c.line).collect();
+    assert_eq!(clash_lines, clashes);
     assert_eq!(report.entries, entry_lines.len());
     assert!(report.unsupported.windows(2).all(|w| w[0] < w[1]));
     assert!(
@@ -45,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
     );
     assert_eq!(
         report.has_warnings(),
-        !skipped.is_empty() || !report.unsupported.is_empty()
+        !skipped.is_empty() || !report.unsupported.is_empty() || !clashes.is_empty()
     );
 });
 

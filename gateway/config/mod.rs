@@ -172,6 +172,26 @@ pub enum BackendKind {
     Pam,
 }
 
+/// How login names are compared (`[auth] login_name_case`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginNameCase {
+    /// Folded to lower case, as Dovecot's default `auth_username_format = %Lu`
+    /// (the default): `Alice` logs in as `alice`.
+    Lower,
+    /// As sent; only the domain part of `user@domain` is folded.
+    Exact,
+}
+
+impl From<LoginNameCase> for popgate_auth::LoginNameCase {
+    fn from(case: LoginNameCase) -> Self {
+        match case {
+            LoginNameCase::Lower => popgate_auth::LoginNameCase::Lower,
+            LoginNameCase::Exact => popgate_auth::LoginNameCase::Exact,
+        }
+    }
+}
+
 /// `[auth]`: backend and login policy.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,8 +221,12 @@ pub struct AuthSettings {
     /// login gets `[SYS/TEMP]`; a hung PAM module stalls only that login.
     pub check_timeout: HumanDuration,
     /// How many password checks may run at once; more wait their turn
-    /// (within `check_timeout`).
+    /// (within `check_timeout`). One client address (an IPv4 address, an
+    /// IPv6 /64) may hold a quarter of them, at least one.
     pub max_checks: usize,
+    /// "lower" (`Alice` is `alice`) or "exact" (only the domain part of
+    /// `user@domain` is folded).
+    pub login_name_case: LoginNameCase,
 }
 
 impl Default for AuthSettings {
@@ -223,6 +247,7 @@ impl Default for AuthSettings {
             cache_ttl: HumanDuration::from_secs(60),
             check_timeout: HumanDuration::from_secs(20),
             max_checks: 16,
+            login_name_case: LoginNameCase::Lower,
         }
     }
 }
@@ -409,7 +434,14 @@ maildir = "/srv/mail/%d/%n"
             std::time::Duration::from_millis(500)
         );
         assert_eq!(settings.auth.deny_users.len(), 6);
+        assert_eq!(settings.auth.login_name_case, LoginNameCase::Lower);
         assert_eq!(settings.store.maildir, "/srv/mail/%d/%n");
+        let file = write("[pop3]\nlisten_tls = []\n[auth]\nlogin_name_case = \"exact\"\n");
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.auth.login_name_case, LoginNameCase::Exact);
+        let file = write("[pop3]\nlisten_tls = []\n[auth]\nlogin_name_case = \"upper\"\n");
+        let error = Settings::load(file.path()).unwrap_err().to_string();
+        assert!(error.contains("upper"), "{error}");
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl SubmissionService {
             idle_timeout: submission.idle_timeout.0,
             relay_timeout: submission.relay_timeout.0,
             sender_policy: submission.sender_policy,
-            addresses: submission.addresses.clone(),
+            addresses: by_login_name(&submission.addresses, &login),
             relay,
             tls,
             login,
@@ -93,8 +93,8 @@ impl SubmissionService {
         self.preauth_timeout
     }
 
-    /// Whom `user` may send as: its login name when that is an address,
-    /// `user@hostname`, and the addresses configured for it.
+    /// Whom `user` (an account name) may send as: its login name when that
+    /// is an address, `user@hostname`, and the addresses configured for it.
     pub fn senders(&self, user: &str) -> Senders {
         if self.sender_policy == SenderPolicy::Any {
             return Senders::Any;
@@ -110,4 +110,21 @@ impl SubmissionService {
         }
         Senders::only(own)
     }
+}
+
+/// `[submission.addresses]` keyed by the names users are known by, so that
+/// an entry written `Alice` applies to the account `alice` under
+/// `login_name_case = "lower"`; entries that fold together are merged.
+fn by_login_name(
+    addresses: &BTreeMap<String, Vec<String>>,
+    login: &LoginGate,
+) -> BTreeMap<String, Vec<String>> {
+    let mut folded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (user, list) in addresses {
+        folded
+            .entry(login.login_name(user))
+            .or_default()
+            .extend(list.iter().cloned());
+    }
+    folded
 }

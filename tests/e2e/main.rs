@@ -2,6 +2,7 @@
 //! Maildirs on disk, and real clients (curl, Python's poplib and smtplib)
 //! and peers (an aiosmtpd upstream for the submission relay).
 
+mod address_limits;
 mod bounds;
 mod demo;
 mod example_poller;
@@ -10,9 +11,11 @@ mod harness;
 mod identity;
 mod leave_on_server;
 mod local_delivery;
+mod login_names;
 mod mailbox;
 mod migration;
 mod pam;
+mod passwd;
 mod poller;
 mod privileges;
 mod protocol;

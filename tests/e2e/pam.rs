@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{deliver, make_maildir, popgate_bin, system_library, Options, Server};
+use crate::harness::{deliver, make_maildir, popgate_bin, system_library, Client, Options, Server};
 
 const SERVICE: &str = "popgate-test";
 /// Every sandbox user's password.
@@ -338,7 +338,9 @@ fn the_account_stack_and_min_uid_refuse_right_passwords() {
 #[test]
 fn a_hanging_pam_module_stalls_only_its_own_login() {
     let pam = PamSandbox::new();
-    let server = pam.server(&["check_timeout = \"2s\"", "max_checks = 4"]);
+    // Twelve slots: this address's share is three, room for both hung
+    // checks and the login beside them.
+    let server = pam.server(&["check_timeout = \"2s\"", "max_checks = 12"]);
     let started = Instant::now();
     let sleepers: Vec<_> = (0..2)
         .map(|_| {
@@ -398,4 +400,48 @@ fn a_missing_service_file_stops_start_up() {
 #[should_panic(expected = "pam_wrapper/not-installed.so is not installed: looked in /usr/lib/")]
 fn a_missing_library_is_named_with_the_directories_searched() {
     system_library("pam_wrapper/not-installed.so");
+}
+
+/// Issue 10 item 4: one client address cannot hold every password-check
+/// slot. 127.0.0.1 starts four logins of `sleepy`, whose PAM stack hangs
+/// for 20 s, with `max_checks = 4`; before, they took all four slots and
+/// 127.0.0.2's login waited out `check_timeout` and got `[SYS/TEMP]`. Now an
+/// address holds at most a quarter of the slots (here one), its further
+/// logins wait for its own, and the other address is answered at once.
+#[test]
+fn one_address_cannot_hold_every_check_slot() {
+    let pam = PamSandbox::new();
+    let server = pam.server(&["check_timeout = \"8s\"", "max_checks = 4"]);
+    let source = |ip: &str| ip.parse::<std::net::IpAddr>().unwrap();
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = Client::connect_from(
+                source("127.0.0.1"),
+                server.tls,
+                Some(server.client_config()),
+            );
+            client.ok("USER sleepy");
+            client.send(&format!("PASS {PASS}"));
+            client
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut other = Client::connect_from(
+        source("127.0.0.2"),
+        server.tls,
+        Some(server.client_config()),
+    );
+    other.ok("USER pamuser");
+    let before = Instant::now();
+    let reply = other.cmd(&format!("PASS {PASS}"));
+    let took = before.elapsed();
+    assert!(reply.starts_with("+OK"), "{reply}\n{}", server.log());
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // The sleepers themselves get [SYS/TEMP] when check_timeout ends.
+    for mut sleeper in sleepers {
+        assert_eq!(
+            sleeper.line(),
+            "-ERR [SYS/TEMP] Authentication is temporarily unavailable"
+        );
+    }
 }

@@ -140,6 +140,36 @@ fn the_per_address_limit_counts_the_client_the_header_names() {
     );
 }
 
+/// Issue 10 item 4: the per-address connection limit counts an IPv6 client
+/// by its /64, as the login throttle does. Before, the limit was keyed by
+/// the full address, so a client with a /64 (every IPv6 customer, every
+/// rented server) got a fresh limit for each of its 2^64 addresses. The
+/// PROXY header is how a test names IPv6 clients of its choosing.
+#[test]
+fn the_per_address_limit_counts_an_ipv6_client_by_its_64() {
+    let server = behind_proxy(Options {
+        pop3: vec!["max_connections_per_ip = 1".into()],
+        ..Options::default()
+    });
+    let v6 = |client: &str| format!("PROXY TCP6 {client} ::1 40000 110\r\n").into_bytes();
+    let _held = proxied(server.plain, &v6("2001:db8:1:2::1"), None);
+    let (answer, _) = answer_to(server.plain, &v6("2001:db8:1:2:ffff:ffff:ffff:fffe"));
+    assert_eq!(
+        answer,
+        "-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    );
+    // The next /64 is another client.
+    let mut neighbour = proxied(server.plain, &v6("2001:db8:1:3::1"), None);
+    assert_eq!(neighbour.cmd("STAT"), "-ERR Not allowed before login");
+    let log = server.wait_for_log("connection refused");
+    assert!(
+        log.contains(
+            "connection refused: service=pop3 rip=2001:db8:1:2:ffff:ffff:ffff:fffe limit=PerIp"
+        ),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_trusted_peer_without_a_valid_header_is_closed_without_a_word() {
     let server = behind_proxy(Options::default());

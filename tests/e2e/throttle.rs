@@ -162,3 +162,37 @@ fn fail2ban_matches_every_failure_line_the_server_writes() {
         "a forged address matched:\n{report}"
     );
 }
+
+/// Issue 10 item 5: an attacker holding one valid account (alice) guesses at
+/// bob's password from the same address and logs in as alice between the
+/// guesses. Before, each success cleared the whole address's record, so no
+/// guess ever waited more than `failure_delay`; now a success clears only
+/// alice's failures from that address, and the delay of the guesses at bob
+/// keeps doubling (the n-th guess waits at least 2^n × 200 ms; bounds are
+/// lower bounds only, so a slow machine cannot make the test fail).
+#[test]
+fn a_valid_account_does_not_reset_the_delay_of_guesses_at_another_user() {
+    let server = server(&[
+        "failure_delay = \"200ms\"",
+        "max_failure_delay = \"30s\"",
+        "max_failures = 0",
+    ]);
+    let mut guesser = from(&server, "127.0.0.1");
+    let mut took = Vec::new();
+    for round in 0..5u32 {
+        let (reply, elapsed) = timed_pass(&mut guesser, "bob", &format!("guess{round}"));
+        assert_eq!(reply, "-ERR [AUTH] Authentication failed");
+        took.push(elapsed);
+        let mut own = from(&server, "127.0.0.1");
+        let (reply, _) = timed_pass(&mut own, "alice", PASSWORD);
+        assert!(reply.starts_with("+OK"), "{reply}");
+        own.ok("QUIT");
+    }
+    for (round, elapsed) in took.iter().enumerate() {
+        let at_least = Duration::from_millis(200 << round);
+        assert!(
+            *elapsed >= at_least,
+            "guess {round} waited {elapsed:?}, less than {at_least:?}: {took:?}"
+        );
+    }
+}

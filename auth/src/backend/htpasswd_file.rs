@@ -8,10 +8,17 @@
 //! table. A file that is rewritten while it is being read (`htpasswd`
 //! rewrites in place) is read again, up to three times.
 //!
-//! If the file becomes unreadable or vanishes, checks answer
-//! [`Answer::Unavailable`] (a temporary failure) until it is back: the file is
-//! the list of who may log in, so a missing file must not leave the old list
-//! in force.
+//! Names are folded by the configured [`LoginNameCase`] as the file is read;
+//! a file with two entries that fold to the same name (`Bob` and `bob`) is
+//! refused, naming both.
+//!
+//! A read that fails after start-up — the file unreadable (popgate dropped to
+//! `mail_user`, and the file is root's), vanished mid-rename, grown too
+//! large, or holding a case clash — keeps the table in force and says so in
+//! **one** log line: logins go on with the users loaded last, rather than
+//! every login answering `[SYS/TEMP]` until an admin notices. The failed
+//! file's identity is remembered, so the next attempt waits for the file to
+//! change again instead of failing (and logging) once a second.
 
 use std::fmt;
 use std::fs::File;
@@ -25,6 +32,7 @@ use std::time::{Duration, Instant};
 use super::{Answer, Refresh, MAX_HTPASSWD_SIZE};
 use crate::hash::StoredHash;
 use crate::htpasswd::{LoadReport, Lookup, Table};
+use crate::login_name::LoginNameCase;
 use crate::sync;
 use crate::AuthError;
 
@@ -34,27 +42,43 @@ const MAX_LOGGED_LINES: usize = 20;
 /// An htpasswd file and its current table.
 pub(crate) struct HtpasswdFile {
     path: PathBuf,
+    case: LoginNameCase,
     state: RwLock<State>,
     watch: Mutex<Watch>,
     hash_verifications: AtomicU64,
 }
 
-/// The table in force, or why there is none.
+/// The table in force.
 struct State {
     table: Arc<Table>,
     report: LoadReport,
-    /// Set while the file cannot be read: checks fail temporarily.
-    failure: Option<String>,
-    /// Raised on every (attempted) reload.
+    /// Raised on every reload.
     generation: u64,
 }
 
 /// What was last seen of the file.
 struct Watch {
-    /// The identity of the file the table was read from; `None` forces the
-    /// next look to reload.
-    identity: Option<FileIdentity>,
+    /// The file as last read, or as it was when reading it failed.
+    seen: Seen,
     last_check: Instant,
+}
+
+/// The state of the file at the last look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// A file with this identity.
+    File(FileIdentity),
+    /// No file there (or no `stat` possible).
+    Missing,
+    /// The file changed while it was read: read it again at the next look.
+    Unsettled,
+}
+
+impl Seen {
+    /// The file at `path` now.
+    fn now(path: &Path) -> Seen {
+        file_identity(path).map_or(Seen::Missing, Seen::File)
+    }
 }
 
 /// Enough of a file's metadata to notice that it changed.
@@ -68,34 +92,29 @@ struct FileIdentity {
 }
 
 impl HtpasswdFile {
-    /// Reads the file at `path`.
-    pub(crate) fn open(path: &Path) -> Result<HtpasswdFile, AuthError> {
-        let (contents, identity) = read_file(path)?;
-        let (table, report) = Table::parse(&contents);
-        log_load(path, &report);
+    /// Reads the file at `path`, folding names by `case`.
+    pub(crate) fn open(path: &Path, case: LoginNameCase) -> Result<HtpasswdFile, AuthError> {
+        let (table, report, seen) = read_table(path, case)?;
         Ok(HtpasswdFile {
             path: path.to_owned(),
+            case,
             state: RwLock::new(State {
                 table: Arc::new(table),
                 report,
-                failure: None,
                 generation: 0,
             }),
             watch: Mutex::new(Watch {
-                identity,
+                seen,
                 last_check: Instant::now(),
             }),
             hash_verifications: AtomicU64::new(0),
         })
     }
 
-    /// Checks `password` for `user` against the current table.
+    /// Checks `password` for `user` (a folded name) against the current table.
     pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
         let (table, generation) = {
             let state = sync::read(&self.state);
-            if let Some(failure) = &state.failure {
-                return Answer::Unavailable(failure.clone());
-            }
             (Arc::clone(&state.table), state.generation)
         };
         match table.lookup(user) {
@@ -120,9 +139,6 @@ impl HtpasswdFile {
     /// Whether `user` has an entry with a usable hash in the current table.
     pub(crate) fn lookup(&self, user: &str) -> Answer {
         let state = sync::read(&self.state);
-        if let Some(failure) = &state.failure {
-            return Answer::Unavailable(failure.clone());
-        }
         match state.table.lookup(user) {
             Lookup::Found(_) => Answer::Valid {
                 home: None,
@@ -139,23 +155,32 @@ impl HtpasswdFile {
         self.spend_decoy_on(&table, password);
     }
 
-    /// Reloads the file if it changed since it was read; looks at most once
-    /// per `interval`. While another thread is looking, answers at once.
+    /// Reloads the file if it changed since it was last looked at; looks at
+    /// most once per `interval`. While another thread is looking, answers at
+    /// once. A failed read keeps the table in force and logs one line; the
+    /// file is not read again until it changes again.
     pub(crate) fn refresh(&self, interval: Duration) -> Refresh {
         let Some(mut watch) = sync::try_lock(&self.watch) else {
-            return self.status();
+            return Refresh::Unchanged;
         };
         let now = Instant::now();
         if now.duration_since(watch.last_check) < interval {
-            return self.status();
+            return Refresh::Unchanged;
         }
         watch.last_check = now;
-        if watch.identity.is_some() && file_identity(&self.path).ok() == watch.identity {
+        if watch.seen != Seen::Unsettled && Seen::now(&self.path) == watch.seen {
             return Refresh::Unchanged;
         }
         match self.load(&mut watch) {
             Ok(()) => Refresh::Reloaded,
-            Err(error) => Refresh::Failed(error.to_string()),
+            Err(error) => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    %error,
+                    "htpasswd file changed but cannot be loaded: the users loaded before stay in force"
+                );
+                Refresh::Unchanged
+            }
         }
     }
 
@@ -165,7 +190,7 @@ impl HtpasswdFile {
         sync::try_lock(&self.watch).is_none_or(|watch| watch.last_check.elapsed() >= interval)
     }
 
-    /// Reads the file again now.
+    /// Reads the file again now; on error the table in force stays.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
         let mut watch = sync::lock(&self.watch);
         watch.last_check = Instant::now();
@@ -199,39 +224,23 @@ impl HtpasswdFile {
         }
     }
 
-    /// `Unchanged`, or `Failed` while the file cannot be read.
-    fn status(&self) -> Refresh {
-        match &sync::read(&self.state).failure {
-            Some(failure) => Refresh::Failed(failure.clone()),
-            None => Refresh::Unchanged,
-        }
-    }
-
-    /// Reads the file and installs its table, or records the failure.
+    /// Reads the file and installs its table; on error keeps the table in
+    /// force and remembers the file as it is now, so that only a further
+    /// change brings another attempt.
     fn load(&self, watch: &mut Watch) -> Result<(), AuthError> {
-        match read_file(&self.path) {
-            Ok((contents, identity)) => {
-                let (table, report) = Table::parse(&contents);
-                log_load(&self.path, &report);
+        match read_table(&self.path, self.case) {
+            Ok((table, report, seen)) => {
                 let mut state = sync::write(&self.state);
                 *state = State {
                     table: Arc::new(table),
                     report,
-                    failure: None,
                     generation: state.generation.wrapping_add(1),
                 };
-                watch.identity = identity;
+                watch.seen = seen;
                 Ok(())
             }
             Err(error) => {
-                tracing::warn!(
-                    %error,
-                    "logins fail with a temporary error until the htpasswd file can be read"
-                );
-                let mut state = sync::write(&self.state);
-                state.failure = Some(error.to_string());
-                state.generation = state.generation.wrapping_add(1);
-                watch.identity = None;
+                watch.seen = Seen::now(&self.path);
                 Err(error)
             }
         }
@@ -243,15 +252,29 @@ impl fmt::Debug for HtpasswdFile {
         let state = sync::read(&self.state);
         f.debug_struct("HtpasswdFile")
             .field("path", &self.path)
+            .field("case", &self.case)
             .field("entries", &state.report.entries)
-            .field("failure", &state.failure)
             .finish_non_exhaustive()
     }
 }
 
-/// Reads the whole file, and the identity it had while being read (`None`
-/// if it kept changing).
-fn read_file(path: &Path) -> Result<(Vec<u8>, Option<FileIdentity>), AuthError> {
+/// Reads and parses the file; refuses a file with a case clash.
+fn read_table(path: &Path, case: LoginNameCase) -> Result<(Table, LoadReport, Seen), AuthError> {
+    let (contents, seen) = read_file(path)?;
+    let (table, report) = Table::parse(&contents, case);
+    if !report.case_clashes.is_empty() {
+        return Err(AuthError::HtpasswdCaseClash {
+            path: path.to_owned(),
+            clashes: report.case_clashes,
+        });
+    }
+    log_load(path, &report);
+    Ok((table, report, seen))
+}
+
+/// Reads the whole file, and the identity it had while being read
+/// ([`Seen::Unsettled`] if it kept changing).
+fn read_file(path: &Path) -> Result<(Vec<u8>, Seen), AuthError> {
     let unreadable = |source| AuthError::HtpasswdUnreadable {
         path: path.to_owned(),
         source,
@@ -272,10 +295,10 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, Option<FileIdentity>), AuthError> 
         }
         let after = file_identity(path).map_err(unreadable)?;
         if before == after {
-            return Ok((contents, Some(after)));
+            return Ok((contents, Seen::File(after)));
         }
         if attempts == 3 {
-            return Ok((contents, None));
+            return Ok((contents, Seen::Unsettled));
         }
     }
 }
