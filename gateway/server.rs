@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Settings};
 use crate::limits::{Limits, Refusal};
+use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::pop3::{self, Pop3Service};
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
@@ -369,9 +370,10 @@ async fn connection(
         Err(HeaderError::Closed) => return,
         Err(error) => {
             warn!(
-                "connection from a trusted proxy closed: service={} proxy={} reason={error}",
+                "connection from a trusted proxy closed: service={} proxy={} reason={}",
                 kind.name(),
-                peer.ip()
+                peer.ip(),
+                LogText(&error)
             );
             return;
         }

@@ -24,6 +24,7 @@ use super::session::{Listing, Next, Session, SessionOptions};
 use super::Pop3Service;
 use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
+use crate::log_text::LogText;
 use crate::login::Outcome;
 use crate::protocol_log;
 use crate::stream::Stream;
@@ -88,7 +89,7 @@ pub async fn serve(
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
         Err(error) => {
-            tracing::debug!(%peer, %error, "connection error");
+            tracing::debug!(%peer, error = %LogText(&error), "connection error");
             "error"
         }
     };
@@ -98,7 +99,7 @@ pub async fn serve(
         target: "popgate::session",
         "pop3 session ended: rip={} user={} tls={} retrieved={}/{} deleted={} end={} duration_ms={}",
         peer.ip(),
-        summary.user.as_deref().unwrap_or("-"),
+        LogText(summary.user.as_deref().unwrap_or("-")),
         connection.stream.tls_version().unwrap_or("no"),
         summary.retrieved,
         summary.retrieved_octets,
@@ -292,7 +293,7 @@ impl Connection<'_> {
                     }
                     _ => (Code::SysPerm, "Mailbox cannot be opened"),
                 };
-                warn!(target: "popgate::store", rip = %ip, user = %account.user, %error, "mailbox not opened");
+                warn!(target: "popgate::store", rip = %ip, user = %LogText(&account.user), error = %LogText(&error), "mailbox not opened");
                 reply::err(&mut self.output, Some(code), format_args!("{text}"));
             }
         }
@@ -354,7 +355,7 @@ impl Connection<'_> {
                 return Ok(());
             }
             Err(error) => {
-                warn!(target: "popgate::store", rip = %self.peer.ip(), %error, "message not opened");
+                warn!(target: "popgate::store", rip = %self.peer.ip(), error = %LogText(&error), "message not opened");
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
@@ -450,7 +451,7 @@ impl Connection<'_> {
                     .map(|(index, _)| (index + 1).to_string())
                     .collect();
                 for (index, error) in &report.failed {
-                    warn!(target: "popgate::store", rip = %self.peer.ip(), message = index + 1, %error, "deletion not applied");
+                    warn!(target: "popgate::store", rip = %self.peer.ip(), message = index + 1, error = %LogText(error), "deletion not applied");
                 }
                 self.summary.deleted = count - failed.len();
                 reply::err(

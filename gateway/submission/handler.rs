@@ -21,6 +21,7 @@ use super::reply::reply;
 use super::session::{LoginRefusal, Session, Step, Transaction};
 use super::SubmissionService;
 use crate::limits::Slot;
+use crate::log_text::LogText;
 use crate::login::Outcome;
 use crate::protocol_log;
 use crate::stream::Stream;
@@ -76,7 +77,7 @@ pub async fn serve(
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
         Err(error) => {
-            tracing::debug!(%peer, %error, "connection error");
+            tracing::debug!(%peer, error = %LogText(&error), "connection error");
             "error"
         }
     };
@@ -85,7 +86,7 @@ pub async fn serve(
         target: "popgate::session",
         "submission session ended: rip={} user={} tls={} accepted={} refused={} end={} duration_ms={}",
         peer.ip(),
-        connection.session.user().unwrap_or("-"),
+        LogText(connection.session.user().unwrap_or("-")),
         connection.stream.tls_version().unwrap_or("no"),
         connection.summary.accepted,
         connection.summary.refused,
@@ -238,7 +239,7 @@ impl Connection<'_> {
                         warn!(
                             target: "popgate::session",
                             "submission login refused: rip={ip} user={} limit={refusal:?}",
-                            account.user,
+                            LogText(&account.user),
                         );
                         self.session
                             .login_refused(LoginRefusal::TooManySessions, &mut self.output);
@@ -293,8 +294,10 @@ impl Connection<'_> {
         }
         info!(
             target: "popgate::relay",
-            "submission relayed: rip={} user={user} from={sender} recipients={recipients} size={size} outcome={outcome:?}",
+            "submission relayed: rip={} user={} from={} recipients={recipients} size={size} outcome={outcome:?}",
             self.peer.ip(),
+            LogText(&user),
+            LogText(&sender),
         );
         self.session.relayed(outcome, &mut self.output);
     }

@@ -86,7 +86,7 @@ impl MaildirDelivery {
         match written {
             Ok(Ok(())) => RelayOutcome::Accepted,
             Ok(Err(error)) => {
-                tracing::warn!(target: "popgate::relay", %error, "local delivery failed");
+                tracing::warn!(target: "popgate::relay", error = %crate::log_text::LogText(&error), "local delivery failed");
                 RelayOutcome::Temporary("Local delivery failed, try again later".into())
             }
             Err(_) => RelayOutcome::Temporary("Local delivery failed, try again later".into()),
