@@ -451,7 +451,7 @@ impl Connection<'_> {
                     .map(|(index, _)| (index + 1).to_string())
                     .collect();
                 for (index, error) in &report.failed {
-                    warn!(target: "popgate::store", rip = %self.peer.ip(), message = index + 1, error = %LogText(error), "deletion not applied");
+                    warn!(target: "popgate::store", rip = %self.peer.ip(), number = index + 1, error = %LogText(error), "deletion not applied");
                 }
                 self.summary.deleted = count - failed.len();
                 reply::err(

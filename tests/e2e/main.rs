@@ -9,6 +9,7 @@ mod faults;
 mod harness;
 mod identity;
 mod leave_on_server;
+mod log_forging;
 mod mailbox;
 mod migration;
 mod pam;

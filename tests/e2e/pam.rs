@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use crate::harness::{deliver, make_maildir, popgate_bin, system_library, Options, Server};
 
 const SERVICE: &str = "popgate-test";
-const PASS: &str = "pam secret";
+pub(crate) const PASS: &str = "pam secret";
 
 /// A sandbox of PAM and passwd files, and the environment that activates it.
-struct PamSandbox {
+/// Users (password [`PASS`]): pamuser (uid 20001), carol (20002), locked
+/// (another service only), lowuid (500), sleepy (PAM hangs 20 s).
+pub(crate) struct PamSandbox {
     dir: tempfile::TempDir,
 }
 
 impl PamSandbox {
-    fn new() -> PamSandbox {
+    pub(crate) fn new() -> PamSandbox {
         let dir = tempfile::tempdir().unwrap();
         // The server may read homes with the users' uids (file identity).
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -77,7 +79,7 @@ impl PamSandbox {
         PamSandbox { dir }
     }
 
-    fn home(&self, user: &str) -> PathBuf {
+    pub(crate) fn home(&self, user: &str) -> PathBuf {
         self.dir.path().join("home").join(user)
     }
 
@@ -99,7 +101,7 @@ impl PamSandbox {
         env
     }
 
-    fn server(&self, auth: &[&str]) -> Server {
+    pub(crate) fn server(&self, auth: &[&str]) -> Server {
         let mut lines: Vec<String> = vec!["failure_delay = \"100ms\"".into()];
         lines.extend(auth.iter().map(|l| l.to_string()));
         Server::with(Options {
