@@ -4,8 +4,10 @@
 //! what the session answered, and carries out each [`Next`] step: checking
 //! credentials (on a blocking thread, with the failure delay), opening the
 //! mailbox, streaming a message through the wire encoder, upgrading to TLS,
-//! and applying deletions at QUIT. Every other way a connection ends —
-//! the client leaves, a timeout, shutdown, an error — applies nothing.
+//! and applying deletions at QUIT, once every earlier reply has been
+//! written. Every other way a connection ends — the client leaves, a
+//! timeout, shutdown, an error, a reply that cannot be written before
+//! UPDATE — applies nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,6 +191,11 @@ impl Connection<'_> {
                 body_lines,
             } => Box::pin(self.retrieve(index, number, size, body_lines)).await?,
             Next::Update { mailbox, deleted } => {
+                // Every reply before QUIT goes out first (a pipelined RETR's
+                // last bytes among them): a client that never gets them
+                // must not lose the message. If they cannot be written,
+                // dropping the mailbox applies nothing.
+                self.flush().await?;
                 Box::pin(self.update(mailbox, deleted)).await;
                 return Ok(Some("quit"));
             }

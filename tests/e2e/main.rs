@@ -25,3 +25,4 @@ mod startup;
 mod submission;
 mod submission_limits;
 mod throttle;
+mod update_order;
