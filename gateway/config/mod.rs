@@ -158,6 +158,8 @@ impl Pop3Settings {
             lock_wait: self.lock_wait.0,
             order: self.order.parse().map_err(|e| ("pop3.order", e))?,
             on_dele: self.on_dele.parse().map_err(|e| ("pop3.on_dele", e))?,
+            // Each login sets its own, from login_deadline.
+            deadline: None,
         })
     }
 }
