@@ -15,6 +15,7 @@
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
+//!   [`login_deadline`]: the total time a connection has to log in;
 //! - [`protocol_log`]: the per-command log, with what it must never show;
 //!   [`log_text`]: text from clients, users and files escaped for any log line;
 //! - [`client_settings`]: what users type into their mail client;
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod line_buffer;
 pub mod log_text;
 pub mod login;
+pub mod login_deadline;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;

@@ -1,6 +1,7 @@
 //! The POP3 connection driver: the I/O edge around the pure [`Session`].
 //!
-//! It reads lines under the right timeout, hands them to the session, writes
+//! It reads lines under the right timeout (before login, never past the
+//! connection's [login deadline](crate::login_deadline)), hands them to the session, writes
 //! what the session answered, and carries out each [`Next`] step: checking
 //! credentials (on a blocking thread, with the failure delay), opening the
 //! mailbox, streaming a message through the wire encoder, upgrading to TLS,
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use popgate_auth::{Account, Credentials};
 use popgate_store::read::{self, Start};
-use popgate_store::{wire, CommitReport, Mailbox, StoreError};
+use popgate_store::{wire, CommitReport, Mailbox, OpenOptions, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -28,6 +29,7 @@ use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
 use crate::log_text::LogText;
 use crate::login::Outcome;
+use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
 
@@ -60,6 +62,8 @@ struct Connection<'a> {
     user_slot: Option<crate::limits::Slot<String>>,
     /// The filesystem identity store calls run with (system users as root).
     identity: Option<Identity>,
+    /// When the connection must have logged in by.
+    login: LoginDeadline,
 }
 
 /// Serves one accepted connection (TLS already established on port 995).
@@ -67,6 +71,7 @@ pub async fn serve(
     service: Arc<Pop3Service>,
     stream: Stream,
     peer: SocketAddr,
+    login: LoginDeadline,
     shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -87,6 +92,7 @@ pub async fn serve(
         summary: Summary::default(),
         user_slot: None,
         identity: None,
+        login,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -144,13 +150,24 @@ impl Connection<'_> {
                 }
             }
             self.flush().await?;
-            let timeout = if self.session.is_authenticated() {
+            let logged_in = self.session.is_authenticated();
+            if !logged_in && self.login.has_passed() {
+                let end = self.login_too_late();
+                self.flush().await?;
+                return Ok(end);
+            }
+            let timeout = if logged_in {
                 self.service.idle_timeout
             } else {
-                self.service.preauth_timeout
+                self.login.read_timeout(self.service.preauth_timeout)
             };
             tokio::select! {
                 read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream)) => match read {
+                    Err(_) if !logged_in && self.login.has_passed() => {
+                        let end = self.login_too_late();
+                        self.flush().await?;
+                        return Ok(end);
+                    }
                     Err(_) => {
                         reply::err(&mut self.output, None, format_args!("Autologout; idle for too long"));
                         self.flush().await?;
@@ -180,7 +197,13 @@ impl Connection<'_> {
             Next::Continue => {}
             Next::Close => return Ok(Some("quit")),
             Next::Authenticate(credentials) => {
-                return Box::pin(self.authenticate(credentials)).await
+                // The password check and the mailbox open end at the
+                // login deadline, whatever they are waiting for.
+                let login = self.login;
+                return match login.within(Box::pin(self.authenticate(credentials))).await {
+                    Some(done) => done,
+                    None => Ok(Some(self.login_too_late())),
+                };
             }
             Next::StartTls => return Box::pin(self.start_tls()).await,
             Next::List(listing) => Box::pin(self.list(listing)).await?,
@@ -208,6 +231,17 @@ impl Connection<'_> {
         self.stream.write_within(&mut self.output, timeout).await
     }
 
+    /// The login deadline passed before a login succeeded: the answer, and
+    /// the reason the connection ends.
+    fn login_too_late(&mut self) -> &'static str {
+        reply::err(
+            &mut self.output,
+            Some(Code::SysTemp),
+            format_args!("Login not completed in time, try again later"),
+        );
+        "login-deadline"
+    }
+
     async fn start_tls(&mut self) -> std::io::Result<Option<&'static str>> {
         self.flush().await?;
         // Anything the client sent after STLS was sent in the clear and must
@@ -216,11 +250,8 @@ impl Connection<'_> {
         let Some(tls) = &self.service.tls else {
             return Ok(Some("error"));
         };
-        if !self
-            .stream
-            .start_tls(tls, self.service.preauth_timeout)
-            .await
-        {
+        let handshake = self.login.read_timeout(self.service.preauth_timeout);
+        if !self.stream.start_tls(tls, handshake).await {
             return Ok(Some("tls-failed"));
         }
         self.session.tls_started();
@@ -278,7 +309,10 @@ impl Connection<'_> {
                 return Ok(None);
             }
         };
-        let options = self.service.open_options.clone();
+        let options = OpenOptions {
+            deadline: Some(self.login.instant()),
+            ..self.service.open_options.clone()
+        };
         let maildir = account.maildir.clone();
         let identity = Identity::of(&account);
         let opened = store_call(identity, move || Mailbox::open(&maildir, &options)).await;
@@ -288,6 +322,10 @@ impl Connection<'_> {
                 self.user_slot = Some(slot);
                 self.summary.user = Some(account.user);
                 self.session.logged_in(Arc::new(mailbox), &mut self.output);
+            }
+            Err(StoreError::TimedOut) => {
+                warn!(target: "popgate::store", rip = %ip, user = %LogText(&account.user), "mailbox not opened within the login deadline");
+                return Ok(Some(self.login_too_late()));
             }
             Err(error) => {
                 self.session.login_refused();

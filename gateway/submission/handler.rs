@@ -1,6 +1,8 @@
 //! The submission connection driver: the I/O edge around the pure [`Session`].
 //!
-//! It reads whatever the client sent (bounded reads under a timeout), lets
+//! It reads whatever the client sent (bounded reads under a timeout, and
+//! before login never past the connection's
+//! [login deadline](crate::login_deadline)), lets
 //! the session consume it, and carries out each [`Step`]: the TLS handshake
 //! after STARTTLS (dropping any bytes that came with the command), the
 //! credential check (on a blocking thread, with the failure delay shared
@@ -23,6 +25,7 @@ use super::SubmissionService;
 use crate::limits::Slot;
 use crate::log_text::LogText;
 use crate::login::Outcome;
+use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
 
@@ -50,6 +53,8 @@ struct Connection<'a> {
     user_slot: Option<Slot<String>>,
     /// How much of `output` the protocol log has shown.
     logged: usize,
+    /// When the connection must have logged in by.
+    login: LoginDeadline,
 }
 
 /// Serves one accepted connection (TLS already established on port 465).
@@ -57,6 +62,7 @@ pub async fn serve(
     service: Arc<SubmissionService>,
     stream: Stream,
     peer: SocketAddr,
+    login: LoginDeadline,
     shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -73,6 +79,7 @@ pub async fn serve(
         summary: Summary::default(),
         user_slot: None,
         logged: 0,
+        login,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
@@ -121,7 +128,10 @@ impl Connection<'_> {
                     }
                 }
                 Step::Authenticate(credentials) => {
-                    if let Some(end) = Box::pin(self.authenticate(credentials)).await {
+                    // The password check ends at the login deadline.
+                    let login = self.login;
+                    let checked = login.within(Box::pin(self.authenticate(credentials))).await;
+                    if let Some(end) = checked.unwrap_or_else(|| Some(self.login_too_late())) {
                         self.flush().await?;
                         return Ok(end);
                     }
@@ -142,14 +152,25 @@ impl Connection<'_> {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> std::io::Result<Option<&'static str>> {
-        let timeout = if self.session.user().is_some() {
+        let logged_in = self.session.user().is_some();
+        if !logged_in && self.login.has_passed() {
+            let end = self.login_too_late();
+            self.flush().await?;
+            return Ok(Some(end));
+        }
+        let timeout = if logged_in {
             self.service.idle_timeout
         } else {
-            self.service.preauth_timeout
+            self.login.read_timeout(self.service.preauth_timeout)
         };
         let mut chunk = [0u8; READ_CHUNK];
         tokio::select! {
             read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => match read {
+                Err(_) if !logged_in && self.login.has_passed() => {
+                    let end = self.login_too_late();
+                    self.flush().await?;
+                    Ok(Some(end))
+                }
                 Err(_) => {
                     reply(&mut self.output, 421, "4.4.2", "Idle for too long, closing");
                     self.flush().await?;
@@ -168,6 +189,18 @@ impl Connection<'_> {
                 Ok(Some("shutdown"))
             }
         }
+    }
+
+    /// The login deadline passed before a login succeeded: the answer, and
+    /// the reason the connection ends.
+    fn login_too_late(&mut self) -> &'static str {
+        reply(
+            &mut self.output,
+            421,
+            "4.7.0",
+            "Login not completed in time, closing",
+        );
+        "login-deadline"
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -208,11 +241,8 @@ impl Connection<'_> {
         let Some(tls) = &self.service.tls else {
             return Some("error");
         };
-        if !self
-            .stream
-            .start_tls(tls, self.service.preauth_timeout)
-            .await
-        {
+        let handshake = self.login.read_timeout(self.service.preauth_timeout);
+        if !self.stream.start_tls(tls, handshake).await {
             return Some("tls-failed");
         }
         self.session.tls_started();

@@ -37,6 +37,7 @@ use session::{Senders, SessionOptions};
 pub struct SubmissionService {
     options: SessionOptions,
     preauth_timeout: Duration,
+    login_deadline: Duration,
     idle_timeout: Duration,
     relay_timeout: Duration,
     sender_policy: SenderPolicy,
@@ -71,6 +72,7 @@ impl SubmissionService {
                 protocol_log: submission.protocol_log,
             },
             preauth_timeout: settings.pop3.preauth_timeout.0,
+            login_deadline: submission.login_deadline.0,
             idle_timeout: submission.idle_timeout.0,
             relay_timeout: submission.relay_timeout.0,
             sender_policy: submission.sender_policy,
@@ -85,6 +87,11 @@ impl SubmissionService {
     /// How long a client has for the TLS handshake and its first command.
     pub fn preauth_timeout(&self) -> Duration {
         self.preauth_timeout
+    }
+
+    /// How long a connection has to log in, from accept.
+    pub fn login_deadline(&self) -> Duration {
+        self.login_deadline
     }
 
     /// Whom `user` may send as: its login name when that is an address,

@@ -10,6 +10,7 @@ mod harness;
 mod identity;
 mod leave_on_server;
 mod log_forging;
+mod login_deadline;
 mod mailbox;
 mod migration;
 mod pam;
