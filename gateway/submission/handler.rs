@@ -8,6 +8,12 @@
 //! credential check (on a blocking thread, with the failure delay shared
 //! with POP3), and the relay. Replies go out when the input runs dry, so a
 //! pipelining client gets all its answers in one write.
+//!
+//! Input is read straight into the unconsumed-bytes buffer, at most
+//! [`PRELOGIN_READ_CHUNK`] at a time before login and [`READ_CHUNK`] after,
+//! so a connection that has not logged in holds a few kilobytes, not the
+//! 64 KiB a message upload reads with (see `tests/e2e/submission_memory.rs`
+//! for the figure).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,8 +35,11 @@ use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
 
-/// The most bytes read from the socket at once.
+/// The most bytes read from the socket at once after login.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most bytes read from the socket at once before login: EHLO,
+/// STARTTLS and an AUTH line fit, and an idle connection holds no more.
+const PRELOGIN_READ_CHUNK: usize = 2 * 1024;
 
 /// What a session did, for its summary log line.
 #[derive(Debug, Default)]
@@ -72,7 +81,7 @@ pub async fn serve(
     let mut connection = Connection {
         service: &service,
         stream,
-        pending: Vec::with_capacity(READ_CHUNK),
+        pending: Vec::new(),
         output: Vec::with_capacity(1024),
         peer,
         session: Session::new(options),
@@ -163,9 +172,15 @@ impl Connection<'_> {
         } else {
             self.login.read_timeout(self.service.preauth_timeout)
         };
-        let mut chunk = [0u8; READ_CHUNK];
+        let room = if logged_in {
+            READ_CHUNK
+        } else {
+            PRELOGIN_READ_CHUNK
+        };
+        self.pending.reserve(room);
+        let mut limited = (&mut self.stream).take(room as u64);
         tokio::select! {
-            read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => match read {
+            read = tokio::time::timeout(timeout, limited.read_buf(&mut self.pending)) => match read {
                 Err(_) if !logged_in && self.login.has_passed() => {
                     let end = self.login_too_late();
                     self.flush().await?;
@@ -177,10 +192,7 @@ impl Connection<'_> {
                     Ok(Some("timeout"))
                 }
                 Ok(Ok(0)) => Ok(Some("disconnected")),
-                Ok(Ok(n)) => {
-                    self.pending.extend_from_slice(&chunk[..n]);
-                    Ok(None)
-                }
+                Ok(Ok(_)) => Ok(None),
                 Ok(Err(error)) => Err(error),
             },
             _ = crate::server::stopped(shutdown) => {

@@ -25,5 +25,6 @@ mod smtp_harness;
 mod startup;
 mod submission;
 mod submission_limits;
+mod submission_memory;
 mod throttle;
 mod update_order;
