@@ -16,7 +16,9 @@
 //!   paragraph separators and the bidirectional overrides as `\u{2028}` and
 //!   the like, and the backslash itself as `\\`, so an escape seen in a log
 //!   was made here and cannot be typed in; and it cuts the text after
-//!   [`MAX_CHARS`] characters, marking the cut with `…`.
+//!   [`MAX_CHARS`] characters, marking the cut with `…`. The protocol log
+//!   shows commands and replies through [`escaped`], the same escaping with
+//!   its own bound.
 //! - **In the log output itself.** [`EscapedFields`], which `main` installs
 //!   as the formatter of every event's message and fields, escapes control
 //!   characters and separators once more (leaving backslashes alone, so
@@ -54,18 +56,36 @@ pub struct LogText<T>(pub T);
 
 impl<T: fmt::Display> fmt::Display for LogText<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut escaper = Escaper {
-            out: &mut *f,
-            backslash: true,
-            left: MAX_CHARS,
-            cut: false,
-        };
-        write!(escaper, "{}", self.0)?;
-        if escaper.cut {
-            f.write_char('…')?;
-        }
-        Ok(())
+        write_escaped(f, &self.0, MAX_CHARS)
     }
+}
+
+/// `text` as [`LogText`] shows it, but cut after `max_chars` characters
+/// (for logs with a bound of their own, like the protocol log's).
+pub fn escaped(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars));
+    // Writing into a String cannot fail.
+    let _ = write_escaped(&mut out, &text, max_chars);
+    out
+}
+
+/// Writes `value` escaped into `out`, cut after `max_chars` characters.
+fn write_escaped<W: Write + ?Sized>(
+    out: &mut W,
+    value: &dyn fmt::Display,
+    max_chars: usize,
+) -> fmt::Result {
+    let mut escaper = Escaper {
+        out: &mut *out,
+        backslash: true,
+        left: max_chars,
+        cut: false,
+    };
+    write!(escaper, "{value}")?;
+    if escaper.cut {
+        out.write_char('…')?;
+    }
+    Ok(())
 }
 
 /// The formatter of every log event's message and fields: tracing-subscriber's
@@ -184,6 +204,7 @@ mod tests {
         assert_eq!(out.chars().count(), MAX_CHARS + 1);
         assert!(out.ends_with('…'));
         assert_eq!(shown(&"y".repeat(MAX_CHARS)), "y".repeat(MAX_CHARS));
+        assert_eq!(escaped("a\nbcdef", 4), r"a\nbc…");
     }
 
     #[test]
