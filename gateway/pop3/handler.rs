@@ -1,10 +1,11 @@
 //! The POP3 connection driver: the I/O edge around the pure [`Session`].
 //!
 //! It reads lines under the right timeout (before login, never past the
-//! connection's [login deadline](crate::login_deadline)), hands them to the session, writes
-//! what the session answered, and carries out each [`Next`] step: checking
-//! credentials (on a blocking thread, with the failure delay), opening the
-//! mailbox, streaming a message through the wire encoder, upgrading to TLS,
+//! connection's [login deadline](crate::login_deadline)), hands them to the
+//! session, writes what the session answered, and carries out each
+//! [`Next`] step: checking credentials (on a blocking thread, with the
+//! failure delay) and opening the mailbox, both within the login deadline,
+//! streaming a message through the wire encoder, upgrading to TLS,
 //! and applying deletions at QUIT, once every earlier reply has been
 //! written. Every other way a connection ends — the client leaves, a
 //! timeout, shutdown, an error, a reply that cannot be written before

@@ -2,18 +2,17 @@
 //!
 //! It reads whatever the client sent (bounded reads under a timeout, and
 //! before login never past the connection's
-//! [login deadline](crate::login_deadline)), lets
-//! the session consume it, and carries out each [`Step`]: the TLS handshake
-//! after STARTTLS (dropping any bytes that came with the command), the
-//! credential check (on a blocking thread, with the failure delay shared
-//! with POP3), and the relay. Replies go out when the input runs dry, so a
+//! [login deadline](crate::login_deadline)), lets the session consume it,
+//! and carries out each [`Step`]: the TLS handshake after STARTTLS
+//! (dropping any bytes that came with the command), the credential check
+//! (on a blocking thread, with the failure delay shared with POP3, within
+//! the login deadline), and the relay. Replies go out when the input runs dry, so a
 //! pipelining client gets all its answers in one write.
 //!
-//! Input is read straight into the unconsumed-bytes buffer, at most
-//! [`PRELOGIN_READ_CHUNK`] at a time before login and [`READ_CHUNK`] after,
-//! so a connection that has not logged in holds a few kilobytes, not the
-//! 64 KiB a message upload reads with (see `tests/e2e/submission_memory.rs`
-//! for the figure).
+//! Input is read straight into the unconsumed-bytes buffer, at most 2 KiB
+//! at a time before login and 64 KiB after, so a connection that has not
+//! logged in holds a few kilobytes, not the 64 KiB a message upload reads
+//! with (see `tests/e2e/submission_memory.rs` for the figure).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

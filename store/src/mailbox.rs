@@ -93,9 +93,10 @@ pub struct OpenOptions {
     /// What [`Mailbox::commit`] does with deleted messages.
     pub on_dele: OnDele,
     /// When to give up with [`StoreError::TimedOut`] (the gateway passes
-    /// its login deadline): waiting for the lock or for a place among the
-    /// cold logins (see [`cold`](crate::cold)), or reading messages for
-    /// their sizes, stops then. `None`: no limit but `lock_wait`.
+    /// its login deadline): waiting for the lock, waiting for a turn to
+    /// compute sizes (only a few sessions of the process do at once), and
+    /// reading messages for their sizes all stop then. `None`: no limit
+    /// but `lock_wait`.
     pub deadline: Option<Instant>,
 }
 
