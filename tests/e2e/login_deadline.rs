@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::{deliver, Client, Options, Server, User, PASSWORD};
+use crate::pam::{PamSandbox, PASS as PAM_PASS};
 use crate::smtp_harness::{plain, submission_addr, Smtp};
 
 /// The deadline the tests configure, and the idle timeout before login
@@ -81,6 +82,24 @@ fn a_pop3_session_that_logged_in_in_time_is_never_cut() {
     }
     client.ok("STAT");
     assert_eq!(client.cmd("QUIT"), "+OK Logging out, 0 messages deleted");
+}
+
+/// A password check still running at the deadline (a PAM module that
+/// hangs for 20 s, `check_timeout` 20 s) answers `[SYS/TEMP]` at the
+/// deadline and closes. Before: the login waited for `check_timeout`.
+#[test]
+fn a_password_check_still_running_at_the_deadline_is_given_up() {
+    let pam = PamSandbox::new();
+    let server = pam.server_with(&["check_timeout = \"20s\""], &[DEADLINE, LONG_PREAUTH]);
+    let started = Instant::now();
+    let mut client = server.connect_tls();
+    client.ok("USER sleepy");
+    client.send(&format!("PASS {PAM_PASS}"));
+    assert_eq!(client.line(), POP3_TOO_LATE);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+    assert!(client.is_closed_within(Duration::from_secs(10)));
 }
 
 fn submission_server() -> Server {

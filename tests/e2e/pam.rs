@@ -102,6 +102,11 @@ impl PamSandbox {
     }
 
     pub(crate) fn server(&self, auth: &[&str]) -> Server {
+        self.server_with(auth, &[])
+    }
+
+    /// A server on this sandbox with extra `[auth]` and `[pop3]` lines.
+    pub(crate) fn server_with(&self, auth: &[&str], pop3: &[&str]) -> Server {
         let mut lines: Vec<String> = vec!["failure_delay = \"100ms\"".into()];
         lines.extend(auth.iter().map(|l| l.to_string()));
         Server::with(Options {
@@ -109,6 +114,7 @@ impl PamSandbox {
             backend: Some(format!("backend = \"pam\"\npam_service = \"{SERVICE}\"")),
             maildir: Some("~/Maildir".into()),
             auth: lines,
+            pop3: pop3.iter().map(|l| l.to_string()).collect(),
             env: self.env(),
             ..Options::default()
         })
