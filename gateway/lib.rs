@@ -16,7 +16,9 @@
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service,
 //!   with [`address_share`] capping each client address's checks in flight;
+//!   [`login_deadline`]: the total time a connection has to log in;
 //! - [`protocol_log`]: the per-command log, with what it must never show;
+//!   [`log_text`]: text from clients, users and files escaped for any log line;
 //! - [`client_settings`]: what users type into their mail client;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
@@ -30,7 +32,9 @@ pub mod demo;
 pub mod identity;
 pub mod limits;
 pub mod line_buffer;
+pub mod log_text;
 pub mod login;
+pub mod login_deadline;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;

@@ -178,7 +178,10 @@ fn return_big_blocks_to_the_kernel() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Every message and field goes through the escaping of log_text, so no
+    // text from outside can start a line of its own.
     tracing_subscriber::fmt()
+        .fmt_fields(popgate::log_text::EscapedFields::new())
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

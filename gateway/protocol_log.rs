@@ -16,8 +16,9 @@
 //! - A SASL response line (the client's answer to a `+`/`334` challenge) is
 //!   never shown: the session that knows it is one logs [`SASL_RESPONSE`].
 //! - Message content is never shown; the session logs its size instead.
-//! - Lines are cut to [`MAX_LOGGED`] characters and anything unprintable
-//!   becomes `?`, so a client cannot forge log lines.
+//! - Lines are cut to [`MAX_LOGGED`] characters and control characters are
+//!   escaped as everywhere else ([`crate::log_text`]), so a client cannot
+//!   forge log lines.
 //!
 //! ```
 //! use popgate::protocol_log::command_line;
@@ -30,6 +31,8 @@
 use std::net::IpAddr;
 
 use tracing::info;
+
+use crate::log_text;
 
 /// What a SASL response line is logged as.
 pub const SASL_RESPONSE: &str = "<SASL response redacted>";
@@ -98,21 +101,12 @@ pub fn command_line(line: &[u8], known: &[&str]) -> String {
     shown
 }
 
-/// `line` without its line break, unprintable octets as `?`, cut to
-/// [`MAX_LOGGED`] characters.
+/// `line` without its line break, escaped, cut to [`MAX_LOGGED`]
+/// characters.
 fn printable(line: &[u8]) -> String {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut text: String = String::from_utf8_lossy(line)
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(MAX_LOGGED + 1)
-        .collect();
-    if text.chars().count() > MAX_LOGGED {
-        text = text.chars().take(MAX_LOGGED).collect();
-        text.push('…');
-    }
-    text
+    log_text::escaped(&String::from_utf8_lossy(line), MAX_LOGGED)
 }
 
 #[cfg(test)]
@@ -169,7 +163,10 @@ mod tests {
 
     #[test]
     fn logged_lines_are_printable_and_bounded() {
-        assert_eq!(command_line(b"USER a\x1b[2Jb\x00c", POP3), "USER a?[2Jb?c");
+        assert_eq!(
+            command_line(b"USER a\x1b[2Jb\x00c\nd", POP3),
+            r"USER a\x1b[2Jb\x00c\nd"
+        );
         let long = format!("USER {}", "x".repeat(2000));
         let shown = command_line(long.as_bytes(), POP3);
         assert_eq!(shown.chars().count(), MAX_LOGGED + 1);

@@ -4,7 +4,9 @@
 //! Each connection is read in this order: the PROXY header when the peer is
 //! a trusted proxy (see [`crate::proxy_protocol`]), then admission by the
 //! client's address (the header's, else the peer's), then TLS on the
-//! implicit-TLS listeners, then the service's greeting.
+//! implicit-TLS listeners, then the service's greeting. The connection's
+//! [login deadline](crate::login_deadline) starts at accept, so the header
+//! and the handshake count against it.
 //!
 //! Binding ([`Gateway::bind`]) is separate from serving ([`Gateway::run`]) so
 //! that privileged ports can be bound before anything else happens, and so
@@ -18,7 +20,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
@@ -28,7 +30,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Settings};
 use crate::limits::{Limits, Refusal};
+use crate::log_text::LogText;
 use crate::login::LoginGate;
+use crate::login_deadline::LoginDeadline;
 use crate::pop3::{self, Pop3Service};
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::stream::Stream;
@@ -112,14 +116,31 @@ impl Service {
         }
     }
 
+    /// The login deadline of a connection accepted at `accepted`.
+    fn login_deadline(&self, accepted: Instant) -> LoginDeadline {
+        let allowed = match self {
+            Service::Pop3(s) => s.login_deadline(),
+            Service::Submission(s) => s.login_deadline(),
+        };
+        LoginDeadline::new(accepted, allowed)
+    }
+
     /// Serves one connection. Each protocol's future is boxed: a spawned
     /// task is as large as the largest future it may run, and an idle POP3
     /// connection must not carry the room a submission relay needs.
-    async fn serve(self, stream: Stream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    async fn serve(
+        self,
+        stream: Stream,
+        peer: SocketAddr,
+        login: LoginDeadline,
+        shutdown: watch::Receiver<bool>,
+    ) {
         match self {
-            Service::Pop3(s) => Box::pin(pop3::handler::serve(s, stream, peer, shutdown)).await,
+            Service::Pop3(s) => {
+                Box::pin(pop3::handler::serve(s, stream, peer, login, shutdown)).await
+            }
             Service::Submission(s) => {
-                Box::pin(submission::handler::serve(s, stream, peer, shutdown)).await
+                Box::pin(submission::handler::serve(s, stream, peer, login, shutdown)).await
             }
         }
     }
@@ -365,14 +386,16 @@ async fn connection(
     door: Door,
     shutdown: watch::Receiver<bool>,
 ) {
+    let login = service.login_deadline(Instant::now());
     let client = match door.proxies.client_address(&mut tcp, peer).await {
         Ok(client) => client,
         Err(HeaderError::Closed) => return,
         Err(error) => {
             warn!(
-                "connection from a trusted proxy closed: service={} proxy={} reason={error}",
+                "connection from a trusted proxy closed: service={} proxy={} reason={}",
                 kind.name(),
-                peer.ip()
+                peer.ip(),
+                LogText(&error)
             );
             return;
         }
@@ -384,22 +407,24 @@ async fn connection(
             return;
         }
     };
-    if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), &service).await {
-        service.serve(stream, client, shutdown).await;
+    let handshake = login.read_timeout(service.preauth_timeout());
+    if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
+        service.serve(stream, client, login, shutdown).await;
     }
 }
 
-/// Wraps an accepted connection: TLS first on the implicit-TLS listener.
+/// Wraps an accepted connection: TLS first, within `handshake`, on the
+/// implicit-TLS listener.
 async fn open_stream(
     kind: ListenerKind,
     tcp: TcpStream,
     tls: Option<&TlsProvider>,
-    service: &Service,
+    handshake: Duration,
 ) -> Option<Stream> {
     if !kind.implicit_tls() {
         return Some(Stream::Plain(tcp));
     }
-    Stream::accept_tls(tcp, tls?, service.preauth_timeout()).await
+    Stream::accept_tls(tcp, tls?, handshake).await
 }
 
 /// Tells a plaintext client why it is turned away; a TLS client is just closed.

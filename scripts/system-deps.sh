@@ -8,7 +8,8 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # python3-aiosmtpd is the upstream SMTP server the submission relay tests send
 # to; msmtp is the sendmail-compatible MTA the sendmail relay test hands to.
 # libpam-wrapper and libnss-wrapper run PAM and the passwd database in a
-# sandbox; fail2ban-regex checks the filter against real log lines.
+# sandbox; fail2ban-regex checks the filter against real log lines, and
+# fail2ban's Python modules (in Debian's /usr/bin/python3) against journal entries.
 # dovecot-core and dovecot-pop3d: the migration test runs a private Dovecot.
 # fetchmail and mpop are POP3 clients the e2e tests drive.
 # haproxy runs examples/haproxy.cfg in front of popgate (PROXY protocol test).

@@ -114,6 +114,9 @@ pub struct Pop3Settings {
     pub max_command_size: usize,
     /// Idle time allowed before login.
     pub preauth_timeout: HumanDuration,
+    /// Total time allowed to log in, from accept, however busy the client
+    /// keeps the connection (the idle timeouts restart with every command).
+    pub login_deadline: HumanDuration,
     /// Idle time allowed after login (RFC 1939 autologout).
     pub idle_timeout: HumanDuration,
     /// Connections in all.
@@ -140,6 +143,7 @@ impl Default for Pop3Settings {
             lock_wait: HumanDuration::from_secs(15),
             max_command_size: 512,
             preauth_timeout: HumanDuration::from_secs(60),
+            login_deadline: HumanDuration::from_secs(120),
             idle_timeout: HumanDuration::from_secs(600),
             max_connections: 10_000,
             max_connections_per_ip: 50,
@@ -158,6 +162,8 @@ impl Pop3Settings {
             lock_wait: self.lock_wait.0,
             order: self.order.parse().map_err(|e| ("pop3.order", e))?,
             on_dele: self.on_dele.parse().map_err(|e| ("pop3.on_dele", e))?,
+            // Each login sets its own, from login_deadline.
+            deadline: None,
         })
     }
 }
@@ -359,6 +365,9 @@ impl Settings {
                 "timeouts must be longer than zero".into(),
             ));
         }
+        if pop3.login_deadline.0.is_zero() {
+            return Err(("pop3.login_deadline", "must be longer than zero".into()));
+        }
         if pop3.max_connections == 0
             || pop3.max_connections_per_ip == 0
             || pop3.max_connections_per_user == 0
@@ -451,11 +460,14 @@ maildir = "/srv/mail/%d/%n"
         let defaults = Pop3Settings::default();
         assert_eq!(settings.pop3.listen, defaults.listen);
         assert_eq!(settings.pop3.idle_timeout, defaults.idle_timeout);
+        assert_eq!(settings.pop3.login_deadline, HumanDuration::from_secs(120));
+        assert_eq!(settings.pop3.login_deadline, defaults.login_deadline);
         assert_eq!(settings.auth.deny_users, AuthSettings::default().deny_users);
         let submission = settings.submission.unwrap();
         let defaults = SubmissionSettings::default();
         assert_eq!(submission.listen, defaults.listen);
         assert_eq!(submission.max_message_size, defaults.max_message_size);
+        assert_eq!(submission.login_deadline, defaults.login_deadline);
         assert_eq!(
             submission.relay.to_string(),
             "smtp://smarthost.example.com:587"
@@ -569,6 +581,14 @@ maildir = "/srv/mail/%d/%n"
             (
                 "[pop3]\nlisten_tls = []\n[auth]\ncheck_timeout = \"0s\"\n",
                 "auth.check_timeout",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\nlogin_deadline = \"0s\"\n",
+                "pop3.login_deadline",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[tls]\ncert = \"c\"\nkey = \"k\"\n[submission]\nlogin_deadline = \"0s\"\n",
+                "submission.login_deadline",
             ),
             (
                 "[pop3]\nlisten_tls = []\n[auth]\nmax_checks = 0\n",

@@ -217,6 +217,9 @@ pub struct SubmissionSettings {
     pub relay_timeout: HumanDuration,
     /// Idle time allowed between commands (RFC 5321 §4.5.3.2: 5 minutes).
     pub idle_timeout: HumanDuration,
+    /// Total time allowed to log in, from accept, however busy the client
+    /// keeps the connection.
+    pub login_deadline: HumanDuration,
     /// `relay = "maildir"`: which user a recipient address is.
     pub maildir_recipient: MaildirRecipient,
     /// More sender addresses per login name, besides the login name itself
@@ -242,6 +245,7 @@ impl Default for SubmissionSettings {
             sendmail_command: PathBuf::from("sendmail"),
             relay_timeout: HumanDuration::from_secs(120),
             idle_timeout: HumanDuration::from_secs(300),
+            login_deadline: HumanDuration::from_secs(120),
             maildir_recipient: MaildirRecipient::LocalPart,
             addresses: BTreeMap::new(),
         }
@@ -307,6 +311,12 @@ impl SubmissionSettings {
             return Err((
                 "submission.idle_timeout",
                 "timeouts must be longer than zero".into(),
+            ));
+        }
+        if self.login_deadline.0.is_zero() {
+            return Err((
+                "submission.login_deadline",
+                "must be longer than zero".into(),
             ));
         }
         if self.sendmail_command.as_os_str().is_empty() {

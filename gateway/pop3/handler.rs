@@ -1,12 +1,15 @@
 //! The POP3 connection driver: the I/O edge around the pure [`Session`].
 //!
-//! It reads lines under the right timeout, hands them to the session, writes
-//! what the session answered, and carries out each [`Next`] step: checking
-//! credentials (on a blocking thread, with the failure delay), opening the
-//! mailbox (creating a Maildir that does not exist yet, as the user's),
-//! streaming a message through the wire encoder, upgrading to TLS,
-//! and applying deletions at QUIT. Every other way a connection ends —
-//! the client leaves, a timeout, shutdown, an error — applies nothing.
+//! It reads lines under the right timeout (before login, never past the
+//! connection's [login deadline](crate::login_deadline)), hands them to the
+//! session, writes what the session answered, and carries out each
+//! [`Next`] step: checking credentials (on a blocking thread, with the
+//! failure delay) and opening the mailbox (creating a Maildir that does not
+//! exist yet, as the user's), both within the login deadline, streaming a
+//! message through the wire encoder, upgrading to TLS, and applying
+//! deletions at QUIT, once every earlier reply has been written. Every
+//! other way a connection ends — the client leaves, a timeout, shutdown, an
+//! error, a reply that cannot be written before UPDATE — applies nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::time::Instant;
 
 use popgate_auth::{Account, Credentials};
 use popgate_store::read::{self, Start};
-use popgate_store::{wire, CommitReport, Mailbox, StoreError};
+use popgate_store::{wire, CommitReport, Mailbox, OpenOptions, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -25,7 +28,9 @@ use super::session::{Listing, Next, Session, SessionOptions};
 use super::Pop3Service;
 use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
+use crate::log_text::LogText;
 use crate::login::Outcome;
+use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
 
@@ -58,6 +63,8 @@ struct Connection<'a> {
     user_slot: Option<crate::limits::Slot<String>>,
     /// The filesystem identity store calls run with (system users as root).
     identity: Option<Identity>,
+    /// When the connection must have logged in by.
+    login: LoginDeadline,
 }
 
 /// Serves one accepted connection (TLS already established on port 995).
@@ -65,6 +72,7 @@ pub async fn serve(
     service: Arc<Pop3Service>,
     stream: Stream,
     peer: SocketAddr,
+    login: LoginDeadline,
     shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -85,11 +93,12 @@ pub async fn serve(
         summary: Summary::default(),
         user_slot: None,
         identity: None,
+        login,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
         Err(error) => {
-            tracing::debug!(%peer, %error, "connection error");
+            tracing::debug!(%peer, error = %LogText(&error), "connection error");
             "error"
         }
     };
@@ -99,7 +108,7 @@ pub async fn serve(
         target: "popgate::session",
         "pop3 session ended: rip={} user={} tls={} retrieved={}/{} deleted={} end={} duration_ms={}",
         peer.ip(),
-        summary.user.as_deref().unwrap_or("-"),
+        LogText(summary.user.as_deref().unwrap_or("-")),
         connection.stream.tls_version().unwrap_or("no"),
         summary.retrieved,
         summary.retrieved_octets,
@@ -142,13 +151,24 @@ impl Connection<'_> {
                 }
             }
             self.flush().await?;
-            let timeout = if self.session.is_authenticated() {
+            let logged_in = self.session.is_authenticated();
+            if !logged_in && self.login.has_passed() {
+                let end = self.login_too_late();
+                self.flush().await?;
+                return Ok(end);
+            }
+            let timeout = if logged_in {
                 self.service.idle_timeout
             } else {
-                self.service.preauth_timeout
+                self.login.read_timeout(self.service.preauth_timeout)
             };
             tokio::select! {
                 read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream)) => match read {
+                    Err(_) if !logged_in && self.login.has_passed() => {
+                        let end = self.login_too_late();
+                        self.flush().await?;
+                        return Ok(end);
+                    }
                     Err(_) => {
                         reply::err(&mut self.output, None, format_args!("Autologout; idle for too long"));
                         self.flush().await?;
@@ -178,7 +198,13 @@ impl Connection<'_> {
             Next::Continue => {}
             Next::Close => return Ok(Some("quit")),
             Next::Authenticate(credentials) => {
-                return Box::pin(self.authenticate(credentials)).await
+                // The password check and the mailbox open end at the
+                // login deadline, whatever they are waiting for.
+                let login = self.login;
+                return match login.within(Box::pin(self.authenticate(credentials))).await {
+                    Some(done) => done,
+                    None => Ok(Some(self.login_too_late())),
+                };
             }
             Next::StartTls => return Box::pin(self.start_tls()).await,
             Next::List(listing) => Box::pin(self.list(listing)).await?,
@@ -189,6 +215,11 @@ impl Connection<'_> {
                 body_lines,
             } => Box::pin(self.retrieve(index, number, size, body_lines)).await?,
             Next::Update { mailbox, deleted } => {
+                // Every reply before QUIT goes out first (a pipelined RETR's
+                // last bytes among them): a client that never gets them
+                // must not lose the message. If they cannot be written,
+                // dropping the mailbox applies nothing.
+                self.flush().await?;
                 Box::pin(self.update(mailbox, deleted)).await;
                 return Ok(Some("quit"));
             }
@@ -201,6 +232,17 @@ impl Connection<'_> {
         self.stream.write_within(&mut self.output, timeout).await
     }
 
+    /// The login deadline passed before a login succeeded: the answer, and
+    /// the reason the connection ends.
+    fn login_too_late(&mut self) -> &'static str {
+        reply::err(
+            &mut self.output,
+            Some(Code::SysTemp),
+            format_args!("Login not completed in time, try again later"),
+        );
+        "login-deadline"
+    }
+
     async fn start_tls(&mut self) -> std::io::Result<Option<&'static str>> {
         self.flush().await?;
         // Anything the client sent after STLS was sent in the clear and must
@@ -209,11 +251,8 @@ impl Connection<'_> {
         let Some(tls) = &self.service.tls else {
             return Ok(Some("error"));
         };
-        if !self
-            .stream
-            .start_tls(tls, self.service.preauth_timeout)
-            .await
-        {
+        let handshake = self.login.read_timeout(self.service.preauth_timeout);
+        if !self.stream.start_tls(tls, handshake).await {
             return Ok(Some("tls-failed"));
         }
         self.session.tls_started();
@@ -271,7 +310,10 @@ impl Connection<'_> {
                 return Ok(None);
             }
         };
-        let options = self.service.open_options.clone();
+        let options = OpenOptions {
+            deadline: Some(self.login.instant()),
+            ..self.service.open_options.clone()
+        };
         let maildir = account.maildir.clone();
         let identity = Identity::of(&account);
         // A user whose MTA has not delivered yet has no Maildir: the first
@@ -288,6 +330,10 @@ impl Connection<'_> {
                 self.summary.user = Some(account.user);
                 self.session.logged_in(Arc::new(mailbox), &mut self.output);
             }
+            Err(StoreError::TimedOut) => {
+                warn!(target: "popgate::store", rip = %ip, user = %LogText(&account.user), "mailbox not opened within the login deadline");
+                return Ok(Some(self.login_too_late()));
+            }
             Err(error) => {
                 self.session.login_refused();
                 let (code, text) = match &error {
@@ -299,7 +345,7 @@ impl Connection<'_> {
                     }
                     _ => (Code::SysPerm, "Mailbox cannot be opened"),
                 };
-                warn!(target: "popgate::store", rip = %ip, user = %account.user, %error, "mailbox not opened");
+                warn!(target: "popgate::store", rip = %ip, user = %LogText(&account.user), error = %LogText(&error), "mailbox not opened");
                 reply::err(&mut self.output, Some(code), format_args!("{text}"));
             }
         }
@@ -361,7 +407,7 @@ impl Connection<'_> {
                 return Ok(());
             }
             Err(error) => {
-                warn!(target: "popgate::store", rip = %self.peer.ip(), %error, "message not opened");
+                warn!(target: "popgate::store", rip = %self.peer.ip(), error = %LogText(&error), "message not opened");
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
@@ -457,7 +503,7 @@ impl Connection<'_> {
                     .map(|(index, _)| (index + 1).to_string())
                     .collect();
                 for (index, error) in &report.failed {
-                    warn!(target: "popgate::store", rip = %self.peer.ip(), message = index + 1, %error, "deletion not applied");
+                    warn!(target: "popgate::store", rip = %self.peer.ip(), number = index + 1, error = %LogText(error), "deletion not applied");
                 }
                 self.summary.deleted = count - failed.len();
                 reply::err(

@@ -28,6 +28,7 @@ pub struct Pop3Service {
     plaintext_login: bool,
     max_command_size: usize,
     preauth_timeout: Duration,
+    login_deadline: Duration,
     idle_timeout: Duration,
     protocol_log: bool,
     open_options: OpenOptions,
@@ -50,6 +51,7 @@ impl Pop3Service {
             plaintext_login: pop3.login == LoginPolicy::Plaintext,
             max_command_size: pop3.max_command_size,
             preauth_timeout: pop3.preauth_timeout.0,
+            login_deadline: pop3.login_deadline.0,
             idle_timeout: pop3.idle_timeout.0,
             protocol_log: pop3.protocol_log,
             open_options: pop3.open_options()?,
@@ -62,5 +64,10 @@ impl Pop3Service {
     /// How long a client has for the TLS handshake and its first command.
     pub fn preauth_timeout(&self) -> Duration {
         self.preauth_timeout
+    }
+
+    /// How long a connection has to log in, from accept.
+    pub fn login_deadline(&self) -> Duration {
+        self.login_deadline
     }
 }

@@ -1,12 +1,19 @@
 //! The submission connection driver: the I/O edge around the pure [`Session`].
 //!
-//! It reads whatever the client sent (bounded reads under a timeout), lets
-//! the session consume it, and carries out each [`Step`]: the TLS handshake
-//! after STARTTLS (dropping any bytes that came with the command), the
-//! credential check (on a blocking thread, with the failure delay shared
-//! with POP3), the relay's answer about a recipient at RCPT, and the
-//! relay. Replies go out when the input runs dry, so a pipelining client
-//! gets all its answers in one write.
+//! It reads whatever the client sent (bounded reads under a timeout, and
+//! before login never past the connection's
+//! [login deadline](crate::login_deadline)), lets the session consume it,
+//! and carries out each [`Step`]: the TLS handshake after STARTTLS
+//! (dropping any bytes that came with the command), the credential check
+//! (on a blocking thread, with the failure delay shared with POP3, within
+//! the login deadline), the relay's answer about a recipient at RCPT, and
+//! the relay. Replies go out when the input runs dry, so a pipelining
+//! client gets all its answers in one write.
+//!
+//! Input is read straight into the unconsumed-bytes buffer, at most 2 KiB
+//! at a time before login and 64 KiB after, so a connection that has not
+//! logged in holds a few kilobytes, not the 64 KiB a message upload reads
+//! with (see `tests/e2e/submission_memory.rs` for the figure).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,12 +29,17 @@ use super::reply::reply;
 use super::session::{LoginRefusal, Session, Step, Transaction};
 use super::SubmissionService;
 use crate::limits::Slot;
+use crate::log_text::LogText;
 use crate::login::Outcome;
+use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
 
-/// The most bytes read from the socket at once.
+/// The most bytes read from the socket at once after login.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most bytes read from the socket at once before login: EHLO,
+/// STARTTLS and an AUTH line fit, and an idle connection holds no more.
+const PRELOGIN_READ_CHUNK: usize = 2 * 1024;
 
 /// What a session did, for its summary log line.
 #[derive(Debug, Default)]
@@ -50,6 +62,8 @@ struct Connection<'a> {
     user_slot: Option<Slot<String>>,
     /// How much of `output` the protocol log has shown.
     logged: usize,
+    /// When the connection must have logged in by.
+    login: LoginDeadline,
 }
 
 /// Serves one accepted connection (TLS already established on port 465).
@@ -57,6 +71,7 @@ pub async fn serve(
     service: Arc<SubmissionService>,
     stream: Stream,
     peer: SocketAddr,
+    login: LoginDeadline,
     shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -66,18 +81,19 @@ pub async fn serve(
     let mut connection = Connection {
         service: &service,
         stream,
-        pending: Vec::with_capacity(READ_CHUNK),
+        pending: Vec::new(),
         output: Vec::with_capacity(1024),
         peer,
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
         logged: 0,
+        login,
     };
     connection.summary.end = match connection.run(shutdown).await {
         Ok(end) => end,
         Err(error) => {
-            tracing::debug!(%peer, %error, "connection error");
+            tracing::debug!(%peer, error = %LogText(&error), "connection error");
             "error"
         }
     };
@@ -86,7 +102,7 @@ pub async fn serve(
         target: "popgate::session",
         "submission session ended: rip={} user={} tls={} accepted={} refused={} end={} duration_ms={}",
         peer.ip(),
-        connection.session.user().unwrap_or("-"),
+        LogText(connection.session.user().unwrap_or("-")),
         connection.stream.tls_version().unwrap_or("no"),
         connection.summary.accepted,
         connection.summary.refused,
@@ -121,7 +137,10 @@ impl Connection<'_> {
                     }
                 }
                 Step::Authenticate(credentials) => {
-                    if let Some(end) = Box::pin(self.authenticate(credentials)).await {
+                    // The password check ends at the login deadline.
+                    let login = self.login;
+                    let checked = login.within(Box::pin(self.authenticate(credentials))).await;
+                    if let Some(end) = checked.unwrap_or_else(|| Some(self.login_too_late())) {
                         self.flush().await?;
                         return Ok(end);
                     }
@@ -152,24 +171,38 @@ impl Connection<'_> {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> std::io::Result<Option<&'static str>> {
-        let timeout = if self.session.user().is_some() {
+        let logged_in = self.session.user().is_some();
+        if !logged_in && self.login.has_passed() {
+            let end = self.login_too_late();
+            self.flush().await?;
+            return Ok(Some(end));
+        }
+        let timeout = if logged_in {
             self.service.idle_timeout
         } else {
-            self.service.preauth_timeout
+            self.login.read_timeout(self.service.preauth_timeout)
         };
-        let mut chunk = [0u8; READ_CHUNK];
+        let room = if logged_in {
+            READ_CHUNK
+        } else {
+            PRELOGIN_READ_CHUNK
+        };
+        self.pending.reserve(room);
+        let mut limited = (&mut self.stream).take(room as u64);
         tokio::select! {
-            read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => match read {
+            read = tokio::time::timeout(timeout, limited.read_buf(&mut self.pending)) => match read {
+                Err(_) if !logged_in && self.login.has_passed() => {
+                    let end = self.login_too_late();
+                    self.flush().await?;
+                    Ok(Some(end))
+                }
                 Err(_) => {
                     reply(&mut self.output, 421, "4.4.2", "Idle for too long, closing");
                     self.flush().await?;
                     Ok(Some("timeout"))
                 }
                 Ok(Ok(0)) => Ok(Some("disconnected")),
-                Ok(Ok(n)) => {
-                    self.pending.extend_from_slice(&chunk[..n]);
-                    Ok(None)
-                }
+                Ok(Ok(_)) => Ok(None),
                 Ok(Err(error)) => Err(error),
             },
             _ = crate::server::stopped(shutdown) => {
@@ -178,6 +211,18 @@ impl Connection<'_> {
                 Ok(Some("shutdown"))
             }
         }
+    }
+
+    /// The login deadline passed before a login succeeded: the answer, and
+    /// the reason the connection ends.
+    fn login_too_late(&mut self) -> &'static str {
+        reply(
+            &mut self.output,
+            421,
+            "4.7.0",
+            "Login not completed in time, closing",
+        );
+        "login-deadline"
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -218,11 +263,8 @@ impl Connection<'_> {
         let Some(tls) = &self.service.tls else {
             return Some("error");
         };
-        if !self
-            .stream
-            .start_tls(tls, self.service.preauth_timeout)
-            .await
-        {
+        let handshake = self.login.read_timeout(self.service.preauth_timeout);
+        if !self.stream.start_tls(tls, handshake).await {
             return Some("tls-failed");
         }
         self.session.tls_started();
@@ -252,7 +294,7 @@ impl Connection<'_> {
                         warn!(
                             target: "popgate::session",
                             "submission login refused: rip={ip} user={} limit={refusal:?}",
-                            account.user,
+                            LogText(&account.user),
                         );
                         self.session
                             .login_refused(LoginRefusal::TooManySessions, &mut self.output);
@@ -309,8 +351,10 @@ impl Connection<'_> {
         }
         info!(
             target: "popgate::relay",
-            "submission relayed: rip={} user={user} from={sender} recipients={recipients} size={size} outcome={outcome:?}",
+            "submission relayed: rip={} user={} from={} recipients={recipients} size={size} outcome={outcome:?}",
             self.peer.ip(),
+            LogText(&user),
+            LogText(&sender),
         );
         self.session.relayed(outcome, &mut self.output);
     }

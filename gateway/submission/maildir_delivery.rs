@@ -35,6 +35,7 @@ use tracing::warn;
 use super::session::{RecipientCheck, RelayOutcome};
 use crate::config::MaildirRecipient;
 use crate::identity::{run_as, Identity};
+use crate::log_text::LogText;
 use crate::login::{loggable, LoginGate};
 
 /// What a failed delivery tells the client.
@@ -133,14 +134,14 @@ impl MaildirDelivery {
         match written {
             Ok(Ok(())) => RelayOutcome::Accepted,
             Ok(Err(failed)) => {
-                warn!(target: "popgate::relay", "local delivery failed, nothing delivered: user={} error={}", user(failed.index), failed.error);
+                warn!(target: "popgate::relay", "local delivery failed, nothing delivered: user={} error={}", user(failed.index), LogText(&failed.error));
                 for (index, error) in &failed.not_withdrawn {
-                    warn!(target: "popgate::relay", "local delivery not taken back, a retry may deliver twice: user={} error={error}", user(*index));
+                    warn!(target: "popgate::relay", "local delivery not taken back, a retry may deliver twice: user={} error={}", user(*index), LogText(error));
                 }
                 RelayOutcome::Temporary(TRY_LATER.into())
             }
             Err(error) => {
-                warn!(target: "popgate::relay", %error, "local delivery task failed");
+                warn!(target: "popgate::relay", error = %LogText(&error), "local delivery task failed");
                 RelayOutcome::Temporary(TRY_LATER.into())
             }
         }

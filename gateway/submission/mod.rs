@@ -41,6 +41,7 @@ use session::{Senders, SessionOptions};
 pub struct SubmissionService {
     options: SessionOptions,
     preauth_timeout: Duration,
+    login_deadline: Duration,
     idle_timeout: Duration,
     relay_timeout: Duration,
     sender_policy: SenderPolicy,
@@ -77,6 +78,7 @@ impl SubmissionService {
                 check_recipients: relay.checks_recipients(),
             },
             preauth_timeout: settings.pop3.preauth_timeout.0,
+            login_deadline: submission.login_deadline.0,
             idle_timeout: submission.idle_timeout.0,
             relay_timeout: submission.relay_timeout.0,
             sender_policy: submission.sender_policy,
@@ -91,6 +93,11 @@ impl SubmissionService {
     /// How long a client has for the TLS handshake and its first command.
     pub fn preauth_timeout(&self) -> Duration {
         self.preauth_timeout
+    }
+
+    /// How long a connection has to log in, from accept.
+    pub fn login_deadline(&self) -> Duration {
+        self.login_deadline
     }
 
     /// Whom `user` (an account name) may send as: its login name when that

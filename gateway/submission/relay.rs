@@ -39,6 +39,7 @@ use super::sendmail::Sendmail;
 use super::session::{RecipientCheck, RelayOutcome};
 use super::upstream::{Upstream, UpstreamError, UpstreamTls};
 use crate::config::{self, RelayTls, SubmissionSettings};
+use crate::log_text::LogText;
 use crate::login::LoginGate;
 
 /// The configured upstream.
@@ -164,7 +165,7 @@ impl Relay {
                     Ok(Ok(())) => RelayOutcome::Accepted,
                     Ok(Err(UpstreamError::Smtp(error))) => smtp_outcome(&error),
                     Ok(Err(error)) => {
-                        tracing::warn!(target: "popgate::relay", %error, "relay not reached");
+                        tracing::warn!(target: "popgate::relay", error = %LogText(&error), "relay not reached");
                         RelayOutcome::Temporary("Upstream unavailable, try again later".into())
                     }
                     Err(_) => RelayOutcome::Temporary("Upstream timed out".into()),
@@ -200,7 +201,7 @@ fn smtp_outcome(error: &lettre::transport::smtp::Error) -> RelayOutcome {
     let code = error
         .status()
         .and_then(|c| c.to_string().parse::<u16>().ok());
-    tracing::warn!(target: "popgate::relay", %error, "relay did not accept the message");
+    tracing::warn!(target: "popgate::relay", error = %LogText(error), "relay did not accept the message");
     match code {
         Some(code) if error.is_permanent() => RelayOutcome::Permanent(code, text),
         Some(_) => RelayOutcome::Temporary(format!("Upstream deferred the message: {text}")),

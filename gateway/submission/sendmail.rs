@@ -42,6 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::session::RelayOutcome;
+use crate::log_text::LogText;
 
 /// The most octets of the command's standard error kept (the rest is
 /// read and dropped, so the command never blocks on a full pipe).
@@ -68,7 +69,7 @@ impl Sendmail {
         let mut child = match self.command(from, to).spawn() {
             Ok(child) => child,
             Err(error) => {
-                tracing::warn!(target: "popgate::relay", command = %self.command.display(), %error, "sendmail cannot be started");
+                tracing::warn!(target: "popgate::relay", command = %LogText(self.command.display()), error = %LogText(&error), "sendmail cannot be started");
                 return RelayOutcome::Temporary(
                     "4.3.0 Local MTA cannot be started, try again later".into(),
                 );
@@ -92,10 +93,10 @@ impl Sendmail {
         if outcome != RelayOutcome::Accepted {
             tracing::warn!(
                 target: "popgate::relay",
-                command = %self.command.display(),
+                command = %LogText(self.command.display()),
                 status = ?status.as_ref().ok(),
                 write_error = ?written.as_ref().err(),
-                stderr = ?said.trim_end(),
+                stderr = %LogText(said.trim_end()),
                 "sendmail did not accept the message",
             );
         }

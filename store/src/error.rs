@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | [`Locked`](StoreError::Locked) | another session holds the mailbox | `-ERR [IN-USE]` |
 //! | [`Io`](StoreError::Io) | a passing file-system fault; a Maildir that is not a directory or cannot be created | `-ERR [SYS/TEMP]` |
+//! | [`TimedOut`](StoreError::TimedOut) | the login's deadline passed while opening | `-ERR [SYS/TEMP]` |
 //! | [`NoSuchMailbox`](StoreError::NoSuchMailbox) | no Maildir (or no `cur/`/`new/`) | `-ERR [SYS/PERM]` |
 //! | [`Vanished`](StoreError::Vanished) | another program removed the message | `-ERR`, session goes on |
 //! | [`NotRegularFile`](StoreError::NotRegularFile) | the message is now a symlink or special file | `-ERR`, session goes on |
@@ -28,6 +29,14 @@ pub enum StoreError {
     /// mailbox open.
     #[error("mailbox is locked by another session")]
     Locked,
+
+    /// Opening the mailbox gave up at the deadline it was given
+    /// ([`OpenOptions::deadline`](crate::OpenOptions::deadline)): waiting for
+    /// the lock or for a place to compute sizes, or reading messages for
+    /// their sizes, took too long. Sizes learnt so far are kept in the size
+    /// cache, so the next login goes on from there.
+    #[error("gave up at the login's deadline")]
+    TimedOut,
 
     /// A file-system operation failed; `context` says which one and on what.
     #[error("{context}: {source}")]
@@ -69,7 +78,7 @@ impl StoreError {
     /// `false` when retrying will not help.
     pub fn is_temporary(&self) -> bool {
         match self {
-            StoreError::Locked | StoreError::Io { .. } => true,
+            StoreError::Locked | StoreError::TimedOut | StoreError::Io { .. } => true,
             StoreError::NoSuchMailbox(_)
             | StoreError::Vanished
             | StoreError::NotRegularFile(_)
@@ -101,6 +110,7 @@ mod tests {
     #[test]
     fn temporary_errors() {
         assert!(StoreError::Locked.is_temporary());
+        assert!(StoreError::TimedOut.is_temporary());
         assert!(StoreError::io("reading x", io::Error::other("boom")).is_temporary());
         assert!(!StoreError::NoSuchMailbox(PathBuf::from("/m")).is_temporary());
         assert!(!StoreError::Vanished.is_temporary());

@@ -32,6 +32,8 @@
 //!     lock_wait: std::time::Duration::from_secs(15),
 //!     order: "oldest-first".parse::<Order>()?,
 //!     on_dele: "move:Archive".parse::<OnDele>()?,
+//!     // Give up (StoreError::TimedOut) if opening takes longer than this.
+//!     deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(120)),
 //! };
 //! let mailbox = Mailbox::open(Path::new("/var/vmail/example.com/ann/Maildir"), &options)?;
 //! for index in 0..mailbox.len() {

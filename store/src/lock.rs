@@ -14,7 +14,8 @@
 //!
 //! A second session polls every [`RETRY_EVERY`] until `lock_wait` has
 //! passed, then gives up with [`StoreError::Locked`]: overlapping polls from
-//! the same client succeed instead of failing.
+//! the same client succeed instead of failing. A login deadline that comes
+//! sooner cuts the wait short with [`StoreError::TimedOut`].
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,8 +43,14 @@ pub(crate) struct SessionLock {
 }
 
 impl SessionLock {
-    /// Takes the lock of the Maildir at `maildir`, waiting up to `wait`.
-    pub(crate) fn acquire(maildir: &Path, wait: Duration) -> Result<SessionLock, StoreError> {
+    /// Takes the lock of the Maildir at `maildir`, waiting up to `wait`
+    /// ([`StoreError::Locked`]), and never past `deadline`
+    /// ([`StoreError::TimedOut`]).
+    pub(crate) fn acquire(
+        maildir: &Path,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<SessionLock, StoreError> {
         let path = maildir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -54,7 +61,11 @@ impl SessionLock {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|err| StoreError::io(format!("opening {}", path.display()), err))?;
-        let deadline = Instant::now() + wait;
+        let waited_out = Instant::now() + wait;
+        let (give_up, cut_short) = match deadline {
+            Some(deadline) if deadline < waited_out => (deadline, true),
+            _ => (waited_out, false),
+        };
         loop {
             match try_lock(&file) {
                 Ok(()) => return Ok(SessionLock { _file: file }),
@@ -68,10 +79,14 @@ impl SessionLock {
                 }
             }
             let now = Instant::now();
-            if now >= deadline {
-                return Err(StoreError::Locked);
+            if now >= give_up {
+                return Err(if cut_short {
+                    StoreError::TimedOut
+                } else {
+                    StoreError::Locked
+                });
             }
-            thread::sleep(RETRY_EVERY.min(deadline - now));
+            thread::sleep(RETRY_EVERY.min(give_up - now));
         }
     }
 }
@@ -97,7 +112,7 @@ mod tests {
     #[test]
     fn creates_the_lock_file_private() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let _lock = SessionLock::acquire(dir.path(), Duration::ZERO)?;
+        let _lock = SessionLock::acquire(dir.path(), Duration::ZERO, None)?;
         let mode = std::fs::metadata(dir.path().join(LOCK_FILE))?
             .permissions()
             .mode();
@@ -108,26 +123,43 @@ mod tests {
     #[test]
     fn second_lock_waits_then_fails_and_drop_releases() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let first = SessionLock::acquire(dir.path(), Duration::ZERO)?;
+        let first = SessionLock::acquire(dir.path(), Duration::ZERO, None)?;
         let started = Instant::now();
-        let second = SessionLock::acquire(dir.path(), Duration::from_millis(200));
+        let second = SessionLock::acquire(dir.path(), Duration::from_millis(200), None);
         assert!(matches!(second, Err(StoreError::Locked)));
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(first);
-        SessionLock::acquire(dir.path(), Duration::ZERO)?;
+        SessionLock::acquire(dir.path(), Duration::ZERO, None)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_sooner_deadline_cuts_the_wait_short() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let _first = SessionLock::acquire(dir.path(), Duration::ZERO, None)?;
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(200);
+        let second = SessionLock::acquire(dir.path(), Duration::from_secs(30), Some(deadline));
+        assert!(matches!(second, Err(StoreError::TimedOut)));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // A later deadline leaves lock_wait in charge.
+        let far = Instant::now() + Duration::from_secs(30);
+        let third = SessionLock::acquire(dir.path(), Duration::from_millis(100), Some(far));
+        assert!(matches!(third, Err(StoreError::Locked)));
         Ok(())
     }
 
     #[test]
     fn waiting_lock_gets_it_when_released() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let first = SessionLock::acquire(dir.path(), Duration::ZERO)?;
+        let first = SessionLock::acquire(dir.path(), Duration::ZERO, None)?;
         let releaser = thread::spawn(move || {
             thread::sleep(Duration::from_millis(150));
             drop(first);
         });
         let started = Instant::now();
-        let second = SessionLock::acquire(dir.path(), Duration::from_secs(5));
+        let second = SessionLock::acquire(dir.path(), Duration::from_secs(5), None);
         assert!(second.is_ok());
         assert!(started.elapsed() >= Duration::from_millis(100));
         assert!(releaser.join().is_ok());
@@ -136,7 +168,7 @@ mod tests {
 
     #[test]
     fn missing_directory_is_an_io_error() {
-        let result = SessionLock::acquire(Path::new("/nonexistent/popgate"), Duration::ZERO);
+        let result = SessionLock::acquire(Path::new("/nonexistent/popgate"), Duration::ZERO, None);
         assert!(matches!(result, Err(StoreError::Io { .. })));
     }
 }

@@ -46,7 +46,10 @@
 //! login) is limited to a few sessions at a time across the process (see
 //! [`cold`](crate::cold)), so one huge first login cannot take all the
 //! disk bandwidth and blocking threads from everyone else; each such
-//! session reads with a few threads (see `sizing`).
+//! session reads with a few threads (see `sizing`). With a deadline in
+//! [`OpenOptions`], no part of opening outlasts it: the lock wait, the wait
+//! for a cold place and the reading all stop with
+//! [`StoreError::TimedOut`], keeping the sizes learnt so far in the cache.
 //!
 //! A session on a big Maildir holds its snapshot for its whole life, so
 //! the snapshot is compact: every file name (and every UIDL that is not
@@ -63,7 +66,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::arena::{Arena, Span};
 use crate::file::{self, OpenError};
@@ -89,16 +92,24 @@ pub struct OpenOptions {
     pub order: Order,
     /// What [`Mailbox::commit`] does with deleted messages.
     pub on_dele: OnDele,
+    /// When to give up with [`StoreError::TimedOut`] (the gateway passes
+    /// its login deadline): waiting for the lock, waiting for a turn to
+    /// compute sizes (only a few sessions of the process do at once), and
+    /// reading messages for their sizes all stop then. `None`: no limit
+    /// but `lock_wait`.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for OpenOptions {
-    /// The configuration defaults: locked, 15 s wait, oldest first, delete.
+    /// The configuration defaults: locked, 15 s wait, oldest first,
+    /// delete, no deadline.
     fn default() -> OpenOptions {
         OpenOptions {
             lock: true,
             lock_wait: Duration::from_secs(15),
             order: Order::OldestFirst,
             on_dele: OnDele::Delete,
+            deadline: None,
         }
     }
 }
@@ -242,12 +253,19 @@ impl Mailbox {
     /// Errors: [`StoreError::NoSuchMailbox`] when the Maildir, `cur/` or
     /// `new/` is missing; [`StoreError::Io`] when a directory cannot be
     /// read, the lock file cannot be opened, or a message cannot be read
-    /// to compute its size. A message that disappears while its size is
-    /// computed is left out of the snapshot.
+    /// to compute its size; [`StoreError::TimedOut`] when `deadline`
+    /// passes first. A message that disappears while its size is
+    /// computed is left out of the snapshot. When sizing stops early, the
+    /// sizes learnt so far still go into the size cache, so a mailbox too
+    /// big to size before one deadline gets there over a few logins.
     pub fn open(maildir: &Path, options: &OpenOptions) -> Result<Mailbox, StoreError> {
         snapshot::check_layout(maildir)?;
         let lock = if options.lock {
-            Some(SessionLock::acquire(maildir, options.lock_wait)?)
+            Some(SessionLock::acquire(
+                maildir,
+                options.lock_wait,
+                options.deadline,
+            )?)
         } else {
             None
         };
@@ -330,7 +348,9 @@ impl Mailbox {
             .map(|(index, _)| index)
             .collect();
         if !unknown.is_empty() {
-            let _cold_build = cold::COLD_BUILDS.enter();
+            let _cold_build = cold::COLD_BUILDS
+                .enter(options.deadline)
+                .ok_or(StoreError::TimedOut)?;
             let path = |at: usize| {
                 let record = unknown
                     .get(at)
@@ -342,10 +362,10 @@ impl Mailbox {
                     None => PathBuf::new(),
                 }
             };
-            let sizes = sizing::compute_all(unknown.len(), path)?;
+            let sized = sizing::compute_all(unknown.len(), path, options.deadline);
             // A message that disappeared meanwhile is left out.
             let mut gone = Vec::new();
-            for (&index, sizes) in unknown.iter().zip(sizes) {
+            for (&index, sizes) in unknown.iter().zip(sized.sizes) {
                 match (records.get_mut(index as usize), sizes) {
                     (Some(record), Some(sizes)) => {
                         record.raw_size = sizes.raw;
@@ -354,6 +374,13 @@ impl Mailbox {
                     }
                     _ => gone.push(index),
                 }
+            }
+            if let Some(stopped) = sized.stopped {
+                // Keep what was learnt for the next login.
+                if rewrite_cache {
+                    write_partial_size_cache(maildir, &names, &records);
+                }
+                return Err(stopped);
             }
             // `unknown`, and so `gone`, is in increasing order.
             if !gone.is_empty() {
@@ -530,6 +557,24 @@ impl Mailbox {
         // Ignored on purpose: the cache is an optimisation only.
         let _ = size_cache::write(&self.root, entries);
     }
+}
+
+/// Writes the size cache from records still in directory order, when
+/// opening stopped before the snapshot was complete. Best effort, like
+/// [`Mailbox::write_size_cache`].
+fn write_partial_size_cache(maildir: &Path, names: &Arena, records: &[Record]) {
+    let entries = records.iter().filter_map(|record| {
+        let raw = record.raw_size()?;
+        Some((
+            names.get(record.unique()),
+            Sizes {
+                raw,
+                wire: record.size,
+            },
+        ))
+    });
+    // Ignored on purpose: the cache is an optimisation only.
+    let _ = size_cache::write(maildir, entries);
 }
 
 /// The records at `order` (positions in `records`), in that order. Moves

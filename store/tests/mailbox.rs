@@ -75,6 +75,7 @@ fn options(on_dele: OnDele) -> OpenOptions {
         lock_wait: Duration::from_millis(200),
         order: Order::OldestFirst,
         on_dele,
+        deadline: None,
     }
 }
 
@@ -587,6 +588,67 @@ fn a_waiting_session_gets_in_when_the_first_quits() -> TestResult {
         .join()
         .map_err(|_| "quitter panicked")?
         .is_complete());
+    Ok(())
+}
+
+/// A Maildir with a message that takes minutes to size (64 GiB of holes)
+/// gives up at the deadline, and keeps the sizes it learnt meanwhile; once
+/// the slow file is gone, the next open reads nothing it read before.
+#[test]
+fn opening_stops_at_the_deadline_and_keeps_what_it_sized() -> TestResult {
+    let maildir = Maildir::new()?;
+    for i in 0..200 {
+        maildir.put(
+            "cur",
+            &format!("{}.M{i}.host:2,", 1_700_000_000 + i),
+            b"a\nb\n",
+        )?;
+    }
+    let huge = maildir.put("cur", "1800000000.Mhuge.host:2,", b"")?;
+    fs::File::options()
+        .write(true)
+        .open(&huge)?
+        .set_len(64 << 30)?;
+    let started = Instant::now();
+    let options = OpenOptions {
+        deadline: Some(started + Duration::from_millis(300)),
+        ..options(OnDele::Delete)
+    };
+    assert!(matches!(
+        Mailbox::open(maildir.root(), &options),
+        Err(StoreError::TimedOut)
+    ));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // With two sizing threads or more, one is stuck in the huge file while
+    // the others size the rest, which is kept. (With one, the files are
+    // sized in directory order, and the huge one may come first.)
+    let threads = thread::available_parallelism().map_or(1, usize::from);
+    if threads >= 2 {
+        let cached = maildir.cache()?;
+        assert!(cached.lines().count() > 100, "{cached}");
+        assert!(!cached.contains("Mhuge"), "{cached}");
+    }
+    // The lock was released, so another session gets in.
+    fs::remove_file(&huge)?;
+    let mailbox = maildir.open()?;
+    assert_eq!(mailbox.len(), 200);
+    assert_eq!(maildir.cache()?.lines().count(), 201);
+    Ok(())
+}
+
+#[test]
+fn a_deadline_that_passes_while_waiting_for_the_lock_times_out() -> TestResult {
+    let maildir = Maildir::new()?;
+    let _first = maildir.open()?;
+    let options = OpenOptions {
+        lock_wait: Duration::from_secs(30),
+        deadline: Some(Instant::now() + Duration::from_millis(200)),
+        ..options(OnDele::Delete)
+    };
+    assert!(matches!(
+        Mailbox::open(maildir.root(), &options),
+        Err(StoreError::TimedOut)
+    ));
     Ok(())
 }
 

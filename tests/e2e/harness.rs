@@ -658,6 +658,22 @@ impl Client {
     pub fn drop_connection(self) {
         let _ = self.conn.tcp().shutdown(std::net::Shutdown::Both);
     }
+
+    /// Ends the connection with a TCP reset (`SO_LINGER` 0), as a client
+    /// that crashed does: whatever the server writes next fails.
+    pub fn reset(self) {
+        let tcp = self.conn.tcp().try_clone().unwrap();
+        drop(self);
+        tcp.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+            tcp.set_zero_linger().unwrap();
+        });
+    }
 }
 
 /// A blocking TCP connection to `addr` from the local address `source`
@@ -670,6 +686,23 @@ pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
     let tcp = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    tcp.set_nonblocking(false).unwrap();
+    tcp
+}
+
+/// A blocking TCP connection to `addr` whose receive buffer is as small as
+/// the kernel allows about `size` octets to be, set before connecting so
+/// the window it offers stays small.
+pub fn tcp_with_receive_buffer(addr: SocketAddr, size: u32) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let tcp = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(size).unwrap();
         socket.connect(addr).await.unwrap().into_std().unwrap()
     });
     tcp.set_nonblocking(false).unwrap();

@@ -36,7 +36,12 @@ fn sandbox() -> (PamSandbox, Server) {
         }
     }
     let template = format!("{}/home/%n/Maildir", pam.root().display());
-    let server = pam.server_with(&template, &[], Some(vec!["relay = \"maildir\"".into()]));
+    let server = pam.server_with(
+        &template,
+        &[],
+        &[],
+        Some(vec!["relay = \"maildir\"".into()]),
+    );
     (pam, server)
 }
 

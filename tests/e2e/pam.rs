@@ -13,19 +13,19 @@ use crate::harness::{deliver, make_maildir, popgate_bin, system_library, Client,
 
 const SERVICE: &str = "popgate-test";
 /// Every sandbox user's password.
-pub const PASS: &str = "pam secret";
+pub(crate) const PASS: &str = "pam secret";
 
 /// A sandbox of PAM and passwd files, and the environment that activates it.
 /// Its users, each with a Maildir in its home (owned by it when the tests
 /// run as root): pamuser (uid 20001), carol (20002), locked (20003, PAM's
 /// account stack refuses it), lowuid (500, below `min_uid`), sleepy (20004,
 /// its PAM check hangs for 20 seconds).
-pub struct PamSandbox {
+pub(crate) struct PamSandbox {
     dir: tempfile::TempDir,
 }
 
 impl PamSandbox {
-    pub fn new() -> PamSandbox {
+    pub(crate) fn new() -> PamSandbox {
         let dir = tempfile::tempdir().unwrap();
         // The server may read homes with the users' uids (file identity).
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -83,7 +83,7 @@ impl PamSandbox {
     }
 
     /// The home directory of `user`.
-    pub fn home(&self, user: &str) -> PathBuf {
+    pub(crate) fn home(&self, user: &str) -> PathBuf {
         self.dir.path().join("home").join(user)
     }
 
@@ -112,17 +112,18 @@ impl PamSandbox {
 
     /// A server for these users, their Maildirs at `~/Maildir`, with these
     /// extra `[auth]` lines.
-    fn server(&self, auth: &[&str]) -> Server {
-        self.server_with("~/Maildir", auth, None)
+    pub(crate) fn server(&self, auth: &[&str]) -> Server {
+        self.server_with("~/Maildir", auth, &[], None)
     }
 
     /// A server for these users with the Maildir template `maildir`, extra
-    /// `[auth]` lines, and `[submission]` lines when it is to have
-    /// submission.
-    pub fn server_with(
+    /// `[auth]` and `[pop3]` lines, and `[submission]` lines when it is to
+    /// have submission.
+    pub(crate) fn server_with(
         &self,
         maildir: &str,
         auth: &[&str],
+        pop3: &[&str],
         submission: Option<Vec<String>>,
     ) -> Server {
         let mut lines: Vec<String> = vec!["failure_delay = \"100ms\"".into()];
@@ -132,6 +133,7 @@ impl PamSandbox {
             backend: Some(format!("backend = \"pam\"\npam_service = \"{SERVICE}\"")),
             maildir: Some(maildir.into()),
             auth: lines,
+            pop3: pop3.iter().map(|l| l.to_string()).collect(),
             submission,
             env: self.env(),
             ..Options::default()
@@ -248,7 +250,7 @@ fn a_first_login_creates_the_maildir_and_its_parents_as_the_user() {
     let home = pam.home("carol");
     fs::remove_dir_all(home.join("Maildir")).unwrap();
     fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-    let server = pam.server_with("~/mail/box/Maildir", &[], None);
+    let server = pam.server_with("~/mail/box/Maildir", &[], &[], None);
 
     let mut client = server.connect_tls();
     client.ok("USER carol");
