@@ -9,7 +9,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use popgate::pop3::command::parse;
-use popgate::pop3::session::{MessageInfo, Session, SessionOptions};
+use popgate::pop3::maildrop::MessageInfo;
+use popgate::pop3::session::{Session, SessionOptions};
 
 /// What a mail client sends in one session (login, check, fetch, delete).
 const SESSION: &[&str] = &[

@@ -17,7 +17,8 @@
 use libfuzzer_sys::fuzz_target;
 use popgate::pop3::command::{self, Command};
 use popgate::pop3::reply::MAX_STATUS_LINE;
-use popgate::pop3::session::{Listing, MessageInfo, Next, Session, SessionOptions};
+use popgate::pop3::maildrop::MessageInfo;
+use popgate::pop3::session::{Listing, Next, Session, SessionOptions};
 
 fuzz_target!(|data: &[u8]| {
     let [flags, shape, input @ ..] = data else {

@@ -1,13 +1,15 @@
 //! The POP3 service (RFC 1939 with CAPA, STLS, SASL, RESP-CODES, UTF8).
 //!
 //! Reading order: [`command`] turns a line into a command, [`session`] is the
-//! protocol state machine that answers it, [`reply`] and [`capability`] write
-//! responses; all four are pure. [`handler`] is the connection driver that
-//! does the I/O around them.
+//! protocol state machine that answers it from a [`maildrop`] (the mailbox
+//! snapshot it reads), [`reply`] and [`capability`] write responses; all
+//! five are pure. [`handler`] is the connection driver that does the I/O
+//! around them.
 
 pub mod capability;
 pub mod command;
 pub mod handler;
+pub mod maildrop;
 pub mod reply;
 pub mod session;
 
