@@ -9,7 +9,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use popgate::submission::session::{RelayOutcome, Senders, Session, SessionOptions, Step};
+use popgate::submission::relay::outcome::RelayOutcome;
+use popgate::submission::session::{Senders, Session, SessionOptions, Step};
 
 /// The commands before the message text.
 const ENVELOPE: &[&[u8]] = &[

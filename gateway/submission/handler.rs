@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::message::{self, Trace};
+use super::relay::outcome::RelayOutcome;
 use super::reply::reply;
 use super::session::{LoginRefusal, Session, Step, Transaction};
 use super::SubmissionService;
@@ -344,7 +345,7 @@ impl Connection<'_> {
             .relay
             .send(from, to, data, self.service.relay_timeout)
             .await;
-        if outcome == super::session::RelayOutcome::Accepted {
+        if outcome == RelayOutcome::Accepted {
             self.summary.accepted += 1;
         } else {
             self.summary.refused += 1;

@@ -4,8 +4,9 @@
 //! Reading order: [`session`] is the pure protocol state machine (it uses
 //! smtp-proto to parse commands and message text, [`envelope`] to read
 //! MAIL and RCPT, whose addresses are [`address`]es), [`reply`] writes
-//! replies, [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
-//! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
+//! replies, [`message`] checks and stamps the message, [`relay`] (an SMTP
+//! upstream, sendmail, or local Maildirs) hands it on and says how that went
+//! in the values of [`relay::outcome`]; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
 //! Logins go through the same [`LoginGate`] as POP3 (and so do local
@@ -17,13 +18,10 @@
 pub mod address;
 pub mod envelope;
 pub mod handler;
-pub mod maildir_delivery;
 pub mod message;
 pub mod relay;
 pub mod reply;
-pub mod sendmail;
 pub mod session;
-pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

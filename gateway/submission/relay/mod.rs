@@ -1,6 +1,6 @@
-//! Handing accepted messages on: an SMTP smarthost through lettre, the
-//! local MTA's sendmail command ([`sendmail`](super::sendmail)), or local
-//! Maildirs.
+//! Handing accepted messages on: an SMTP smarthost through lettre
+//! ([`upstream`]), the local MTA's sendmail command ([`sendmail`]), or local
+//! Maildirs ([`maildir_delivery`]).
 //!
 //! [`Relay::send`] returns only once the upstream has answered, and its
 //! [`RelayOutcome`] is what the client hears: `250` only when the upstream
@@ -23,6 +23,9 @@
 //! not accept whole, so they enter lettre's envelope unchecked by it. Local
 //! Maildir delivery gets each recipient with its
 //! [plain local part](Mailbox::plain_local_part), so `"bob"@host` is bob.
+//!
+//! What a relay answers is a value of [`outcome`], a leaf module the session
+//! reads too: the back ends here never import the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +36,20 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 
-use super::address::Mailbox;
-use super::maildir_delivery::MaildirDelivery;
-use super::sendmail::Sendmail;
-use super::session::{RecipientCheck, RelayOutcome};
-use super::upstream::{Upstream, UpstreamError, UpstreamTls};
+pub mod maildir_delivery;
+pub mod outcome;
+pub mod sendmail;
+pub mod upstream;
+
+use maildir_delivery::MaildirDelivery;
+use outcome::{RecipientCheck, RelayOutcome};
+use sendmail::Sendmail;
+use upstream::{Upstream, UpstreamError, UpstreamTls};
+
 use crate::config::{self, RelayTls, SubmissionSettings};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
+use crate::submission::address::Mailbox;
 
 /// The configured upstream.
 pub enum Relay {
