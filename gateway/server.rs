@@ -18,11 +18,10 @@
 //! `run` waits — up to a grace period — until the last sender is dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle, ThrottleConfig};
+use popgate_auth::{Authenticator, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -187,28 +186,6 @@ impl Reloader {
     }
 }
 
-/// The authentication layer's configuration from the settings.
-pub fn auth_config(settings: &Settings) -> Result<AuthConfig, StartError> {
-    let backend = match settings.auth.backend {
-        BackendKind::Htpasswd => BackendConfig::Htpasswd {
-            path: settings.auth.htpasswd.clone(),
-        },
-        BackendKind::Pam => BackendConfig::Pam {
-            service: settings.auth.pam_service.clone(),
-            min_uid: settings.auth.min_uid,
-        },
-    };
-    Ok(AuthConfig {
-        backend,
-        deny_users: settings.auth.deny_users.clone(),
-        disabled_users: settings.auth.disabled_users.clone(),
-        maildir_template: settings.store.maildir.clone(),
-        failure_delay: settings.auth.failure_delay.0,
-        cache_ttl: settings.auth.cache_ttl.0,
-        login_name_case: settings.auth.login_name_case.into(),
-    })
-}
-
 impl Gateway {
     /// Loads certificates and users and binds every listener.
     pub async fn bind(settings: &Settings) -> Result<Gateway, StartError> {
@@ -216,7 +193,7 @@ impl Gateway {
             Some(paths) => Some(Arc::new(TlsProvider::load(&paths.cert, &paths.key)?)),
             None => None,
         };
-        let auth = Arc::new(Authenticator::new(auth_config(settings)?)?);
+        let auth = Arc::new(Authenticator::new(settings.auth_config())?);
         if settings.auth.backend == BackendKind::Pam && nix::unistd::geteuid().is_root() {
             crate::identity::drop_supplementary_groups().map_err(|e| {
                 StartError::Setting(
@@ -442,16 +419,5 @@ async fn refuse(
     );
     if !kind.implicit_tls() {
         let _ = tcp.write_all(message).await;
-    }
-}
-
-/// Where a user's password file lives when none is configured, for messages.
-pub fn describe_backend(settings: &Settings) -> String {
-    match settings.auth.backend {
-        BackendKind::Htpasswd => format!(
-            "htpasswd {}",
-            PathBuf::from(&settings.auth.htpasswd).display()
-        ),
-        BackendKind::Pam => format!("PAM service {}", settings.auth.pam_service),
     }
 }
