@@ -136,10 +136,10 @@ impl Service {
     ) {
         match self {
             Service::Pop3(s) => {
-                Box::pin(pop3::handler::serve(s, stream, peer, login, shutdown)).await
+                Box::pin(pop3::driver::serve(s, stream, peer, login, shutdown)).await
             }
             Service::Submission(s) => {
-                Box::pin(submission::handler::serve(s, stream, peer, login, shutdown)).await
+                Box::pin(submission::driver::serve(s, stream, peer, login, shutdown)).await
             }
         }
     }

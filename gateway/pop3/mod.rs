@@ -3,12 +3,12 @@
 //! Reading order: [`command`] turns a line into a command, [`session`] is the
 //! protocol state machine that answers it from a [`maildrop`] (the mailbox
 //! snapshot it reads), [`reply`] and [`capability`] write responses; all
-//! five are pure. [`handler`] is the connection driver that does the I/O
+//! five are pure. [`driver`] is the connection driver that does the I/O
 //! around them.
 
 pub mod capability;
 pub mod command;
-pub mod handler;
+pub mod driver;
 pub mod maildrop;
 pub mod reply;
 pub mod session;

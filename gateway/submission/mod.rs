@@ -6,7 +6,7 @@
 //! MAIL and RCPT, whose addresses are [`address`]es), [`reply`] writes
 //! replies, [`message`] checks and stamps the message, [`relay`] (an SMTP
 //! upstream, sendmail, or local Maildirs) hands it on and says how that went
-//! in the values of [`relay::outcome`]; [`handler`] is the connection driver
+//! in the values of [`relay::outcome`]; [`driver`] is the connection driver
 //! that does the I/O around them.
 //!
 //! Logins go through the same [`LoginGate`] as POP3 (and so do local
@@ -16,8 +16,8 @@
 //! apart from POP3's (see [`crate::limits`]).
 
 pub mod address;
+pub mod driver;
 pub mod envelope;
-pub mod handler;
 pub mod message;
 pub mod relay;
 pub mod reply;
