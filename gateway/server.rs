@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::config::{BackendKind, Settings};
+use crate::config::{BackendKind, SettingError, Settings};
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
@@ -59,8 +59,8 @@ pub enum StartError {
     #[error("authentication: {0}")]
     Auth(#[from] popgate_auth::AuthError),
     /// A setting cannot work.
-    #[error("key `{0}`: {1}")]
-    Setting(&'static str, String),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
 }
 
 /// What a listener serves.
@@ -196,7 +196,7 @@ impl Gateway {
         let auth = Arc::new(Authenticator::new(settings.auth_config())?);
         if settings.auth.backend == BackendKind::Pam && nix::unistd::geteuid().is_root() {
             crate::identity::drop_supplementary_groups().map_err(|e| {
-                StartError::Setting(
+                SettingError::new(
                     "auth.backend",
                     format!("cannot drop supplementary groups: {e}"),
                 )
@@ -219,13 +219,13 @@ impl Gateway {
             settings.pop3.max_connections_per_ip,
             settings.pop3.max_connections_per_user,
         ));
-        let setting = |(key, message)| StartError::Setting(key, message);
-        let pop3 = Pop3Service::new(settings, tls.clone(), login.clone(), limits.clone())
-            .map_err(setting)?;
+        let pop3 = Pop3Service::new(settings, tls.clone(), login.clone(), limits.clone())?;
         let submission = match &settings.submission {
-            Some(_) => Some(Arc::new(
-                SubmissionService::new(settings, tls.clone(), login).map_err(setting)?,
-            )),
+            Some(_) => Some(Arc::new(SubmissionService::new(
+                settings,
+                tls.clone(),
+                login,
+            )?)),
             None => None,
         };
         let mut listeners = Vec::new();

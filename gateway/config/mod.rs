@@ -36,15 +36,32 @@ pub enum ConfigError {
         source: config::ConfigError,
     },
     /// A key has a value of the right type that cannot work.
-    #[error("{path}: key `{key}`: {message}")]
+    #[error("{path}: {error}")]
     Invalid {
         /// The configuration file.
         path: PathBuf,
-        /// The dotted key, e.g. `pop3.max_command_size`.
-        key: &'static str,
-        /// What is wrong with it.
-        message: String,
+        /// The key and what is wrong with it.
+        #[source]
+        error: SettingError,
     },
+}
+
+/// A setting of the right type that cannot work: its dotted key (e.g.
+/// `pop3.max_command_size`) and why. Shown as ``key `…`: why``.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {message}")]
+pub struct SettingError {
+    /// The dotted key.
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl SettingError {
+    /// The error for `key`, saying `message`.
+    pub fn new(key: &'static str, message: String) -> SettingError {
+        SettingError { key, message }
+    }
 }
 
 /// Everything `popgate serve` reads from its configuration file.
@@ -158,12 +175,18 @@ impl Default for Pop3Settings {
 
 impl Pop3Settings {
     /// How sessions open mailboxes; the error names the key that is wrong.
-    pub fn open_options(&self) -> Result<popgate_store::OpenOptions, (&'static str, String)> {
+    pub fn open_options(&self) -> Result<popgate_store::OpenOptions, SettingError> {
         Ok(popgate_store::OpenOptions {
             lock: self.lock,
             lock_wait: self.lock_wait.0,
-            order: self.order.parse().map_err(|e| ("pop3.order", e))?,
-            on_dele: self.on_dele.parse().map_err(|e| ("pop3.on_dele", e))?,
+            order: self
+                .order
+                .parse()
+                .map_err(|e| SettingError::new("pop3.order", e))?,
+            on_dele: self
+                .on_dele
+                .parse()
+                .map_err(|e| SettingError::new("pop3.on_dele", e))?,
             // Each login sets its own, from login_deadline.
             deadline: None,
         })
@@ -235,74 +258,86 @@ impl Settings {
             .map_err(load_error)?
             .try_deserialize()
             .map_err(load_error)?;
-        settings
-            .validate()
-            .map_err(|(key, message)| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key,
-                message,
-            })?;
+        settings.validate().map_err(|error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            error,
+        })?;
         Ok(settings)
     }
 
     /// Checks the values that have the right type but cannot work; the error
     /// names the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         let pop3 = &self.pop3;
         if self.hostname.is_empty() || !self.hostname.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(("hostname", "must be a host name without spaces".into()));
+            return Err(SettingError::new(
+                "hostname",
+                "must be a host name without spaces".into(),
+            ));
         }
         if self.tls.is_none() && !pop3.listen_tls.is_empty() {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.listen_tls",
                 "implicit-TLS listeners need [tls] cert and key (or set listen_tls = [])".into(),
             ));
         }
         pop3.open_options()?;
         if !(40..=8192).contains(&pop3.max_command_size) {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.max_command_size",
                 "must be between 40 and 8192 octets".into(),
             ));
         }
         if pop3.banner.len() > 200 || !pop3.banner.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.banner",
                 "must be at most 200 printable ASCII characters".into(),
             ));
         }
         if pop3.preauth_timeout.0.is_zero() || pop3.idle_timeout.0.is_zero() {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.idle_timeout",
                 "timeouts must be longer than zero".into(),
             ));
         }
         if pop3.login_deadline.0.is_zero() {
-            return Err(("pop3.login_deadline", "must be longer than zero".into()));
+            return Err(SettingError::new(
+                "pop3.login_deadline",
+                "must be longer than zero".into(),
+            ));
         }
         if pop3.max_connections == 0
             || pop3.max_connections_per_ip == 0
             || pop3.max_connections_per_user == 0
         {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.max_connections",
                 "connection limits must be at least 1".into(),
             ));
         }
         if self.auth.check_timeout.0.is_zero() {
-            return Err(("auth.check_timeout", "must be longer than zero".into()));
+            return Err(SettingError::new(
+                "auth.check_timeout",
+                "must be longer than zero".into(),
+            ));
         }
         if self.auth.max_checks == 0 {
-            return Err(("auth.max_checks", "must be at least 1".into()));
+            return Err(SettingError::new(
+                "auth.max_checks",
+                "must be at least 1".into(),
+            ));
         }
         if self.store.mail_user.is_some() && self.auth.backend == BackendKind::Pam {
-            return Err((
+            return Err(SettingError::new(
                 "store.mail_user",
                 "PAM users' Maildirs are opened with each user's own rights, which needs root: leave mail_user unset".into(),
             ));
         }
         if self.store.maildir.is_empty() {
-            return Err(("store.maildir", "must name a Maildir path template".into()));
+            return Err(SettingError::new(
+                "store.maildir",
+                "must name a Maildir path template".into(),
+            ));
         }
         self.proxy_protocol.validate()?;
         if let Some(submission) = &self.submission {
@@ -473,6 +508,25 @@ maildir = "/srv/mail/%d/%n"
             error.contains(&file.path().display().to_string()),
             "{error}"
         );
+    }
+
+    /// The named error reads as the tuple it replaced did, in both places
+    /// it is shown: `popgate serve` at start and the loader's message.
+    #[test]
+    fn a_setting_error_reads_key_then_reason() {
+        let file = write("[pop3]\nlisten_tls = []\nmax_command_size = 5\n");
+        let error = Settings::load(file.path()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: key `pop3.max_command_size`: must be between 40 and 8192 octets",
+                file.path().display()
+            )
+        );
+        let ConfigError::Invalid { error, .. } = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(error.key, "pop3.max_command_size");
     }
 
     #[test]

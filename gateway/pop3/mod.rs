@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use popgate_store::OpenOptions;
 
-use crate::config::{LoginPolicy, Settings};
+use crate::config::{LoginPolicy, SettingError, Settings};
 use crate::limits::Limits;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
@@ -46,7 +46,7 @@ impl Pop3Service {
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
         limits: Arc<Limits>,
-    ) -> Result<Pop3Service, (&'static str, String)> {
+    ) -> Result<Pop3Service, SettingError> {
         let pop3 = &settings.pop3;
         Ok(Pop3Service {
             banner: pop3.banner.clone(),

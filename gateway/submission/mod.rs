@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{LoginPolicy, SenderPolicy, Settings};
+use crate::config::{LoginPolicy, SenderPolicy, SettingError, Settings};
 use crate::limits::UserLimit;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
@@ -57,12 +57,16 @@ impl SubmissionService {
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
-    ) -> Result<SubmissionService, (&'static str, String)> {
+    ) -> Result<SubmissionService, SettingError> {
         let Some(submission) = &settings.submission else {
-            return Err(("submission", "the section is missing".into()));
+            return Err(SettingError::new(
+                "submission",
+                "the section is missing".into(),
+            ));
         };
-        let max_message_size = usize::try_from(submission.max_message_size.0)
-            .map_err(|_| ("submission.max_message_size", "too large".to_string()))?;
+        let max_message_size = usize::try_from(submission.max_message_size.0).map_err(|_| {
+            SettingError::new("submission.max_message_size", "too large".to_string())
+        })?;
         let relay = Relay::new(submission, &settings.hostname, &login)?;
         Ok(SubmissionService {
             options: SessionOptions {

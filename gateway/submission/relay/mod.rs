@@ -46,7 +46,7 @@ use outcome::{RecipientCheck, RelayOutcome};
 use sendmail::Sendmail;
 use upstream::{Upstream, UpstreamError, UpstreamTls};
 
-use crate::config::{self, RelayTls, SubmissionSettings};
+use crate::config::{self, RelayTls, SettingError, SubmissionSettings};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::submission::address::Mailbox;
@@ -79,11 +79,11 @@ impl Relay {
         settings: &SubmissionSettings,
         hostname: &str,
         login: &Arc<LoginGate>,
-    ) -> Result<Relay, (&'static str, String)> {
+    ) -> Result<Relay, SettingError> {
         let ca = match settings.relay_ca()? {
             Some(pem) => Some(
                 Certificate::from_pem(&pem)
-                    .map_err(|e| ("submission.relay_ca_file", e.to_string()))?,
+                    .map_err(|e| SettingError::new("submission.relay_ca_file", e.to_string()))?,
             ),
             None => None,
         };
@@ -94,14 +94,14 @@ impl Relay {
             }
             builder
                 .build()
-                .map_err(|e| ("submission.relay", e.to_string()))
+                .map_err(|e| SettingError::new("submission.relay", e.to_string()))
         };
         let smtp = |host: &str, port: u16, tls: UpstreamTls| {
             let credentials = match (&settings.relay_user, settings.relay_password()?) {
                 (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password)),
                 _ => None,
             };
-            Ok::<_, (&'static str, String)>(Relay::Smtp(Upstream::new(
+            Ok::<_, SettingError>(Relay::Smtp(Upstream::new(
                 host,
                 port,
                 tls,
