@@ -13,12 +13,15 @@
 //! applying deletions. The driver reports the outcome through
 //! [`Session::logged_in`], [`Session::login_refused`] and
 //! [`Session::tls_started`]. Everything else — state rules, message numbers,
-//! deletion marks, STAT/LIST/UIDL answers, SASL exchanges — is decided here, so
-//! it can be tested without a network.
+//! deletion marks, STAT/LIST/UIDL answers — is decided here, so it can be
+//! tested without a network. A SASL exchange is popgate-auth's
+//! [`SaslExchange`], the same one submission runs: the session frames its
+//! challenges (`+ `) and words how it ended.
 
-use popgate_auth::{sasl, validate_login_name, Credentials};
+use popgate_auth::sasl::{self, Mechanism, Progress, SaslError, SaslExchange};
+use popgate_auth::{validate_login_name, Credentials};
 
-use super::capability::{Capabilities, SASL_MECHANISMS};
+use super::capability::Capabilities;
 use super::command::{self, Command, MessageNumber};
 use super::maildrop::Maildrop;
 use super::reply::{self, Code};
@@ -89,19 +92,12 @@ pub enum Next<M> {
     Close,
 }
 
-/// A SASL exchange waiting for the client's next line.
-#[derive(Debug)]
-enum Sasl {
-    Plain,
-    LoginUser,
-    LoginPassword { user: String },
-}
-
 #[derive(Debug)]
 enum State<M> {
     Authorization {
         user: Option<String>,
-        sasl: Option<Sasl>,
+        /// A SASL exchange waiting for the client's next line.
+        sasl: Option<SaslExchange>,
     },
     Transaction(Transaction<M>),
     Closed,
@@ -287,7 +283,7 @@ impl<M: Maildrop> Session<M> {
 
     fn authorization(&mut self, command: Command, out: &mut Vec<u8>) -> Next<M> {
         let credentials_allowed = self.credentials_allowed();
-        let State::Authorization { user, sasl } = &mut self.state else {
+        let State::Authorization { user, .. } = &mut self.state else {
             return self.invalid(out, format_args!("Not allowed now"));
         };
         match command {
@@ -341,7 +337,7 @@ impl<M: Maildrop> Session<M> {
             } => {
                 reply::ok(out, format_args!("Supported mechanisms follow"));
                 if credentials_allowed {
-                    for mechanism in SASL_MECHANISMS.split(' ') {
+                    for mechanism in sasl::MECHANISMS {
                         reply::body_line(out, format_args!("{mechanism}"));
                     }
                 }
@@ -353,36 +349,12 @@ impl<M: Maildrop> Session<M> {
                 initial_response,
             } => {
                 *user = None;
-                match (mechanism.as_str(), initial_response) {
-                    ("PLAIN", None) => {
-                        *sasl = Some(Sasl::Plain);
-                        reply::continuation(out, "");
-                        Next::Continue
+                match Mechanism::from_name(&mechanism) {
+                    Some(mechanism) => {
+                        let initial = initial_response.as_deref().map(str::as_bytes);
+                        self.sasl(SaslExchange::start(mechanism, initial), out)
                     }
-                    ("PLAIN", Some(response)) => Self::finish_plain(&response, out),
-                    ("LOGIN", None) => {
-                        *sasl = Some(Sasl::LoginUser);
-                        reply::continuation(out, sasl::LOGIN_USER_PROMPT);
-                        Next::Continue
-                    }
-                    ("LOGIN", Some(response)) => {
-                        match sasl::decode_login_line(&response) {
-                            Ok(name) if validate_login_name(&name).is_err() => {
-                                reply::err(
-                                    out,
-                                    Some(Code::Auth),
-                                    format_args!("Invalid user name"),
-                                );
-                            }
-                            Ok(name) => {
-                                *sasl = Some(Sasl::LoginPassword { user: name });
-                                reply::continuation(out, sasl::LOGIN_PASSWORD_PROMPT);
-                            }
-                            Err(error) => reply::err(out, None, format_args!("{error}")),
-                        }
-                        Next::Continue
-                    }
-                    _ => {
+                    None => {
                         reply::err(
                             out,
                             None,
@@ -396,61 +368,32 @@ impl<M: Maildrop> Session<M> {
         }
     }
 
-    fn finish_plain(response: &str, out: &mut Vec<u8>) -> Next<M> {
-        match sasl::decode_plain(response) {
-            Ok(credentials) if validate_login_name(&credentials.user).is_err() => {
-                reply::err(out, Some(Code::Auth), format_args!("Invalid user name"));
-                Next::Continue
-            }
-            Ok(credentials) => Next::Authenticate(credentials),
-            Err(error) => {
-                // Acting as another user is a credential failure (RFC 3206
-                // [AUTH]), not a malformed response.
-                let code = error.is_refusal().then_some(Code::Auth);
-                reply::err(out, code, format_args!("{error}"));
-                Next::Continue
-            }
-        }
-    }
-
+    /// The client's answer to a SASL challenge.
     fn continue_sasl(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next<M> {
         let State::Authorization { sasl, .. } = &mut self.state else {
             return Next::Continue;
         };
-        let Some(step) = sasl.take() else {
-            return Next::Continue;
-        };
-        let Ok(line) = std::str::from_utf8(line) else {
-            reply::err(out, None, format_args!("Invalid SASL response"));
-            return Next::Continue;
-        };
-        let line = line.trim();
-        if line == "*" {
-            reply::err(out, None, format_args!("Authentication cancelled"));
-            return Next::Continue;
+        match sasl.take() {
+            Some(exchange) => self.sasl(exchange.respond(line), out),
+            None => Next::Continue,
         }
-        match step {
-            Sasl::Plain => Self::finish_plain(line, out),
-            Sasl::LoginUser => {
-                match sasl::decode_login_line(line) {
-                    Ok(name) if validate_login_name(&name).is_err() => {
-                        reply::err(out, Some(Code::Auth), format_args!("Invalid user name"));
-                    }
-                    Ok(name) => {
-                        *sasl = Some(Sasl::LoginPassword { user: name });
-                        reply::continuation(out, sasl::LOGIN_PASSWORD_PROMPT);
-                    }
-                    Err(error) => reply::err(out, None, format_args!("{error}")),
+    }
+
+    /// Frames the exchange's next challenge (`+ `), or answers how it ended.
+    fn sasl(&mut self, progress: Progress, out: &mut Vec<u8>) -> Next<M> {
+        match progress {
+            Progress::Challenge(exchange) => {
+                reply::continuation(out, exchange.challenge());
+                if let State::Authorization { sasl, .. } = &mut self.state {
+                    *sasl = Some(exchange);
                 }
                 Next::Continue
             }
-            Sasl::LoginPassword { user } => match sasl::decode_login_line(line) {
-                Ok(password) => Next::Authenticate(Credentials::new(user, password)),
-                Err(error) => {
-                    reply::err(out, None, format_args!("{error}"));
-                    Next::Continue
-                }
-            },
+            Progress::Done(credentials) => Next::Authenticate(credentials),
+            Progress::Failed(error) => {
+                sasl_failed(error, out);
+                Next::Continue
+            }
         }
     }
 
@@ -602,6 +545,20 @@ impl<M: Maildrop> Session<M> {
         }
         reply::end_multiline(out);
         None
+    }
+}
+
+/// The answer to a SASL exchange that ended without credentials: a name
+/// that breaks the rule as at USER, acting as another user as a failed login
+/// (`[AUTH]`, RFC 3206), anything undecodable as a plain `-ERR`.
+fn sasl_failed(error: SaslError, out: &mut Vec<u8>) {
+    match error {
+        SaslError::Cancelled => reply::err(out, None, format_args!("Authentication cancelled")),
+        SaslError::InvalidLoginName => {
+            reply::err(out, Some(Code::Auth), format_args!("Invalid user name"))
+        }
+        error if error.is_refusal() => reply::err(out, Some(Code::Auth), format_args!("{error}")),
+        error => reply::err(out, None, format_args!("{error}")),
     }
 }
 

@@ -37,8 +37,8 @@
 
 use std::slice::Iter;
 
-use popgate_auth::sasl::{self, SaslError};
-use popgate_auth::{Credentials, Password};
+use popgate_auth::sasl::{self, Mechanism, Progress, SaslError, SaslExchange};
+use popgate_auth::Credentials;
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
@@ -173,7 +173,8 @@ impl Senders {
 
 enum Input {
     Command,
-    Sasl(SaslState),
+    /// A SASL exchange waits for the client's next line.
+    Sasl(SaslExchange),
     Data {
         receiver: DataReceiver,
         overflow: bool,
@@ -184,12 +185,6 @@ enum Input {
         left: usize,
         size: usize,
     },
-}
-
-enum SaslState {
-    Plain,
-    LoginUser,
-    LoginPassword(String),
 }
 
 /// One submission session, from greeting to QUIT.
@@ -510,8 +505,10 @@ impl Session {
         if !self.tls && self.options.starttls_available {
             lines.push("STARTTLS");
         }
+        let auth;
         if self.may_send_credentials() && self.user.is_none() {
-            lines.push("AUTH PLAIN LOGIN");
+            auth = format!("AUTH {}", sasl::MECHANISMS.join(" "));
+            lines.push(&auth);
         }
         multiline(out, 250, &lines);
     }
@@ -540,77 +537,54 @@ impl Session {
                 "Encryption required: use STARTTLS first",
             );
         }
-        match mechanism {
-            smtp_proto::AUTH_PLAIN if initial.is_empty() => {
-                bare(out, 334, "");
-                self.input = Input::Sasl(SaslState::Plain);
-                None
-            }
-            smtp_proto::AUTH_PLAIN => self.plain(&initial, out),
-            smtp_proto::AUTH_LOGIN if initial.is_empty() => {
-                bare(out, 334, sasl::LOGIN_USER_PROMPT);
-                self.input = Input::Sasl(SaslState::LoginUser);
-                None
-            }
-            smtp_proto::AUTH_LOGIN => self.login_user(&initial, out),
-            _ => self.error(out, 504, "5.5.4", "Unrecognized authentication type"),
-        }
+        let mechanism = match mechanism {
+            smtp_proto::AUTH_PLAIN => Mechanism::Plain,
+            smtp_proto::AUTH_LOGIN => Mechanism::Login,
+            _ => return self.error(out, 504, "5.5.4", "Unrecognized authentication type"),
+        };
+        let initial = (!initial.is_empty()).then_some(initial.as_bytes());
+        self.sasl(SaslExchange::start(mechanism, initial), out)
     }
 
+    /// The client's answer to a SASL challenge, its line complete.
     fn sasl_response(&mut self, out: &mut Vec<u8>) -> Option<Step> {
         let line = std::mem::take(&mut self.sasl_line);
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        let text = String::from_utf8_lossy(line).into_owned();
-        let Input::Sasl(state) = std::mem::replace(&mut self.input, Input::Command) else {
+        let Input::Sasl(exchange) = std::mem::replace(&mut self.input, Input::Command) else {
             return None;
         };
-        match state {
-            SaslState::Plain => self.plain(&text, out),
-            SaslState::LoginUser => self.login_user(&text, out),
-            SaslState::LoginPassword(user) => match sasl::decode_login_line(&text) {
-                Ok(password) => self.credentials(Credentials {
-                    user,
-                    password: Password::new(password),
-                }),
-                Err(error) => self.sasl_error(error, out),
-            },
-        }
+        self.sasl(exchange.respond(line), out)
     }
 
-    fn plain(&mut self, response: &str, out: &mut Vec<u8>) -> Option<Step> {
-        match sasl::decode_plain(response) {
-            Ok(credentials) => self.credentials(credentials),
-            Err(error) => self.sasl_error(error, out),
-        }
-    }
-
-    fn login_user(&mut self, response: &str, out: &mut Vec<u8>) -> Option<Step> {
-        match sasl::decode_login_line(response) {
-            Ok(user) => {
-                bare(out, 334, sasl::LOGIN_PASSWORD_PROMPT);
-                self.input = Input::Sasl(SaslState::LoginPassword(user));
+    /// Frames the exchange's next challenge (`334`), or answers how it ended.
+    fn sasl(&mut self, progress: Progress, out: &mut Vec<u8>) -> Option<Step> {
+        match progress {
+            Progress::Challenge(exchange) => {
+                bare(out, 334, exchange.challenge());
+                self.input = Input::Sasl(exchange);
                 None
             }
-            Err(error) => self.sasl_error(error, out),
+            Progress::Done(credentials) => Some(Step::Authenticate(credentials)),
+            Progress::Failed(error) => self.sasl_failed(error, out),
         }
     }
 
-    fn credentials(&mut self, credentials: Credentials) -> Option<Step> {
-        Some(Step::Authenticate(credentials))
-    }
-
-    /// A SASL response that cannot be used: a well-formed one the server
-    /// refuses is an authentication failure (`535 5.7.8`, RFC 4954 §6),
-    /// anything else a syntax error (`501`).
-    fn sasl_error(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
+    /// A SASL exchange that ended without credentials: a cancel is `501
+    /// 5.0.0`; a well-formed response the server refuses is an
+    /// authentication failure (`535 5.7.8`, RFC 4954 §6); anything else a
+    /// syntax error (`501 5.5.2`).
+    fn sasl_failed(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
         match error {
             SaslError::Cancelled => self.error(out, 501, "5.0.0", "Authentication cancelled"),
-            error if error.is_refusal() => self.error(
+            SaslError::ProxyAuthorization => self.error(
                 out,
                 535,
                 "5.7.8",
                 "Authentication credentials invalid: acting as another user is not allowed",
             ),
+            error if error.is_refusal() => {
+                self.error(out, 535, "5.7.8", "Authentication credentials invalid")
+            }
             _ => self.error(out, 501, "5.5.2", "Cannot decode the SASL response"),
         }
     }

@@ -147,6 +147,32 @@ fn sasl_plain_and_login_in_both_forms() {
     );
 }
 
+/// AUTH LOGIN is one exchange whether the user comes with the command or
+/// after the prompt: a malformed name is refused at once, either way, and
+/// a `*` cancels wherever it comes.
+#[test]
+fn auth_login_refuses_a_malformed_name_in_both_forms() {
+    let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+    // "a b"
+    assert_eq!(
+        send(&mut session, "AUTH LOGIN YSBi").0,
+        "-ERR [AUTH] Invalid user name\r\n"
+    );
+    assert!(!session.in_sasl_exchange());
+    assert_eq!(send(&mut session, "AUTH LOGIN").0, "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(
+        send(&mut session, "YSBi").0,
+        "-ERR [AUTH] Invalid user name\r\n"
+    );
+    assert!(!session.in_sasl_exchange());
+    for cancel in ["AUTH LOGIN *", "AUTH PLAIN *"] {
+        assert_eq!(
+            send(&mut session, cancel).0,
+            "-ERR Authentication cancelled\r\n"
+        );
+    }
+}
+
 /// RFC 3206 §4 / RFC 5034: acting as another user (an authzid that is
 /// not the authcid) is a credentials failure, `-ERR [AUTH]`; a response
 /// that does not decode stays a plain `-ERR`. Caught: it was a plain

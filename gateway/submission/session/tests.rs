@@ -311,6 +311,29 @@ fn acting_as_another_user_is_an_authentication_failure() {
     assert!(session.user().is_none());
 }
 
+/// A user name that breaks the login-name rule is refused inside the SASL
+/// exchange, as POP3 refuses it, before a password is asked for: `535
+/// 5.7.8`, and no credentials reach the login gate. Caught: submission
+/// asked for the password and handed `../etc` to the backend.
+#[test]
+fn a_malformed_name_is_refused_inside_sasl() {
+    let mut session = Session::new(options(true));
+    // "\0../etc\0pw", then AUTH LOGIN with "a b" as the user.
+    let (step, out) = feed(
+        &mut session,
+        b"EHLO c\r\nAUTH PLAIN AC4uL2V0YwBwdw==\r\nAUTH LOGIN\r\nYSBi\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert!(
+        out.ends_with(
+            "535 5.7.8 Authentication credentials invalid\r\n334 VXNlcm5hbWU6\r\n\
+             535 5.7.8 Authentication credentials invalid\r\n"
+        ),
+        "{out}"
+    );
+    assert!(!session.in_sasl_exchange());
+}
+
 /// RFC 5321 §4.1.1.1: HELO is answered `250 <domain>`, and RFC 2034 §3
 /// puts no enhanced status code on it. Caught: `250 2.0.0 mail.example.com`.
 #[test]
