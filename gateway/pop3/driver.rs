@@ -29,7 +29,7 @@ use super::Pop3Service;
 use crate::identity::{self, Identity};
 use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
 use crate::log_text::LogText;
-use crate::login::Outcome;
+use crate::login::LoginRefusal;
 use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
@@ -153,9 +153,9 @@ impl Connection<'_> {
             self.flush().await?;
             let logged_in = self.session.is_authenticated();
             if !logged_in && self.login.has_passed() {
-                let end = self.login_too_late();
+                self.login_refused(LoginRefusal::LoginDeadline);
                 self.flush().await?;
-                return Ok(end);
+                return Ok("login-deadline");
             }
             let timeout = if logged_in {
                 self.service.idle_timeout
@@ -165,9 +165,9 @@ impl Connection<'_> {
             tokio::select! {
                 read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream)) => match read {
                     Err(_) if !logged_in && self.login.has_passed() => {
-                        let end = self.login_too_late();
+                        self.login_refused(LoginRefusal::LoginDeadline);
                         self.flush().await?;
-                        return Ok(end);
+                        return Ok("login-deadline");
                     }
                     Err(_) => {
                         reply::err(&mut self.output, None, format_args!("Autologout; idle for too long"));
@@ -203,7 +203,7 @@ impl Connection<'_> {
                 let login = self.login;
                 return match login.within(Box::pin(self.authenticate(credentials))).await {
                     Some(done) => done,
-                    None => Ok(Some(self.login_too_late())),
+                    None => Ok(self.login_refused(LoginRefusal::LoginDeadline)),
                 };
             }
             Next::StartTls => return Box::pin(self.start_tls()).await,
@@ -232,17 +232,6 @@ impl Connection<'_> {
         self.stream.write_within(&mut self.output, timeout).await
     }
 
-    /// The login deadline passed before a login succeeded: the answer, and
-    /// the reason the connection ends.
-    fn login_too_late(&mut self) -> &'static str {
-        reply::err(
-            &mut self.output,
-            Some(Code::SysTemp),
-            format_args!("Login not completed in time, try again later"),
-        );
-        "login-deadline"
-    }
-
     async fn start_tls(&mut self) -> std::io::Result<Option<&'static str>> {
         self.flush().await?;
         // Anything the client sent after STLS was sent in the clear and must
@@ -259,57 +248,38 @@ impl Connection<'_> {
         Ok(None)
     }
 
+    /// Checks the credentials and opens the mailbox; a refusal, whoever
+    /// made it, is answered by the session.
     async fn authenticate(
         &mut self,
         credentials: Credentials,
     ) -> std::io::Result<Option<&'static str>> {
         let ip = self.peer.ip();
         let refusal = match self.service.login.check("pop3", ip, credentials).await {
-            Outcome::Accepted(account) => return self.open_mailbox(account).await,
-            Outcome::Rejected { close } => {
-                reply::err(
-                    &mut self.output,
-                    Some(Code::Auth),
-                    format_args!("Authentication failed"),
-                );
-                close.then_some("too-many-failures")
-            }
-            Outcome::Disabled => {
-                reply::err(
-                    &mut self.output,
-                    Some(Code::SysPerm),
-                    format_args!("POP3 access is disabled for this mailbox"),
-                );
-                None
-            }
-            Outcome::Unavailable => {
-                reply::err(
-                    &mut self.output,
-                    Some(Code::SysTemp),
-                    format_args!("Authentication is temporarily unavailable"),
-                );
-                None
-            }
+            Ok(account) => match self.open_mailbox(account).await {
+                Ok(()) => return Ok(None),
+                Err(refusal) => refusal,
+            },
+            Err(refusal) => refusal,
         };
-        self.session.login_refused();
-        Ok(refusal)
+        Ok(self.login_refused(refusal))
+    }
+
+    /// Has the session answer `refusal`; `Some(reason)` when it ends the
+    /// connection.
+    fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
+        self.session.login_refused(refusal, &mut self.output);
+        refusal.ends_connection()
     }
 
     /// After a successful login: takes a per-user slot and opens the mailbox.
-    async fn open_mailbox(&mut self, account: Account) -> std::io::Result<Option<&'static str>> {
+    async fn open_mailbox(&mut self, account: Account) -> Result<(), LoginRefusal> {
         let ip = self.peer.ip();
-        let slot = match self.service.limits.admit_user(&account.user) {
-            Ok(slot) => slot,
-            Err(_) => {
-                self.session.login_refused();
-                reply::err(
-                    &mut self.output,
-                    Some(Code::InUse),
-                    format_args!("Too many sessions for this user"),
-                );
-                return Ok(None);
-            }
-        };
+        let slot = self
+            .service
+            .limits
+            .admit_user(&account.user)
+            .map_err(|_| LoginRefusal::TooManySessions)?;
         let options = OpenOptions {
             deadline: Some(self.login.instant()),
             ..self.service.open_options.clone()
@@ -329,27 +299,21 @@ impl Connection<'_> {
                 self.user_slot = Some(slot);
                 self.summary.user = Some(account.user);
                 self.session.logged_in(Arc::new(mailbox), &mut self.output);
+                Ok(())
             }
             Err(StoreError::TimedOut) => {
                 warn!(target: "popgate::store", rip = %ip, user = %LogText(&account.user), "mailbox not opened within the login deadline");
-                return Ok(Some(self.login_too_late()));
+                Err(LoginRefusal::LoginDeadline)
             }
             Err(error) => {
-                self.session.login_refused();
-                let (code, text) = match &error {
-                    StoreError::Locked => {
-                        (Code::InUse, "Mailbox is locked by another POP3 session")
-                    }
-                    error if error.is_temporary() => {
-                        (Code::SysTemp, "Mailbox is temporarily unavailable")
-                    }
-                    _ => (Code::SysPerm, "Mailbox cannot be opened"),
-                };
                 warn!(target: "popgate::store", rip = %ip, user = %LogText(&account.user), error = %LogText(&error), "mailbox not opened");
-                reply::err(&mut self.output, Some(code), format_args!("{text}"));
+                Err(match &error {
+                    StoreError::Locked => LoginRefusal::MailboxLocked,
+                    error if error.is_temporary() => LoginRefusal::MailboxUnavailable,
+                    _ => LoginRefusal::MailboxBroken,
+                })
             }
         }
-        Ok(None)
     }
 
     async fn list(&mut self, listing: Listing) -> std::io::Result<()> {

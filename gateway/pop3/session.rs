@@ -12,7 +12,8 @@
 //! checking a password, starting TLS, streaming a message, listing, or
 //! applying deletions. The driver reports the outcome through
 //! [`Session::logged_in`], [`Session::login_refused`] and
-//! [`Session::tls_started`]. Everything else — state rules, message numbers,
+//! [`Session::tls_started`]; a refused login is answered here, whoever
+//! refused it (the login gate, a limit, the store, the login deadline). Everything else — state rules, message numbers,
 //! deletion marks, STAT/LIST/UIDL answers — is decided here, so it can be
 //! tested without a network. A SASL exchange is popgate-auth's
 //! [`SaslExchange`], the same one submission runs: the session frames its
@@ -25,6 +26,7 @@ use super::capability::Capabilities;
 use super::command::{self, Command, MessageNumber};
 use super::maildrop::Maildrop;
 use super::reply::{self, Code};
+use crate::login::LoginRefusal;
 
 /// Invalid commands tolerated before login, and after, before the connection
 /// is closed (a port scanner or a confused client gets disconnected).
@@ -412,19 +414,44 @@ impl<M: Maildrop> Session<M> {
         self.state = State::Transaction(transaction);
     }
 
-    /// The driver refused the login (and wrote the `-ERR`); AUTHORIZATION
-    /// starts over.
-    pub fn login_refused(&mut self) {
-        self.state = State::Authorization {
-            user: None,
-            sasl: None,
+    /// The login was refused: answers why (with the RFC 2449/3206 code a
+    /// client acts on), and AUTHORIZATION starts over.
+    pub fn login_refused(&mut self, refusal: LoginRefusal, out: &mut Vec<u8>) {
+        let (code, text) = match refusal {
+            LoginRefusal::Credentials { .. } => (Code::Auth, "Authentication failed"),
+            LoginRefusal::Disabled => (Code::SysPerm, "POP3 access is disabled for this mailbox"),
+            LoginRefusal::Unavailable => {
+                (Code::SysTemp, "Authentication is temporarily unavailable")
+            }
+            LoginRefusal::TooManySessions => (Code::InUse, "Too many sessions for this user"),
+            LoginRefusal::MailboxLocked => {
+                (Code::InUse, "Mailbox is locked by another POP3 session")
+            }
+            LoginRefusal::MailboxUnavailable => {
+                (Code::SysTemp, "Mailbox is temporarily unavailable")
+            }
+            LoginRefusal::MailboxBroken => (Code::SysPerm, "Mailbox cannot be opened"),
+            LoginRefusal::LoginDeadline => (
+                Code::SysTemp,
+                "Login not completed in time, try again later",
+            ),
         };
+        reply::err(out, Some(code), format_args!("{text}"));
+        self.start_over();
     }
 
     /// TLS is up after STLS: all earlier state is forgotten (RFC 2595 §4).
     pub fn tls_started(&mut self) {
         self.options.tls = true;
-        self.login_refused();
+        self.start_over();
+    }
+
+    /// Back to AUTHORIZATION, with no user name and no SASL exchange.
+    fn start_over(&mut self) {
+        self.state = State::Authorization {
+            user: None,
+            sasl: None,
+        };
     }
 
     fn transaction(&mut self, command: Command, out: &mut Vec<u8>) -> Next<M> {

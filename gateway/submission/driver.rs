@@ -27,11 +27,11 @@ use tracing::{info, warn};
 use super::message::{self, Trace};
 use super::relay::outcome::RelayOutcome;
 use super::reply::reply;
-use super::session::{LoginRefusal, Session, Step, Transaction};
+use super::session::{Session, Step, Transaction};
 use super::SubmissionService;
 use crate::limits::Slot;
 use crate::log_text::LogText;
-use crate::login::Outcome;
+use crate::login::LoginRefusal;
 use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
@@ -141,7 +141,9 @@ impl Connection<'_> {
                     // The password check ends at the login deadline.
                     let login = self.login;
                     let checked = login.within(Box::pin(self.authenticate(credentials))).await;
-                    if let Some(end) = checked.unwrap_or_else(|| Some(self.login_too_late())) {
+                    if let Some(end) =
+                        checked.unwrap_or_else(|| self.login_refused(LoginRefusal::LoginDeadline))
+                    {
                         self.flush().await?;
                         return Ok(end);
                     }
@@ -174,9 +176,9 @@ impl Connection<'_> {
     ) -> std::io::Result<Option<&'static str>> {
         let logged_in = self.session.user().is_some();
         if !logged_in && self.login.has_passed() {
-            let end = self.login_too_late();
+            self.login_refused(LoginRefusal::LoginDeadline);
             self.flush().await?;
-            return Ok(Some(end));
+            return Ok(Some("login-deadline"));
         }
         let timeout = if logged_in {
             self.service.idle_timeout
@@ -193,9 +195,9 @@ impl Connection<'_> {
         tokio::select! {
             read = tokio::time::timeout(timeout, limited.read_buf(&mut self.pending)) => match read {
                 Err(_) if !logged_in && self.login.has_passed() => {
-                    let end = self.login_too_late();
+                    self.login_refused(LoginRefusal::LoginDeadline);
                     self.flush().await?;
-                    Ok(Some(end))
+                    Ok(Some("login-deadline"))
                 }
                 Err(_) => {
                     reply(&mut self.output, 421, "4.4.2", "Idle for too long, closing");
@@ -212,18 +214,6 @@ impl Connection<'_> {
                 Ok(Some("shutdown"))
             }
         }
-    }
-
-    /// The login deadline passed before a login succeeded: the answer, and
-    /// the reason the connection ends.
-    fn login_too_late(&mut self) -> &'static str {
-        reply(
-            &mut self.output,
-            421,
-            "4.7.0",
-            "Login not completed in time, closing",
-        );
-        "login-deadline"
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -277,48 +267,39 @@ impl Connection<'_> {
 
     async fn authenticate(&mut self, credentials: Credentials) -> Option<&'static str> {
         let ip = self.peer.ip();
-        match self
+        let checked = self
             .service
             .login
             .check("submission", ip, credentials)
-            .await
-        {
-            Outcome::Accepted(account) => {
-                match self.service.user_limit.admit(&account.user) {
-                    Ok(slot) => {
-                        self.user_slot = Some(slot);
-                        let senders = self.service.senders(&account.user);
-                        self.session
-                            .authenticated(account.user, senders, &mut self.output);
-                    }
-                    Err(refusal) => {
-                        warn!(
-                            target: "popgate::session",
-                            "submission login refused: rip={ip} user={} limit={refusal:?}",
-                            LogText(&account.user),
-                        );
-                        self.session
-                            .login_refused(LoginRefusal::TooManySessions, &mut self.output);
-                    }
+            .await;
+        let refusal = match checked {
+            Ok(account) => match self.service.user_limit.admit(&account.user) {
+                Ok(slot) => {
+                    self.user_slot = Some(slot);
+                    let senders = self.service.senders(&account.user);
+                    self.session
+                        .authenticated(account.user, senders, &mut self.output);
+                    return None;
                 }
-                None
-            }
-            Outcome::Disabled => {
-                self.session
-                    .login_refused(LoginRefusal::Credentials, &mut self.output);
-                None
-            }
-            Outcome::Rejected { close } => {
-                self.session
-                    .login_refused(LoginRefusal::Credentials, &mut self.output);
-                close.then_some("too-many-failures")
-            }
-            Outcome::Unavailable => {
-                self.session
-                    .login_refused(LoginRefusal::Unavailable, &mut self.output);
-                None
-            }
-        }
+                Err(refusal) => {
+                    warn!(
+                        target: "popgate::session",
+                        "submission login refused: rip={ip} user={} limit={refusal:?}",
+                        LogText(&account.user),
+                    );
+                    LoginRefusal::TooManySessions
+                }
+            },
+            Err(refusal) => refusal,
+        };
+        self.login_refused(refusal)
+    }
+
+    /// Has the session answer `refusal`; `Some(reason)` when it ends the
+    /// connection.
+    fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
+        self.session.login_refused(refusal, &mut self.output);
+        refusal.ends_connection()
     }
 
     async fn relay(&mut self, transaction: Transaction) {

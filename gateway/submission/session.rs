@@ -47,6 +47,7 @@ use super::envelope::{self, EnvelopeError, MailArguments, Verb};
 use super::message::{self, OriginatorError};
 use super::relay::outcome::{split_status, RecipientCheck, RelayOutcome};
 use super::reply::{bare, multiline, reply};
+use crate::login::LoginRefusal;
 use crate::protocol_log;
 
 /// The longest SASL response line accepted, CRLF included (RFC 4954 §4).
@@ -113,19 +114,6 @@ pub struct Transaction {
     pub to: Vec<Mailbox>,
     /// The message as the client sent it, dot-stuffing removed, CRLF lines.
     pub data: Vec<u8>,
-}
-
-/// Why a login was refused, as the client is to hear it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginRefusal {
-    /// Wrong credentials, or a user who may not log in: `535 5.7.8`.
-    Credentials,
-    /// The backend could not be asked: `454 4.7.0` (RFC 4954 §6).
-    Unavailable,
-    /// Right credentials, but the user is at
-    /// `max_connections_per_user`: `454 4.7.0`, a temporary refusal, as
-    /// RFC 4954 §6 has for a passing server condition.
-    TooManySessions,
 }
 
 /// Who the client may send as, once logged in.
@@ -595,22 +583,30 @@ impl Session {
         reply(out, 235, "2.7.0", "Authentication successful");
     }
 
-    /// The login was refused; the client may try AUTH again.
+    /// The login was refused: answers why. A user switched off is told what
+    /// wrong credentials are told; a passing condition is `454 4.7.0`
+    /// (RFC 4954 §6), as the mailbox refusals would be, which only POP3
+    /// meets. Unless the refusal ends the connection
+    /// ([`LoginRefusal::ends_connection`]), the client may try AUTH again.
     pub fn login_refused(&mut self, refusal: LoginRefusal, out: &mut Vec<u8>) {
-        match refusal {
-            LoginRefusal::Credentials => {
-                reply(out, 535, "5.7.8", "Authentication credentials invalid")
+        let (code, status, text) = match refusal {
+            LoginRefusal::Credentials { .. } | LoginRefusal::Disabled => {
+                (535, "5.7.8", "Authentication credentials invalid")
             }
-            LoginRefusal::Unavailable => {
-                reply(out, 454, "4.7.0", "Authentication temporarily unavailable")
+            LoginRefusal::Unavailable
+            | LoginRefusal::MailboxLocked
+            | LoginRefusal::MailboxUnavailable
+            | LoginRefusal::MailboxBroken => {
+                (454, "4.7.0", "Authentication temporarily unavailable")
             }
-            LoginRefusal::TooManySessions => reply(
-                out,
+            LoginRefusal::TooManySessions => (
                 454,
                 "4.7.0",
                 "Too many sessions for this user, try again later",
             ),
-        }
+            LoginRefusal::LoginDeadline => (421, "4.7.0", "Login not completed in time, closing"),
+        };
+        reply(out, code, status, text);
     }
 
     fn mail(

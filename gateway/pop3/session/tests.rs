@@ -1,6 +1,7 @@
 //! The POP3 session, driven line by line as a client would.
 
 use super::*;
+use crate::login::LoginRefusal;
 use crate::pop3::maildrop::MessageInfo;
 
 fn options(tls: bool) -> SessionOptions {
@@ -103,7 +104,9 @@ fn user_pass_yields_credentials_and_a_refusal_forgets_the_user() {
         }
         other => panic!("{other:?}"),
     }
-    session.login_refused();
+    let mut out = Vec::new();
+    session.login_refused(LoginRefusal::Credentials { close: false }, &mut out);
+    assert_eq!(out, b"-ERR [AUTH] Authentication failed\r\n");
     assert!(send(&mut session, "PASS again")
         .0
         .starts_with("-ERR No user name"));
@@ -189,6 +192,62 @@ fn acting_as_another_user_gets_the_auth_code() {
         send(&mut session, "AUTH PLAIN !!!").0,
         "-ERR the SASL response is not valid base64\r\n"
     );
+}
+
+/// Every login refusal, exactly as a POP3 client reads it: the code it
+/// acts on (`[AUTH]` asks for the password again, `[IN-USE]` and
+/// `[SYS/TEMP]` mean later, `[SYS/PERM]` never) and the text. The driver
+/// used to write these itself, apart from the session's own replies.
+#[test]
+fn every_login_refusal_has_its_code_and_text() {
+    for (refusal, expected) in [
+        (
+            LoginRefusal::Credentials { close: false },
+            "-ERR [AUTH] Authentication failed\r\n",
+        ),
+        (
+            LoginRefusal::Credentials { close: true },
+            "-ERR [AUTH] Authentication failed\r\n",
+        ),
+        (
+            LoginRefusal::Disabled,
+            "-ERR [SYS/PERM] POP3 access is disabled for this mailbox\r\n",
+        ),
+        (
+            LoginRefusal::Unavailable,
+            "-ERR [SYS/TEMP] Authentication is temporarily unavailable\r\n",
+        ),
+        (
+            LoginRefusal::TooManySessions,
+            "-ERR [IN-USE] Too many sessions for this user\r\n",
+        ),
+        (
+            LoginRefusal::MailboxLocked,
+            "-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n",
+        ),
+        (
+            LoginRefusal::MailboxUnavailable,
+            "-ERR [SYS/TEMP] Mailbox is temporarily unavailable\r\n",
+        ),
+        (
+            LoginRefusal::MailboxBroken,
+            "-ERR [SYS/PERM] Mailbox cannot be opened\r\n",
+        ),
+        (
+            LoginRefusal::LoginDeadline,
+            "-ERR [SYS/TEMP] Login not completed in time, try again later\r\n",
+        ),
+    ] {
+        let mut session: Session<Vec<MessageInfo>> = Session::new(options(true));
+        send(&mut session, "USER alice");
+        let mut out = Vec::new();
+        session.login_refused(refusal, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), expected, "{refusal:?}");
+        // AUTHORIZATION starts over: the user name is forgotten.
+        assert!(send(&mut session, "PASS x")
+            .0
+            .starts_with("-ERR No user name"));
+    }
 }
 
 #[test]

@@ -92,10 +92,50 @@ fn login_exchange_prompts_and_decodes() {
     assert_eq!(credentials.user, "alice");
     assert_eq!(credentials.password.expose(), "s3cret");
     let mut out = Vec::new();
-    session.login_refused(LoginRefusal::Credentials, &mut out);
+    session.login_refused(LoginRefusal::Credentials { close: false }, &mut out);
     assert_eq!(out, b"535 5.7.8 Authentication credentials invalid\r\n");
     let (_, out) = feed(&mut session, b"AUTH PLAIN\r\n*\r\n");
     assert_eq!(out, "334 \r\n501 5.0.0 Authentication cancelled\r\n");
+}
+
+/// Every login refusal, exactly as a submission client reads it (RFC 4954
+/// §6): wrong credentials and a switched-off user alike `535 5.7.8`, a
+/// passing condition `454 4.7.0`, the login deadline `421`.
+#[test]
+fn every_login_refusal_has_its_reply() {
+    let unavailable = "454 4.7.0 Authentication temporarily unavailable\r\n";
+    for (refusal, expected) in [
+        (
+            LoginRefusal::Credentials { close: false },
+            "535 5.7.8 Authentication credentials invalid\r\n",
+        ),
+        (
+            LoginRefusal::Credentials { close: true },
+            "535 5.7.8 Authentication credentials invalid\r\n",
+        ),
+        (
+            LoginRefusal::Disabled,
+            "535 5.7.8 Authentication credentials invalid\r\n",
+        ),
+        (LoginRefusal::Unavailable, unavailable),
+        (
+            LoginRefusal::TooManySessions,
+            "454 4.7.0 Too many sessions for this user, try again later\r\n",
+        ),
+        (LoginRefusal::MailboxLocked, unavailable),
+        (LoginRefusal::MailboxUnavailable, unavailable),
+        (LoginRefusal::MailboxBroken, unavailable),
+        (
+            LoginRefusal::LoginDeadline,
+            "421 4.7.0 Login not completed in time, closing\r\n",
+        ),
+    ] {
+        let mut session = Session::new(options(true));
+        let mut out = Vec::new();
+        session.login_refused(refusal, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), expected, "{refusal:?}");
+        assert!(session.user().is_none());
+    }
 }
 
 #[test]
