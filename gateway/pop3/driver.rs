@@ -34,6 +34,8 @@ use crate::login_deadline::LoginDeadline;
 use crate::protocol_log;
 use crate::stream::Stream;
 
+/// Commands are read at most this much at a time.
+const READ_SIZE: usize = 4096;
 /// Output is written to the socket whenever this much is buffered.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Message files are read in pieces of this size.
@@ -163,7 +165,7 @@ impl Connection<'_> {
                 self.login.read_timeout(self.service.preauth_timeout)
             };
             tokio::select! {
-                read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream)) => match read {
+                read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream, READ_SIZE)) => match read {
                     Err(_) if !logged_in && self.login.has_passed() => {
                         self.login_refused(LoginRefusal::LoginDeadline);
                         self.flush().await?;
