@@ -40,7 +40,6 @@ fn bench(c: &mut Criterion) {
         plaintext_login: false,
         max_message_size: 35 * 1024 * 1024,
         max_recipients: 100,
-        protocol_log: false,
         check_recipients: false,
     };
     let mut session = Session::new(options);

@@ -4,9 +4,11 @@
 //! Each connection is read in this order: the PROXY header when the peer is
 //! a trusted proxy (see [`crate::proxy_protocol`]), then admission by the
 //! client's address (the header's, else the peer's), then TLS on the
-//! implicit-TLS listeners, then the service's greeting. The connection's
-//! [login deadline](crate::login_deadline) starts at accept, so the header
-//! and the handshake count against it.
+//! implicit-TLS listeners; then the stream becomes a
+//! [`Connection`] handed to the service's
+//! driver ([`Protocol::serve`]), whose greeting comes first. The
+//! connection's [login deadline](crate::login_deadline) starts at accept, so
+//! the header and the handshake count against it.
 //!
 //! Binding ([`Gateway::bind`]) is separate from serving ([`Gateway::run`]) so
 //! that privileged ports can be bound before anything else happens, and so
@@ -28,14 +30,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, SettingError, Settings};
+use crate::connection::{stopped, Connection, Protocol};
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::login_deadline::LoginDeadline;
-use crate::pop3::{self, Pop3Service};
+use crate::pop3::Pop3Service;
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::stream::Stream;
-use crate::submission::{self, SubmissionService};
+use crate::submission::SubmissionService;
 use crate::tls::{TlsError, TlsProvider};
 
 /// How long sessions may go on after a shutdown signal.
@@ -91,12 +94,10 @@ impl ListenerKind {
     }
 }
 
-/// The service behind a listener: what the accept loop hands connections to.
-#[derive(Debug, Clone)]
-enum Service {
-    Pop3(Arc<Pop3Service>),
-    Submission(Arc<SubmissionService>),
-}
+/// The service behind a listener: what the accept loop hands connections
+/// to. Adding a line protocol is adding its listeners' kinds above and, in
+/// [`Gateway::run`], which service they map to.
+type Service = Arc<dyn Protocol>;
 
 /// What every listener shares, whatever it serves: the trusted proxies,
 /// the connection limits and the certificate.
@@ -105,52 +106,6 @@ struct Door {
     proxies: Arc<ProxyProtocol>,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
-}
-
-impl Service {
-    fn preauth_timeout(&self) -> Duration {
-        match self {
-            Service::Pop3(s) => s.preauth_timeout(),
-            Service::Submission(s) => s.preauth_timeout(),
-        }
-    }
-
-    /// The login deadline of a connection accepted at `accepted`.
-    fn login_deadline(&self, accepted: Instant) -> LoginDeadline {
-        let allowed = match self {
-            Service::Pop3(s) => s.login_deadline(),
-            Service::Submission(s) => s.login_deadline(),
-        };
-        LoginDeadline::new(accepted, allowed)
-    }
-
-    /// Serves one connection. Each protocol's future is boxed: a spawned
-    /// task is as large as the largest future it may run, and an idle POP3
-    /// connection must not carry the room a submission relay needs.
-    async fn serve(
-        self,
-        stream: Stream,
-        peer: SocketAddr,
-        login: LoginDeadline,
-        shutdown: watch::Receiver<bool>,
-    ) {
-        match self {
-            Service::Pop3(s) => {
-                Box::pin(pop3::driver::serve(s, stream, peer, login, shutdown)).await
-            }
-            Service::Submission(s) => {
-                Box::pin(submission::driver::serve(s, stream, peer, login, shutdown)).await
-            }
-        }
-    }
-
-    /// What a plaintext client hears when a connection limit turns it away.
-    fn refusal(&self) -> &'static [u8] {
-        match self {
-            Service::Pop3(_) => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
-            Service::Submission(_) => b"421 4.7.0 Too many connections, try again later\r\n",
-        }
-    }
 }
 
 /// A bound, not yet serving, popgate.
@@ -279,11 +234,11 @@ impl Gateway {
             if let Ok(addr) = listener.local_addr() {
                 info!("listening: service={} addr={addr}", kind.name());
             }
-            let service = match (kind, &self.submission) {
+            let service: Service = match (kind, &self.submission) {
                 (ListenerKind::Submission | ListenerKind::SubmissionTls, Some(submission)) => {
-                    Service::Submission(submission.clone())
+                    submission.clone()
                 }
-                _ => Service::Pop3(self.pop3.clone()),
+                _ => self.pop3.clone(),
             };
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
@@ -303,12 +258,6 @@ impl Gateway {
             warn!("sessions still open after the grace period are closed without UPDATE");
         }
     }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard wait_for returns must not live across an await point.
-    let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
 }
 
 async fn accept_loop(
@@ -363,7 +312,8 @@ async fn connection(
     door: Door,
     shutdown: watch::Receiver<bool>,
 ) {
-    let login = service.login_deadline(Instant::now());
+    let settings = *service.connection_settings();
+    let login = LoginDeadline::new(Instant::now(), settings.login_deadline);
     let client = match door.proxies.client_address(&mut tcp, peer).await {
         Ok(client) => client,
         Err(HeaderError::Closed) => return,
@@ -380,13 +330,14 @@ async fn connection(
     let _slot = match door.limits.admit(client.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            refuse(kind, tcp, client, refusal, service.refusal()).await;
+            refuse(kind, tcp, client, refusal, service.busy()).await;
             return;
         }
     };
-    let handshake = login.read_timeout(service.preauth_timeout());
+    let handshake = login.read_timeout(settings.preauth_timeout);
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
-        service.serve(stream, client, login, shutdown).await;
+        let connection = Connection::new(&settings, stream, client, login, shutdown);
+        service.serve(connection).await;
     }
 }
 

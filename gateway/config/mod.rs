@@ -146,7 +146,8 @@ pub struct Pop3Settings {
     pub max_connections_per_user: usize,
     /// The text of the greeting after `+OK`.
     pub banner: String,
-    /// Log every command (credentials redacted).
+    /// Log every command and reply status line (credentials redacted;
+    /// message bodies and listings never).
     pub protocol_log: bool,
 }
 

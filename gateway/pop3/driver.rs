@@ -1,38 +1,38 @@
-//! The POP3 connection driver: the I/O edge around the pure [`Session`].
+//! The POP3 connection driver: the protocol's own I/O around the pure
+//! [`Session`], on the [connection core](crate::connection).
 //!
-//! It reads lines under the right timeout (before login, never past the
-//! connection's [login deadline](crate::login_deadline)), hands them to the
-//! session, writes what the session answered, and carries out each
-//! [`Next`] step: checking credentials (on a blocking thread, with the
+//! It takes lines from the core, hands them to the session, and carries out
+//! each [`Next`] step: checking credentials (on a blocking thread, with the
 //! failure delay) and opening the mailbox (creating a Maildir that does not
-//! exist yet, as the user's), both within the login deadline, streaming a
-//! message through the wire encoder, upgrading to TLS, and applying
-//! deletions at QUIT, once every earlier reply has been written. Every
-//! other way a connection ends — the client leaves, a timeout, shutdown, an
+//! exist yet, as the user's), both within the
+//! [login deadline](crate::login_deadline), streaming a message through the
+//! wire encoder, upgrading to TLS, and applying deletions at QUIT, once
+//! every earlier reply has been written. A refused login, whoever refused
+//! it, is the session's to answer ([`Session::login_refused`]). Every other
+//! way a connection ends — the client leaves, a timeout, shutdown, an
 //! error, a reply that cannot be written before UPDATE — applies nothing.
+//!
+//! Replies go through the core's tap ([`Connection::reply`]), so the
+//! protocol log shows them; message bodies and listings are written past it
+//! ([`Connection::output`]).
 
-use std::net::SocketAddr;
+use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use popgate_auth::{Account, Credentials};
 use popgate_store::read::{self, Start};
 use popgate_store::{wire, CommitReport, Mailbox, OpenOptions, StoreError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio::io::AsyncReadExt;
+use tracing::warn;
 
-use super::command;
 use super::reply::{self, Code};
 use super::session::{Listing, Next, Session, SessionOptions};
 use super::Pop3Service;
+use crate::connection::{Connection, Ending};
 use crate::identity::{self, Identity};
-use crate::line_buffer::{LineBuffer, HARD_LINE_LIMIT};
+use crate::limits::Slot;
 use crate::log_text::LogText;
 use crate::login::LoginRefusal;
-use crate::login_deadline::LoginDeadline;
-use crate::protocol_log;
-use crate::stream::Stream;
 
 /// Commands are read at most this much at a time.
 const READ_SIZE: usize = 4096;
@@ -43,148 +43,109 @@ const READ_CHUNK: usize = 128 * 1024;
 
 type Pop3Session = Session<Arc<Mailbox>>;
 
-/// How a connection ended, for the summary log line.
+/// What a session did, for its summary line.
 #[derive(Debug, Default)]
 struct Summary {
     user: Option<String>,
     retrieved: usize,
     retrieved_octets: u64,
     deleted: usize,
-    end: &'static str,
 }
 
-/// One client connection from greeting to close.
-struct Connection<'a> {
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "retrieved={}/{} deleted={}",
+            self.retrieved, self.retrieved_octets, self.deleted
+        )
+    }
+}
+
+/// One POP3 conversation on a connection.
+struct Driver<'a> {
     service: &'a Pop3Service,
-    stream: Stream,
-    input: LineBuffer,
-    output: Vec<u8>,
-    peer: SocketAddr,
+    conn: Connection,
     session: Pop3Session,
     summary: Summary,
-    user_slot: Option<crate::limits::Slot<String>>,
+    user_slot: Option<Slot<String>>,
     /// The filesystem identity store calls run with (system users as root).
     identity: Option<Identity>,
-    /// When the connection must have logged in by.
-    login: LoginDeadline,
 }
 
-/// Serves one accepted connection (TLS already established on port 995).
-pub async fn serve(
-    service: Arc<Pop3Service>,
-    stream: Stream,
-    peer: SocketAddr,
-    login: LoginDeadline,
-    shutdown: watch::Receiver<bool>,
-) {
-    let started = Instant::now();
-    let tls = stream.is_tls();
+/// Serves one connection (TLS already established on port 995).
+pub async fn serve(service: Arc<Pop3Service>, conn: Connection) {
+    let tls = conn.is_tls();
     let options = SessionOptions {
         stls_available: !tls && service.tls.is_some(),
         tls,
         plaintext_login: service.plaintext_login,
         max_command_size: service.max_command_size,
     };
-    let mut connection = Connection {
+    let mut driver = Driver {
         service: &service,
-        stream,
-        input: LineBuffer::new(HARD_LINE_LIMIT),
-        output: Vec::with_capacity(4096),
-        peer,
+        conn,
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
         identity: None,
-        login,
     };
-    connection.summary.end = match connection.run(shutdown).await {
-        Ok(end) => end,
-        Err(error) => {
-            tracing::debug!(%peer, error = %LogText(&error), "connection error");
-            "error"
-        }
-    };
-    let _ = connection.stream.shutdown().await;
-    let summary = &connection.summary;
-    info!(
-        target: "popgate::session",
-        "pop3 session ended: rip={} user={} tls={} retrieved={}/{} deleted={} end={} duration_ms={}",
-        peer.ip(),
-        LogText(summary.user.as_deref().unwrap_or("-")),
-        connection.stream.tls_version().unwrap_or("no"),
-        summary.retrieved,
-        summary.retrieved_octets,
-        summary.deleted,
-        summary.end,
-        started.elapsed().as_millis(),
-    );
+    let ended = driver.run().await;
+    let Driver { conn, summary, .. } = driver;
+    conn.finish(ended, summary.user.as_deref(), &summary).await;
 }
 
-impl Connection<'_> {
-    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<&'static str> {
-        reply::ok(&mut self.output, format_args!("{}", self.service.banner));
+/// What POP3 says when a connection ends without the client leaving.
+fn goodbye(session: &mut Pop3Session, ending: Ending, out: &mut Vec<u8>) {
+    match ending {
+        Ending::Closed => {}
+        Ending::IdleTimeout => reply::err(out, None, format_args!("Autologout; idle for too long")),
+        Ending::LoginDeadline => session.login_refused(LoginRefusal::LoginDeadline, out),
+        Ending::Shutdown => reply::err(
+            out,
+            Some(Code::SysTemp),
+            format_args!("Server shutting down, try again later"),
+        ),
+    }
+}
+
+impl Driver<'_> {
+    async fn run(&mut self) -> std::io::Result<&'static str> {
+        let banner = &self.service.banner;
+        self.conn
+            .reply(|out| reply::ok(out, format_args!("{banner}")));
         let mut line = Vec::with_capacity(256);
         loop {
             loop {
-                match self.input.take_line(&mut line) {
+                match self.conn.take_line(&mut line) {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(too_long) => {
-                        reply::err(&mut self.output, None, format_args!("{too_long}, closing"));
-                        self.flush().await?;
+                        self.conn.reply(|out| {
+                            reply::err(out, None, format_args!("{too_long}, closing"))
+                        });
+                        self.conn.flush().await?;
                         return Ok("line-too-long");
                     }
                 }
-                if self.service.protocol_log {
-                    let shown = if self.session.in_sasl_exchange() {
-                        protocol_log::SASL_RESPONSE.to_owned()
-                    } else {
-                        protocol_log::command_line(&line, command::KEYWORDS)
-                    };
-                    protocol_log::client("pop3", self.peer.ip(), &shown);
-                }
-                let next = self.session.handle_line(&line, &mut self.output);
+                let next = self
+                    .conn
+                    .hand_line(&mut self.session, &line, Session::handle_line);
                 if let Some(end) = self.step(next).await? {
-                    self.flush().await?;
+                    self.conn.flush().await?;
                     return Ok(end);
                 }
-                if self.output.len() >= WRITE_CHUNK {
-                    self.flush().await?;
+                if self.conn.output().len() >= WRITE_CHUNK {
+                    self.conn.flush().await?;
                 }
             }
-            self.flush().await?;
             let logged_in = self.session.is_authenticated();
-            if !logged_in && self.login.has_passed() {
-                self.login_refused(LoginRefusal::LoginDeadline);
-                self.flush().await?;
-                return Ok("login-deadline");
-            }
-            let timeout = if logged_in {
-                self.service.idle_timeout
-            } else {
-                self.login.read_timeout(self.service.preauth_timeout)
-            };
-            tokio::select! {
-                read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream, READ_SIZE)) => match read {
-                    Err(_) if !logged_in && self.login.has_passed() => {
-                        self.login_refused(LoginRefusal::LoginDeadline);
-                        self.flush().await?;
-                        return Ok("login-deadline");
-                    }
-                    Err(_) => {
-                        reply::err(&mut self.output, None, format_args!("Autologout; idle for too long"));
-                        self.flush().await?;
-                        return Ok("timeout");
-                    }
-                    Ok(Ok(0)) => return Ok("disconnected"),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return Err(error),
-                },
-                _ = crate::server::stopped(&mut shutdown) => {
-                    reply::err(&mut self.output, Some(Code::SysTemp), format_args!("Server shutting down, try again later"));
-                    self.flush().await?;
-                    return Ok("shutdown");
-                }
+            let session = &mut self.session;
+            let read = self.conn.read_or_end(logged_in, READ_SIZE, |ending, out| {
+                goodbye(session, ending, out)
+            });
+            if let Some(end) = read.await? {
+                return Ok(end);
             }
         }
     }
@@ -202,13 +163,22 @@ impl Connection<'_> {
             Next::Authenticate(credentials) => {
                 // The password check and the mailbox open end at the
                 // login deadline, whatever they are waiting for.
-                let login = self.login;
-                return match login.within(Box::pin(self.authenticate(credentials))).await {
-                    Some(done) => done,
-                    None => Ok(self.login_refused(LoginRefusal::LoginDeadline)),
-                };
+                let login = self.conn.login_deadline();
+                return Ok(
+                    match login.within(Box::pin(self.authenticate(credentials))).await {
+                        Some(done) => done,
+                        None => self.login_refused(LoginRefusal::LoginDeadline),
+                    },
+                );
             }
-            Next::StartTls => return Box::pin(self.start_tls()).await,
+            Next::StartTls => {
+                let tls = self.service.tls.as_deref();
+                let ended = Box::pin(self.conn.start_tls(tls)).await?;
+                if ended.is_none() {
+                    self.session.tls_started();
+                }
+                return Ok(ended);
+            }
             Next::List(listing) => Box::pin(self.list(listing)).await?,
             Next::Retrieve {
                 index,
@@ -221,7 +191,7 @@ impl Connection<'_> {
                 // last bytes among them): a client that never gets them
                 // must not lose the message. If they cannot be written,
                 // dropping the mailbox applies nothing.
-                self.flush().await?;
+                self.conn.flush().await?;
                 Box::pin(self.update(mailbox, deleted)).await;
                 return Ok(Some("quit"));
             }
@@ -229,61 +199,39 @@ impl Connection<'_> {
         Ok(None)
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
-        let timeout = self.service.idle_timeout;
-        self.stream.write_within(&mut self.output, timeout).await
-    }
-
-    async fn start_tls(&mut self) -> std::io::Result<Option<&'static str>> {
-        self.flush().await?;
-        // Anything the client sent after STLS was sent in the clear and must
-        // not be treated as if it came over TLS (RFC 2595 §4).
-        self.input.discard();
-        let Some(tls) = &self.service.tls else {
-            return Ok(Some("error"));
-        };
-        let handshake = self.login.read_timeout(self.service.preauth_timeout);
-        if !self.stream.start_tls(tls, handshake).await {
-            return Ok(Some("tls-failed"));
-        }
-        self.session.tls_started();
-        Ok(None)
-    }
-
     /// Checks the credentials and opens the mailbox; a refusal, whoever
-    /// made it, is answered by the session.
-    async fn authenticate(
-        &mut self,
-        credentials: Credentials,
-    ) -> std::io::Result<Option<&'static str>> {
-        let ip = self.peer.ip();
+    /// made it, is answered by the session. `Some(reason)` ends the
+    /// connection.
+    async fn authenticate(&mut self, credentials: Credentials) -> Option<&'static str> {
+        let ip = self.conn.peer().ip();
         let refusal = match self.service.login.check("pop3", ip, credentials).await {
             Ok(account) => match self.open_mailbox(account).await {
-                Ok(()) => return Ok(None),
+                Ok(()) => return None,
                 Err(refusal) => refusal,
             },
             Err(refusal) => refusal,
         };
-        Ok(self.login_refused(refusal))
+        self.login_refused(refusal)
     }
 
     /// Has the session answer `refusal`; `Some(reason)` when it ends the
     /// connection.
     fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
-        self.session.login_refused(refusal, &mut self.output);
+        let session = &mut self.session;
+        self.conn.reply(|out| session.login_refused(refusal, out));
         refusal.ends_connection()
     }
 
     /// After a successful login: takes a per-user slot and opens the mailbox.
     async fn open_mailbox(&mut self, account: Account) -> Result<(), LoginRefusal> {
-        let ip = self.peer.ip();
+        let ip = self.conn.peer().ip();
         let slot = self
             .service
             .limits
             .admit_user(&account.user)
             .map_err(|_| LoginRefusal::TooManySessions)?;
         let options = OpenOptions {
-            deadline: Some(self.login.instant()),
+            deadline: Some(self.conn.login_deadline().instant()),
             ..self.service.open_options.clone()
         };
         let maildir = account.maildir.clone();
@@ -300,7 +248,9 @@ impl Connection<'_> {
                 self.identity = identity;
                 self.user_slot = Some(slot);
                 self.summary.user = Some(account.user);
-                self.session.logged_in(Arc::new(mailbox), &mut self.output);
+                let session = &mut self.session;
+                self.conn
+                    .reply(|out| session.logged_in(Arc::new(mailbox), out));
                 Ok(())
             }
             Err(StoreError::TimedOut) => {
@@ -322,9 +272,9 @@ impl Connection<'_> {
         let mut from = 0;
         while let Some(next) =
             self.session
-                .write_listing(listing, from, &mut self.output, WRITE_CHUNK)
+                .write_listing(listing, from, self.conn.output(), WRITE_CHUNK)
         {
-            self.flush().await?;
+            self.conn.flush().await?;
             from = next;
         }
         Ok(())
@@ -365,43 +315,46 @@ impl Connection<'_> {
         ) = match opened {
             Ok(opened) => opened,
             Err(StoreError::Vanished) => {
-                reply::err(
-                    &mut self.output,
-                    None,
-                    format_args!("Message {number} was removed by another program"),
-                );
+                self.conn.reply(|out| {
+                    reply::err(
+                        out,
+                        None,
+                        format_args!("Message {number} was removed by another program"),
+                    )
+                });
                 return Ok(());
             }
             Err(error) => {
-                warn!(target: "popgate::store", rip = %self.peer.ip(), error = %LogText(&error), "message not opened");
-                reply::err(
-                    &mut self.output,
-                    Some(Code::SysTemp),
-                    format_args!("Message {number} cannot be read now"),
-                );
+                warn!(target: "popgate::store", rip = %self.conn.peer().ip(), error = %LogText(&error), "message not opened");
+                self.conn.reply(|out| {
+                    reply::err(
+                        out,
+                        Some(Code::SysTemp),
+                        format_args!("Message {number} cannot be read now"),
+                    )
+                });
                 return Ok(());
             }
         };
         let mut encoder = match body_lines {
             None => {
-                reply::ok(&mut self.output, format_args!("{size} octets"));
+                self.conn
+                    .reply(|out| reply::ok(out, format_args!("{size} octets")));
                 wire::Encoder::full()
             }
             Some(lines) => {
-                reply::ok(
-                    &mut self.output,
-                    format_args!("Top of message {number} follows"),
-                );
+                self.conn
+                    .reply(|out| reply::ok(out, format_args!("Top of message {number} follows")));
                 wire::Encoder::top(lines)
             }
         };
         let mut sent = chunk.len() as u64;
-        encoder.encode(&chunk, &mut self.output);
+        encoder.encode(&chunk, self.conn.output());
         if !whole && !encoder.is_done() {
             self.stream_rest(file, &mut chunk, &mut encoder, &mut sent)
                 .await?;
         }
-        encoder.finish(&mut self.output);
+        encoder.finish(self.conn.output());
         if body_lines.is_none() {
             self.summary.retrieved += 1;
             self.summary.retrieved_octets += sent;
@@ -418,8 +371,8 @@ impl Connection<'_> {
         encoder: &mut wire::Encoder,
         sent: &mut u64,
     ) -> std::io::Result<()> {
-        if self.output.len() >= WRITE_CHUNK {
-            self.flush().await?;
+        if self.conn.output().len() >= WRITE_CHUNK {
+            self.conn.flush().await?;
         }
         let mut file = tokio::fs::File::from_std(file);
         chunk.resize(READ_CHUNK, 0);
@@ -429,9 +382,9 @@ impl Connection<'_> {
                 break;
             }
             *sent += n as u64;
-            encoder.encode(&chunk[..n], &mut self.output);
-            if self.output.len() >= WRITE_CHUNK {
-                self.flush().await?;
+            encoder.encode(&chunk[..n], self.conn.output());
+            if self.conn.output().len() >= WRITE_CHUNK {
+                self.conn.flush().await?;
             }
         }
         Ok(())
@@ -457,10 +410,9 @@ impl Connection<'_> {
         match committed {
             Some(report) if report.is_complete() => {
                 self.summary.deleted = count;
-                reply::ok(
-                    &mut self.output,
-                    format_args!("Logging out, {count} messages deleted"),
-                );
+                self.conn.reply(|out| {
+                    reply::ok(out, format_args!("Logging out, {count} messages deleted"))
+                });
             }
             Some(report) => {
                 let failed: Vec<String> = report
@@ -469,23 +421,25 @@ impl Connection<'_> {
                     .map(|(index, _)| (index + 1).to_string())
                     .collect();
                 for (index, error) in &report.failed {
-                    warn!(target: "popgate::store", rip = %self.peer.ip(), number = index + 1, error = %LogText(error), "deletion not applied");
+                    warn!(target: "popgate::store", rip = %self.conn.peer().ip(), number = index + 1, error = %LogText(error), "deletion not applied");
                 }
                 self.summary.deleted = count - failed.len();
-                reply::err(
-                    &mut self.output,
-                    Some(Code::SysTemp),
-                    format_args!(
-                        "Some deleted messages were not removed: {}",
-                        failed.join(" ")
-                    ),
-                );
+                let failed = failed.join(" ");
+                self.conn.reply(|out| {
+                    reply::err(
+                        out,
+                        Some(Code::SysTemp),
+                        format_args!("Some deleted messages were not removed: {failed}"),
+                    )
+                });
             }
-            None => reply::err(
-                &mut self.output,
-                Some(Code::SysTemp),
-                format_args!("Deleted messages were not removed"),
-            ),
+            None => self.conn.reply(|out| {
+                reply::err(
+                    out,
+                    Some(Code::SysTemp),
+                    format_args!("Deleted messages were not removed"),
+                )
+            }),
         }
     }
 }

@@ -27,6 +27,7 @@ use super::command::{self, Command, MessageNumber};
 use super::maildrop::Maildrop;
 use super::reply::{self, Code};
 use crate::login::LoginRefusal;
+use crate::protocol_log::{Reading, Tapped};
 
 /// Invalid commands tolerated before login, and after, before the connection
 /// is closed (a port scanner or a confused client gets disconnected).
@@ -572,6 +573,15 @@ impl<M: Maildrop> Session<M> {
         }
         reply::end_multiline(out);
         None
+    }
+}
+
+impl<M: Maildrop> Tapped for Session<M> {
+    fn reading(&self) -> Reading {
+        match self.in_sasl_exchange() {
+            true => Reading::SecretResponse,
+            false => Reading::Command,
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! The submission session as a pure state machine (no sockets, no clock).
 //!
-//! The connection driver feeds it whatever bytes arrived with
-//! [`Session::advance`]; the session parses commands with smtp-proto's
+//! The connection driver feeds it bytes with [`Session::advance`]: a line
+//! at a time while it reads commands or SASL responses, everything at once
+//! while it reads message text ([`Session::reading`]), no line longer than
+//! [`MAX_LINE`]. The session parses commands with smtp-proto's
 //! `RequestReceiver`, message text with its `DataReceiver` (which ends DATA
 //! only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies to an
 //! output buffer and stops at each [`Step`] that needs the outside world:
 //!
 //! | step | the driver… | then calls |
 //! | --- | --- | --- |
-//! | [`Step::NeedMore`] | flushes replies, reads more bytes | `advance` |
+//! | [`Step::NeedMore`] | hands over what is left of the input, else flushes replies and reads more | `advance` |
 //! | [`Step::StartTls`] | discards unread bytes, runs the handshake | [`Session::tls_started`] |
 //! | [`Step::Authenticate`] | checks the credentials | [`Session::authenticated`] or [`Session::login_refused`] |
 //! | [`Step::CheckRecipient`] | asks the relay whether it takes the recipient | [`Session::recipient_checked`] |
@@ -28,12 +30,13 @@
 //! forgets everything the client said in the clear, its login included
 //! (RFC 3207 §4.2): it must EHLO and AUTH again.
 //!
-//! With `protocol_log` on, the session also notes what it heard, as the
-//! protocol log may show it ([`Session::take_heard`]): each command line
-//! through [`protocol_log::command_line`], a SASL response as a placeholder,
-//! a message (or a BDAT chunk, which is discarded unread) by its size only.
-//! Each note carries the output length at the time, so the driver can
-//! interleave them with the replies exactly as they happened.
+//! A command line is at most 4096 octets, CRLF included (smtp-proto's
+//! `MAX_LINE_LENGTH`), however the client's bytes were split on the way; a
+//! SASL response line less than [`MAX_LINE`]. A longer line closes the
+//! session.
+//!
+//! The protocol log is the connection core's business: the session only
+//! says what it is reading ([`Tapped`]).
 
 use std::slice::Iter;
 
@@ -48,18 +51,22 @@ use super::message::{self, OriginatorError};
 use super::relay::outcome::{split_status, RecipientCheck, RelayOutcome};
 use super::reply::{bare, multiline, reply};
 use crate::login::LoginRefusal;
-use crate::protocol_log;
+use crate::protocol_log::{Reading, Tapped};
 
-/// The longest SASL response line accepted, CRLF included (RFC 4954 §4).
-const MAX_SASL_LINE: usize = 12 * 1024;
+/// The longest line the session reads, a SASL response's (RFC 4954 §4):
+/// a line must be shorter, its CRLF included. A driver that hands lines
+/// over one at a time cuts none shorter.
+pub const MAX_LINE: usize = 12 * 1024;
+/// The longest command line, CRLF included.
+const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
-/// The most octets of one command line kept, for MAIL and RCPT and the
-/// protocol log (the parser refuses longer lines anyway).
-const MAX_KEPT_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
+/// The most octets of one command line kept, for MAIL and RCPT: enough to
+/// see that a line is too long.
+const MAX_KEPT_LINE: usize = MAX_COMMAND_LINE + 2;
 /// The keywords smtp-proto parses, for the protocol log (which shows any
 /// other line only by its length).
-const KEYWORDS: &[&str] = &[
+pub const KEYWORDS: &[&str] = &[
     "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "NOOP", "VRFY", "EXPN", "HELP",
     "ETRN", "ATRN", "BURL", "STARTTLS", "RSET", "QUIT",
 ];
@@ -79,8 +86,6 @@ pub struct SessionOptions {
     pub max_message_size: usize,
     /// Recipients per message.
     pub max_recipients: usize,
-    /// Note what the client sent, for the protocol log.
-    pub protocol_log: bool,
     /// Ask the driver about each recipient at RCPT
     /// ([`Step::CheckRecipient`]) instead of taking every address: local
     /// delivery refuses unknown users there, not after DATA.
@@ -90,7 +95,9 @@ pub struct SessionOptions {
 /// What the driver must do next.
 #[derive(Debug)]
 pub enum Step {
-    /// Every byte given was consumed: send the replies and read more.
+    /// The session wants more input: whatever is left of the bytes given
+    /// (after a message refused at its end, or a BDAT chunk skipped), else
+    /// more from the client once the replies are sent.
     NeedMore,
     /// Upgrade to TLS; bytes already received after STARTTLS are discarded.
     StartTls,
@@ -171,7 +178,6 @@ enum Input {
     /// text, skipped, never read as commands.
     Discard {
         left: usize,
-        size: usize,
     },
 }
 
@@ -188,10 +194,8 @@ pub struct Session {
     from: Option<Option<Mailbox>>,
     to: Vec<Mailbox>,
     errors: u32,
-    /// The command line being read, for MAIL and RCPT and the protocol log.
+    /// The command line being read, for MAIL and RCPT.
     line: Vec<u8>,
-    /// What was heard, each with the output length at the time.
-    heard: Vec<(usize, String)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -220,7 +224,6 @@ impl Session {
             to: Vec::new(),
             errors: 0,
             line: Vec::new(),
-            heard: Vec::new(),
         }
     }
 
@@ -248,22 +251,8 @@ impl Session {
         matches!(self.input, Input::Sasl(_))
     }
 
-    /// What the client sent since the last call, as the protocol log may
-    /// show it; each with the length the output had when it was heard
-    /// (replies before that position answer earlier input). Empty unless
-    /// `protocol_log` is on.
-    pub fn take_heard(&mut self) -> Vec<(usize, String)> {
-        std::mem::take(&mut self.heard)
-    }
-
-    fn hear(&mut self, out: &[u8], text: impl FnOnce() -> String) {
-        if self.options.protocol_log {
-            self.heard.push((out.len(), text()));
-        }
-    }
-
     /// Keeps what the command parser consumed: MAIL and RCPT are read
-    /// from it, and the protocol log shows it.
+    /// from it.
     fn note_line(&mut self, consumed: &[u8]) {
         let room = MAX_KEPT_LINE.saturating_sub(self.line.len());
         self.line
@@ -282,7 +271,11 @@ impl Session {
                         return Step::NeedMore;
                     }
                     let line = std::mem::take(&mut self.line);
-                    self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                    // smtp-proto bounds only the lines it had to buffer.
+                    let parsed = match parsed {
+                        _ if line.len() > MAX_COMMAND_LINE => Err(ParseError::ResponseTooLong),
+                        parsed => parsed,
+                    };
                     match (parsed, envelope::verb(&line)) {
                         (Err(error @ ParseError::ResponseTooLong), _) => {
                             self.parse_error(error, out)
@@ -296,19 +289,17 @@ impl Session {
                 Input::Sasl(_) => {
                     let rest = bytes.as_slice();
                     match rest.iter().position(|&b| b == b'\n') {
-                        Some(end) if self.sasl_line.len() + end < MAX_SASL_LINE => {
+                        Some(end) if self.sasl_line.len() + end < MAX_LINE => {
                             self.sasl_line.extend_from_slice(&rest[..end]);
                             *bytes = rest[end + 1..].iter();
-                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             self.sasl_response(out)
                         }
-                        None if self.sasl_line.len() + rest.len() < MAX_SASL_LINE => {
+                        None if self.sasl_line.len() + rest.len() < MAX_LINE => {
                             self.sasl_line.extend_from_slice(rest);
                             *bytes = [].iter();
                             return Step::NeedMore;
                         }
                         _ => {
-                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             reply(out, 500, "5.5.6", "Authentication line too long, closing");
                             Some(Step::Close)
                         }
@@ -325,25 +316,19 @@ impl Session {
                     }
                     let overflow = *overflow;
                     self.input = Input::Command;
-                    let size = self.data.len();
-                    self.hear(out, || match overflow {
-                        false => format!("<message, {size} octets>"),
-                        true => "<message over the size limit, discarded>".into(),
-                    });
                     Some(self.data_end(overflow, out))
                 }
-                Input::Discard { left, size } => {
+                Input::Discard { left } => {
                     let rest = bytes.as_slice();
                     let skipped = rest.len().min(*left);
                     *bytes = rest[skipped..].iter();
                     *left -= skipped;
-                    if *left > 0 {
-                        return Step::NeedMore;
+                    if *left == 0 {
+                        self.input = Input::Command;
                     }
-                    let size = *size;
-                    self.input = Input::Command;
-                    self.hear(out, || format!("<BDAT chunk, {size} octets, discarded>"));
-                    None
+                    // Message text ends here either way: what follows is
+                    // handed over again, as commands.
+                    return Step::NeedMore;
                 }
             };
             if let Some(step) = step {
@@ -459,10 +444,7 @@ impl Session {
             Request::Bdat { chunk_size, .. } => {
                 // CHUNKING is not offered, but the chunk a client sends
                 // anyway is message text: skip it, never run it as commands.
-                self.input = Input::Discard {
-                    left: chunk_size,
-                    size: chunk_size,
-                };
+                self.input = Input::Discard { left: chunk_size };
                 return self.error(out, 502, "5.5.1", "Command not implemented");
             }
             Request::Lhlo { .. }
@@ -802,6 +784,16 @@ impl Session {
         self.helo = None;
         self.user = None;
         self.reset();
+    }
+}
+
+impl Tapped for Session {
+    fn reading(&self) -> Reading {
+        match self.input {
+            Input::Command => Reading::Command,
+            Input::Sasl(_) => Reading::SecretResponse,
+            Input::Data { .. } | Input::Discard { .. } => Reading::MessageText,
+        }
     }
 }
 
