@@ -5,6 +5,9 @@
 //! cargo bench --bench pop3_parse
 //! ```
 
+// A benchmark: a failed set-up may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

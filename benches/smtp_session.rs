@@ -6,6 +6,9 @@
 //! cargo bench --bench smtp_session
 //! ```
 
+// A benchmark: a failed set-up may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

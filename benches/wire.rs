@@ -9,6 +9,9 @@
 //! cargo bench --bench wire
 //! ```
 
+// A benchmark: a failed set-up may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

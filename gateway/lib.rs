@@ -28,6 +28,8 @@
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
 
+#![forbid(unsafe_code)]
+
 pub mod address_share;
 pub mod check;
 pub mod client_settings;

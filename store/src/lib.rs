@@ -64,7 +64,6 @@
 //! skipped.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod arena;
 mod cold;

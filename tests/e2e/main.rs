@@ -2,6 +2,9 @@
 //! Maildirs on disk, and real clients (curl, Python's poplib and smtplib)
 //! and peers (an aiosmtpd upstream for the submission relay).
 
+// Tests: every helper may unwrap, expect and panic, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod address_limits;
 mod bounds;
 mod demo;
