@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod identity;
 mod leave_on_server;
+mod line_client;
 mod local_delivery;
 mod log_forging;
 mod login_deadline;
