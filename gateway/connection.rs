@@ -340,9 +340,11 @@ impl Connection {
 
     /// Ends the connection: shuts the stream down and logs the session's
     /// one summary line, with `user` (once logged in) and the protocol's
-    /// own `fields`. `ended` is how the driver's loop ended.
+    /// own `fields`. `ended` is how the driver's loop ended. (It borrows
+    /// the connection, so a driver's future need not hold a second one
+    /// while it runs: an idle connection's task stays small.)
     pub async fn finish<F: fmt::Display + Sync>(
-        mut self,
+        &mut self,
         ended: io::Result<&'static str>,
         user: Option<&str>,
         fields: &F,

@@ -312,8 +312,7 @@ async fn connection(
     door: Door,
     shutdown: watch::Receiver<bool>,
 ) {
-    let settings = *service.connection_settings();
-    let login = LoginDeadline::new(Instant::now(), settings.login_deadline);
+    let login = LoginDeadline::new(Instant::now(), service.connection_settings().login_deadline);
     let client = match door.proxies.client_address(&mut tcp, peer).await {
         Ok(client) => client,
         Err(HeaderError::Closed) => return,
@@ -334,9 +333,10 @@ async fn connection(
             return;
         }
     };
-    let handshake = login.read_timeout(settings.preauth_timeout);
+    let handshake = login.read_timeout(service.connection_settings().preauth_timeout);
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
-        let connection = Connection::new(&settings, stream, client, login, shutdown);
+        let settings = service.connection_settings();
+        let connection = Connection::new(settings, stream, client, login, shutdown);
         service.serve(connection).await;
     }
 }

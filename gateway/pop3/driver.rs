@@ -17,6 +17,7 @@
 //! ([`Connection::output`]).
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use popgate_auth::{Account, Credentials};
@@ -63,8 +64,8 @@ impl fmt::Display for Summary {
 }
 
 /// One POP3 conversation on a connection.
-struct Driver<'a> {
-    service: &'a Pop3Service,
+struct Driver {
+    service: Arc<Pop3Service>,
     conn: Connection,
     session: Pop3Session,
     summary: Summary,
@@ -74,7 +75,12 @@ struct Driver<'a> {
 }
 
 /// Serves one connection (TLS already established on port 995).
-pub async fn serve(service: Arc<Pop3Service>, conn: Connection) {
+///
+/// The driver is boxed apart from the future that runs it: an async fn
+/// keeps its argument twice (as given, and as the binding it moves into),
+/// and a driver is half a kilobyte, which every idle connection would hold
+/// twice.
+pub fn serve(service: Arc<Pop3Service>, conn: Connection) -> impl Future<Output = ()> + Send {
     let tls = conn.is_tls();
     let options = SessionOptions {
         stls_available: !tls && service.tls.is_some(),
@@ -82,17 +88,15 @@ pub async fn serve(service: Arc<Pop3Service>, conn: Connection) {
         plaintext_login: service.plaintext_login,
         max_command_size: service.max_command_size,
     };
-    let mut driver = Driver {
-        service: &service,
+    Box::new(Driver {
+        service,
         conn,
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
         identity: None,
-    };
-    let ended = driver.run().await;
-    let Driver { conn, summary, .. } = driver;
-    conn.finish(ended, summary.user.as_deref(), &summary).await;
+    })
+    .serve()
 }
 
 /// What POP3 says when a connection ends without the client leaving.
@@ -109,7 +113,15 @@ fn goodbye(session: &mut Pop3Session, ending: Ending, out: &mut Vec<u8>) {
     }
 }
 
-impl Driver<'_> {
+impl Driver {
+    async fn serve(mut self: Box<Self>) {
+        let ended = self.run().await;
+        let summary = &self.summary;
+        self.conn
+            .finish(ended, summary.user.as_deref(), summary)
+            .await;
+    }
+
     async fn run(&mut self) -> std::io::Result<&'static str> {
         let banner = &self.service.banner;
         self.conn

@@ -18,6 +18,7 @@
 //! for the figure).
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use popgate_auth::Credentials;
@@ -57,8 +58,8 @@ impl fmt::Display for Summary {
 }
 
 /// One submission conversation on a connection.
-struct Driver<'a> {
-    service: &'a SubmissionService,
+struct Driver {
+    service: Arc<SubmissionService>,
     conn: Connection,
     session: Session,
     summary: Summary,
@@ -67,25 +68,23 @@ struct Driver<'a> {
 }
 
 /// Serves one connection (TLS already established on port 465).
-pub async fn serve(service: Arc<SubmissionService>, conn: Connection) {
+///
+/// The driver is boxed apart from the future that runs it: an async fn
+/// keeps its argument twice (as given, and as the binding it moves into),
+/// and a driver is half a kilobyte, which every idle connection would hold
+/// twice.
+pub fn serve(service: Arc<SubmissionService>, conn: Connection) -> impl Future<Output = ()> + Send {
     let mut options = service.options.clone();
     options.tls = conn.is_tls();
     options.starttls_available = !options.tls && service.tls.is_some();
-    let mut driver = Driver {
-        service: &service,
+    Box::new(Driver {
+        service,
         conn,
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
-    };
-    let ended = driver.run().await;
-    let Driver {
-        conn,
-        session,
-        summary,
-        ..
-    } = driver;
-    conn.finish(ended, session.user(), &summary).await;
+    })
+    .serve()
 }
 
 /// What submission says when a connection ends without the client leaving.
@@ -98,7 +97,14 @@ fn goodbye(session: &mut Session, ending: Ending, out: &mut Vec<u8>) {
     }
 }
 
-impl Driver<'_> {
+impl Driver {
+    async fn serve(mut self: Box<Self>) {
+        let ended = self.run().await;
+        self.conn
+            .finish(ended, self.session.user(), &self.summary)
+            .await;
+    }
+
     async fn run(&mut self) -> std::io::Result<&'static str> {
         let session = &mut self.session;
         self.conn.reply(|out| session.greeting(out));
