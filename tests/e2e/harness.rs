@@ -294,11 +294,24 @@ pub fn spawn_serve(
     services: usize,
     env: &[(String, String)],
 ) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
-    let mut child = Command::new(popgate_bin())
+    let mut command = Command::new(popgate_bin());
+    command
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    start_serving(command, services)
+}
+
+/// Starts `command`, a `popgate serve` however it is run (the package test
+/// runs the installed one in a chroot), and waits until `services`
+/// listeners are up (it must log at `info`); returns the process, its
+/// captured log, and the address per service.
+pub fn start_serving(
+    mut command: Command,
+    services: usize,
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

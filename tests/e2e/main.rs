@@ -11,6 +11,7 @@ mod identity;
 mod leave_on_server;
 mod mailbox;
 mod migration;
+mod package;
 mod pam;
 mod poller;
 mod privileges;
