@@ -4,7 +4,6 @@
 
 mod bounds;
 mod demo;
-mod example_poller;
 mod faults;
 mod harness;
 mod identity;
@@ -19,6 +18,12 @@ mod protocol;
 mod protocol_log;
 mod proxy_protocol;
 mod real_clients;
+/// The reply poller example's message reading, with its unit tests: cargo
+/// builds an example either as the program (which `reply_poller` runs
+/// against the server) or as a test harness, not both, so its tests run here.
+#[path = "../../examples/reply_poller/reply.rs"]
+mod reply;
+mod reply_poller;
 mod sendmail;
 mod smtp_harness;
 mod startup;
