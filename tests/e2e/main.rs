@@ -5,6 +5,7 @@
 mod bounds;
 mod demo;
 mod faults;
+mod guides;
 mod harness;
 mod identity;
 mod leave_on_server;

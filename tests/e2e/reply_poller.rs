@@ -1,5 +1,6 @@
 //! The reply-by-email poller in `examples/reply_poller/` against the real
-//! server over POP3S: replies written the way Outlook (plain text and
+//! server over POP3S, served from the configuration of
+//! `docs/guides/reply-by-email.md`: replies written the way Outlook (plain text and
 //! HTML only), Gmail (multipart/alternative, a wrapped attribution) and
 //! Thunderbird (format=flowed) write them, with the ticket in the
 //! plus-address, the thread headers or the Subject; plus a message that
@@ -11,7 +12,11 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::harness::{deliver, message_files, Server, PASSWORD};
+use crate::guides::{configuration, GuideServer};
+use crate::harness::{message_files, PASSWORD};
+
+/// The integration's mailbox, as in the guide.
+const MAILBOX: &str = "reply@tracker.example.com";
 
 /// `cargo test` builds the examples next to the test binaries' directory.
 fn example(name: &str) -> PathBuf {
@@ -29,13 +34,13 @@ fn sample(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Runs the poller against `server` as alice; its JSON lines, parsed.
-fn poll(server: &Server) -> Vec<Value> {
+/// Runs the poller against `server`; its JSON lines, parsed.
+fn poll(server: &GuideServer) -> Vec<Value> {
     let mut child = Command::new(example("reply_poller"))
-        .arg(server.tls.to_string())
+        .arg(server.addrs["pop3s"].to_string())
         .arg("localhost")
         .arg(&server.cert_pem)
-        .arg("alice")
+        .arg(MAILBOX)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -61,15 +66,15 @@ fn poll(server: &Server) -> Vec<Value> {
 /// every JSON line fails.)
 #[test]
 fn the_reply_poller_reads_each_client_s_reply_once_and_empties_the_mailbox() {
-    let server = Server::start();
-    let maildir = server.maildir("alice");
-    let delivered = |seconds, name: &str| deliver(&maildir, seconds, &sample(name));
+    let server = GuideServer::start(&configuration("reply-by-email.md"), &[MAILBOX], &[]);
+    let maildir = server.maildir(MAILBOX);
+    let delivered = |seconds, name: &str| server.deliver(MAILBOX, seconds, &sample(name));
     let outlook = delivered(1_700_000_000, "outlook-plain.eml");
     let outlook_html = delivered(1_700_000_001, "outlook-html.eml");
     let gmail = delivered(1_700_000_002, "gmail.eml");
     let thunderbird = delivered(1_700_000_003, "thunderbird.eml");
-    let stray = deliver(
-        &maildir,
+    let stray = server.deliver(
+        MAILBOX,
         1_700_000_004,
         b"From: someone@else.example\nSubject: Out of office\n\n.I am away.\n",
     );
