@@ -22,13 +22,17 @@
 //! - [`client_settings`]: what users type into their mail client;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
-//! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
+//! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test;
+//! - [`cli`]: the command line's definitions; [`generate`]: the man pages
+//!   and shell completions made from them and from the annotated configuration.
 
 pub mod address_share;
 pub mod check;
+pub mod cli;
 pub mod client_settings;
 pub mod config;
 pub mod demo;
+pub mod generate;
 pub mod identity;
 pub mod limits;
 pub mod line_buffer;

@@ -1,10 +1,16 @@
 //! The `popgate` command: serve, demo, check, config, passwd.
+//!
+//! The thin edge of the binary: the command line is defined in
+//! [`popgate::cli`] (so man pages and completions come from it); this file
+//! parses it, dispatches, and owns the process-wide setup (allocator,
+//! logging, signals, systemd notification).
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use popgate::cli::{Cli, Command};
 use popgate::client_settings;
 use popgate::config::{BackendKind, Settings};
 use popgate::demo::{self, DemoOptions};
@@ -13,94 +19,6 @@ use popgate_auth::LoginNameCase;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-
-/// A POP3 gateway for existing Maildir folders.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve POP3 (and submission, when configured) as the configuration file says.
-    Serve {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-    },
-    /// Set up a sandbox (certificate, user, Maildir) and serve it on loopback.
-    Demo {
-        /// Where to create the sandbox.
-        #[arg(long, default_value = "popgate-demo")]
-        dir: PathBuf,
-        /// Plaintext POP3 port (STLS).
-        #[arg(long, default_value_t = 2110)]
-        pop3_port: u16,
-        /// Implicit-TLS POP3 port.
-        #[arg(long, default_value_t = 2995)]
-        pop3s_port: u16,
-        /// Submission port (STARTTLS).
-        #[arg(long, default_value_t = 2587)]
-        submission_port: u16,
-        /// Implicit-TLS submission port.
-        #[arg(long, default_value_t = 2465)]
-        submissions_port: u16,
-    },
-    /// Send a message through our own submission listener and fetch it back
-    /// over our own POP3, reporting each step; reads USER's password from
-    /// standard input. Exits non-zero on any failure.
-    Check {
-        /// The configuration file of the running server.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-        /// The light check as USER: TLS, login, STAT, UIDL, TOP; changes nothing.
-        #[arg(
-            long,
-            value_name = "USER",
-            required_unless_present = "round_trip",
-            conflicts_with = "round_trip"
-        )]
-        user: Option<String>,
-        /// Send a message as USER through submission and fetch it back over POP3.
-        #[arg(long, value_name = "USER")]
-        round_trip: Option<String>,
-        /// How long to wait for the message to arrive.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        wait: std::time::Duration,
-    },
-    /// Print what users type into their mail client (server, ports, security).
-    Settings {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-    },
-    /// Print the effective configuration (file plus environment overrides).
-    Config {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-    },
-    /// Add or replace a user in an htpasswd file (bcrypt); reads the password
-    /// from standard input. The name is stored in lower case, as servers
-    /// with the default `[auth] login_name_case = "lower"` look it up; the
-    /// file keeps its mode, owner and group (a new one is created 0640).
-    Passwd {
-        /// The htpasswd file (created if missing).
-        #[arg(short, long)]
-        file: PathBuf,
-        /// The login name.
-        user: String,
-        /// bcrypt cost.
-        #[arg(long, default_value_t = 12)]
-        cost: u32,
-        /// Store the name's local part as given, for servers with
-        /// `[auth] login_name_case = "exact"` (the domain is still lowercased).
-        #[arg(long)]
-        keep_case: bool,
-    },
-}
 
 fn main() -> Result<()> {
     return_big_blocks_to_the_kernel();
@@ -147,6 +65,8 @@ fn main() -> Result<()> {
             cost,
             keep_case,
         } => passwd(&file, &user, cost, keep_case),
+        Command::Generate { what, dir } => popgate::generate::write(what, &dir)
+            .with_context(|| format!("writing into {}", dir.display())),
     }
 }
 

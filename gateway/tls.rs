@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -80,13 +80,24 @@ impl TlsProvider {
     }
 }
 
+/// Why a PEM file could not be read; a missing file says which key names it,
+/// because that is what a fresh install has to set (`[tls] cert`, `key`).
+fn pem_reason(error: &pem::Error, key: &str) -> String {
+    match error {
+        pem::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            format!("no such file: put it there, or name yours in [tls] {key}")
+        }
+        other => other.to_string(),
+    }
+}
+
 fn build_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError> {
     let cert_error = |reason: String| TlsError::Certificate {
         path: cert_path.to_path_buf(),
         reason,
     };
     let certs = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| cert_error(e.to_string()))?
+        .map_err(|e| cert_error(pem_reason(&e, "cert")))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_error(e.to_string()))?;
     if certs.is_empty() {
@@ -94,7 +105,7 @@ fn build_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsEr
     }
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
         path: key_path.to_path_buf(),
-        reason: e.to_string(),
+        reason: pem_reason(&e, "key"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     ServerConfig::builder_with_provider(provider)
@@ -105,4 +116,27 @@ fn build_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsEr
             key: key_path.to_path_buf(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh install names certificate files that are not there yet; the
+    /// refusal must say what to set. Caught: a bare "I/O error".
+    #[test]
+    fn a_missing_certificate_or_key_names_the_key_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("fullchain.pem");
+        let key = dir.path().join("privkey.pem");
+        let error = TlsProvider::load(&cert, &key).unwrap_err().to_string();
+        assert!(
+            error.contains(&cert.display().to_string()) && error.contains("[tls] cert"),
+            "{error}"
+        );
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        let error = TlsProvider::load(&cert, &key).unwrap_err().to_string();
+        assert!(error.contains("[tls] key"), "{error}");
+    }
 }

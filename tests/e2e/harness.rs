@@ -85,6 +85,20 @@ pub struct Server {
     env: Vec<(String, String)>,
 }
 
+/// A rustls client configuration that trusts `certificate` alone.
+pub fn trusting(certificate: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// The popgate binary cargo built for these tests.
 pub fn popgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_popgate")
@@ -194,16 +208,7 @@ impl Server {
 
     /// A rustls client configuration that trusts this server's certificate.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert_der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        trusting(self.cert_der.clone())
     }
 
     /// Everything the server logged so far.
@@ -294,11 +299,24 @@ pub fn spawn_serve(
     services: usize,
     env: &[(String, String)],
 ) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
-    let mut child = Command::new(popgate_bin())
+    let mut command = Command::new(popgate_bin());
+    command
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    start_serving(command, services)
+}
+
+/// Starts `command`, a `popgate serve` however it is run (the package test
+/// runs the installed one in a chroot), and waits until `services`
+/// listeners are up (it must log at `info`); returns the process, its
+/// captured log, and the address per service.
+pub fn start_serving(
+    mut command: Command,
+    services: usize,
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -5,8 +5,8 @@
 mod address_limits;
 mod bounds;
 mod demo;
-mod example_poller;
 mod faults;
+mod guides;
 mod harness;
 mod identity;
 mod leave_on_server;
@@ -16,6 +16,7 @@ mod login_deadline;
 mod login_names;
 mod mailbox;
 mod migration;
+mod package;
 mod pam;
 mod passwd;
 mod poller;
@@ -24,6 +25,12 @@ mod protocol;
 mod protocol_log;
 mod proxy_protocol;
 mod real_clients;
+/// The reply poller example's message reading, with its unit tests: cargo
+/// builds an example either as the program (which `reply_poller` runs
+/// against the server) or as a test harness, not both, so its tests run here.
+#[path = "../../examples/reply_poller/reply.rs"]
+mod reply;
+mod reply_poller;
 mod sendmail;
 mod smtp_harness;
 mod startup;
