@@ -69,11 +69,17 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
     },
-    /// Print what users type into their mail client (server, ports, security).
+    /// Print what users type into their mail client (server, ports,
+    /// security, the form of the user name).
     Settings {
         /// The configuration file.
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
+        /// Print Thunderbird's autoconfig file (config-v1.1.xml) instead, as
+        /// served at autoconfig.<domain>/mail/config-v1.1.xml; what keeps
+        /// Thunderbird from using it goes to standard error.
+        #[arg(long)]
+        autoconfig: bool,
     },
     /// Print the effective configuration (file plus environment overrides).
     Config {

@@ -19,7 +19,8 @@
 //!   [`login_deadline`]: the total time a connection has to log in;
 //! - [`protocol_log`]: the per-command log, with what it must never show;
 //!   [`log_text`]: text from clients, users and files escaped for any log line;
-//! - [`client_settings`]: what users type into their mail client;
+//! - [`client_settings`]: what users type into their mail client, as text
+//!   and as Thunderbird's autoconfig file;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
 //! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test;

@@ -1,4 +1,4 @@
-//! The `popgate` command: serve, demo, check, config, passwd.
+//! The `popgate` command: serve, demo, check, settings, config, passwd.
 //!
 //! The thin edge of the binary: the command line is defined in
 //! [`popgate::cli`] (so man pages and completions come from it); this file
@@ -50,8 +50,16 @@ fn main() -> Result<()> {
             round_trip,
             wait,
         } => check(&config, user, round_trip, wait),
-        Command::Settings { config } => {
-            print!("{}", client_settings::describe(&Settings::load(&config)?));
+        Command::Settings { config, autoconfig } => {
+            let settings = Settings::load(&config)?;
+            if autoconfig {
+                print!("{}", client_settings::autoconfig_xml(&settings));
+                for caveat in client_settings::autoconfig_caveats(&settings) {
+                    eprintln!("popgate: {caveat}");
+                }
+            } else {
+                print!("{}", client_settings::describe(&settings));
+            }
             Ok(())
         }
         Command::Config { config } => {

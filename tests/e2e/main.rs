@@ -3,6 +3,7 @@
 //! and peers (an aiosmtpd upstream for the submission relay).
 
 mod address_limits;
+mod autoconfig;
 mod bounds;
 mod demo;
 mod faults;
