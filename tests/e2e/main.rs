@@ -5,6 +5,7 @@
 mod address_limits;
 mod autoconfig;
 mod bounds;
+mod certificates;
 mod demo;
 mod faults;
 mod guides;
