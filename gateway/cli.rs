@@ -47,20 +47,25 @@ pub enum Command {
         #[arg(long, default_value_t = 2465)]
         submissions_port: u16,
     },
-    /// Send a message through our own submission listener and fetch it back
-    /// over our own POP3, reporting each step; reads USER's password from
-    /// standard input. Exits non-zero on any failure.
+    /// Check the running server as a mail client would, step by step;
+    /// exits non-zero on any failure.
+    ///
+    /// `popgate check -c CONFIG` checks the certificate each TLS listener
+    /// serves (POP3S, STLS on POP3, submission's TLS and STARTTLS ports) and
+    /// prints its subject, issuer, names and days left. A certificate that
+    /// expires within --warn-days, has expired, or does not name `hostname`
+    /// fails.
+    ///
+    /// With --user USER it then logs in and looks at the mailbox (STAT,
+    /// UIDL, TOP), changing nothing; with --round-trip USER it sends a
+    /// message through submission and fetches it back over POP3. Both read
+    /// USER's password from standard input.
     Check {
         /// The configuration file of the running server.
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
-        /// The light check as USER: TLS, login, STAT, UIDL, TOP; changes nothing.
-        #[arg(
-            long,
-            value_name = "USER",
-            required_unless_present = "round_trip",
-            conflicts_with = "round_trip"
-        )]
+        /// The light check as USER: login, STAT, UIDL, TOP; changes nothing.
+        #[arg(long, value_name = "USER", conflicts_with = "round_trip")]
         user: Option<String>,
         /// Send a message as USER through submission and fetch it back over POP3.
         #[arg(long, value_name = "USER")]
@@ -68,12 +73,23 @@ pub enum Command {
         /// How long to wait for the message to arrive.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
+        /// Fail when a served certificate expires within this many days
+        /// (0: only an expired one fails). The server logs a warning daily
+        /// within the default window.
+        #[arg(long, value_name = "DAYS", default_value_t = crate::certificate::WARN_DAYS)]
+        warn_days: u32,
     },
-    /// Print what users type into their mail client (server, ports, security).
+    /// Print what users type into their mail client (server, ports,
+    /// security, the form of the user name).
     Settings {
         /// The configuration file.
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
+        /// Print Thunderbird's autoconfig file (config-v1.1.xml) instead, as
+        /// served at autoconfig.<domain>/mail/config-v1.1.xml; what keeps
+        /// Thunderbird from using it goes to standard error.
+        #[arg(long)]
+        autoconfig: bool,
     },
     /// Print the effective configuration (file plus environment overrides).
     Config {

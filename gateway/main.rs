@@ -1,4 +1,4 @@
-//! The `popgate` command: serve, demo, check, config, passwd.
+//! The `popgate` command: serve, demo, check, settings, config, passwd.
 //!
 //! The thin edge of the binary: the command line is defined in
 //! [`popgate::cli`] (so man pages and completions come from it); this file
@@ -49,9 +49,18 @@ fn main() -> Result<()> {
             user,
             round_trip,
             wait,
-        } => check(&config, user, round_trip, wait),
-        Command::Settings { config } => {
-            print!("{}", client_settings::describe(&Settings::load(&config)?));
+            warn_days,
+        } => check(&config, user, round_trip, wait, warn_days),
+        Command::Settings { config, autoconfig } => {
+            let settings = Settings::load(&config)?;
+            if autoconfig {
+                print!("{}", client_settings::autoconfig_xml(&settings));
+                for caveat in client_settings::autoconfig_caveats(&settings) {
+                    eprintln!("popgate: {caveat}");
+                }
+            } else {
+                print!("{}", client_settings::describe(&settings));
+            }
             Ok(())
         }
         Command::Config { config } => {
@@ -180,31 +189,43 @@ fn notify_service_manager(states: &[NotifyState]) {
     }
 }
 
+/// `popgate check`: the certificates served, then the steps of the user
+/// named, if any; prints one line per step and fails if any step failed.
 fn check(
     config: &std::path::Path,
     light_user: Option<String>,
     round_trip_user: Option<String>,
     wait: std::time::Duration,
+    warn_days: u32,
 ) -> Result<()> {
     let settings = Settings::load(config)?;
-    let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        bail!("no password on standard input");
-    }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (user, reports) = match (light_user, round_trip_user) {
-        (_, Some(user)) => {
-            let reports = popgate::check::round_trip(&settings, &user, password, wait);
-            (user.clone(), runtime.block_on(reports))
+    let user = round_trip_user.clone().or_else(|| light_user.clone());
+    let password = match &user {
+        Some(_) => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            if password.is_empty() {
+                bail!("no password on standard input");
+            }
+            password
         }
-        (Some(user), None) => {
-            let reports = popgate::check::light(&settings, &user, password);
-            (user.clone(), runtime.block_on(reports))
-        }
-        (None, None) => bail!("name a user: --user USER or --round-trip USER"),
+        None => String::new(),
     };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let mut reports = runtime.block_on(popgate::check::certificates(&settings, warn_days));
+    if reports.iter().all(|report| report.outcome.is_ok()) {
+        let more = match (light_user, round_trip_user) {
+            (_, Some(user)) => runtime.block_on(popgate::check::round_trip(
+                &settings, &user, &password, wait,
+            )),
+            (Some(user), None) => {
+                runtime.block_on(popgate::check::light(&settings, &user, &password))
+            }
+            (None, None) => Vec::new(),
+        };
+        reports.extend(more);
+    }
     let mut failed = false;
     for report in &reports {
         let (status, text) = match &report.outcome {
@@ -220,10 +241,11 @@ fn check(
             report.elapsed.as_millis()
         );
     }
-    if failed {
-        bail!("check for {user} failed");
+    match (failed, user) {
+        (true, Some(user)) => bail!("check for {user} failed"),
+        (true, None) => bail!("check failed"),
+        (false, _) => Ok(()),
     }
-    Ok(())
 }
 
 fn passwd(file: &std::path::Path, user: &str, cost: u32, keep_case: bool) -> Result<()> {

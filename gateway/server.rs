@@ -12,6 +12,10 @@
 //! that privileged ports can be bound before anything else happens, and so
 //! that callers (and tests) learn the real addresses of `:0` listeners.
 //!
+//! While a certificate is configured, [`Gateway::run`] also watches its
+//! expiry ([`crate::expiry_watch`]): a warning at start and daily while it is
+//! near its end; [`Reloader::reload`] checks a reloaded one at once.
+//!
 //! Shutdown follows mini-redis: every session task holds a clone of an mpsc
 //! sender; when shutdown is signalled the accept loops stop, idle sessions are
 //! told through a watch channel and close without applying anything, and
@@ -20,7 +24,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
@@ -29,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Settings};
+use crate::expiry_watch;
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
@@ -176,7 +181,12 @@ impl Reloader {
     pub fn reload(&self) {
         if let Some(tls) = &self.tls {
             match tls.reload() {
-                Ok(()) => info!("TLS certificate reloaded"),
+                Ok(()) => {
+                    info!("TLS certificate reloaded");
+                    if let Some(warning) = expiry_watch::warning(tls, SystemTime::now()) {
+                        warn!("{warning}");
+                    }
+                }
                 Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
             }
         }
@@ -314,6 +324,16 @@ impl Gateway {
             tokio::spawn(accept_loop(kind, listener, service, door, shutdown, done));
         }
         drop(done_tx);
+        if let Some(tls) = &self.door.tls {
+            let report = |warning: Option<String>| {
+                if let Some(warning) = warning {
+                    warn!("{warning}");
+                }
+            };
+            let watch =
+                expiry_watch::watch(tls.clone(), expiry_watch::PERIOD, shutdown.clone(), report);
+            tokio::spawn(watch);
+        }
         stopped(&mut shutdown).await;
         info!(
             "shutting down: no new connections; waiting up to {}s for sessions",

@@ -2,7 +2,10 @@
 //!
 //! Listeners ask [`TlsProvider::acceptor`] for each new connection, so a
 //! certificate renewed on disk and reloaded with SIGHUP is used from the next
-//! handshake on, while established sessions keep theirs.
+//! handshake on, while established sessions keep theirs. The leaf
+//! certificate in use is kept beside the configuration
+//! ([`TlsProvider::certificate`]), so the expiry warning
+//! ([`crate::expiry_watch`]) always judges what is served now.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -48,35 +51,48 @@ pub enum TlsError {
 pub struct TlsProvider {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Loaded>,
+}
+
+/// One loading of the files: what handshakes use, and the leaf certificate.
+#[derive(Debug, Clone)]
+struct Loaded {
+    config: Arc<ServerConfig>,
+    leaf: CertificateDer<'static>,
 }
 
 impl TlsProvider {
     /// Loads the certificate chain and key.
     pub fn load(cert: &Path, key: &Path) -> Result<TlsProvider, TlsError> {
-        let config = build_config(cert, key)?;
         Ok(TlsProvider {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: RwLock::new(Arc::new(config)),
+            current: RwLock::new(load(cert, key)?),
         })
     }
 
     /// Reads the files again; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = Arc::new(build_config(&self.cert, &self.key)?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        let loaded = load(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(())
+    }
+
+    fn current(&self) -> Loaded {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// An acceptor with the current certificate.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        TlsAcceptor::from(config)
+        TlsAcceptor::from(self.current().config)
+    }
+
+    /// The leaf certificate handshakes present now.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.current().leaf
     }
 }
 
@@ -91,7 +107,7 @@ fn pem_reason(error: &pem::Error, key: &str) -> String {
     }
 }
 
-fn build_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError> {
+fn load(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
     let cert_error = |reason: String| TlsError::Certificate {
         path: cert_path.to_path_buf(),
         reason,
@@ -100,22 +116,26 @@ fn build_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsEr
         .map_err(|e| cert_error(pem_reason(&e, "cert")))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_error(e.to_string()))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first().cloned() else {
         return Err(cert_error("no certificate in the file".into()));
-    }
+    };
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
         path: key_path.to_path_buf(),
         reason: pem_reason(&e, "key"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
         .map_err(|source| TlsError::Pair {
             cert: cert_path.to_path_buf(),
             key: key_path.to_path_buf(),
             source,
-        })
+        })?;
+    Ok(Loaded {
+        config: Arc::new(config),
+        leaf,
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 /// The password every test user has, unless a test says otherwise.
@@ -42,6 +43,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// The bcrypt cost of the users' htpasswd entries.
     pub bcrypt_cost: u32,
+    /// The certificate and key (PEM) to serve; `None`: a fresh self-signed
+    /// one for `localhost` and `127.0.0.1`.
+    pub certificate: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             maildir: None,
             env: Vec::new(),
             bcrypt_cost: 4,
+            certificate: None,
         }
     }
 }
@@ -114,12 +119,16 @@ impl Server {
     pub fn with(options: Options) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .unwrap();
+        let (cert, key) = options.certificate.clone().unwrap_or_else(|| {
+            let certified =
+                rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                    .unwrap();
+            (certified.cert.pem(), certified.signing_key.serialize_pem())
+        });
         let cert_pem = root.join("cert.pem");
-        fs::write(&cert_pem, certified.cert.pem()).unwrap();
-        fs::write(root.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+        fs::write(&cert_pem, &cert).unwrap();
+        fs::write(root.join("key.pem"), key).unwrap();
+        let cert_der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
         let mut htpasswd = String::new();
         for user in &options.users {
             let hash =
@@ -163,7 +172,7 @@ impl Server {
             plain: addrs["pop3"],
             tls: addrs["pop3s"],
             addrs,
-            cert_der: certified.cert.der().clone(),
+            cert_der,
             cert_pem,
             dir,
             child,
@@ -226,6 +235,51 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Runs `popgate check ARGS` against this server, with `password` (if
+    /// any) on standard input; returns its exit success and what it printed.
+    pub fn run_check(&self, args: &[&str], password: Option<&str>) -> (bool, String) {
+        // The server's configuration with the ports it really bound for ":0".
+        let mut config = fs::read_to_string(self.dir.path().join("popgate.toml")).unwrap();
+        for service in ["pop3", "pop3s", "submission", "submissions"] {
+            if let Some(addr) = self.addrs.get(service) {
+                config = config.replacen("\"127.0.0.1:0\"", &format!("\"{addr}\""), 1);
+            }
+        }
+        let check_config = self.dir.path().join("check.toml");
+        fs::write(&check_config, config).unwrap();
+        let mut child = Command::new(popgate_bin())
+            .arg("check")
+            .args(args)
+            .arg("-c")
+            .arg(&check_config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(password) = password {
+            writeln!(stdin, "{password}").unwrap();
+        }
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    /// Sends SIGHUP (reload) to the server.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// The process id, for signals.
@@ -391,6 +445,15 @@ pub fn system_library(relative: &str) -> PathBuf {
                     .join(", ")
             )
         })
+}
+
+/// The first two words of each step line `popgate check` printed, as
+/// `ok tls` or `FAIL login`.
+pub fn check_steps(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 /// Creates an empty Maildir.

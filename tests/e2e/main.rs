@@ -3,7 +3,9 @@
 //! and peers (an aiosmtpd upstream for the submission relay).
 
 mod address_limits;
+mod autoconfig;
 mod bounds;
+mod certificates;
 mod demo;
 mod faults;
 mod guides;
