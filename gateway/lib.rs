@@ -11,7 +11,9 @@
 //!   the connection driver that does the I/O around them;
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
-//! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//! - [`server`]: listeners, limits, graceful shutdown; [`descriptors`]: the
+//!   descriptor limit, listen backlog and accept backoff they size from
+//!   `max_connections`; [`tls`]: certificates;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service;
@@ -25,6 +27,7 @@ pub mod check;
 pub mod client_settings;
 pub mod config;
 pub mod demo;
+pub mod descriptors;
 pub mod identity;
 pub mod limits;
 pub mod line_buffer;
