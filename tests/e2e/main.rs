@@ -3,6 +3,7 @@
 //! and peers (an aiosmtpd upstream for the submission relay).
 
 mod bounds;
+mod connections;
 mod demo;
 mod example_poller;
 mod faults;
