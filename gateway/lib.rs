@@ -11,7 +11,9 @@
 //!   the connection driver that does the I/O around them;
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
-//! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//! - [`server`]: listeners, limits, graceful shutdown; [`descriptors`]: the
+//!   descriptor limit, listen backlog and accept backoff they size from
+//!   `max_connections`; [`tls`]: certificates;
 //!   [`certificate`]: what a certificate says (names, expiry) and what is
 //!   wrong with it; [`expiry_watch`]: the log warning near its end;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod client_settings;
 pub mod config;
 pub mod demo;
+pub mod descriptors;
 pub mod expiry_watch;
 pub mod generate;
 pub mod identity;

@@ -120,6 +120,7 @@ fn init_logging() {
 
 fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
     let settings = Settings::load(&config)?;
+    raise_descriptor_limit(settings.pop3.max_connections);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let gateway = Gateway::bind(&settings)
@@ -179,6 +180,38 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         gateway.run(stop_rx).await;
         Ok(())
     })
+}
+
+/// Raises the soft descriptor limit to what `max_connections` needs (up to
+/// the hard limit, which stays the administrator's: see
+/// [`popgate::descriptors`]), and warns once when the hard limit is short.
+fn raise_descriptor_limit(max_connections: usize) {
+    use popgate::descriptors::{self, Limit};
+    match descriptors::raise_soft_limit(max_connections) {
+        Ok(Limit::Enough { soft, needed }) => tracing::info!(
+            "descriptor limit: {soft} (max_connections = {max_connections} needs {needed})"
+        ),
+        Ok(Limit::Raised { from, to }) => tracing::info!(
+            "descriptor limit raised from {from} to {to} for max_connections = {max_connections}"
+        ),
+        Ok(Limit::Short { from, hard, needed }) => {
+            let soft = if from < hard {
+                format!("soft limit raised from {from} to {hard}")
+            } else {
+                format!("soft limit {from}")
+            };
+            tracing::warn!(
+                "descriptor limit too low: max_connections = {max_connections} needs {needed} \
+                 descriptors ({} per connection, {} for the process) but the hard limit is \
+                 {hard} ({soft}); beyond it new connections wait until sessions end. Set \
+                 LimitNOFILE={needed} in the systemd unit, or `ulimit -n {needed}` in the shell \
+                 that starts popgate, or lower max_connections",
+                descriptors::PER_CONNECTION,
+                descriptors::RESERVE,
+            )
+        }
+        Err(error) => tracing::warn!("cannot raise the descriptor limit: {error}"),
+    }
 }
 
 /// Tells systemd (`Type=notify`) how the service is doing; a no-op when

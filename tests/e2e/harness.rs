@@ -46,6 +46,9 @@ pub struct Options {
     /// The certificate and key (PEM) to serve; `None`: a fresh self-signed
     /// one for `localhost` and `127.0.0.1`.
     pub certificate: Option<(String, String)>,
+    /// The server's descriptor limit (`RLIMIT_NOFILE`, soft and hard), set
+    /// with util-linux's `prlimit`; `None` inherits the test's.
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Default for Options {
@@ -70,6 +73,7 @@ impl Default for Options {
             env: Vec::new(),
             bcrypt_cost: 4,
             certificate: None,
+            nofile: None,
         }
     }
 }
@@ -85,9 +89,11 @@ pub struct Server {
     cert_der: CertificateDer<'static>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
-    /// How many listeners to wait for, and the environment, for restarts.
+    /// How many listeners to wait for, the environment and the descriptor
+    /// limit, for restarts.
     services: usize,
     env: Vec<(String, String)>,
+    nofile: Option<(u64, u64)>,
 }
 
 /// A rustls client configuration that trusts `certificate` alone.
@@ -167,7 +173,12 @@ impl Server {
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
         let services = if options.submission.is_some() { 4 } else { 2 };
-        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), services, &options.env);
+        let (child, log, addrs) = spawn_serve_limited(
+            &root.join("popgate.toml"),
+            services,
+            &options.env,
+            options.nofile,
+        );
         Server {
             plain: addrs["pop3"],
             tls: addrs["pop3s"],
@@ -179,15 +190,17 @@ impl Server {
             log,
             services,
             env: options.env,
+            nofile: options.nofile,
         }
     }
 
     /// Starts one more popgate on this server's configuration file.
     fn spawn_again(&self) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
-        spawn_serve(
+        spawn_serve_limited(
             &self.dir.path().join("popgate.toml"),
             self.services,
             &self.env,
+            self.nofile,
         )
     }
 
@@ -353,7 +366,26 @@ pub fn spawn_serve(
     services: usize,
     env: &[(String, String)],
 ) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
-    let mut command = Command::new(popgate_bin());
+    spawn_serve_limited(config, services, env, None)
+}
+
+/// [`spawn_serve`] with the descriptor limit `nofile` (soft, hard), set by
+/// `prlimit`, which then executes popgate in its own process.
+pub fn spawn_serve_limited(
+    config: &Path,
+    services: usize,
+    env: &[(String, String)],
+    nofile: Option<(u64, u64)>,
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+    let mut command = match nofile {
+        Some((soft, hard)) => {
+            let mut command = Command::new("prlimit");
+            command.arg(format!("--nofile={soft}:{hard}")).arg("--");
+            command.arg(popgate_bin());
+            command
+        }
+        None => Command::new(popgate_bin()),
+    };
     command
         .args(["serve", "-c"])
         .arg(config)

@@ -6,6 +6,7 @@ mod address_limits;
 mod autoconfig;
 mod bounds;
 mod certificates;
+mod connections;
 mod demo;
 mod faults;
 mod guides;
