@@ -311,7 +311,7 @@ impl Session {
                         false => format!("<message, {size} octets>"),
                         true => "<message over the size limit, discarded>".into(),
                     });
-                    Some(self.data_end(overflow, out))
+                    self.data_end(overflow, out)
                 }
                 Input::Discard { left, size } => {
                     let rest = bytes.as_slice();
@@ -650,12 +650,14 @@ impl Session {
         }
     }
 
-    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Step {
+    /// The message is complete: the relay step, or `None` once a refusal
+    /// is answered (the commands pipelined after it are read on).
+    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Option<Step> {
         let data = std::mem::take(&mut self.data);
         if overflow {
             self.reset();
             reply(out, 552, "5.3.4", "Message too big for system");
-            return Step::NeedMore;
+            return None;
         }
         if message::bare_line_break(&data) {
             self.reset();
@@ -665,7 +667,7 @@ impl Session {
                 "5.6.0",
                 "Bare CR or LF in the message: lines must end with CRLF",
             );
-            return Step::NeedMore;
+            return None;
         }
         if let Some((_, Senders::Only(_))) = &self.user {
             let verdict = match message::from_addresses(&data) {
@@ -685,7 +687,7 @@ impl Session {
             if let Err(text) = verdict {
                 self.reset();
                 reply(out, 553, "5.7.1", text);
-                return Step::NeedMore;
+                return None;
             }
         }
         let transaction = Transaction {
@@ -693,7 +695,7 @@ impl Session {
             to: std::mem::take(&mut self.to),
             data,
         };
-        Step::Relay(transaction)
+        Some(Step::Relay(transaction))
     }
 
     /// Tells the client how the relay went; the transaction is over.

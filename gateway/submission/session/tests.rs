@@ -198,6 +198,35 @@ fn a_spoofed_from_header_is_refused() {
     );
 }
 
+/// Found by the `submission_session` fuzz target: a refused message ended
+/// `advance` with `NeedMore` while commands pipelined after it were still
+/// unread, so a client waiting for their replies waited for the idle
+/// timeout.
+#[test]
+fn commands_pipelined_after_a_refused_message_are_answered_at_once() {
+    for body in [
+        &b"From: ceo@example.com\r\n\r\nx\r\n.\r\n"[..],
+        b"From: alice@example.com\r\n\r\nbare\nLF\r\n.\r\n",
+        &[
+            &b"From: alice@example.com\r\n\r\n"[..],
+            &[b'x'; 200],
+            b"\r\n.\r\n",
+        ]
+        .concat(),
+    ] {
+        let mut session = logged_in(alice());
+        let mut input = b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n".to_vec();
+        input.extend_from_slice(body);
+        input.extend_from_slice(b"RSET\r\nQUIT\r\n");
+        let (step, out) = feed(&mut session, &input);
+        assert!(matches!(step, Step::Close), "{step:?}");
+        assert!(
+            out.ends_with("250 2.0.0 Reset\r\n221 2.0.0 Bye\r\n"),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);
