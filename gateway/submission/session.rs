@@ -1,8 +1,9 @@
 //! The submission session as a pure state machine (no sockets, no clock).
 //!
 //! The connection driver feeds it whatever bytes arrived with
-//! [`Session::advance`]; the session parses commands with smtp-proto's
-//! `RequestReceiver`, message text with its `DataReceiver` (which ends DATA
+//! [`Session::advance`]; the session collects each command line itself (up
+//! to [`MAX_COMMAND_LINE`]) and parses the whole line with smtp-proto's
+//! `Request::parse`, message text with its `DataReceiver` (which ends DATA
 //! only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies to an
 //! output buffer and stops at each [`Step`] that needs the outside world:
 //!
@@ -15,7 +16,12 @@
 //! | [`Step::Close`] | flushes and closes | — |
 //!
 //! Replies to pipelined commands pile up in the output until the input runs
-//! dry, so a pipelining client gets them in one write (RFC 2920).
+//! dry, so a pipelining client gets them in one write (RFC 2920). Every
+//! command line gets exactly one reply: smtp-proto's streaming
+//! `RequestReceiver` is not used because, on a line such as `RCPT TO` with
+//! no colon, its parser reads on into the next line and swallows that
+//! command unanswered; given one line alone, it can only report that line
+//! as incomplete, which is answered as a syntax error.
 //!
 //! With `protocol_log` on, the session also notes what it heard, as the
 //! protocol log may show it ([`Session::take_heard`]): each command line
@@ -29,7 +35,7 @@ use std::slice::Iter;
 use lettre::Address;
 use popgate_auth::sasl::{self, SaslError};
 use popgate_auth::{Credentials, Password};
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
 use super::message;
@@ -40,9 +46,10 @@ use crate::protocol_log;
 const MAX_SASL_LINE: usize = 12 * 1024;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
-/// The most octets of one command line kept for the protocol log (the
-/// parser refuses longer lines anyway).
-const MAX_LOGGED_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
+/// The longest command line, LF included: smtp-proto's bound, well over
+/// the 512 octets RFC 5321 asks servers to accept. A longer line closes
+/// the session.
+pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// The keywords smtp-proto parses, for the protocol log (which shows any
 /// other line only by its length).
 const KEYWORDS: &[&str] = &[
@@ -164,7 +171,6 @@ enum SaslState {
 pub struct Session {
     options: SessionOptions,
     tls: bool,
-    receiver: RequestReceiver,
     input: Input,
     sasl_line: Vec<u8>,
     data: Vec<u8>,
@@ -173,7 +179,7 @@ pub struct Session {
     from: Option<Option<Address>>,
     to: Vec<Address>,
     errors: u32,
-    /// The command line being read, for the protocol log.
+    /// The command line being read.
     line: Vec<u8>,
     /// What was heard, each with the output length at the time.
     heard: Vec<(usize, String)>,
@@ -195,7 +201,6 @@ impl Session {
         Session {
             tls: options.tls,
             options,
-            receiver: RequestReceiver::default(),
             input: Input::Command,
             sasl_line: Vec::new(),
             data: Vec::new(),
@@ -247,31 +252,30 @@ impl Session {
         }
     }
 
-    /// Keeps what the command parser consumed, for the protocol log.
-    fn note_line(&mut self, consumed: &[u8]) {
-        if self.options.protocol_log {
-            let room = MAX_LOGGED_LINE.saturating_sub(self.line.len());
-            self.line
-                .extend_from_slice(&consumed[..consumed.len().min(room)]);
-        }
-    }
-
     /// Consumes bytes from `bytes` until a step needs the driver.
     pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
         loop {
             let step = match &mut self.input {
                 Input::Command => {
-                    let before = bytes.as_slice();
-                    let parsed = self.receiver.ingest(bytes).map(Request::into_owned);
-                    self.note_line(&before[..before.len() - bytes.as_slice().len()]);
-                    if let Err(ParseError::NeedsMoreData { .. }) = parsed {
-                        return Step::NeedMore;
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
-                    match parsed {
-                        Ok(request) => self.command(request, out),
-                        Err(error) => self.parse_error(error, out),
+                    let rest = bytes.as_slice();
+                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let take = newline.map_or(rest.len(), |at| at + 1);
+                    if self.line.len() + take > MAX_COMMAND_LINE {
+                        let line = std::mem::take(&mut self.line);
+                        self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                        self.parse_error(ParseError::ResponseTooLong, out)
+                    } else {
+                        self.line.extend_from_slice(&rest[..take]);
+                        *bytes = rest[take..].iter();
+                        if newline.is_none() {
+                            return Step::NeedMore;
+                        }
+                        let line = std::mem::take(&mut self.line);
+                        self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                        match Request::parse(&mut line.iter()).map(Request::into_owned) {
+                            Ok(request) => self.command(request, out),
+                            Err(error) => self.parse_error(error, out),
+                        }
                     }
                 }
                 Input::Sasl(_) => {
@@ -351,9 +355,9 @@ impl Session {
             ParseError::UnsupportedParameter { .. } => {
                 (555, "5.5.4", "Unsupported parameter".into())
             }
-            ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
-                (500, "5.5.2", "Command not recognized".into())
-            }
+            // The parser wanted more than the whole line it was given.
+            ParseError::NeedsMoreData { .. } => (501, "5.5.4", "Syntax error".into()),
+            ParseError::InvalidResponse { .. } => (500, "5.5.2", "Command not recognized".into()),
         };
         self.error(out, code, status, &text)
     }
@@ -722,7 +726,7 @@ impl Session {
     /// STARTTLS done: everything said before is forgotten (RFC 3207 §4.2).
     pub fn tls_started(&mut self) {
         self.tls = true;
-        self.receiver = RequestReceiver::default();
+        self.line.clear();
         self.input = Input::Command;
         self.helo = None;
         self.reset();

@@ -198,6 +198,30 @@ fn a_spoofed_from_header_is_refused() {
     );
 }
 
+/// Found by the `submission_session` fuzz target: smtp-proto's streaming
+/// receiver, on `RCPT TO` or `MAIL FROM` without a colon, read on into the
+/// next line and swallowed the command there without a reply.
+#[test]
+fn every_pipelined_line_gets_its_own_reply() {
+    let mut session = logged_in(alice());
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM\r\nNOOP\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO\r\nRSET\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert_eq!(
+        out,
+        "501 5.5.4 Syntax error\r\n250 2.0.0 OK\r\n250 2.1.0 Sender OK\r\n\
+         501 5.5.4 Syntax error\r\n250 2.0.0 Reset\r\n"
+    );
+    // The same line alone, then the next command in a later read.
+    let (step, out) = feed(&mut session, b"RCPT TO\r\n");
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert_eq!(out, "501 5.5.4 Syntax error\r\n");
+    let (_, out) = feed(&mut session, b"NOOP\r\n");
+    assert_eq!(out, "250 2.0.0 OK\r\n");
+}
+
 /// Found by the `submission_session` fuzz target: a refused message ended
 /// `advance` with `NeedMore` while commands pipelined after it were still
 /// unread, so a client waiting for their replies waited for the idle
@@ -426,7 +450,7 @@ fn the_logged_keywords_are_commands_smtp_proto_knows() {
     for keyword in KEYWORDS.iter().chain(&["XYZZY", "PASS", "AGFsaWNl"]) {
         let line = format!("{keyword}\r\n");
         let known = !matches!(
-            RequestReceiver::default().ingest(&mut line.as_bytes().iter()),
+            Request::parse(&mut line.as_bytes().iter()),
             Err(ParseError::UnknownCommand)
         );
         assert_eq!(known, KEYWORDS.contains(keyword), "{keyword}");
