@@ -2,7 +2,7 @@
 //! port 465 with implicit TLS): users who fetch with POP3 send through it.
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
-//! smtp-proto to parse commands and message text), [`reply`] writes replies,
+//! smtp-proto to parse commands, [`data`] to read message text), [`reply`] writes replies,
 //! [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
 //! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
 //! that does the I/O around them.
@@ -12,6 +12,7 @@
 //! per user are limited by `[submission] max_connections_per_user`, counted
 //! apart from POP3's (see [`crate::limits`]).
 
+pub mod data;
 pub mod handler;
 pub mod maildir_delivery;
 pub mod message;

@@ -3,9 +3,10 @@
 //! The connection driver feeds it whatever bytes arrived with
 //! [`Session::advance`]; the session collects each command line itself (up
 //! to [`MAX_COMMAND_LINE`]) and parses the whole line with smtp-proto's
-//! `Request::parse`, message text with its `DataReceiver` (which ends DATA
-//! only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies to an
-//! output buffer and stops at each [`Step`] that needs the outside world:
+//! `Request::parse`, reads message text with a [`DataReader`] (which ends
+//! DATA only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies
+//! to an output buffer and stops at each [`Step`] that needs the outside
+//! world:
 //!
 //! | step | the driver… | then calls |
 //! | --- | --- | --- |
@@ -35,9 +36,9 @@ use std::slice::Iter;
 use lettre::Address;
 use popgate_auth::sasl::{self, SaslError};
 use popgate_auth::{Credentials, Password};
-use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 
+use super::data::DataReader;
 use super::message;
 use super::reply::{bare, multiline, reply};
 use crate::protocol_log;
@@ -149,10 +150,7 @@ impl Senders {
 enum Input {
     Command,
     Sasl(SaslState),
-    Data {
-        receiver: DataReceiver,
-        overflow: bool,
-    },
+    Data(DataReader),
     /// The chunk after a BDAT command (CHUNKING is not offered): message
     /// text, skipped, never read as commands.
     Discard {
@@ -299,16 +297,11 @@ impl Session {
                         }
                     }
                 }
-                Input::Data { receiver, overflow } => {
-                    let done = receiver.ingest(bytes, &mut self.data);
-                    if self.data.len() > self.options.max_message_size {
-                        *overflow = true;
-                        self.data.clear();
-                    }
-                    if !done {
+                Input::Data(reader) => {
+                    if !reader.read(bytes, &mut self.data) {
                         return Step::NeedMore;
                     }
-                    let overflow = *overflow;
+                    let overflow = reader.is_over();
                     self.input = Input::Command;
                     let size = self.data.len();
                     self.hear(out, || match overflow {
@@ -410,17 +403,7 @@ impl Session {
                 }
                 bare(out, 354, "Start mail input; end with <CRLF>.<CRLF>");
                 self.data.clear();
-                let mut receiver = DataReceiver::new();
-                // The receiver recognises "." only after a CRLF it has seen;
-                // the CRLF that ended the DATA command counts as one, so an
-                // empty message (".\r\n" at once) ends there too.
-                let mut primer = b"\r\n".iter();
-                receiver.ingest(&mut primer, &mut self.data);
-                self.data.clear();
-                self.input = Input::Data {
-                    receiver,
-                    overflow: false,
-                };
+                self.input = Input::Data(DataReader::new(self.options.max_message_size));
             }
             Request::Rset => {
                 self.reset();

@@ -222,6 +222,50 @@ fn every_pipelined_line_gets_its_own_reply() {
     assert_eq!(out, "250 2.0.0 OK\r\n");
 }
 
+/// Found by the `submission_session` fuzz target: smtp-proto's
+/// `DataReceiver` ended the message at `.\r\r\n`, then read the rest of
+/// the message as commands.
+#[test]
+fn a_dot_line_with_more_crs_does_not_end_the_message() {
+    let mut session = logged_in(Senders::Any);
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\nx\r\n.\r\r\nRSET\r\n.\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert_eq!(
+        out,
+        "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n\
+         354 Start mail input; end with <CRLF>.<CRLF>\r\n\
+         554 5.6.0 Bare CR or LF in the message: lines must end with CRLF\r\n"
+    );
+}
+
+/// A message of exactly `max_message_size` octets is relayed, wherever
+/// the reads split its end line: smtp-proto's `DataReceiver` kept the CR
+/// of `.\r\n` as text until the LF came, so a read ending between them
+/// counted it against the limit and the message got 552.
+#[test]
+fn a_message_of_exactly_the_limit_is_relayed_whatever_the_split() {
+    let mut message = b"From: alice@example.com\r\n\r\n".to_vec();
+    message.resize(98, b'x');
+    message.extend_from_slice(b"\r\n.\r\n");
+    for cut in 0..message.len() {
+        let mut session = logged_in(alice());
+        feed(
+            &mut session,
+            b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n",
+        );
+        let (step, out) = feed(&mut session, &message[..cut]);
+        assert!(matches!(step, Step::NeedMore), "{cut}: {step:?} {out}");
+        let (step, out) = feed(&mut session, &message[cut..]);
+        let Step::Relay(transaction) = step else {
+            panic!("{cut}: {step:?} {out}");
+        };
+        assert_eq!(transaction.data.len(), 100);
+    }
+}
+
 /// Found by the `submission_session` fuzz target: a refused message ended
 /// `advance` with `NeedMore` while commands pipelined after it were still
 /// unread, so a client waiting for their replies waited for the idle
