@@ -629,15 +629,19 @@ impl Model {
     /// The session closed on a line it had not finished: only a line
     /// (without its LF) of at least the limit may be refused as too long.
     fn line_too_long(&mut self, unread: &[u8]) {
-        let reply = self.reply();
-        assert_eq!(reply.code, 500, "{:?}", reply.lines);
-        let rest = &unread[..memchr(b'\n', unread).unwrap_or(unread.len())];
-        let length = self.partial.len() + rest.len();
         let limit = match self.mode {
             Mode::Command => MAX_COMMAND_LINE,
             Mode::Sasl => MAX_SASL_LINE,
-            mode => panic!("closed as too long in {mode:?}"),
+            mode => panic!("Close in the middle of {mode:?}"),
         };
+        let reply = self.reply();
+        assert_eq!(
+            reply.code, 500,
+            "Close on an unfinished line: {:?}",
+            reply.lines
+        );
+        let rest = &unread[..memchr(b'\n', unread).unwrap_or(unread.len())];
+        let length = self.partial.len() + rest.len();
         assert!(
             length >= limit,
             "a line of {length} octets refused as too long"
