@@ -576,7 +576,7 @@ impl Model {
         self.mode = Mode::Command;
         let from = self.from.take();
         let to = std::mem::take(&mut self.to);
-        if matches!(self.event, Some(Event::Relayed { .. })) {
+        if matches!(self.event, Some(Event::Relayed { .. })) && self.partial.is_empty() {
             let Some(Event::Relayed {
                 transaction,
                 outcome,
