@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(index, name)| ListedFile {
             unique: name.to_vec(),
-            sized_elsewhere: shape & 8 != 0 && index % 3 == 0,
+            sized_elsewhere: shape & 8 != 0 && index.is_multiple_of(3),
             sizes: None,
         })
         .collect();
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
         None => assert_eq!(result, None, "a file the format refuses was read"),
         Some((rewrite, sizes)) => {
             assert_eq!(result, Some(rewrite), "rewrite");
-            let given: Vec<Option<(u64, u64)>> = listed.iter().map(|file| file.sizes).collect();
+            let given: Vec<Given> = listed.iter().map(|file| file.sizes).collect();
             assert_eq!(given, sizes, "the sizes given");
         }
     }
@@ -67,9 +67,14 @@ fuzz_target!(|data: &[u8]| {
     check_writer(file);
 });
 
-/// The `NAME RAW WIRE` lines of a valid file, `None` for a file the
-/// format refuses.
-fn model(file: &[u8]) -> Option<Vec<(&[u8], (u64, u64))>> {
+/// One `NAME RAW WIRE` line: the name, the size on disk and on the wire.
+type Line<'a> = (&'a [u8], (u64, u64));
+
+/// The sizes a listed file is given, if any.
+type Given = Option<(u64, u64)>;
+
+/// The lines of a valid file, `None` for a file the format refuses.
+fn model(file: &[u8]) -> Option<Vec<Line<'_>>> {
     let text = file.strip_suffix(b"\n")?;
     let mut lines = text.split(|&b| b == b'\n');
     if lines.next()? != HEADER {
@@ -92,13 +97,8 @@ fn model(file: &[u8]) -> Option<Vec<(&[u8], (u64, u64))>> {
 /// What the reader must return for a valid file: whether to rewrite it,
 /// and the sizes each listed file gets; `None` when a listed name has two
 /// lines.
-#[allow(clippy::type_complexity)]
-fn expected(
-    lines: &[(&[u8], (u64, u64))],
-    names: &[&[u8]],
-    shape: u8,
-) -> Option<(bool, Vec<Option<(u64, u64)>>)> {
-    let sized_elsewhere = |index: usize| shape & 8 != 0 && index % 3 == 0;
+fn expected(lines: &[Line<'_>], names: &[&[u8]], shape: u8) -> Option<(bool, Vec<Given>)> {
+    let sized_elsewhere = |index: usize| shape & 8 != 0 && index.is_multiple_of(3);
     let mut sizes = vec![None; names.len()];
     let mut given = vec![false; names.len()];
     let (mut cursor, mut jumps, mut unused) = (0, 0, 0);
