@@ -2,9 +2,10 @@
 //! port 465 with implicit TLS): users who fetch with POP3 send through it.
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
-//! smtp-proto to parse commands and message text, [`envelope`] to read
-//! MAIL and RCPT, whose addresses are [`address`]es), [`reply`] writes
-//! replies, [`message`] checks and stamps the message, [`relay`] (over [`upstream`],
+//! smtp-proto to parse commands, [`data`] to read message text,
+//! [`envelope`] to read MAIL and RCPT, whose addresses are [`address`]es),
+//! [`reply`] writes replies, [`message`] checks and stamps the message,
+//! [`relay`] (over [`upstream`],
 //! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
 //! that does the I/O around them.
 //!
@@ -15,6 +16,7 @@
 //! apart from POP3's (see [`crate::limits`]).
 
 pub mod address;
+pub mod data;
 pub mod envelope;
 pub mod handler;
 pub mod maildir_delivery;

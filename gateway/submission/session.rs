@@ -1,10 +1,12 @@
 //! The submission session as a pure state machine (no sockets, no clock).
 //!
 //! The connection driver feeds it whatever bytes arrived with
-//! [`Session::advance`]; the session parses commands with smtp-proto's
-//! `RequestReceiver`, message text with its `DataReceiver` (which ends DATA
-//! only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies to an
-//! output buffer and stops at each [`Step`] that needs the outside world:
+//! [`Session::advance`]; the session collects each command line itself (up
+//! to [`MAX_COMMAND_LINE`]) and parses the whole line with smtp-proto's
+//! `Request::parse`, reads message text with a [`DataReader`] (which ends
+//! DATA only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies
+//! to an output buffer and stops at each [`Step`] that needs the outside
+//! world:
 //!
 //! | step | the driver… | then calls |
 //! | --- | --- | --- |
@@ -16,7 +18,12 @@
 //! | [`Step::Close`] | flushes and closes | — |
 //!
 //! Replies to pipelined commands pile up in the output until the input runs
-//! dry, so a pipelining client gets them in one write (RFC 2920).
+//! dry, so a pipelining client gets them in one write (RFC 2920). Every
+//! command line gets exactly one reply: smtp-proto's streaming
+//! `RequestReceiver` is not used because, on a line such as `RCPT TO` with
+//! no colon, its parser reads on into the next line and swallows that
+//! command unanswered; given one line alone, it can only report that line
+//! as incomplete, which is answered as a syntax error.
 //!
 //! The arguments of MAIL and RCPT are read from the command line itself by
 //! [`envelope`] (smtp-proto's path parser drops quotes and refuses address
@@ -39,10 +46,10 @@ use std::slice::Iter;
 
 use popgate_auth::sasl::{self, SaslError};
 use popgate_auth::{Credentials, Password};
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
 use super::address::{AddressError, Mailbox};
+use super::data::DataReader;
 use super::envelope::{self, EnvelopeError, MailArguments, Verb};
 use super::message::{self, OriginatorError};
 use super::reply::{bare, multiline, reply};
@@ -52,9 +59,10 @@ use crate::protocol_log;
 const MAX_SASL_LINE: usize = 12 * 1024;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
-/// The most octets of one command line kept, for MAIL and RCPT and the
-/// protocol log (the parser refuses longer lines anyway).
-const MAX_KEPT_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH + 2;
+/// The longest command line, LF included: smtp-proto's bound, well over
+/// the 512 octets RFC 5321 asks servers to accept. A longer line closes
+/// the session.
+pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// The keywords smtp-proto parses, for the protocol log (which shows any
 /// other line only by its length).
 const KEYWORDS: &[&str] = &[
@@ -198,10 +206,7 @@ impl Senders {
 enum Input {
     Command,
     Sasl(SaslState),
-    Data {
-        receiver: DataReceiver,
-        overflow: bool,
-    },
+    Data(DataReader),
     /// The chunk after a BDAT command (CHUNKING is not offered): message
     /// text, skipped, never read as commands.
     Discard {
@@ -220,7 +225,6 @@ enum SaslState {
 pub struct Session {
     options: SessionOptions,
     tls: bool,
-    receiver: RequestReceiver,
     input: Input,
     sasl_line: Vec<u8>,
     data: Vec<u8>,
@@ -251,7 +255,6 @@ impl Session {
         Session {
             tls: options.tls,
             options,
-            receiver: RequestReceiver::default(),
             input: Input::Command,
             sasl_line: Vec::new(),
             data: Vec::new(),
@@ -303,35 +306,33 @@ impl Session {
         }
     }
 
-    /// Keeps what the command parser consumed: MAIL and RCPT are read
-    /// from it, and the protocol log shows it.
-    fn note_line(&mut self, consumed: &[u8]) {
-        let room = MAX_KEPT_LINE.saturating_sub(self.line.len());
-        self.line
-            .extend_from_slice(&consumed[..consumed.len().min(room)]);
-    }
-
     /// Consumes bytes from `bytes` until a step needs the driver.
     pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
         loop {
             let step = match &mut self.input {
                 Input::Command => {
-                    let before = bytes.as_slice();
-                    let parsed = self.receiver.ingest(bytes).map(Request::into_owned);
-                    self.note_line(&before[..before.len() - bytes.as_slice().len()]);
-                    if let Err(ParseError::NeedsMoreData { .. }) = parsed {
-                        return Step::NeedMore;
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
-                    match (parsed, envelope::verb(&line)) {
-                        (Err(error @ ParseError::ResponseTooLong), _) => {
-                            self.parse_error(error, out)
+                    let rest = bytes.as_slice();
+                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let take = newline.map_or(rest.len(), |at| at + 1);
+                    if self.line.len() + take > MAX_COMMAND_LINE {
+                        let line = std::mem::take(&mut self.line);
+                        self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                        self.parse_error(ParseError::ResponseTooLong, out)
+                    } else {
+                        self.line.extend_from_slice(&rest[..take]);
+                        *bytes = rest[take..].iter();
+                        if newline.is_none() {
+                            return Step::NeedMore;
                         }
-                        (_, Some(Verb::Mail)) => self.mail(envelope::mail(&line), out),
-                        (_, Some(Verb::Rcpt)) => self.rcpt(envelope::rcpt(&line), out),
-                        (Ok(request), None) => self.command(request, out),
-                        (Err(error), None) => self.parse_error(error, out),
+                        let line = std::mem::take(&mut self.line);
+                        self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                        let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
+                        match (parsed, envelope::verb(&line)) {
+                            (_, Some(Verb::Mail)) => self.mail(envelope::mail(&line), out),
+                            (_, Some(Verb::Rcpt)) => self.rcpt(envelope::rcpt(&line), out),
+                            (Ok(request), None) => self.command(request, out),
+                            (Err(error), None) => self.parse_error(error, out),
+                        }
                     }
                 }
                 Input::Sasl(_) => {
@@ -355,23 +356,18 @@ impl Session {
                         }
                     }
                 }
-                Input::Data { receiver, overflow } => {
-                    let done = receiver.ingest(bytes, &mut self.data);
-                    if self.data.len() > self.options.max_message_size {
-                        *overflow = true;
-                        self.data.clear();
-                    }
-                    if !done {
+                Input::Data(reader) => {
+                    if !reader.read(bytes, &mut self.data) {
                         return Step::NeedMore;
                     }
-                    let overflow = *overflow;
+                    let overflow = reader.is_over();
                     self.input = Input::Command;
                     let size = self.data.len();
                     self.hear(out, || match overflow {
                         false => format!("<message, {size} octets>"),
                         true => "<message over the size limit, discarded>".into(),
                     });
-                    Some(self.data_end(overflow, out))
+                    self.data_end(overflow, out)
                 }
                 Input::Discard { left, size } => {
                     let rest = bytes.as_slice();
@@ -411,9 +407,9 @@ impl Session {
             ParseError::UnsupportedParameter { .. } => {
                 (555, "5.5.4", "Unsupported parameter".into())
             }
-            ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
-                (500, "5.5.2", "Command not recognized".into())
-            }
+            // The parser wanted more than the whole line it was given.
+            ParseError::NeedsMoreData { .. } => (501, "5.5.4", "Syntax error".into()),
+            ParseError::InvalidResponse { .. } => (500, "5.5.2", "Command not recognized".into()),
         };
         self.error(out, code, status, &text)
     }
@@ -470,17 +466,7 @@ impl Session {
                 }
                 bare(out, 354, "Start mail input; end with <CRLF>.<CRLF>");
                 self.data.clear();
-                let mut receiver = DataReceiver::new();
-                // The receiver recognises "." only after a CRLF it has seen;
-                // the CRLF that ended the DATA command counts as one, so an
-                // empty message (".\r\n" at once) ends there too.
-                let mut primer = b"\r\n".iter();
-                receiver.ingest(&mut primer, &mut self.data);
-                self.data.clear();
-                self.input = Input::Data {
-                    receiver,
-                    overflow: false,
-                };
+                self.input = Input::Data(DataReader::new(self.options.max_message_size));
             }
             Request::Rset => {
                 self.reset();
@@ -794,12 +780,14 @@ impl Session {
         }
     }
 
-    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Step {
+    /// The message is complete: the relay step, or `None` once a refusal
+    /// is answered (the commands pipelined after it are read on).
+    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Option<Step> {
         let data = std::mem::take(&mut self.data);
         if overflow {
             self.reset();
             reply(out, 552, "5.3.4", "Message too big for system");
-            return Step::NeedMore;
+            return None;
         }
         if message::bare_line_break(&data) {
             self.reset();
@@ -809,13 +797,13 @@ impl Session {
                 "5.6.0",
                 "Bare CR or LF in the message: lines must end with CRLF",
             );
-            return Step::NeedMore;
+            return None;
         }
         if let Some((_, senders @ Senders::Only(_))) = &self.user {
             if let Err((code, status, text)) = check_originators(senders, &data) {
                 self.reset();
                 reply(out, code, status, &text);
-                return Step::NeedMore;
+                return None;
             }
         }
         let transaction = Transaction {
@@ -823,7 +811,7 @@ impl Session {
             to: std::mem::take(&mut self.to),
             data,
         };
-        Step::Relay(transaction)
+        Some(Step::Relay(transaction))
     }
 
     /// Tells the client how the relay went; the transaction is over.
@@ -851,7 +839,7 @@ impl Session {
     /// the login too; the client must EHLO and AUTH again.
     pub fn tls_started(&mut self) {
         self.tls = true;
-        self.receiver = RequestReceiver::default();
+        self.line.clear();
         self.input = Input::Command;
         self.helo = None;
         self.user = None;
