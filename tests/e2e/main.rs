@@ -8,6 +8,7 @@ mod demo;
 mod faults;
 mod guides;
 mod harness;
+mod hostile;
 mod identity;
 mod leave_on_server;
 mod local_delivery;
