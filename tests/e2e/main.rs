@@ -33,6 +33,7 @@ mod real_clients;
 mod reply;
 mod reply_poller;
 mod sendmail;
+mod slow_clients;
 mod smtp_harness;
 mod startup;
 mod submission;
