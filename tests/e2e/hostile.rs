@@ -84,7 +84,10 @@ enum Chunk {
     /// Read the server's go-ahead for STLS/STARTTLS, then do the TLS
     /// handshake on the same socket.
     StartTls,
-    /// Close the sending half of the socket (TLS: close_notify first).
+    /// Close the sending half of the socket, in the same write as the
+    /// bytes before it (TLS: their records, then close_notify): a server
+    /// that closes after QUIT has then read all of it, and does not
+    /// answer a late close_notify with a reset.
     HalfClose,
 }
 
@@ -394,6 +397,11 @@ enum End {
 struct Wire {
     conn: Option<Conn>,
     seen: Vec<u8>,
+    /// The read error that ended the connection, if one did.
+    error: Option<std::io::Error>,
+    /// When the case began to send, and when the connection ended.
+    sent: Option<Instant>,
+    ended: Option<Instant>,
 }
 
 impl Wire {
@@ -424,15 +432,24 @@ impl Wire {
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .unwrap();
             match conn.read(&mut chunk) {
-                Ok(0) => return End::Closed,
+                Ok(0) => {
+                    self.ended = Some(Instant::now());
+                    return End::Closed;
+                }
                 Ok(n) => self.seen.extend_from_slice(&chunk[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
                 // A reset, or TCP closed under TLS without close_notify.
-                Err(_) => return End::Closed,
+                Err(e) => {
+                    self.error = Some(e);
+                    self.ended = Some(Instant::now());
+                    return End::Closed;
+                }
             }
         }
         End::Open
@@ -465,12 +482,19 @@ impl Wire {
         Ok(())
     }
 
-    fn half_close(&mut self) -> Result<(), String> {
+    /// Writes `bytes` and closes the sending half at once.
+    fn write_and_half_close(&mut self, bytes: &[u8]) -> Result<(), String> {
         let conn = self.conn();
-        if let Conn::Tls(tls) = conn {
-            tls.conn.send_close_notify();
-            tls.flush().map_err(|e| format!("close_notify: {e}"))?;
+        match conn {
+            Conn::Plain(tcp) => tcp.write_all(bytes),
+            // Both records leave in the one write of the flush.
+            Conn::Tls(tls) => {
+                tls.conn.writer().write_all(bytes).unwrap();
+                tls.conn.send_close_notify();
+                tls.flush()
+            }
         }
+        .map_err(|e| format!("write and close_notify: {e}"))?;
         conn.tcp()
             .shutdown(Shutdown::Write)
             .map_err(|e| format!("shutdown: {e}"))
@@ -498,11 +522,16 @@ fn run(world: &World, case: &Case) -> Result<(), String> {
     let mut wire = Wire {
         conn: Some(conn),
         seen: Vec::new(),
+        error: None,
+        sent: None,
+        ended: None,
     };
     set_up(world, case, &mut wire)?;
     let from = wire.seen.len();
+    wire.sent = Some(Instant::now());
     let mut first = true;
-    for chunk in &case.chunks {
+    let mut chunks = case.chunks.iter().peekable();
+    while let Some(chunk) = chunks.next() {
         match chunk {
             Chunk::Bytes(bytes) => {
                 if !first {
@@ -510,7 +539,12 @@ fn run(world: &World, case: &Case) -> Result<(), String> {
                     std::thread::sleep(Duration::from_millis(30));
                 }
                 first = false;
-                wire.write(bytes)?;
+                if let Some(Chunk::HalfClose) = chunks.peek() {
+                    chunks.next();
+                    wire.write_and_half_close(bytes)?;
+                } else {
+                    wire.write(bytes)?;
+                }
             }
             Chunk::StartTls => {
                 let go_ahead = go_ahead(case.protocol);
@@ -520,7 +554,7 @@ fn run(world: &World, case: &Case) -> Result<(), String> {
                 }
                 wire.start_tls(world)?;
             }
-            Chunk::HalfClose => wire.half_close()?,
+            Chunk::HalfClose => wire.write_and_half_close(b"")?,
         }
     }
     match &case.answer {
@@ -532,13 +566,13 @@ fn run(world: &World, case: &Case) -> Result<(), String> {
             let mut whole = expected.clone();
             whole.extend_from_slice(probe_answer);
             if wire.seen[from..] != whole[..] || end != End::Open {
-                return Err(mismatch(&whole, &wire.seen[from..], end, End::Open));
+                return Err(mismatch(&whole, &wire, from, end, End::Open));
             }
         }
         Answer::Closed(expected) => {
             let end = wire.read_more(usize::MAX / 2, ANSWER_WITHIN);
             if wire.seen[from..] != expected[..] || end != End::Closed {
-                return Err(mismatch(expected, &wire.seen[from..], end, End::Closed));
+                return Err(mismatch(expected, &wire, from, end, End::Closed));
             }
         }
         Answer::CutWhileNotReading(head) => cut_while_not_reading(world, &mut wire, from, head)?,
@@ -649,11 +683,18 @@ fn transcript(what: &str, seen: &[u8]) -> String {
     format!("{what}; got {:?}", seen.escape_ascii().to_string())
 }
 
-fn mismatch(expected: &[u8], seen: &[u8], end: End, expected_end: End) -> String {
+fn mismatch(expected: &[u8], wire: &Wire, from: usize, end: End, expected_end: End) -> String {
+    let mut error = match &wire.error {
+        Some(error) => format!(" ({error})"),
+        None => String::new(),
+    };
+    if let (Some(sent), Some(ended)) = (wire.sent, wire.ended) {
+        error.push_str(&format!(" {:?} after the case began", ended - sent));
+    }
     format!(
-        "expected {:?} then {expected_end:?}\n       got {:?} then {end:?}",
+        "expected {:?} then {expected_end:?}\n       got {:?} then {end:?}{error}",
         expected.escape_ascii().to_string(),
-        seen.escape_ascii().to_string()
+        wire.seen[from..].escape_ascii().to_string()
     )
 }
 
