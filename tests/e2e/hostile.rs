@@ -308,16 +308,15 @@ impl World {
         deliver(&server.maildir("dora"), 2000, THIRD);
         deliver(&server.maildir("erin"), 1000, SECOND);
         let line = "All work and no play makes a 25 MB message.\n".repeat(1000);
-        let big = line.repeat(25 * 1024 * 1024 / line.len());
-        let big: &'static [u8] = big.into_bytes().leak();
-        deliver(&server.maildir("big"), 1000, big);
+        let big = line.repeat(25 * 1024 * 1024 / line.len()).into_bytes();
+        deliver(&server.maildir("big"), 1000, &big);
         let mut world = World {
             server,
             sink,
             alice,
             logged_in: BTreeMap::new(),
             files: BTreeMap::new(),
-            big_size: crlf(big).len(),
+            big_size: crlf(&big).len(),
         };
         world.warm_up();
         world
@@ -355,7 +354,7 @@ impl World {
         }
     }
 
-    /// What alice's mailbox looks like over POP3.
+    /// The octets of alice's messages, as STAT reports them.
     fn alice_total(&self) -> usize {
         self.alice.iter().map(Message::size).sum()
     }
