@@ -18,7 +18,7 @@ use std::time::Instant;
 use popgate_auth::{Account, Credentials};
 use popgate_store::read::{self, Start};
 use popgate_store::{wire, CommitReport, Mailbox, OpenOptions, StoreError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -102,7 +102,7 @@ pub async fn serve(
             "error"
         }
     };
-    let _ = connection.stream.shutdown().await;
+    connection.stream.close().await;
     let summary = &connection.summary;
     info!(
         target: "popgate::session",

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use popgate_auth::Credentials;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -97,7 +97,7 @@ pub async fn serve(
             "error"
         }
     };
-    let _ = connection.stream.shutdown().await;
+    connection.stream.close().await;
     info!(
         target: "popgate::session",
         "submission session ended: rip={} user={} tls={} accepted={} refused={} end={} duration_ms={}",
