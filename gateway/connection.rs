@@ -26,7 +26,8 @@
 //!   what went in and what came out, so no session keeps logging state.
 //!   Output written through [`Connection::output`] (message bodies,
 //!   listings) passes the tap by;
-//! - [`Connection::finish`]: the stream's shutdown and the one summary line,
+//! - [`Connection::finish`]: the stream's bounded close ([`Stream::close`]:
+//!   a TLS client that stopped reading cannot hold it) and the one summary line,
 //!   `{service} session ended: rip=… user=… tls=… {fields} end=… duration_ms=…`,
 //!   the protocol giving its user and its middle fields.
 //!
@@ -42,7 +43,6 @@ use std::slice::Iter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -338,7 +338,8 @@ impl Connection {
         Ok(None)
     }
 
-    /// Ends the connection: shuts the stream down and logs the session's
+    /// Ends the connection: closes the stream (within
+    /// [`CLOSE_WITHIN`](crate::stream::CLOSE_WITHIN)) and logs the session's
     /// one summary line, with `user` (once logged in) and the protocol's
     /// own `fields`. `ended` is how the driver's loop ended. (It borrows
     /// the connection, so a driver's future need not hold a second one
@@ -356,7 +357,7 @@ impl Connection {
                 "error"
             }
         };
-        let _ = self.stream.shutdown().await;
+        self.stream.close().await;
         let summary = Summary {
             service: self.settings.service,
             ip: self.peer.ip(),

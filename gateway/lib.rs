@@ -14,7 +14,11 @@
 //!   the driver that does the protocol's own I/O around them;
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
-//! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//! - [`server`]: listeners, limits, graceful shutdown; [`descriptors`]: the
+//!   descriptor limit, listen backlog and accept backoff they size from
+//!   `max_connections`; [`tls`]: certificates;
+//!   [`certificate`]: what a certificate says (names, expiry) and what is
+//!   wrong with it; [`expiry_watch`]: the log warning near its end;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service,
@@ -23,19 +27,28 @@
 //! - [`protocol_log`]: the log of commands and replies, with what it must
 //!   never show;
 //!   [`log_text`]: text from clients, users and files escaped for any log line;
-//! - [`client_settings`]: what users type into their mail client;
+//! - [`client_settings`]: what users type into their mail client, as text
+//!   and as Thunderbird's autoconfig file;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
-//! - [`demo`]: a ready-to-try sandbox; [`check`]: the round-trip self-test.
+//! - [`demo`]: a ready-to-try sandbox; [`check`]: the self-test, from the
+//!   certificates served to a message's round trip;
+//! - [`cli`]: the command line's definitions; [`generate`]: the man pages
+//!   and shell completions made from them and from the annotated configuration.
 
 #![forbid(unsafe_code)]
 
 pub mod address_share;
+pub mod certificate;
 pub mod check;
+pub mod cli;
 pub mod client_settings;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod descriptors;
+pub mod expiry_watch;
+pub mod generate;
 pub mod identity;
 pub mod limits;
 pub mod line_buffer;

@@ -1,10 +1,16 @@
-//! The `popgate` command: serve, demo, check, config, passwd.
+//! The `popgate` command: serve, demo, check, settings, config, passwd.
+//!
+//! The thin edge of the binary: the command line is defined in
+//! [`popgate::cli`] (so man pages and completions come from it); this file
+//! parses it, dispatches, and owns the process-wide setup (allocator,
+//! logging, signals, systemd notification).
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use popgate::cli::{Cli, Command};
 use popgate::client_settings;
 use popgate::config::{BackendKind, Settings};
 use popgate::demo::{self, DemoOptions};
@@ -13,94 +19,6 @@ use popgate_auth::LoginNameCase;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-
-/// A POP3 gateway for existing Maildir folders.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve POP3 (and submission, when configured) as the configuration file says.
-    Serve {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-    },
-    /// Set up a sandbox (certificate, user, Maildir) and serve it on loopback.
-    Demo {
-        /// Where to create the sandbox.
-        #[arg(long, default_value = "popgate-demo")]
-        dir: PathBuf,
-        /// Plaintext POP3 port (STLS).
-        #[arg(long, default_value_t = 2110)]
-        pop3_port: u16,
-        /// Implicit-TLS POP3 port.
-        #[arg(long, default_value_t = 2995)]
-        pop3s_port: u16,
-        /// Submission port (STARTTLS).
-        #[arg(long, default_value_t = 2587)]
-        submission_port: u16,
-        /// Implicit-TLS submission port.
-        #[arg(long, default_value_t = 2465)]
-        submissions_port: u16,
-    },
-    /// Send a message through our own submission listener and fetch it back
-    /// over our own POP3, reporting each step; reads USER's password from
-    /// standard input. Exits non-zero on any failure.
-    Check {
-        /// The configuration file of the running server.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-        /// The light check as USER: TLS, login, STAT, UIDL, TOP; changes nothing.
-        #[arg(
-            long,
-            value_name = "USER",
-            required_unless_present = "round_trip",
-            conflicts_with = "round_trip"
-        )]
-        user: Option<String>,
-        /// Send a message as USER through submission and fetch it back over POP3.
-        #[arg(long, value_name = "USER")]
-        round_trip: Option<String>,
-        /// How long to wait for the message to arrive.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        wait: std::time::Duration,
-    },
-    /// Print what users type into their mail client (server, ports, security).
-    Settings {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-    },
-    /// Print the effective configuration (file plus environment overrides).
-    Config {
-        /// The configuration file.
-        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
-        config: PathBuf,
-    },
-    /// Add or replace a user in an htpasswd file (bcrypt); reads the password
-    /// from standard input. The name is stored in lower case, as servers
-    /// with the default `[auth] login_name_case = "lower"` look it up; the
-    /// file keeps its mode, owner and group (a new one is created 0640).
-    Passwd {
-        /// The htpasswd file (created if missing).
-        #[arg(short, long)]
-        file: PathBuf,
-        /// The login name.
-        user: String,
-        /// bcrypt cost.
-        #[arg(long, default_value_t = 12)]
-        cost: u32,
-        /// Store the name's local part as given, for servers with
-        /// `[auth] login_name_case = "exact"` (the domain is still lowercased).
-        #[arg(long)]
-        keep_case: bool,
-    },
-}
 
 fn main() -> Result<()> {
     return_big_blocks_to_the_kernel();
@@ -131,9 +49,18 @@ fn main() -> Result<()> {
             user,
             round_trip,
             wait,
-        } => check(&config, user, round_trip, wait),
-        Command::Settings { config } => {
-            print!("{}", client_settings::describe(&Settings::load(&config)?));
+            warn_days,
+        } => check(&config, user, round_trip, wait, warn_days),
+        Command::Settings { config, autoconfig } => {
+            let settings = Settings::load(&config)?;
+            if autoconfig {
+                print!("{}", client_settings::autoconfig_xml(&settings));
+                for caveat in client_settings::autoconfig_caveats(&settings) {
+                    eprintln!("popgate: {caveat}");
+                }
+            } else {
+                print!("{}", client_settings::describe(&settings));
+            }
             Ok(())
         }
         Command::Config { config } => {
@@ -147,6 +74,8 @@ fn main() -> Result<()> {
             cost,
             keep_case,
         } => passwd(&file, &user, cost, keep_case),
+        Command::Generate { what, dir } => popgate::generate::write(what, &dir)
+            .with_context(|| format!("writing into {}", dir.display())),
     }
 }
 
@@ -192,6 +121,7 @@ fn init_logging() {
 
 fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
     let settings = Settings::load(&config)?;
+    raise_descriptor_limit(settings.pop3.max_connections);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let gateway = Gateway::bind(&settings)
@@ -253,6 +183,38 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
     })
 }
 
+/// Raises the soft descriptor limit to what `max_connections` needs (up to
+/// the hard limit, which stays the administrator's: see
+/// [`popgate::descriptors`]), and warns once when the hard limit is short.
+fn raise_descriptor_limit(max_connections: usize) {
+    use popgate::descriptors::{self, Limit};
+    match descriptors::raise_soft_limit(max_connections) {
+        Ok(Limit::Enough { soft, needed }) => tracing::info!(
+            "descriptor limit: {soft} (max_connections = {max_connections} needs {needed})"
+        ),
+        Ok(Limit::Raised { from, to }) => tracing::info!(
+            "descriptor limit raised from {from} to {to} for max_connections = {max_connections}"
+        ),
+        Ok(Limit::Short { from, hard, needed }) => {
+            let soft = if from < hard {
+                format!("soft limit raised from {from} to {hard}")
+            } else {
+                format!("soft limit {from}")
+            };
+            tracing::warn!(
+                "descriptor limit too low: max_connections = {max_connections} needs {needed} \
+                 descriptors ({} per connection, {} for the process) but the hard limit is \
+                 {hard} ({soft}); beyond it new connections wait until sessions end. Set \
+                 LimitNOFILE={needed} in the systemd unit, or `ulimit -n {needed}` in the shell \
+                 that starts popgate, or lower max_connections",
+                descriptors::PER_CONNECTION,
+                descriptors::RESERVE,
+            )
+        }
+        Err(error) => tracing::warn!("cannot raise the descriptor limit: {error}"),
+    }
+}
+
 /// Tells systemd (`Type=notify`) how the service is doing; a no-op when
 /// popgate was not started by a service manager.
 fn notify_service_manager(states: &[NotifyState]) {
@@ -261,31 +223,43 @@ fn notify_service_manager(states: &[NotifyState]) {
     }
 }
 
+/// `popgate check`: the certificates served, then the steps of the user
+/// named, if any; prints one line per step and fails if any step failed.
 fn check(
     config: &std::path::Path,
     light_user: Option<String>,
     round_trip_user: Option<String>,
     wait: std::time::Duration,
+    warn_days: u32,
 ) -> Result<()> {
     let settings = Settings::load(config)?;
-    let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        bail!("no password on standard input");
-    }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (user, reports) = match (light_user, round_trip_user) {
-        (_, Some(user)) => {
-            let reports = popgate::check::round_trip(&settings, &user, password, wait);
-            (user.clone(), runtime.block_on(reports))
+    let user = round_trip_user.clone().or_else(|| light_user.clone());
+    let password = match &user {
+        Some(_) => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            if password.is_empty() {
+                bail!("no password on standard input");
+            }
+            password
         }
-        (Some(user), None) => {
-            let reports = popgate::check::light(&settings, &user, password);
-            (user.clone(), runtime.block_on(reports))
-        }
-        (None, None) => bail!("name a user: --user USER or --round-trip USER"),
+        None => String::new(),
     };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let mut reports = runtime.block_on(popgate::check::certificates(&settings, warn_days));
+    if reports.iter().all(|report| report.outcome.is_ok()) {
+        let more = match (light_user, round_trip_user) {
+            (_, Some(user)) => runtime.block_on(popgate::check::round_trip(
+                &settings, &user, &password, wait,
+            )),
+            (Some(user), None) => {
+                runtime.block_on(popgate::check::light(&settings, &user, &password))
+            }
+            (None, None) => Vec::new(),
+        };
+        reports.extend(more);
+    }
     let mut failed = false;
     for report in &reports {
         let (status, text) = match &report.outcome {
@@ -301,10 +275,11 @@ fn check(
             report.elapsed.as_millis()
         );
     }
-    if failed {
-        bail!("check for {user} failed");
+    match (failed, user) {
+        (true, Some(user)) => bail!("check for {user} failed"),
+        (true, None) => bail!("check failed"),
+        (false, _) => Ok(()),
     }
-    Ok(())
 }
 
 fn passwd(file: &std::path::Path, user: &str, cost: u32, keep_case: bool) -> Result<()> {

@@ -14,6 +14,14 @@
 //! that privileged ports can be bound before anything else happens, and so
 //! that callers (and tests) learn the real addresses of `:0` listeners.
 //!
+//! While a certificate is configured, [`Gateway::run`] also watches its
+//! expiry ([`crate::expiry_watch`]): a warning at start and daily while it is
+//! near its end; [`Reloader::reload`] checks a reloaded one at once.
+//!
+//! Every listener's backlog is sized for a burst of `max_connections`; the
+//! accept loop backs off while descriptors are short and logs each shortage
+//! once (see [`crate::descriptors`]).
+//!
 //! Shutdown follows mini-redis: every session task holds a clone of an mpsc
 //! sender; when shutdown is signalled the accept loops stop, idle sessions are
 //! told through a watch channel and close without applying anything, and
@@ -21,16 +29,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use popgate_auth::{Authenticator, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{BackendKind, SettingError, Settings};
 use crate::connection::{stopped, Connection, Protocol};
+use crate::descriptors::{self, Backoff, Shortage};
+use crate::expiry_watch;
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
@@ -100,12 +110,14 @@ impl ListenerKind {
 type Service = Arc<dyn Protocol>;
 
 /// What every listener shares, whatever it serves: the trusted proxies,
-/// the connection limits and the certificate.
+/// the connection limits, the certificate, and the record of accepts
+/// failing for want of descriptors.
 #[derive(Debug, Clone)]
 struct Door {
     proxies: Arc<ProxyProtocol>,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
+    shortage: Arc<Shortage>,
 }
 
 /// A bound, not yet serving, popgate.
@@ -130,7 +142,12 @@ impl Reloader {
     pub fn reload(&self) {
         if let Some(tls) = &self.tls {
             match tls.reload() {
-                Ok(()) => info!("TLS certificate reloaded"),
+                Ok(()) => {
+                    info!("TLS certificate reloaded");
+                    if let Some(warning) = expiry_watch::warning(tls, SystemTime::now()) {
+                        warn!("{warning}");
+                    }
+                }
                 Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
             }
         }
@@ -192,11 +209,23 @@ impl Gateway {
             add(ListenerKind::Submission, &submission.listen);
             add(ListenerKind::SubmissionTls, &submission.listen_tls);
         }
+        let somaxconn = descriptors::somaxconn();
+        let backlog = descriptors::listen_backlog(settings.pop3.max_connections, somaxconn);
         for (kind, addr) in wanted {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
+            let listener =
+                listen(addr, backlog).map_err(|source| StartError::Bind { addr, source })?;
             listeners.push((kind, listener));
+        }
+        match somaxconn {
+            Some(ceiling) if (ceiling as usize) < settings.pop3.max_connections => info!(
+                "listen backlog: {backlog} per listener (max_connections = {}, capped by \
+                 net.core.somaxconn = {ceiling}; raise that sysctl for bigger bursts)",
+                settings.pop3.max_connections
+            ),
+            _ => info!(
+                "listen backlog: {backlog} per listener (max_connections = {})",
+                settings.pop3.max_connections
+            ),
         }
         Ok(Gateway {
             listeners,
@@ -206,6 +235,7 @@ impl Gateway {
                 proxies: Arc::new(ProxyProtocol::new(&settings.proxy_protocol)),
                 limits,
                 tls,
+                shortage: Arc::new(Shortage::default()),
             },
             auth,
         })
@@ -246,6 +276,16 @@ impl Gateway {
             tokio::spawn(accept_loop(kind, listener, service, door, shutdown, done));
         }
         drop(done_tx);
+        if let Some(tls) = &self.door.tls {
+            let report = |warning: Option<String>| {
+                if let Some(warning) = warning {
+                    warn!("{warning}");
+                }
+            };
+            let watch =
+                expiry_watch::watch(tls.clone(), expiry_watch::PERIOD, shutdown.clone(), report);
+            tokio::spawn(watch);
+        }
         stopped(&mut shutdown).await;
         info!(
             "shutting down: no new connections; waiting up to {}s for sessions",
@@ -260,6 +300,18 @@ impl Gateway {
     }
 }
 
+/// A listening socket on `addr` with room for `backlog` connections waiting
+/// to be accepted (tokio's `TcpListener::bind` always asks for 128, as std does).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 async fn accept_loop(
     kind: ListenerKind,
     listener: TcpListener,
@@ -268,6 +320,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
+    let mut backoff = Backoff::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -275,13 +328,32 @@ async fn accept_loop(
         };
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, don't spin.
-                warn!("accept failed on {}: {e}", kind.name());
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(e) if descriptors::is_per_connection(&e) => {
+                debug!("accept failed on {}: {e}", kind.name());
                 continue;
             }
+            Err(e) => {
+                // Out of descriptors or kernel memory: the connection stays
+                // in the listen queue; wait, without spinning, for sessions
+                // to end and give some back.
+                if door.shortage.failed() {
+                    warn_accept_failing(kind, &e);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_wait()) => continue,
+                    _ = stopped(&mut shutdown) => return,
+                }
+            }
         };
+        backoff.reset();
+        if let Some(ended) = door.shortage.accepted() {
+            info!(
+                "accepting again on {} after {:.1}s; {} accept attempts failed meanwhile",
+                kind.name(),
+                ended.lasted.as_secs_f64(),
+                ended.failures
+            );
+        }
         let _ = tcp.set_nodelay(true);
         let connection = connection(
             kind,
@@ -297,6 +369,21 @@ async fn accept_loop(
             connection.await;
         });
     }
+}
+
+/// The one warning of a shortage: what failed, and what happens meanwhile.
+fn warn_accept_failing(kind: ListenerKind, error: &std::io::Error) {
+    let limit = match descriptors::soft_limit() {
+        Some(limit) if descriptors::is_at_own_limit(error) => {
+            format!(" (descriptor limit {limit})")
+        }
+        _ => String::new(),
+    };
+    warn!(
+        "accept failed on {}: {error}{limit}; new connections wait in the listen queue \
+         until descriptors free up, open sessions carry on",
+        kind.name()
+    );
 }
 
 /// One accepted connection, from the PROXY header to the end of the session.

@@ -2,12 +2,15 @@
 //!
 //! Listeners ask [`TlsProvider::acceptor`] for each new connection, so a
 //! certificate renewed on disk and reloaded with SIGHUP is used from the next
-//! handshake on, while established sessions keep theirs.
+//! handshake on, while established sessions keep theirs. The leaf
+//! certificate in use is kept beside the configuration
+//! ([`TlsProvider::certificate`]), so the expiry warning
+//! ([`crate::expiry_watch`]) always judges what is served now.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -48,61 +51,112 @@ pub enum TlsError {
 pub struct TlsProvider {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Loaded>,
+}
+
+/// One loading of the files: what handshakes use, and the leaf certificate.
+#[derive(Debug, Clone)]
+struct Loaded {
+    config: Arc<ServerConfig>,
+    leaf: CertificateDer<'static>,
 }
 
 impl TlsProvider {
     /// Loads the certificate chain and key.
     pub fn load(cert: &Path, key: &Path) -> Result<TlsProvider, TlsError> {
-        let config = build_config(cert, key)?;
         Ok(TlsProvider {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: RwLock::new(Arc::new(config)),
+            current: RwLock::new(load(cert, key)?),
         })
     }
 
     /// Reads the files again; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = Arc::new(build_config(&self.cert, &self.key)?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        let loaded = load(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(())
+    }
+
+    fn current(&self) -> Loaded {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// An acceptor with the current certificate.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        TlsAcceptor::from(config)
+        TlsAcceptor::from(self.current().config)
+    }
+
+    /// The leaf certificate handshakes present now.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.current().leaf
     }
 }
 
-fn build_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError> {
+/// Why a PEM file could not be read; a missing file says which key names it,
+/// because that is what a fresh install has to set (`[tls] cert`, `key`).
+fn pem_reason(error: &pem::Error, key: &str) -> String {
+    match error {
+        pem::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            format!("no such file: put it there, or name yours in [tls] {key}")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn load(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
     let cert_error = |reason: String| TlsError::Certificate {
         path: cert_path.to_path_buf(),
         reason,
     };
     let certs = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| cert_error(e.to_string()))?
+        .map_err(|e| cert_error(pem_reason(&e, "cert")))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_error(e.to_string()))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first().cloned() else {
         return Err(cert_error("no certificate in the file".into()));
-    }
+    };
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
         path: key_path.to_path_buf(),
-        reason: e.to_string(),
+        reason: pem_reason(&e, "key"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
         .map_err(|source| TlsError::Pair {
             cert: cert_path.to_path_buf(),
             key: key_path.to_path_buf(),
             source,
-        })
+        })?;
+    Ok(Loaded {
+        config: Arc::new(config),
+        leaf,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh install names certificate files that are not there yet; the
+    /// refusal must say what to set. Caught: a bare "I/O error".
+    #[test]
+    fn a_missing_certificate_or_key_names_the_key_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("fullchain.pem");
+        let key = dir.path().join("privkey.pem");
+        let error = TlsProvider::load(&cert, &key).unwrap_err().to_string();
+        assert!(
+            error.contains(&cert.display().to_string()) && error.contains("[tls] cert"),
+            "{error}"
+        );
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        let error = TlsProvider::load(&cert, &key).unwrap_err().to_string();
+        assert!(error.contains("[tls] key"), "{error}");
+    }
 }

@@ -13,7 +13,9 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # dovecot-core and dovecot-pop3d: the migration test runs a private Dovecot.
 # fetchmail and mpop are POP3 clients the e2e tests drive.
 # haproxy runs examples/haproxy.cfg in front of popgate (PROXY protocol test).
-test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy)
+# debootstrap makes the throwaway Debian root the package test installs the
+# .deb into (dpkg and debian-archive-keyring come with Debian itself).
+test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy debootstrap)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;
@@ -25,10 +27,18 @@ missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "installing: ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# cargo-deb builds the Debian package (scripts/package, and the package test
+# in scripts/test). Pinned, so the packaging does not change under us.
+cargo_deb_version=3.8.0
+if [ "${1:-test}" = test ] && ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version"; then
+  echo "installing: cargo-deb $cargo_deb_version (cargo install, a few minutes)" >&2
+  cargo install cargo-deb --locked --version "$cargo_deb_version" --quiet
+fi

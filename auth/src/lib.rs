@@ -112,6 +112,6 @@ pub use hash::hash_password_bcrypt;
 pub use htpasswd::{check_htpasswd, CaseClash, LoadReport, SkipReason, SkippedLine};
 pub use htpasswd_edit::{set_htpasswd_entry, upsert_entry, EntrySet, Upsert, NEW_FILE_MODE};
 pub use login_name::{validate_login_name, LoginNameCase, LoginNameError, MAX_LOGIN_NAME_LEN};
-pub use maildir_template::TemplateError;
+pub use maildir_template::{maildir_template_uses_domain, TemplateError};
 pub use password::{Credentials, Password};
 pub use throttle::{counted_address, Penalty, Throttle, ThrottleConfig};

@@ -104,6 +104,11 @@ impl MaildirTemplate {
         self.from_home
     }
 
+    /// Whether the path holds the login name's domain (`%d`).
+    fn uses_domain(&self) -> bool {
+        self.parts.contains(&Part::Domain)
+    }
+
     /// Expands the template for `user`; `home` is the user's home directory,
     /// needed only by `~` templates.
     pub fn expand(&self, user: &str, home: Option<&Path>) -> Result<PathBuf, ExpandError> {
@@ -139,6 +144,15 @@ impl MaildirTemplate {
         // Normalises doubled slashes (an empty %d) and "." components.
         Ok(path.components().collect())
     }
+}
+
+/// Whether the Maildir `template` puts the login name's domain (`%d`) into
+/// the path: then login names are whole addresses, since a name without a
+/// domain would leave that part of the path empty. `%%d` is a literal and
+/// does not count. This is how `popgate settings` and Thunderbird's
+/// autoconfig tell users which form of their name to type.
+pub fn maildir_template_uses_domain(template: &str) -> Result<bool, TemplateError> {
+    Ok(MaildirTemplate::parse(template)?.uses_domain())
 }
 
 fn parse_parts(text: &str) -> Result<Vec<Part>, TemplateError> {
@@ -183,6 +197,26 @@ mod tests {
             .unwrap()
             .expand(user, None)
             .unwrap()
+    }
+
+    /// Caught: a text search for "%d" would take the literal `%%d` as the
+    /// domain, and miss nothing else.
+    #[test]
+    fn the_domain_is_used_only_by_a_real_percent_d() {
+        for (template, uses) in [
+            ("/var/vmail/%d/%n/Maildir", true),
+            ("/srv/mail/%n.%d", true),
+            ("/srv/mail/%u", false),
+            ("~/Maildir", false),
+            ("/srv/100%%d/%n", false),
+        ] {
+            assert_eq!(
+                maildir_template_uses_domain(template),
+                Ok(uses),
+                "{template}"
+            );
+        }
+        assert!(maildir_template_uses_domain("/srv/%x").is_err());
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! A `popgate::pop3::session::Session` driven by arbitrary lines, with the
 //! driver's part (logins accepted or refused, STLS, listings) simulated.
 //!
-//! Invariants: every response is a run of well-formed CRLF lines, status
-//! lines start `+OK`, `-ERR` or `+ ` and fit in 512 octets; STAT, RSET and
+//! Invariants: every response is a run of well-formed CRLF lines of at
+//! most 512 octets, status lines start `+OK`, `-ERR` or `+ `; before a
+//! successful login every TRANSACTION command (STAT, LIST, UIDL, RETR, TOP,
+//! DELE, RSET, NOOP) gets `-ERR` and nothing else; credentials reach the
+//! driver from PASS only after a USER accepted since the last login
+//! attempt or STLS (STLS forgets it); STAT, RSET and
 //! LIST headers agree with a model of the deletion marks, and so do the
 //! LIST/UIDL listings (a deleted message never appears, sizes add up to
 //! STAT); RETR/TOP never reach a deleted or missing message; STLS is only
@@ -54,14 +58,29 @@ fuzz_target!(|data: &[u8]| {
     let budget = usize::from(shape >> 3).max(1);
 
     let mut session: Session<Vec<MessageInfo>> = Session::new(options);
-    // The model: deletion marks while logged in.
+    // The model: deletion marks while logged in; a user name accepted.
     let mut marks: Option<Vec<bool>> = None;
+    let mut user_given = false;
     for line in input.split(|&b| b == b'\n') {
         let sasl_response = session.in_sasl_exchange();
         let parsed = command::parse(line, options.max_command_size).ok();
         let mut out = Vec::new();
         let next = session.handle_line(line, &mut out);
         check_lines(&out);
+        if marks.is_none() && !sasl_response {
+            match &parsed {
+                Some(command) if is_transaction_command(command) => assert!(
+                    matches!(next, Next::Continue | Next::Close) && out.starts_with(b"-ERR"),
+                    "{command:?} answered before login: {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
+                Some(Command::User(_)) => user_given = out == b"+OK Send your password\r\n",
+                Some(Command::Auth {
+                    mechanism: Some(_), ..
+                }) => user_given = false,
+                _ => {}
+            }
+        }
         match next {
             Next::Continue => {
                 if let (Some(marks), Some(command), false) = (&mut marks, &parsed, sasl_response) {
@@ -75,6 +94,10 @@ fuzz_target!(|data: &[u8]| {
                     "credentials without TLS"
                 );
                 assert!(out.is_empty());
+                if let (Some(Command::Pass(_)), false) = (&parsed, sasl_response) {
+                    assert!(user_given, "PASS without a USER accepted");
+                }
+                user_given = false;
                 if credentials.password.expose().len() % 2 == 1 {
                     session.logged_in(messages.clone(), &mut out);
                     let (count, octets) = visible(&vec![false; messages.len()], &messages);
@@ -102,6 +125,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(out, b"+OK Begin TLS negotiation\r\n");
                 session.tls_started();
                 options.tls = true;
+                user_given = false;
             }
             Next::Retrieve {
                 index,
@@ -137,6 +161,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A command of the TRANSACTION state only (RFC 1939 §5).
+fn is_transaction_command(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Stat
+            | Command::List(_)
+            | Command::Uidl(_)
+            | Command::Retr(_)
+            | Command::Top(..)
+            | Command::Dele(_)
+            | Command::Rset
+            | Command::Noop
+    )
+}
 
 /// The count and octets of the messages not marked deleted.
 fn visible(marks: &[bool], messages: &[MessageInfo]) -> (usize, u64) {

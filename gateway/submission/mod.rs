@@ -2,14 +2,14 @@
 //! port 465 with implicit TLS): users who fetch with POP3 send through it.
 //!
 //! Reading order: [`session`] is the pure protocol state machine (it uses
-//! smtp-proto to parse commands and message text, [`envelope`] to read
-//! MAIL and RCPT, whose addresses are [`address`]es), [`reply`] writes
-//! replies, [`message`] checks and stamps the message, [`relay`] (an SMTP
-//! upstream, sendmail, or local Maildirs) hands it on and says how that went
-//! in the values of [`relay::outcome`]; [`driver`] is the connection driver
-//! that does the protocol's own I/O around them (the login, recipient
-//! checks, the relay) on the [connection core](crate::connection), which
-//! does the rest.
+//! smtp-proto to parse commands, [`data`] to read message text,
+//! [`envelope`] to read MAIL and RCPT, whose addresses are [`address`]es),
+//! [`reply`] writes replies, [`message`] checks and stamps the message,
+//! [`relay`] (an SMTP upstream, sendmail, or local Maildirs) hands it on and
+//! says how that went in the values of [`relay::outcome`]; [`driver`] is the
+//! connection driver that does the protocol's own I/O around them (the
+//! login, recipient checks, the relay) on the
+//! [connection core](crate::connection), which does the rest.
 //!
 //! Logins go through the same [`LoginGate`] as POP3 (and so do local
 //! delivery's recipient lookups),
@@ -18,6 +18,7 @@
 //! apart from POP3's (see [`crate::limits`]).
 
 pub mod address;
+pub mod data;
 pub mod driver;
 pub mod envelope;
 pub mod message;

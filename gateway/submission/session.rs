@@ -3,10 +3,12 @@
 //! The connection driver feeds it bytes with [`Session::advance`]: a line
 //! at a time while it reads commands or SASL responses, everything at once
 //! while it reads message text ([`Session::reading`]), no line longer than
-//! [`MAX_LINE`]. The session parses commands with smtp-proto's
-//! `RequestReceiver`, message text with its `DataReceiver` (which ends DATA
-//! only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies to an
-//! output buffer and stops at each [`Step`] that needs the outside world:
+//! [`MAX_LINE`]. Whatever the split, the session collects each command line
+//! itself (up to [`MAX_COMMAND_LINE`]) and parses the whole line with
+//! smtp-proto's `Request::parse`, reads message text with a [`DataReader`]
+//! (which ends DATA only at `<CRLF>.<CRLF>` and removes dot-stuffing),
+//! appends replies to an output buffer and stops at each [`Step`] that
+//! needs the outside world:
 //!
 //! | step | the driver… | then calls |
 //! | --- | --- | --- |
@@ -18,7 +20,12 @@
 //! | [`Step::Close`] | flushes and closes | — |
 //!
 //! Replies to pipelined commands pile up in the output until the input runs
-//! dry, so a pipelining client gets them in one write (RFC 2920).
+//! dry, so a pipelining client gets them in one write (RFC 2920). Every
+//! command line gets exactly one reply: smtp-proto's streaming
+//! `RequestReceiver` is not used because, on a line such as `RCPT TO` with
+//! no colon, its parser reads on into the next line and swallows that
+//! command unanswered; given one line alone, it can only report that line
+//! as incomplete, which is answered as a syntax error.
 //!
 //! The arguments of MAIL and RCPT are read from the command line itself by
 //! [`envelope`] (smtp-proto's path parser drops quotes and refuses address
@@ -42,10 +49,10 @@ use std::slice::Iter;
 
 use popgate_auth::sasl::{self, Mechanism, Progress, SaslError, SaslExchange};
 use popgate_auth::Credentials;
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
 use super::address::{AddressError, Mailbox};
+use super::data::DataReader;
 use super::envelope::{self, EnvelopeError, MailArguments, Verb};
 use super::message::{self, OriginatorError};
 use super::relay::outcome::{split_status, RecipientCheck, RelayOutcome};
@@ -57,13 +64,12 @@ use crate::protocol_log::{Reading, Tapped};
 /// a line must be shorter, its CRLF included. A driver that hands lines
 /// over one at a time cuts none shorter.
 pub const MAX_LINE: usize = 12 * 1024;
-/// The longest command line, CRLF included.
-const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
-/// The most octets of one command line kept, for MAIL and RCPT: enough to
-/// see that a line is too long.
-const MAX_KEPT_LINE: usize = MAX_COMMAND_LINE + 2;
+/// The longest command line, LF included: smtp-proto's bound, well over
+/// the 512 octets RFC 5321 asks servers to accept. A longer line closes
+/// the session.
+pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// The keywords smtp-proto parses, for the protocol log (which shows any
 /// other line only by its length).
 pub const KEYWORDS: &[&str] = &[
@@ -170,10 +176,7 @@ enum Input {
     Command,
     /// A SASL exchange waits for the client's next line.
     Sasl(SaslExchange),
-    Data {
-        receiver: DataReceiver,
-        overflow: bool,
-    },
+    Data(DataReader),
     /// The chunk after a BDAT command (CHUNKING is not offered): message
     /// text, skipped, never read as commands.
     Discard {
@@ -185,7 +188,6 @@ enum Input {
 pub struct Session {
     options: SessionOptions,
     tls: bool,
-    receiver: RequestReceiver,
     input: Input,
     sasl_line: Vec<u8>,
     data: Vec<u8>,
@@ -214,7 +216,6 @@ impl Session {
         Session {
             tls: options.tls,
             options,
-            receiver: RequestReceiver::default(),
             input: Input::Command,
             sasl_line: Vec::new(),
             data: Vec::new(),
@@ -251,39 +252,33 @@ impl Session {
         matches!(self.input, Input::Sasl(_))
     }
 
-    /// Keeps what the command parser consumed: MAIL and RCPT are read
-    /// from it.
-    fn note_line(&mut self, consumed: &[u8]) {
-        let room = MAX_KEPT_LINE.saturating_sub(self.line.len());
-        self.line
-            .extend_from_slice(&consumed[..consumed.len().min(room)]);
-    }
-
     /// Consumes bytes from `bytes` until a step needs the driver.
     pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
         loop {
             let step = match &mut self.input {
                 Input::Command => {
-                    let before = bytes.as_slice();
-                    let parsed = self.receiver.ingest(bytes).map(Request::into_owned);
-                    self.note_line(&before[..before.len() - bytes.as_slice().len()]);
-                    if let Err(ParseError::NeedsMoreData { .. }) = parsed {
-                        return Step::NeedMore;
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    // smtp-proto bounds only the lines it had to buffer.
-                    let parsed = match parsed {
-                        _ if line.len() > MAX_COMMAND_LINE => Err(ParseError::ResponseTooLong),
-                        parsed => parsed,
-                    };
-                    match (parsed, envelope::verb(&line)) {
-                        (Err(error @ ParseError::ResponseTooLong), _) => {
-                            self.parse_error(error, out)
+                    let rest = bytes.as_slice();
+                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let take = newline.map_or(rest.len(), |at| at + 1);
+                    if self.line.len() + take > MAX_COMMAND_LINE {
+                        // Taken, so the protocol log shows what was refused.
+                        *bytes = rest[take..].iter();
+                        self.line.clear();
+                        self.parse_error(ParseError::ResponseTooLong, out)
+                    } else {
+                        self.line.extend_from_slice(&rest[..take]);
+                        *bytes = rest[take..].iter();
+                        if newline.is_none() {
+                            return Step::NeedMore;
                         }
-                        (_, Some(Verb::Mail)) => self.mail(envelope::mail(&line), out),
-                        (_, Some(Verb::Rcpt)) => self.rcpt(envelope::rcpt(&line), out),
-                        (Ok(request), None) => self.command(request, out),
-                        (Err(error), None) => self.parse_error(error, out),
+                        let line = std::mem::take(&mut self.line);
+                        let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
+                        match (parsed, envelope::verb(&line)) {
+                            (_, Some(Verb::Mail)) => self.mail(envelope::mail(&line), out),
+                            (_, Some(Verb::Rcpt)) => self.rcpt(envelope::rcpt(&line), out),
+                            (Ok(request), None) => self.command(request, out),
+                            (Err(error), None) => self.parse_error(error, out),
+                        }
                     }
                 }
                 Input::Sasl(_) => {
@@ -305,16 +300,11 @@ impl Session {
                         }
                     }
                 }
-                Input::Data { receiver, overflow } => {
-                    let done = receiver.ingest(bytes, &mut self.data);
-                    if self.data.len() > self.options.max_message_size {
-                        *overflow = true;
-                        self.data.clear();
-                    }
-                    if !done {
+                Input::Data(reader) => {
+                    if !reader.read(bytes, &mut self.data) {
                         return Step::NeedMore;
                     }
-                    let overflow = *overflow;
+                    let overflow = reader.is_over();
                     self.input = Input::Command;
                     Some(self.data_end(overflow, out))
                 }
@@ -355,9 +345,9 @@ impl Session {
             ParseError::UnsupportedParameter { .. } => {
                 (555, "5.5.4", "Unsupported parameter".into())
             }
-            ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
-                (500, "5.5.2", "Command not recognized".into())
-            }
+            // The parser wanted more than the whole line it was given.
+            ParseError::NeedsMoreData { .. } => (501, "5.5.4", "Syntax error".into()),
+            ParseError::InvalidResponse { .. } => (500, "5.5.2", "Command not recognized".into()),
         };
         self.error(out, code, status, &text)
     }
@@ -414,17 +404,7 @@ impl Session {
                 }
                 bare(out, 354, "Start mail input; end with <CRLF>.<CRLF>");
                 self.data.clear();
-                let mut receiver = DataReceiver::new();
-                // The receiver recognises "." only after a CRLF it has seen;
-                // the CRLF that ended the DATA command counts as one, so an
-                // empty message (".\r\n" at once) ends there too.
-                let mut primer = b"\r\n".iter();
-                receiver.ingest(&mut primer, &mut self.data);
-                self.data.clear();
-                self.input = Input::Data {
-                    receiver,
-                    overflow: false,
-                };
+                self.input = Input::Data(DataReader::new(self.options.max_message_size));
             }
             Request::Rset => {
                 self.reset();
@@ -722,6 +702,10 @@ impl Session {
         }
     }
 
+    /// The message is complete: the relay step, or, once a refusal is
+    /// answered, [`Step::NeedMore`], the bytes after the message left
+    /// unread: they are commands, which the driver hands over again a line
+    /// at a time (pipelined, they are answered at once, with the refusal).
     fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Step {
         let data = std::mem::take(&mut self.data);
         if overflow {
@@ -779,7 +763,7 @@ impl Session {
     /// the login too; the client must EHLO and AUTH again.
     pub fn tls_started(&mut self) {
         self.tls = true;
-        self.receiver = RequestReceiver::default();
+        self.line.clear();
         self.input = Input::Command;
         self.helo = None;
         self.user = None;

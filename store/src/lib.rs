@@ -62,6 +62,14 @@
 //! the UIDLs they know after a migration ([`migrate`]). Message files are opened
 //! without following symlinks, and anything that is not a regular file is
 //! skipped.
+//!
+//! The parsers of what the store reads (Maildir file names, the migration
+//! lists, the size cache) stay private: the store's callers need their
+//! results, not the parsers, and keeping them private keeps them free to
+//! change. The fuzz targets in `fuzz/` reach them through a module
+//! `fuzzing` that exists only with the cargo feature `fuzzing` (which only
+//! the fuzz crate turns on) and is hidden from the documentation: a test
+//! hook, not an API.
 
 #![forbid(unsafe_code)]
 
@@ -71,6 +79,9 @@ mod create;
 mod deliver;
 mod error;
 mod file;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod lock;
 mod mailbox;
 pub mod migrate;

@@ -106,7 +106,17 @@ pub(crate) fn load(root: &Path, files: &mut impl Sizable) -> Result<bool, Corrup
     if len > MAX_BYTES {
         return Err(Corrupt);
     }
-    let mut reader = BufReader::with_capacity(READ_BUFFER, file.take(MAX_BYTES + 1));
+    read_text(
+        BufReader::with_capacity(READ_BUFFER, file.take(MAX_BYTES + 1)),
+        files,
+    )
+}
+
+/// The reading part of [`load`]: the cache file's text from `reader`.
+pub(crate) fn read_text(
+    mut reader: impl BufRead,
+    files: &mut impl Sizable,
+) -> Result<bool, Corrupt> {
     let mut line = Vec::with_capacity(256);
     let mut read = 0;
     let mut matcher = Matcher {
@@ -280,26 +290,7 @@ pub(crate) fn write<'n>(
         .open(&tmp)
         .and_then(|file| {
             let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
-            out.write_all(HEADER)?;
-            // The names written so far, to leave out repeats.
-            let mut seen: HashTable<&[u8]> = HashTable::new();
-            for (unique, sizes) in entries {
-                if !is_storable(unique) {
-                    continue;
-                }
-                match seen.entry(
-                    hasher.hash_one(unique),
-                    |other| *other == unique,
-                    |other| hasher.hash_one(other),
-                ) {
-                    hash_table::Entry::Occupied(_) => continue,
-                    hash_table::Entry::Vacant(vacant) => {
-                        vacant.insert(unique);
-                    }
-                }
-                out.write_all(unique)?;
-                writeln!(out, " {} {}", sizes.raw, sizes.wire)?;
-            }
+            write_text(&mut out, entries)?;
             out.into_inner().map_err(io::IntoInnerError::into_error)?;
             Ok(())
         })
@@ -311,6 +302,35 @@ pub(crate) fn write<'n>(
         remove_leftovers(root);
     }
     result
+}
+
+/// The text of a cache file with `entries` (see [`write`]), to `out`.
+pub(crate) fn write_text<'n>(
+    out: &mut impl Write,
+    entries: impl Iterator<Item = (&'n [u8], Sizes)>,
+) -> io::Result<()> {
+    let hasher = RandomState::new();
+    out.write_all(HEADER)?;
+    // The names written so far, to leave out repeats.
+    let mut seen: HashTable<&[u8]> = HashTable::new();
+    for (unique, sizes) in entries {
+        if !is_storable(unique) {
+            continue;
+        }
+        match seen.entry(
+            hasher.hash_one(unique),
+            |other| *other == unique,
+            |other| hasher.hash_one(other),
+        ) {
+            hash_table::Entry::Occupied(_) => continue,
+            hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(unique);
+            }
+        }
+        out.write_all(unique)?;
+        writeln!(out, " {} {}", sizes.raw, sizes.wire)?;
+    }
+    Ok(())
 }
 
 /// The buffer the cache file is written through.

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use crate::line_client::LineClient;
@@ -45,6 +46,12 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// The bcrypt cost of the users' htpasswd entries.
     pub bcrypt_cost: u32,
+    /// The certificate and key (PEM) to serve; `None`: a fresh self-signed
+    /// one for `localhost` and `127.0.0.1`.
+    pub certificate: Option<(String, String)>,
+    /// The server's descriptor limit (`RLIMIT_NOFILE`, soft and hard), set
+    /// with util-linux's `prlimit`; `None` inherits the test's.
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Default for Options {
@@ -68,6 +75,8 @@ impl Default for Options {
             maildir: None,
             env: Vec::new(),
             bcrypt_cost: 4,
+            certificate: None,
+            nofile: None,
         }
     }
 }
@@ -83,9 +92,25 @@ pub struct Server {
     cert_der: CertificateDer<'static>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
-    /// How many listeners to wait for, and the environment, for restarts.
+    /// How many listeners to wait for, the environment and the descriptor
+    /// limit, for restarts.
     services: usize,
     env: Vec<(String, String)>,
+    nofile: Option<(u64, u64)>,
+}
+
+/// A rustls client configuration that trusts `certificate` alone.
+pub fn trusting(certificate: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 /// The popgate binary cargo built for these tests.
@@ -103,12 +128,16 @@ impl Server {
     pub fn with(options: Options) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .unwrap();
+        let (cert, key) = options.certificate.clone().unwrap_or_else(|| {
+            let certified =
+                rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                    .unwrap();
+            (certified.cert.pem(), certified.signing_key.serialize_pem())
+        });
         let cert_pem = root.join("cert.pem");
-        fs::write(&cert_pem, certified.cert.pem()).unwrap();
-        fs::write(root.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+        fs::write(&cert_pem, &cert).unwrap();
+        fs::write(root.join("key.pem"), key).unwrap();
+        let cert_der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
         let mut htpasswd = String::new();
         for user in &options.users {
             let hash =
@@ -147,27 +176,34 @@ impl Server {
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
         let services = if options.submission.is_some() { 4 } else { 2 };
-        let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), services, &options.env);
+        let (child, log, addrs) = spawn_serve_limited(
+            &root.join("popgate.toml"),
+            services,
+            &options.env,
+            options.nofile,
+        );
         Server {
             plain: addrs["pop3"],
             tls: addrs["pop3s"],
             addrs,
-            cert_der: certified.cert.der().clone(),
+            cert_der,
             cert_pem,
             dir,
             child,
             log,
             services,
             env: options.env,
+            nofile: options.nofile,
         }
     }
 
     /// Starts one more popgate on this server's configuration file.
     fn spawn_again(&self) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
-        spawn_serve(
+        spawn_serve_limited(
             &self.dir.path().join("popgate.toml"),
             self.services,
             &self.env,
+            self.nofile,
         )
     }
 
@@ -197,16 +233,7 @@ impl Server {
 
     /// A rustls client configuration that trusts this server's certificate.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert_der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        trusting(self.cert_der.clone())
     }
 
     /// Everything the server logged so far.
@@ -224,6 +251,51 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Runs `popgate check ARGS` against this server, with `password` (if
+    /// any) on standard input; returns its exit success and what it printed.
+    pub fn run_check(&self, args: &[&str], password: Option<&str>) -> (bool, String) {
+        // The server's configuration with the ports it really bound for ":0".
+        let mut config = fs::read_to_string(self.dir.path().join("popgate.toml")).unwrap();
+        for service in ["pop3", "pop3s", "submission", "submissions"] {
+            if let Some(addr) = self.addrs.get(service) {
+                config = config.replacen("\"127.0.0.1:0\"", &format!("\"{addr}\""), 1);
+            }
+        }
+        let check_config = self.dir.path().join("check.toml");
+        fs::write(&check_config, config).unwrap();
+        let mut child = Command::new(popgate_bin())
+            .arg("check")
+            .args(args)
+            .arg("-c")
+            .arg(&check_config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(password) = password {
+            writeln!(stdin, "{password}").unwrap();
+        }
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    /// Sends SIGHUP (reload) to the server.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// The process id, for signals.
@@ -297,11 +369,43 @@ pub fn spawn_serve(
     services: usize,
     env: &[(String, String)],
 ) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
-    let mut child = Command::new(popgate_bin())
+    spawn_serve_limited(config, services, env, None)
+}
+
+/// [`spawn_serve`] with the descriptor limit `nofile` (soft, hard), set by
+/// `prlimit`, which then executes popgate in its own process.
+pub fn spawn_serve_limited(
+    config: &Path,
+    services: usize,
+    env: &[(String, String)],
+    nofile: Option<(u64, u64)>,
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+    let mut command = match nofile {
+        Some((soft, hard)) => {
+            let mut command = Command::new("prlimit");
+            command.arg(format!("--nofile={soft}:{hard}")).arg("--");
+            command.arg(popgate_bin());
+            command
+        }
+        None => Command::new(popgate_bin()),
+    };
+    command
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    start_serving(command, services)
+}
+
+/// Starts `command`, a `popgate serve` however it is run (the package test
+/// runs the installed one in a chroot), and waits until `services`
+/// listeners are up (it must log at `info`); returns the process, its
+/// captured log, and the address per service.
+pub fn start_serving(
+    mut command: Command,
+    services: usize,
+) -> (Child, Arc<Mutex<Vec<String>>>, HashMap<String, SocketAddr>) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -376,6 +480,15 @@ pub fn system_library(relative: &str) -> PathBuf {
                     .join(", ")
             )
         })
+}
+
+/// The first two words of each step line `popgate check` printed, as
+/// `ok tls` or `FAIL login`.
+pub fn check_steps(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 /// Creates an empty Maildir.

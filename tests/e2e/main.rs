@@ -6,11 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod address_limits;
+mod autoconfig;
 mod bounds;
+mod certificates;
+mod connections;
 mod demo;
-mod example_poller;
 mod faults;
+mod guides;
 mod harness;
+mod hostile;
 mod identity;
 mod leave_on_server;
 mod line_client;
@@ -20,6 +24,7 @@ mod login_deadline;
 mod login_names;
 mod mailbox;
 mod migration;
+mod package;
 mod pam;
 mod passwd;
 mod poller;
@@ -28,7 +33,14 @@ mod protocol;
 mod protocol_log;
 mod proxy_protocol;
 mod real_clients;
+/// The reply poller example's message reading, with its unit tests: cargo
+/// builds an example either as the program (which `reply_poller` runs
+/// against the server) or as a test harness, not both, so its tests run here.
+#[path = "../../examples/reply_poller/reply.rs"]
+mod reply;
+mod reply_poller;
 mod sendmail;
+mod slow_clients;
 mod smtp_harness;
 mod startup;
 mod submission;

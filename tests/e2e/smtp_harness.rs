@@ -273,6 +273,17 @@ pub fn stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The EHLO answer of a test server with the default `max_message_size`,
+/// before TLS (STARTTLS offered) and after (AUTH offered), CRLF after
+/// each line.
+pub fn ehlo_reply(tls: bool) -> String {
+    let last = if tls { "AUTH PLAIN LOGIN" } else { "STARTTLS" };
+    format!(
+        "250-localhost\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n250-8BITMIME\r\n\
+         250-ENHANCEDSTATUSCODES\r\n250 {last}\r\n"
+    )
+}
+
 /// The base64 SASL PLAIN response for `user` and `password`.
 pub fn plain(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{message_files, Options, Server, PASSWORD};
+use crate::harness::{check_steps, message_files, Options, Server, PASSWORD};
 use crate::smtp_harness::{
     added_headers, plain, server_relaying_to, submission_addr, submissions_addr, Sink, Smtp,
     SYSTEM_PYTHON,
@@ -377,48 +377,8 @@ fn the_maildir_relay_delivers_to_a_local_user_who_fetches_over_pop3() {
 /// Runs `popgate check --round-trip USER` against `server` with `password`
 /// on standard input; returns its exit success and what it printed.
 fn round_trip(server: &Server, user: &str, password: &str) -> (bool, String) {
-    run_check(server, &["--wait", "10s", "--round-trip", user], password)
-}
-
-/// Runs `popgate check ARGS` against `server` with `password` on standard
-/// input; returns its exit success and what it printed.
-fn run_check(server: &Server, args: &[&str], password: &str) -> (bool, String) {
-    use std::io::Write as _;
-    // The server's configuration with the ports it really bound for ":0".
-    let mut config = std::fs::read_to_string(server.dir.path().join("popgate.toml")).unwrap();
-    for service in ["pop3", "pop3s", "submission", "submissions"] {
-        if let Some(addr) = server.addrs.get(service) {
-            config = config.replacen("\"127.0.0.1:0\"", &format!("\"{addr}\""), 1);
-        }
-    }
-    let check_config = server.dir.path().join("check.toml");
-    std::fs::write(&check_config, config).unwrap();
-    let mut child = Command::new(crate::harness::popgate_bin())
-        .arg("check")
-        .args(args)
-        .arg("-c")
-        .arg(&check_config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let output = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// The first two words of each line `popgate check` printed.
-fn check_steps(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
-        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-        .collect()
+    let args = ["--wait", "10s", "--round-trip", user];
+    server.run_check(&args, Some(password))
 }
 
 #[test]
@@ -429,11 +389,11 @@ fn the_light_check_logs_in_and_reads_without_changing_anything() {
         1_700_000_000,
         b"Subject: kept\n\nbody\n",
     );
-    let (ok, text) = run_check(&server, &["--user", "alice"], PASSWORD);
+    let (ok, text) = server.run_check(&["--user", "alice"], Some(PASSWORD));
     assert!(ok, "{text}");
     assert_eq!(
         check_steps(&text),
-        ["ok login", "ok stat", "ok uidl", "ok top", "ok quit"],
+        ["ok tls", "ok tls", "ok login", "ok stat", "ok uidl", "ok top", "ok quit"],
         "{text}"
     );
     assert!(
@@ -445,9 +405,13 @@ fn the_light_check_logs_in_and_reads_without_changing_anything() {
         1,
         "the light check deleted mail"
     );
-    let (ok, text) = run_check(&server, &["--user", "alice"], "wrong");
+    let (ok, text) = server.run_check(&["--user", "alice"], Some("wrong"));
     assert!(!ok, "{text}");
-    assert_eq!(check_steps(&text), ["FAIL login"], "{text}");
+    assert_eq!(
+        check_steps(&text),
+        ["ok tls", "ok tls", "FAIL login"],
+        "{text}"
+    );
     assert!(text.contains("-ERR [AUTH]"), "{text}");
 }
 
@@ -463,13 +427,15 @@ fn check_round_trip_sends_fetches_and_deletes_and_fails_loudly() {
         .lines()
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect();
-    assert_eq!(steps, ["ok send", "ok fetch", "ok delete"], "{text}");
+    let tls = ["ok tls"; 4];
+    assert_eq!(steps[..4], tls, "{text}");
+    assert_eq!(steps[4..], ["ok send", "ok fetch", "ok delete"], "{text}");
     assert!(text.contains("from and to alice@localhost"), "{text}");
     assert!(message_files(&server.maildir("alice")).is_empty());
 
     let (ok, text) = round_trip(&server, "alice", "wrong");
     assert!(!ok, "{text}");
-    assert!(text.starts_with("FAIL send"), "{text}");
+    assert_eq!(check_steps(&text)[4..], ["FAIL send"], "{text}");
     assert!(text.contains("check for alice failed"), "{text}");
 }
 

@@ -457,6 +457,115 @@ fn the_policy_sees_every_from_field_and_the_sender_field() {
     );
 }
 
+/// Found by the `submission_session` fuzz target: smtp-proto's streaming
+/// receiver, on `RCPT TO` or `MAIL FROM` without a colon, read on into the
+/// next line and swallowed the command there without a reply.
+#[test]
+fn every_pipelined_line_gets_its_own_reply() {
+    let mut session = logged_in(alice());
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM\r\nNOOP\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO\r\nRSET\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert_eq!(
+        out,
+        "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]\r\n250 2.0.0 OK\r\n\
+         250 2.1.0 Sender OK\r\n501 5.5.4 Syntax: RCPT TO:<address>\r\n250 2.0.0 Reset\r\n"
+    );
+    // The same line alone (after RSET: outside a transaction), then the
+    // next command in a later read.
+    let (step, out) = feed(&mut session, b"RCPT TO\r\n");
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert_eq!(out, "503 5.5.1 MAIL first\r\n");
+    let (_, out) = feed(&mut session, b"NOOP\r\n");
+    assert_eq!(out, "250 2.0.0 OK\r\n");
+}
+
+/// Found by the `submission_session` fuzz target: smtp-proto's
+/// `DataReceiver` ended the message at `.\r\r\n`, then read the rest of
+/// the message as commands.
+#[test]
+fn a_dot_line_with_more_crs_does_not_end_the_message() {
+    let mut session = logged_in(Senders::Any);
+    let (step, out) = feed(
+        &mut session,
+        b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\nx\r\n.\r\r\nRSET\r\n.\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert_eq!(
+        out,
+        "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n\
+         354 Start mail input; end with <CRLF>.<CRLF>\r\n\
+         554 5.6.0 Bare CR or LF in the message: lines must end with CRLF\r\n"
+    );
+}
+
+/// A message of exactly `max_message_size` octets is relayed, wherever
+/// the reads split its end line: smtp-proto's `DataReceiver` kept the CR
+/// of `.\r\n` as text until the LF came, so a read ending between them
+/// counted it against the limit and the message got 552.
+#[test]
+fn a_message_of_exactly_the_limit_is_relayed_whatever_the_split() {
+    let mut message = b"From: alice@example.com\r\n\r\n".to_vec();
+    message.resize(98, b'x');
+    message.extend_from_slice(b"\r\n.\r\n");
+    for cut in 0..message.len() {
+        let mut session = logged_in(alice());
+        feed(
+            &mut session,
+            b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n",
+        );
+        let (step, out) = feed(&mut session, &message[..cut]);
+        assert!(matches!(step, Step::NeedMore), "{cut}: {step:?} {out}");
+        let (step, out) = feed(&mut session, &message[cut..]);
+        let Step::Relay(transaction) = step else {
+            panic!("{cut}: {step:?} {out}");
+        };
+        assert_eq!(transaction.data.len(), 100);
+    }
+}
+
+/// Found by the `submission_session` fuzz target: a refused message ended
+/// `advance` with `NeedMore` while commands pipelined after it were still
+/// unread, and the driver then waited for the client's next bytes, so a
+/// client waiting for their replies waited for the idle timeout. The
+/// session stops at the message's end (the protocol log shows the commands
+/// after it a line at a time), leaving them unread; the driver hands them
+/// over before it reads again, so they are answered with the refusal.
+#[test]
+fn commands_pipelined_after_a_refused_message_are_answered_at_once() {
+    for body in [
+        &b"From: ceo@example.com\r\n\r\nx\r\n.\r\n"[..],
+        b"From: alice@example.com\r\n\r\nbare\nLF\r\n.\r\n",
+        &[
+            &b"From: alice@example.com\r\n\r\n"[..],
+            &[b'x'; 200],
+            b"\r\n.\r\n",
+        ]
+        .concat(),
+    ] {
+        let mut session = logged_in(alice());
+        feed(
+            &mut session,
+            b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n",
+        );
+        let input = [body, b"RSET\r\nQUIT\r\n"].concat();
+        let mut out = Vec::new();
+        let mut bytes = input.iter();
+        let step = session.advance(&mut bytes, &mut out);
+        assert!(matches!(step, Step::NeedMore), "{step:?}");
+        assert_eq!(bytes.as_slice(), b"RSET\r\nQUIT\r\n");
+        let step = session.advance(&mut bytes, &mut out);
+        assert!(matches!(step, Step::Close), "{step:?}");
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with("250 2.0.0 Reset\r\n221 2.0.0 Bye\r\n"),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn upstream_refusals_keep_their_code_and_text() {
     let mut session = logged_in(Senders::Any);
@@ -740,7 +849,7 @@ fn the_logged_keywords_are_commands_smtp_proto_knows() {
     for keyword in KEYWORDS.iter().chain(&["XYZZY", "PASS", "AGFsaWNl"]) {
         let line = format!("{keyword}\r\n");
         let known = !matches!(
-            RequestReceiver::default().ingest(&mut line.as_bytes().iter()),
+            Request::parse(&mut line.as_bytes().iter()),
             Err(ParseError::UnknownCommand)
         );
         assert_eq!(known, KEYWORDS.contains(keyword), "{keyword}");
