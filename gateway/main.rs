@@ -54,7 +54,7 @@ fn main() -> Result<()> {
         Command::Settings { config, autoconfig } => {
             let settings = Settings::load(&config)?;
             if autoconfig {
-                print!("{}", client_settings::autoconfig_xml(&settings));
+                print!("{}", client_settings::autoconfig_xml(&settings)?);
                 for caveat in client_settings::autoconfig_caveats(&settings) {
                     eprintln!("popgate: {caveat}");
                 }
