@@ -261,8 +261,6 @@ impl Session {
                     let newline = rest.iter().position(|&b| b == b'\n');
                     let take = newline.map_or(rest.len(), |at| at + 1);
                     if self.line.len() + take > MAX_COMMAND_LINE {
-                        // Taken, so the protocol log shows what was refused.
-                        *bytes = rest[take..].iter();
                         self.line.clear();
                         self.parse_error(ParseError::ResponseTooLong, out)
                     } else {
