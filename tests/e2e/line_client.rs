@@ -3,9 +3,11 @@
 //! buffer (so a test sees exactly what arrived, and when), and the switch
 //! to TLS after STLS or STARTTLS, which checks that nothing was answered
 //! behind the command. The POP3 [`Client`](crate::harness::Client) and the
-//! SMTP [`Smtp`](crate::smtp_harness::Smtp) are thin layers on it.
+//! SMTP [`Smtp`](crate::smtp_harness::Smtp) are thin layers on it, and the
+//! hostile-input catalogue reads its exact bytes through it
+//! ([`LineClient::wait_for`], [`LineClient::half_close`]).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +68,20 @@ pub fn tls_over(
     stream
 }
 
+/// What one wait for the server brought ([`LineClient::wait_for`]).
+#[derive(Debug)]
+pub enum Arrival {
+    /// More bytes, now buffered.
+    Bytes,
+    /// The end of the stream: FIN, or close_notify under TLS.
+    Closed,
+    /// Nothing within the wait.
+    Nothing,
+    /// The connection failed: a reset, or TCP closed under TLS without
+    /// close_notify.
+    Failed(std::io::Error),
+}
+
 /// A line-oriented connection to the server under test.
 pub struct LineClient {
     conn: Conn,
@@ -98,10 +114,35 @@ impl LineClient {
         self.conn.tcp()
     }
 
+    /// True once the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.conn, Conn::Tls(_))
+    }
+
     /// Sends raw bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.conn.write_all(bytes).unwrap();
-        self.conn.flush().unwrap();
+        self.try_send_raw(bytes).unwrap();
+    }
+
+    /// Sends raw bytes as they are; the error, when the server is gone.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.conn.write_all(bytes)?;
+        self.conn.flush()
+    }
+
+    /// Sends `bytes` and closes the sending half in the same write (under
+    /// TLS: their records, then close_notify), so a server that closes
+    /// after reading them has read everything.
+    pub fn half_close(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.conn {
+            Conn::Plain(tcp) => tcp.write_all(bytes)?,
+            Conn::Tls(tls) => {
+                tls.conn.writer().write_all(bytes)?;
+                tls.conn.send_close_notify();
+                tls.flush()?;
+            }
+        }
+        self.tcp().shutdown(std::net::Shutdown::Write)
     }
 
     /// Sends one line, CRLF added.
@@ -132,6 +173,11 @@ impl LineClient {
     /// Takes the first `n` buffered bytes out.
     pub fn consume(&mut self, n: usize) {
         self.buffer.drain(..n);
+    }
+
+    /// Takes everything buffered out.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer)
     }
 
     /// Reads what the server sent next into the buffer; `false` at the end
@@ -167,29 +213,43 @@ impl LineClient {
         }
     }
 
-    /// Reads once, waiting at most `within`; what came, if anything, is
-    /// buffered. `None` when nothing came in time, `Some(0)` at the end of
-    /// the stream.
-    fn read_within(&mut self, within: Duration) -> Option<usize> {
+    /// Reads once, waiting at most `within` (at least a millisecond);
+    /// what came, if anything, is buffered.
+    pub fn wait_for(&mut self, within: Duration) -> Arrival {
+        let within = within.max(Duration::from_millis(1));
         self.tcp().set_read_timeout(Some(within)).unwrap();
-        let mut chunk = [0u8; 16384];
-        let read = self.conn.read(&mut chunk).ok();
+        let mut chunk = [0u8; 65536];
+        let read = self.conn.read(&mut chunk);
         self.tcp().set_read_timeout(Some(self.timeout)).unwrap();
-        if let Some(n) = read {
-            self.buffer.extend_from_slice(&chunk[..n]);
+        match read {
+            Ok(0) => Arrival::Closed,
+            Ok(n) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                Arrival::Bytes
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Arrival::Nothing
+            }
+            Err(e) => Arrival::Failed(e),
         }
-        read
     }
 
     /// True once the server has closed the connection (waits up to
     /// `within`).
     pub fn is_closed_within(&mut self, within: Duration) -> bool {
-        self.read_within(within) == Some(0)
+        matches!(self.wait_for(within), Arrival::Closed)
     }
 
-    /// True when nothing more arrived within `within`.
+    /// True when nothing more arrived within `within` (a failed connection
+    /// says nothing either).
     pub fn is_silent_for(&mut self, within: Duration) -> bool {
-        self.buffer.is_empty() && self.read_within(within).is_none()
+        self.buffer.is_empty()
+            && matches!(self.wait_for(within), Arrival::Nothing | Arrival::Failed(_))
     }
 
     /// Reads until the server closes; returns everything it sent meanwhile.
