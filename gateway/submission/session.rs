@@ -19,6 +19,11 @@
 //! | [`Step::Relay`] | hands the message to the relay | [`Session::relayed`] |
 //! | [`Step::Close`] | flushes and closes | — |
 //!
+//! A call stops where message text ends (a message, relayed or refused at
+//! its end, or a skipped BDAT chunk), leaving what follows unread: those
+//! are commands again, which the driver hands over a line at a time, so
+//! the protocol log's tap sees each, and answers before it reads more.
+//!
 //! Replies to pipelined commands pile up in the output until the input runs
 //! dry, so a pipelining client gets them in one write (RFC 2920). Every
 //! command line gets exactly one reply: smtp-proto's streaming
