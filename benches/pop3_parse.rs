@@ -5,11 +5,15 @@
 //! cargo bench --bench pop3_parse
 //! ```
 
+// A benchmark: a failed set-up may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use popgate::pop3::command::parse;
-use popgate::pop3::session::{MessageInfo, Session, SessionOptions};
+use popgate::pop3::maildrop::MessageInfo;
+use popgate::pop3::session::{Session, SessionOptions};
 
 /// What a mail client sends in one session (login, check, fetch, delete).
 const SESSION: &[&str] = &[

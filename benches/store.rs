@@ -21,6 +21,9 @@
 //! cargo bench --bench store
 //! ```
 
+// A benchmark: a failed set-up may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;

@@ -230,14 +230,16 @@ fn line(text: &mut String, host: &str, endpoint: &Endpoint) {
 }
 
 /// Thunderbird's `config-v1.1.xml` for `settings` (see the module docs);
-/// what `popgate settings --autoconfig` prints.
-pub fn autoconfig_xml(settings: &Settings) -> String {
+/// what `popgate settings --autoconfig` prints. (It is written into
+/// memory from UTF-8 text: the errors are the XML writer's, which has
+/// none to give there.)
+pub fn autoconfig_xml(settings: &Settings) -> std::io::Result<String> {
     let facts = ClientSettings::of(settings);
     let mut writer = Writer::new_with_indent(Vec::new(), b' ', 2);
-    write_autoconfig(&mut writer, &facts).expect("writing into memory cannot fail");
-    let mut xml = String::from_utf8(writer.into_inner()).expect("the XML is built from UTF-8");
+    write_autoconfig(&mut writer, &facts)?;
+    let mut xml = String::from_utf8(writer.into_inner()).map_err(std::io::Error::other)?;
     xml.push('\n');
-    xml
+    Ok(xml)
 }
 
 fn write_autoconfig(writer: &mut Writer<Vec<u8>>, facts: &ClientSettings) -> std::io::Result<()> {
@@ -403,7 +405,7 @@ mod tests {
              [auth]\nbackend = \"pam\"\n[store]\nmaildir = \"~/Maildir\"\n\
              [submission]\nrelay = \"sendmail\"\n"
         ));
-        let (incoming, outgoing) = parse(&autoconfig_xml(&settings));
+        let (incoming, outgoing) = parse(&autoconfig_xml(&settings).unwrap());
         let local = "%EMAILLOCALPART%";
         assert_eq!(
             incoming,
@@ -436,7 +438,7 @@ mod tests {
              [auth]\nbackend = \"htpasswd\"\n[store]\nmaildir = \"/var/vmail/%d/%n/Maildir\"\n\
              [submission]\nlisten = [\"0.0.0.0:587\"]\nlisten_tls = []\nrelay = \"sendmail\"\n"
         ));
-        let (incoming, outgoing) = parse(&autoconfig_xml(&settings));
+        let (incoming, outgoing) = parse(&autoconfig_xml(&settings).unwrap());
         let address = "%EMAILADDRESS%";
         assert_eq!(
             incoming,
@@ -478,7 +480,7 @@ mod tests {
         let settings = load(&format!(
             "{TLS}[pop3]\nlisten = []\nlisten_tls = [\"0.0.0.0:995\"]\n[submission]\nlisten = []\n"
         ));
-        let (incoming, outgoing) = parse(&autoconfig_xml(&settings));
+        let (incoming, outgoing) = parse(&autoconfig_xml(&settings).unwrap());
         let address = "%EMAILADDRESS%";
         assert_eq!(incoming, [server("pop3", 995, "SSL", address)]);
         assert_eq!(outgoing, [server("smtp", 465, "SSL", address)]);
@@ -492,7 +494,7 @@ mod tests {
         let settings = load(&format!(
             "{TLS}[pop3]\nlisten = [\"0.0.0.0:110\"]\nlisten_tls = [\"0.0.0.0:995\"]\n"
         ));
-        let (incoming, outgoing) = parse(&autoconfig_xml(&settings));
+        let (incoming, outgoing) = parse(&autoconfig_xml(&settings).unwrap());
         assert_eq!(incoming.len(), 2);
         assert!(outgoing.is_empty());
         let caveats = autoconfig_caveats(&settings);
@@ -503,7 +505,7 @@ mod tests {
             "hostname = \"mail.example.com\"\n[pop3]\nlisten = [\"0.0.0.0:110\"]\nlisten_tls = []\n\
              login = \"plaintext\"\n",
         );
-        let (incoming, _) = parse(&autoconfig_xml(&plaintext));
+        let (incoming, _) = parse(&autoconfig_xml(&plaintext).unwrap());
         assert!(incoming.is_empty());
         assert!(autoconfig_caveats(&plaintext)[0].contains("no POP3 port with TLS"));
         assert!(describe(&plaintext).contains("connection security: none"));
@@ -517,7 +519,7 @@ mod tests {
             "{}[pop3]\nlisten_tls = [\"0.0.0.0:995\"]\n",
             TLS.replace("mail.example.com", "a<b>&\\\"c")
         ));
-        let xml = autoconfig_xml(&settings);
+        let xml = autoconfig_xml(&settings).unwrap();
         let document = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
         let hostname = document
             .descendants()

@@ -8,7 +8,7 @@
 //! [`TlsProvider`] for the certificate it serves at that moment, so after a
 //! reload the new certificate is what counts.
 //!
-//! [`watch`] takes the period and hands each check's outcome to a callback:
+//! [`watch()`] takes the period and hands each check's outcome to a callback:
 //! the server logs the warnings; the tests drive it with a short period and
 //! see every outcome, warnings and all-clears alike.
 
@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::certificate::{CertificateInfo, WARN_DAYS};
+use crate::connection::stopped;
 use crate::log_text::LogText;
-use crate::server::stopped;
 use crate::tls::TlsProvider;
 
 /// How often the certificate is checked again while the server runs.

@@ -7,8 +7,11 @@
 //!
 //! - [`config`]: the configuration contract as types, loaded from TOML and
 //!   the environment;
+//! - [`connection`]: the connection core every protocol runs on — reads
+//!   under the idle timeout, the login deadline and shutdown, flushes,
+//!   upgrades to TLS, taps the protocol log, writes the summary line;
 //! - [`pop3`]: the protocol — a pure parser and session state machine, and
-//!   the connection driver that does the I/O around them;
+//!   the driver that does the protocol's own I/O around them;
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`descriptors`]: the
@@ -21,7 +24,8 @@
 //! - [`login`]: the password check, throttle and failure log of every service,
 //!   with [`address_share`] capping each client address's checks in flight;
 //!   [`login_deadline`]: the total time a connection has to log in;
-//! - [`protocol_log`]: the per-command log, with what it must never show;
+//! - [`protocol_log`]: the log of commands and replies, with what it must
+//!   never show;
 //!   [`log_text`]: text from clients, users and files escaped for any log line;
 //! - [`client_settings`]: what users type into their mail client, as text
 //!   and as Thunderbird's autoconfig file;
@@ -32,12 +36,15 @@
 //! - [`cli`]: the command line's definitions; [`generate`]: the man pages
 //!   and shell completions made from them and from the annotated configuration.
 
+#![forbid(unsafe_code)]
+
 pub mod address_share;
 pub mod certificate;
 pub mod check;
 pub mod cli;
 pub mod client_settings;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod descriptors;
 pub mod expiry_watch;

@@ -1,15 +1,26 @@
-//! Bounded line framing for text protocols.
+//! Bounded input buffering and line framing for text protocols.
 //!
-//! Bytes read from the client go into a [`LineBuffer`]; complete lines are
-//! taken out one at a time, so pipelined commands are answered in order and
-//! nothing buffered is ever dropped by accident. A line ends at LF (a CR
-//! before it is removed); bare-LF clients are accepted, as popa3d does.
-//! The buffer never grows past its limit: a client that sends that much
-//! without a line ending has its connection closed.
+//! Bytes read from the client go into a [`LineBuffer`] and are taken out in
+//! order, so pipelined commands are answered in order and nothing buffered
+//! is ever dropped by accident. It offers two views of the same bytes:
+//!
+//! - **lines** ([`LineBuffer::take_line`], POP3): a line ends at LF (a CR
+//!   before it is removed); bare-LF clients are accepted, as popa3d does. A
+//!   line longer than the buffer's limit is an error, and the client that
+//!   sent it has its connection closed;
+//! - **bytes** ([`LineBuffer::pending`] and [`LineBuffer::consume`],
+//!   submission, whose session parses its own input): the driver hands
+//!   over one line at a time ([`LineBuffer::line_end`]) while the session
+//!   reads commands, so the protocol log sees each, and everything at once
+//!   while it reads message text.
+//!
+//! The buffer starts empty and grows only as far as what is read needs:
+//! [`LineBuffer::fill`] reads at most the size its caller asks for (small
+//! before login), and never more than the limit can hold.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The most a client may send without a line ending.
+/// The most a POP3 client may send without a line ending.
 pub const HARD_LINE_LIMIT: usize = 8 * 1024;
 
 /// Unparsed input from one client.
@@ -26,10 +37,11 @@ pub struct LineBuffer {
 pub struct LineTooLong(pub usize);
 
 impl LineBuffer {
-    /// An empty buffer that holds at most `limit` octets of one line.
+    /// An empty buffer that holds at most `limit` octets (and a CRLF) not
+    /// yet taken out; it allocates nothing until the first read.
     pub fn new(limit: usize) -> Self {
         LineBuffer {
-            data: Vec::with_capacity(1024),
+            data: Vec::new(),
             start: 0,
             limit,
         }
@@ -58,9 +70,32 @@ impl LineBuffer {
         }
     }
 
-    /// True when input is waiting that is not yet a complete line.
-    pub fn has_pending(&self) -> bool {
-        self.start < self.data.len()
+    /// The bytes read and not yet taken out.
+    pub fn pending(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    /// Takes the first `n` pending bytes out (as many as there are, at most).
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.data.len());
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        }
+    }
+
+    /// How many pending bytes make the next line, its LF included, when
+    /// lines are at most `limit` octets long: `Some(n)` for a complete line,
+    /// and `Some(limit)` for the start of a longer one (whose reader then
+    /// refuses it); `None` while what is pending may still become a line.
+    pub fn line_end(&self, limit: usize) -> Option<usize> {
+        let pending = self.pending();
+        let window = &pending[..pending.len().min(limit)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(lf) => Some(lf + 1),
+            None if pending.len() >= limit => Some(limit),
+            None => None,
+        }
     }
 
     /// Forgets everything buffered: what a client pipelined behind STLS or
@@ -70,21 +105,25 @@ impl LineBuffer {
         self.start = 0;
     }
 
-    /// Reads what the client has sent; `Ok(0)` is the end of the stream.
-    pub async fn fill<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<usize> {
+    /// Reads what the client has sent, at most `max_read` octets and never
+    /// more than the limit leaves room for (but at least one); `Ok(0)` is
+    /// the end of the stream. Cancel-safe: dropped before it completes, it
+    /// has read nothing.
+    pub async fn fill<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        max_read: usize,
+    ) -> std::io::Result<usize> {
         if self.start > 0 {
             self.data.drain(..self.start);
             self.start = 0;
         }
         let room = (self.limit + 2)
             .saturating_sub(self.data.len())
-            .clamp(1, 4096);
-        let old_len = self.data.len();
-        self.data.resize(old_len + room, 0);
-        let read = reader.read(&mut self.data[old_len..]).await;
-        let n = *read.as_ref().unwrap_or(&0);
-        self.data.truncate(old_len + n);
-        read
+            .min(max_read)
+            .max(1);
+        self.data.reserve_exact(room);
+        reader.take(room as u64).read_buf(&mut self.data).await
     }
 }
 
@@ -134,6 +173,42 @@ mod tests {
         assert!(buffer.take_line(&mut line).unwrap());
         buffer.discard();
         assert!(!buffer.take_line(&mut line).unwrap());
-        assert!(!buffer.has_pending());
+        assert!(buffer.pending().is_empty());
+    }
+
+    #[test]
+    fn the_byte_view_hands_out_lines_up_to_a_limit() {
+        let mut buffer = LineBuffer::new(64);
+        buffer.data.extend_from_slice(b"EHLO a\r\nDATA\r\nmore");
+        assert_eq!(buffer.line_end(64), Some(8));
+        buffer.consume(8);
+        assert_eq!(buffer.pending(), b"DATA\r\nmore");
+        assert_eq!(buffer.line_end(64), Some(6));
+        buffer.consume(6);
+        // "more" may still become a line; past the limit it never will.
+        assert_eq!(buffer.line_end(64), None);
+        assert_eq!(buffer.line_end(4), Some(4));
+        assert_eq!(buffer.line_end(3), Some(3));
+        // A line of exactly the limit, LF included, is a line.
+        buffer.data.extend_from_slice(b"\n");
+        assert_eq!(buffer.line_end(5), Some(5));
+        buffer.consume(100);
+        assert!(buffer.pending().is_empty());
+        assert_eq!(buffer.line_end(64), None);
+    }
+
+    #[tokio::test]
+    async fn fill_reads_at_most_what_is_asked_and_the_limit_allows() {
+        let mut buffer = LineBuffer::new(10);
+        let mut input: &[u8] = &[b'x'; 100];
+        assert_eq!(buffer.fill(&mut input, 4).await.unwrap(), 4);
+        assert_eq!(buffer.fill(&mut input, 100).await.unwrap(), 8);
+        assert_eq!(buffer.pending().len(), 12);
+        // A full buffer still reads one octet, so a line past the limit
+        // is seen as such.
+        assert_eq!(buffer.fill(&mut input, 100).await.unwrap(), 1);
+        buffer.consume(13);
+        let mut empty: &[u8] = &[];
+        assert_eq!(buffer.fill(&mut empty, 4).await.unwrap(), 0);
     }
 }

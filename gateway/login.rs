@@ -17,7 +17,12 @@
 //! The user name in the throttle's books and in the log is the one the user
 //! is known by (folded by `[auth] login_name_case`), never the spelling sent.
 //!
-//! The caller only turns the [`Outcome`] into its protocol's reply.
+//! A login that does not open a session, whether the gate or the service
+//! after it said no (a per-user limit, a mailbox that cannot be opened, the
+//! login deadline), is a [`LoginRefusal`]. The driver hands it to its
+//! session, which alone words the reply (`Session::login_refused` in
+//! [`crate::pop3::session`] and [`crate::submission::session`]): one
+//! rendering per protocol, in the pure code the unit tests drive.
 //!
 //! Local delivery looks recipients up through the same gate
 //! ([`LoginGate::lookup`]): no password and no throttle, but the same
@@ -35,14 +40,12 @@ use tracing::warn;
 
 use crate::address_share::AddressShares;
 
-/// What a login attempt came to, after the throttle's delay.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The credentials are right: this is the account.
-    Accepted(Account),
+/// Why a login did not open a session, as the session is to answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
     /// Unknown user, wrong password, denied name: one answer for all.
     /// `close` is set once the client address has failed too often.
-    Rejected {
+    Credentials {
         /// Close the connection after answering.
         close: bool,
     },
@@ -50,6 +53,28 @@ pub enum Outcome {
     Disabled,
     /// The check could not be made (backend unreadable, PAM timed out).
     Unavailable,
+    /// Right credentials, but the user is at `max_connections_per_user`.
+    TooManySessions,
+    /// Another session holds the mailbox, still after `lock_wait` (POP3).
+    MailboxLocked,
+    /// The mailbox cannot be opened now; trying later may work (POP3).
+    MailboxUnavailable,
+    /// The mailbox cannot be opened, and trying again will not help (POP3).
+    MailboxBroken,
+    /// The login deadline passed before the login was through.
+    LoginDeadline,
+}
+
+impl LoginRefusal {
+    /// Why the connection ends once the refusal is answered, as the session
+    /// summary's `end=` says it; `None` when the client may try again.
+    pub fn ends_connection(self) -> Option<&'static str> {
+        match self {
+            LoginRefusal::Credentials { close: true } => Some("too-many-failures"),
+            LoginRefusal::LoginDeadline => Some("login-deadline"),
+            _ => None,
+        }
+    }
 }
 
 /// The password check shared by all services of one server.
@@ -86,30 +111,36 @@ impl LoginGate {
         self.auth.login_name(name)
     }
 
-    /// Checks `credentials` sent by `ip` to `service` ("pop3", "submission").
-    pub async fn check(&self, service: &str, ip: IpAddr, credentials: Credentials) -> Outcome {
+    /// Checks `credentials` sent by `ip` to `service` ("pop3", "submission"):
+    /// the account they open, or why not.
+    pub async fn check(
+        &self,
+        service: &str,
+        ip: IpAddr,
+        credentials: Credentials,
+    ) -> Result<Account, LoginRefusal> {
         let known_as = self.auth.login_name(&credentials.user);
         let user = loggable(&known_as);
         match self.verify(ip, credentials).await {
             Verdict::Accepted(account) => {
                 self.throttle.record_success(ip, &account.user);
-                Outcome::Accepted(account)
+                Ok(account)
             }
             Verdict::Rejected => {
                 let penalty = self.throttle.record_failure(ip, &known_as);
                 warn!(target: "popgate::auth", "authentication failed: service={service} rip={ip} user={user} reason=bad-credentials");
                 tokio::time::sleep(penalty.delay).await;
-                Outcome::Rejected {
+                Err(LoginRefusal::Credentials {
                     close: penalty.close,
-                }
+                })
             }
             Verdict::Disabled => {
                 warn!(target: "popgate::auth", "authentication refused: service={service} rip={ip} user={user} reason=disabled");
-                Outcome::Disabled
+                Err(LoginRefusal::Disabled)
             }
             Verdict::TemporaryFailure(reason) => {
                 warn!(target: "popgate::auth", "authentication unavailable: service={service} rip={ip} user={user} reason={reason:?}");
-                Outcome::Unavailable
+                Err(LoginRefusal::Unavailable)
             }
         }
     }
@@ -191,7 +222,30 @@ pub fn loggable(name: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::loggable;
+    use super::{loggable, LoginRefusal};
+
+    #[test]
+    fn only_too_many_failures_and_the_deadline_end_the_connection() {
+        assert_eq!(
+            LoginRefusal::Credentials { close: true }.ends_connection(),
+            Some("too-many-failures")
+        );
+        assert_eq!(
+            LoginRefusal::LoginDeadline.ends_connection(),
+            Some("login-deadline")
+        );
+        for refusal in [
+            LoginRefusal::Credentials { close: false },
+            LoginRefusal::Disabled,
+            LoginRefusal::Unavailable,
+            LoginRefusal::TooManySessions,
+            LoginRefusal::MailboxLocked,
+            LoginRefusal::MailboxUnavailable,
+            LoginRefusal::MailboxBroken,
+        ] {
+            assert_eq!(refusal.ends_connection(), None, "{refusal:?}");
+        }
+    }
 
     #[test]
     fn malformed_names_are_not_logged_as_sent() {

@@ -11,15 +11,16 @@
 //! before a login succeeded, the driver answers (`-ERR [SYS/TEMP]`,
 //! `421 4.7.0`) and closes. A logged-in session never meets it.
 //!
-//! Each connection driver holds one [`LoginDeadline`] and uses it in three
-//! places, which is all there is to it:
+//! Each connection holds one [`LoginDeadline`] and uses it in three places,
+//! which is all there is to it:
 //!
 //! 1. every wait for input before login lasts at most
 //!    [`read_timeout`](LoginDeadline::read_timeout), and a wait (or a
 //!    connection that kept sending) that ends with
 //!    [`has_passed`](LoginDeadline::has_passed) closes with the deadline's
-//!    answer instead of the idle timeout's;
-//! 2. the login step runs [`within`](LoginDeadline::within) it;
+//!    answer instead of the idle timeout's (the
+//!    [connection core](crate::connection) does this for every protocol);
+//! 2. the driver's login step runs [`within`](LoginDeadline::within) it;
 //! 3. the store gets [`instant`](LoginDeadline::instant) as its deadline,
 //!    so the blocking work behind an abandoned login (waiting for the lock,
 //!    reading huge files for their sizes) stops then too, and frees what it

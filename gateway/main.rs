@@ -54,7 +54,7 @@ fn main() -> Result<()> {
         Command::Settings { config, autoconfig } => {
             let settings = Settings::load(&config)?;
             if autoconfig {
-                print!("{}", client_settings::autoconfig_xml(&settings));
+                print!("{}", client_settings::autoconfig_xml(&settings)?);
                 for caveat in client_settings::autoconfig_caveats(&settings) {
                     eprintln!("popgate: {caveat}");
                 }
@@ -95,6 +95,7 @@ const MMAP_THRESHOLD: std::ffi::c_int = 256 * 1024;
 /// the blocking pool, adds up session after session (a peak of 21 to 28 MiB
 /// after three logins on such a Maildir instead of 18). Setting the
 /// threshold turns that adjustment off.
+#[allow(unsafe_code)]
 fn return_big_blocks_to_the_kernel() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it

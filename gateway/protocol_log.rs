@@ -1,8 +1,26 @@
-//! The protocol log: one log line per command a client sent (`C:`) and, for
-//! submission, per reply line popgate sent (`S:`), when `protocol_log = true`
-//! in `[pop3]` or `[submission]`. An admin turns it on to see what a mail
-//! client does; it must never become a second copy of users' passwords or
-//! mail. So what a line may show is decided here, once, for both protocols:
+//! The protocol log: one log line per command a client sent (`C:`) and per
+//! reply line popgate sent (`S:`), when `protocol_log = true` in `[pop3]` or
+//! `[submission]`. An admin turns it on to see what a mail client does; it
+//! must never become a second copy of users' passwords or mail. So what a
+//! line may show is decided here, once, for every protocol.
+//!
+//! It is a [`Tap`] in the connection core ([`crate::connection`]), not
+//! something the sessions do: the core hands each session its input and
+//! collects its output, so it shows the tap both, and asks the session only
+//! what it is reading ([`Tapped::reading`]). Neither session keeps any
+//! logging state.
+//!
+//! - Input is shown as the session reads it: a [`Reading::Command`] line
+//!   through [`command_line`], a [`Reading::SecretResponse`] (the answer to
+//!   a SASL challenge) as [`SASL_RESPONSE`], and [`Reading::MessageText`]
+//!   not at all, but counted and shown once by its size
+//!   (`<message, N octets>`, the octets as the client sent them, dot
+//!   stuffing and the final `.` line included) when the session stops
+//!   reading it.
+//! - Output is shown line by line, for every reply line: the session's
+//!   status lines, EHLO and CAPA lines, and the driver's goodbyes. What the
+//!   driver streams (message bodies, LIST and UIDL listings) is written
+//!   past the tap and never shown.
 //!
 //! - A command's keyword must be one the protocol knows; any other line is
 //!   shown as `<unrecognized command, N octets>`. A client that sends its
@@ -14,8 +32,8 @@
 //!   goes). Words are split at any white space, as the protocol parsers
 //!   split them, so a tab cannot smuggle a secret past.
 //! - A SASL response line (the client's answer to a `+`/`334` challenge) is
-//!   never shown: the session that knows it is one logs [`SASL_RESPONSE`].
-//! - Message content is never shown; the session logs its size instead.
+//!   never shown, not even its length.
+//! - Message content is never shown, only its size.
 //! - Lines are cut to [`MAX_LOGGED`] characters and control characters are
 //!   escaped as everywhere else ([`crate::log_text`]), so a client cannot
 //!   forge log lines.
@@ -58,15 +76,118 @@ const MECHANISMS: &[&str] = &[
     "ANONYMOUS",
 ];
 
-/// Logs what the client of a `service` session at `ip` sent (already made
-/// fit to log by [`command_line`] or a placeholder).
-pub fn client(service: &'static str, ip: IpAddr, text: &str) {
-    info!(target: "popgate::protocol", service, rip = %ip, "C: {text}");
+/// What a session reads next, as the protocol log is to show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Command lines: each shown through [`command_line`].
+    Command,
+    /// The answer to a SASL challenge: shown as [`SASL_RESPONSE`].
+    SecretResponse,
+    /// Message text (DATA, or a BDAT chunk read past): shown by its size.
+    MessageText,
 }
 
-/// Logs one reply line popgate sent (without its CRLF).
-pub fn server(service: &'static str, ip: IpAddr, line: &[u8]) {
-    info!(target: "popgate::protocol", service, rip = %ip, "S: {}", printable(line));
+/// A session the protocol log taps: it says what it reads next.
+pub trait Tapped {
+    /// What the next input is, to the session.
+    fn reading(&self) -> Reading;
+}
+
+/// One line of the protocol log, before it is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    /// What the client sent (`C: …`), made fit to log.
+    Client(String),
+    /// A reply line popgate sent (`S: …`), made fit to log.
+    Server(String),
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Client(text) => write!(f, "C: {text}"),
+            Shown::Server(text) => write!(f, "S: {text}"),
+        }
+    }
+}
+
+/// The protocol log of one connection.
+#[derive(Debug)]
+pub struct Tap {
+    service: &'static str,
+    ip: IpAddr,
+    keywords: &'static [&'static str],
+    /// Octets of message text seen so far, while the session reads it.
+    message: Option<usize>,
+}
+
+impl Tap {
+    /// The log of a `service` connection from `ip`, whose commands start
+    /// with `keywords` (upper case).
+    pub fn new(service: &'static str, ip: IpAddr, keywords: &'static [&'static str]) -> Tap {
+        Tap {
+            service,
+            ip,
+            keywords,
+            message: None,
+        }
+    }
+
+    /// Logs a session call: `input` was handed to a session reading
+    /// `before`, which then reads `after` and wrote `output`.
+    pub fn exchange(&mut self, before: Reading, input: &[u8], after: Reading, output: &[u8]) {
+        for shown in self.show(before, input, after, output) {
+            self.log(&shown);
+        }
+    }
+
+    /// Logs reply lines written apart from any input (a greeting, the
+    /// answer to a driver's step, a goodbye).
+    pub fn said(&self, output: &[u8]) {
+        for shown in replies(output) {
+            self.log(&shown);
+        }
+    }
+
+    fn log(&self, shown: &Shown) {
+        info!(target: "popgate::protocol", service = self.service, rip = %self.ip, "{shown}");
+    }
+
+    /// What [`Tap::exchange`] logs, in order: the input (or, when message
+    /// text has just ended, its size), then each reply line.
+    pub fn show(
+        &mut self,
+        before: Reading,
+        input: &[u8],
+        after: Reading,
+        output: &[u8],
+    ) -> Vec<Shown> {
+        let mut shown = Vec::new();
+        match before {
+            Reading::Command if !input.is_empty() => {
+                shown.push(Shown::Client(command_line(input, self.keywords)))
+            }
+            Reading::SecretResponse if !input.is_empty() => {
+                shown.push(Shown::Client(SASL_RESPONSE.to_owned()))
+            }
+            Reading::MessageText => *self.message.get_or_insert(0) += input.len(),
+            Reading::Command | Reading::SecretResponse => {}
+        }
+        if after != Reading::MessageText {
+            if let Some(octets) = self.message.take() {
+                shown.push(Shown::Client(format!("<message, {octets} octets>")));
+            }
+        }
+        shown.extend(replies(output));
+        shown
+    }
+}
+
+/// Each line of `output`, as the protocol log shows a reply line.
+pub fn replies(output: &[u8]) -> impl Iterator<Item = Shown> + '_ {
+    output
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| Shown::Server(printable(line)))
 }
 
 /// A client's command line as it may be logged; `known` lists the
@@ -112,6 +233,90 @@ fn printable(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SMTP: &[&str] = &["EHLO", "AUTH", "MAIL", "DATA", "QUIT"];
+
+    fn tap() -> Tap {
+        Tap::new("submission", IpAddr::from([192, 0, 2, 1]), SMTP)
+    }
+
+    fn texts(shown: Vec<Shown>) -> Vec<String> {
+        shown.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn each_reading_is_shown_as_it_may_be() {
+        let mut tap = tap();
+        use Reading::*;
+        assert_eq!(
+            texts(tap.show(
+                Command,
+                b"AUTH LOGIN\r\n",
+                SecretResponse,
+                b"334 VXNlcm5hbWU6\r\n"
+            )),
+            ["C: AUTH LOGIN", "S: 334 VXNlcm5hbWU6"]
+        );
+        assert_eq!(
+            texts(tap.show(
+                SecretResponse,
+                b"YWxpY2U=\r\n",
+                SecretResponse,
+                b"334 x\r\n"
+            )),
+            ["C: <SASL response redacted>", "S: 334 x"]
+        );
+        assert_eq!(
+            texts(tap.show(Command, b"YWxpY2UAcHc=\r\n", Command, b"")),
+            ["C: <unrecognized command, 14 octets>"]
+        );
+        // Nothing handed over, only replies (a greeting, a relay's answer).
+        assert_eq!(
+            texts(tap.show(Command, b"", Command, b"220 ready\r\n")),
+            ["S: 220 ready"]
+        );
+    }
+
+    #[test]
+    fn message_text_is_counted_across_calls_and_shown_once_by_size() {
+        let mut tap = tap();
+        use Reading::*;
+        assert_eq!(
+            texts(tap.show(Command, b"DATA\r\n", MessageText, b"354 go\r\n")),
+            ["C: DATA", "S: 354 go"]
+        );
+        assert!(tap
+            .show(MessageText, b"Subject: secret\r\n", MessageText, b"")
+            .is_empty());
+        assert!(tap.show(MessageText, b"", MessageText, b"").is_empty());
+        assert_eq!(
+            texts(tap.show(MessageText, b"text\r\n.\r\n", Command, b"250 ok\r\n")),
+            ["C: <message, 26 octets>", "S: 250 ok"]
+        );
+        // The next message is counted from zero.
+        tap.show(Command, b"DATA\r\n", MessageText, b"");
+        assert_eq!(
+            texts(tap.show(MessageText, b".\r\n", Command, b"")),
+            ["C: <message, 3 octets>"]
+        );
+    }
+
+    #[test]
+    fn reply_lines_are_shown_one_by_one_and_escaped() {
+        let shown: Vec<String> =
+            replies(b"+OK Capability list follows\r\nTOP\r\n.\r\n-ERR a\x1bb\r\n")
+                .map(|s| s.to_string())
+                .collect();
+        assert_eq!(
+            shown,
+            [
+                "S: +OK Capability list follows",
+                "S: TOP",
+                "S: .",
+                r"S: -ERR a\x1bb"
+            ]
+        );
+    }
 
     const POP3: &[&str] = &["USER", "PASS", "AUTH", "RETR"];
 

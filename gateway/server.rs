@@ -4,9 +4,11 @@
 //! Each connection is read in this order: the PROXY header when the peer is
 //! a trusted proxy (see [`crate::proxy_protocol`]), then admission by the
 //! client's address (the header's, else the peer's), then TLS on the
-//! implicit-TLS listeners, then the service's greeting. The connection's
-//! [login deadline](crate::login_deadline) starts at accept, so the header
-//! and the handshake count against it.
+//! implicit-TLS listeners; then the stream becomes a
+//! [`Connection`] handed to the service's
+//! driver ([`Protocol::serve`]), whose greeting comes first. The
+//! connection's [login deadline](crate::login_deadline) starts at accept, so
+//! the header and the handshake count against it.
 //!
 //! Binding ([`Gateway::bind`]) is separate from serving ([`Gateway::run`]) so
 //! that privileged ports can be bound before anything else happens, and so
@@ -26,27 +28,27 @@
 //! `run` waits — up to a grace period — until the last sender is dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use popgate_auth::{AuthConfig, Authenticator, BackendConfig, Throttle, ThrottleConfig};
+use popgate_auth::{Authenticator, Throttle, ThrottleConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{BackendKind, Settings};
+use crate::config::{BackendKind, SettingError, Settings};
+use crate::connection::{stopped, Connection, Protocol};
 use crate::descriptors::{self, Backoff, Shortage};
 use crate::expiry_watch;
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::login_deadline::LoginDeadline;
-use crate::pop3::{self, Pop3Service};
+use crate::pop3::Pop3Service;
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::stream::Stream;
-use crate::submission::{self, SubmissionService};
+use crate::submission::SubmissionService;
 use crate::tls::{TlsError, TlsProvider};
 
 /// How long sessions may go on after a shutdown signal.
@@ -70,8 +72,8 @@ pub enum StartError {
     #[error("authentication: {0}")]
     Auth(#[from] popgate_auth::AuthError),
     /// A setting cannot work.
-    #[error("key `{0}`: {1}")]
-    Setting(&'static str, String),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
 }
 
 /// What a listener serves.
@@ -102,12 +104,10 @@ impl ListenerKind {
     }
 }
 
-/// The service behind a listener: what the accept loop hands connections to.
-#[derive(Debug, Clone)]
-enum Service {
-    Pop3(Arc<Pop3Service>),
-    Submission(Arc<SubmissionService>),
-}
+/// The service behind a listener: what the accept loop hands connections
+/// to. Adding a line protocol is adding its listeners' kinds above and, in
+/// [`Gateway::run`], which service they map to.
+type Service = Arc<dyn Protocol>;
 
 /// What every listener shares, whatever it serves: the trusted proxies,
 /// the connection limits, the certificate, and the record of accepts
@@ -118,52 +118,6 @@ struct Door {
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
     shortage: Arc<Shortage>,
-}
-
-impl Service {
-    fn preauth_timeout(&self) -> Duration {
-        match self {
-            Service::Pop3(s) => s.preauth_timeout(),
-            Service::Submission(s) => s.preauth_timeout(),
-        }
-    }
-
-    /// The login deadline of a connection accepted at `accepted`.
-    fn login_deadline(&self, accepted: Instant) -> LoginDeadline {
-        let allowed = match self {
-            Service::Pop3(s) => s.login_deadline(),
-            Service::Submission(s) => s.login_deadline(),
-        };
-        LoginDeadline::new(accepted, allowed)
-    }
-
-    /// Serves one connection. Each protocol's future is boxed: a spawned
-    /// task is as large as the largest future it may run, and an idle POP3
-    /// connection must not carry the room a submission relay needs.
-    async fn serve(
-        self,
-        stream: Stream,
-        peer: SocketAddr,
-        login: LoginDeadline,
-        shutdown: watch::Receiver<bool>,
-    ) {
-        match self {
-            Service::Pop3(s) => {
-                Box::pin(pop3::handler::serve(s, stream, peer, login, shutdown)).await
-            }
-            Service::Submission(s) => {
-                Box::pin(submission::handler::serve(s, stream, peer, login, shutdown)).await
-            }
-        }
-    }
-
-    /// What a plaintext client hears when a connection limit turns it away.
-    fn refusal(&self) -> &'static [u8] {
-        match self {
-            Service::Pop3(_) => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
-            Service::Submission(_) => b"421 4.7.0 Too many connections, try again later\r\n",
-        }
-    }
 }
 
 /// A bound, not yet serving, popgate.
@@ -204,28 +158,6 @@ impl Reloader {
     }
 }
 
-/// The authentication layer's configuration from the settings.
-pub fn auth_config(settings: &Settings) -> Result<AuthConfig, StartError> {
-    let backend = match settings.auth.backend {
-        BackendKind::Htpasswd => BackendConfig::Htpasswd {
-            path: settings.auth.htpasswd.clone(),
-        },
-        BackendKind::Pam => BackendConfig::Pam {
-            service: settings.auth.pam_service.clone(),
-            min_uid: settings.auth.min_uid,
-        },
-    };
-    Ok(AuthConfig {
-        backend,
-        deny_users: settings.auth.deny_users.clone(),
-        disabled_users: settings.auth.disabled_users.clone(),
-        maildir_template: settings.store.maildir.clone(),
-        failure_delay: settings.auth.failure_delay.0,
-        cache_ttl: settings.auth.cache_ttl.0,
-        login_name_case: settings.auth.login_name_case.into(),
-    })
-}
-
 impl Gateway {
     /// Loads certificates and users and binds every listener.
     pub async fn bind(settings: &Settings) -> Result<Gateway, StartError> {
@@ -233,10 +165,10 @@ impl Gateway {
             Some(paths) => Some(Arc::new(TlsProvider::load(&paths.cert, &paths.key)?)),
             None => None,
         };
-        let auth = Arc::new(Authenticator::new(auth_config(settings)?)?);
+        let auth = Arc::new(Authenticator::new(settings.auth_config())?);
         if settings.auth.backend == BackendKind::Pam && nix::unistd::geteuid().is_root() {
             crate::identity::drop_supplementary_groups().map_err(|e| {
-                StartError::Setting(
+                SettingError::new(
                     "auth.backend",
                     format!("cannot drop supplementary groups: {e}"),
                 )
@@ -259,13 +191,13 @@ impl Gateway {
             settings.pop3.max_connections_per_ip,
             settings.pop3.max_connections_per_user,
         ));
-        let setting = |(key, message)| StartError::Setting(key, message);
-        let pop3 = Pop3Service::new(settings, tls.clone(), login.clone(), limits.clone())
-            .map_err(setting)?;
+        let pop3 = Pop3Service::new(settings, tls.clone(), login.clone(), limits.clone())?;
         let submission = match &settings.submission {
-            Some(_) => Some(Arc::new(
-                SubmissionService::new(settings, tls.clone(), login).map_err(setting)?,
-            )),
+            Some(_) => Some(Arc::new(SubmissionService::new(
+                settings,
+                tls.clone(),
+                login,
+            )?)),
             None => None,
         };
         let mut listeners = Vec::new();
@@ -332,11 +264,11 @@ impl Gateway {
             if let Ok(addr) = listener.local_addr() {
                 info!("listening: service={} addr={addr}", kind.name());
             }
-            let service = match (kind, &self.submission) {
+            let service: Service = match (kind, &self.submission) {
                 (ListenerKind::Submission | ListenerKind::SubmissionTls, Some(submission)) => {
-                    Service::Submission(submission.clone())
+                    submission.clone()
                 }
-                _ => Service::Pop3(self.pop3.clone()),
+                _ => self.pop3.clone(),
             };
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
@@ -366,12 +298,6 @@ impl Gateway {
             warn!("sessions still open after the grace period are closed without UPDATE");
         }
     }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard wait_for returns must not live across an await point.
-    let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
 }
 
 /// A listening socket on `addr` with room for `backlog` connections waiting
@@ -473,7 +399,7 @@ async fn connection(
     door: Door,
     shutdown: watch::Receiver<bool>,
 ) {
-    let login = service.login_deadline(Instant::now());
+    let login = LoginDeadline::new(Instant::now(), service.connection_settings().login_deadline);
     let client = match door.proxies.client_address(&mut tcp, peer).await {
         Ok(client) => client,
         Err(HeaderError::Closed) => return,
@@ -490,13 +416,15 @@ async fn connection(
     let _slot = match door.limits.admit(client.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            refuse(kind, tcp, client, refusal, service.refusal()).await;
+            refuse(kind, tcp, client, refusal, service.busy()).await;
             return;
         }
     };
-    let handshake = login.read_timeout(service.preauth_timeout());
+    let handshake = login.read_timeout(service.connection_settings().preauth_timeout);
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
-        service.serve(stream, client, login, shutdown).await;
+        let settings = service.connection_settings();
+        let connection = Connection::new(settings, stream, client, login, shutdown);
+        service.serve(connection).await;
     }
 }
 
@@ -529,16 +457,5 @@ async fn refuse(
     );
     if !kind.implicit_tls() {
         let _ = tcp.write_all(message).await;
-    }
-}
-
-/// Where a user's password file lives when none is configured, for messages.
-pub fn describe_backend(settings: &Settings) -> String {
-    match settings.auth.backend {
-        BackendKind::Htpasswd => format!(
-            "htpasswd {}",
-            PathBuf::from(&settings.auth.htpasswd).display()
-        ),
-        BackendKind::Pam => format!("PAM service {}", settings.auth.pam_service),
     }
 }

@@ -1,10 +1,16 @@
-//! Decoding SASL responses for `AUTH PLAIN` and `AUTH LOGIN`.
+//! SASL `PLAIN` and `LOGIN`, sans I/O: the whole exchange, for every
+//! protocol popgate speaks.
 //!
 //! POP3 (RFC 5034) and SMTP (RFC 4954) carry SASL exchanges the same way:
 //! the server sends a base64 challenge after `+ ` (POP3) or `334 ` (SMTP),
 //! the client answers with one base64 line. A lone `=` stands for an empty
-//! response and a lone `*` cancels the exchange. This module turns those
-//! lines into [`Credentials`]; the gateway keeps the conversation.
+//! response and a lone `*` cancels the exchange. [`SaslExchange`] is that
+//! conversation as a value: [`SaslExchange::start`] takes the mechanism and
+//! the initial response, if the command carried one, and each
+//! [`respond`](SaslExchange::respond) takes the client's next line, until
+//! the exchange is [`Progress::Done`] with [`Credentials`] or
+//! [`Progress::Failed`]. The sessions only frame the challenges and word
+//! the failures; what is decided, is decided here, once.
 //!
 //! * **PLAIN** (RFC 4616) sends everything at once, either as the initial
 //!   response (`AUTH PLAIN AGFsaWNlAHMzY3JldA==`) or after an empty challenge:
@@ -13,29 +19,46 @@
 //!   rather than a malformed response ([`SaslError::is_refusal`]).
 //! * **LOGIN** (no RFC; what Outlook and Thunderbird fall back to) asks for the
 //!   user with [`LOGIN_USER_PROMPT`], then for the password with
-//!   [`LOGIN_PASSWORD_PROMPT`]; each answer is decoded with
-//!   [`decode_login_line`].
+//!   [`LOGIN_PASSWORD_PROMPT`]; the user may come as the initial response.
+//!
+//! Either way the user name must pass [`validate_login_name`] before the
+//! exchange ends: a name that breaks the rule is refused
+//! ([`SaslError::InvalidLoginName`], a refusal) without asking for a
+//! password, so it never reaches a backend, a path or a log line.
 //!
 //! ```
-//! use popgate_auth::sasl::{self, SaslError};
+//! use popgate_auth::sasl::{Mechanism, Progress, SaslError, SaslExchange};
 //!
-//! // "\0alice\0s3cret"
-//! let credentials = sasl::decode_plain("AGFsaWNlAHMzY3JldA==").unwrap();
-//! assert_eq!(credentials.user, "alice");
-//! assert_eq!(credentials.password.expose(), "s3cret");
+//! // AUTH LOGIN, then the user and the password, each in base64.
+//! let Progress::Challenge(exchange) = SaslExchange::start(Mechanism::Login, None) else {
+//!     unreachable!()
+//! };
+//! assert_eq!(exchange.challenge(), "VXNlcm5hbWU6");
+//! let Progress::Challenge(exchange) = exchange.respond(b"YWxpY2U=") else { unreachable!() };
+//! assert_eq!(exchange.challenge(), "UGFzc3dvcmQ6");
+//! let Progress::Done(credentials) = exchange.respond(b"czNjcmV0") else { unreachable!() };
+//! assert_eq!((credentials.user.as_str(), credentials.password.expose()), ("alice", "s3cret"));
 //!
-//! assert_eq!(sasl::decode_login_line("YWxpY2U=").unwrap(), "alice");
-//! assert_eq!(sasl::decode_login_line("*"), Err(SaslError::Cancelled));
+//! // "\0alice\0s3cret" at once; a cancelled exchange.
+//! let done = SaslExchange::start(Mechanism::Plain, Some(b"AGFsaWNlAHMzY3JldA=="));
+//! assert!(matches!(done, Progress::Done(c) if c.user == "alice"));
+//! let Progress::Challenge(exchange) = SaslExchange::start(Mechanism::Plain, None) else {
+//!     unreachable!()
+//! };
+//! assert!(matches!(exchange.respond(b"*"), Progress::Failed(SaslError::Cancelled)));
 //! ```
 //!
-//! Every input is bounded by [`MAX_RESPONSE_LEN`]; decoded bytes that held a
-//! password are wiped when they are dropped.
+//! Every response is bounded by [`MAX_RESPONSE_LEN`]; decoded bytes that
+//! held a password are wiped when they are dropped. The lower-level
+//! decoders, [`decode_plain`] and [`decode_login_line`], are public for
+//! fuzzing and tests.
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
+use crate::login_name::validate_login_name;
 use crate::password::{Credentials, Password};
 
 /// The mechanisms popgate offers, in order of preference.
@@ -117,22 +140,128 @@ pub enum SaslError {
     /// A PLAIN response asking to act as another user (proxy authorization).
     #[error("acting as another user is not supported")]
     ProxyAuthorization,
+    /// A user name that breaks the login-name rule
+    /// ([`validate_login_name`]).
+    #[error("the user name is not a valid login name")]
+    InvalidLoginName,
 }
 
 impl SaslError {
     /// True for a response that is well-formed but asks for something the
     /// server refuses without consulting any backend: acting as another
-    /// user. The protocols answer it as a failed authentication (SMTP
-    /// `535 5.7.8`, POP3 `-ERR [AUTH]`); every other error is a malformed
-    /// response (`501`, a plain `-ERR`).
+    /// user, or a user name that breaks the login-name rule. The protocols
+    /// answer it as a failed authentication (SMTP `535 5.7.8`, POP3
+    /// `-ERR [AUTH]`); a cancel ([`SaslError::Cancelled`]) is answered as
+    /// such, and every other error is a malformed response (`501`, a plain
+    /// `-ERR`).
     ///
     /// ```
     /// use popgate_auth::sasl::SaslError;
     /// assert!(SaslError::ProxyAuthorization.is_refusal());
+    /// assert!(SaslError::InvalidLoginName.is_refusal());
     /// assert!(!SaslError::InvalidBase64.is_refusal());
+    /// assert!(!SaslError::Cancelled.is_refusal());
     /// ```
     pub fn is_refusal(self) -> bool {
-        matches!(self, SaslError::ProxyAuthorization)
+        matches!(
+            self,
+            SaslError::ProxyAuthorization | SaslError::InvalidLoginName
+        )
+    }
+}
+
+/// Where an exchange stands after the command or the client's last line.
+#[derive(Debug)]
+pub enum Progress {
+    /// Send [`SaslExchange::challenge`] (after `+ ` or `334 `) and hand the
+    /// client's next line to [`SaslExchange::respond`].
+    Challenge(SaslExchange),
+    /// The client sent these credentials, its name a valid login name:
+    /// check them.
+    Done(Credentials),
+    /// The exchange is over without credentials; the error says which
+    /// answer is due (see [`SaslError::is_refusal`]).
+    Failed(SaslError),
+}
+
+/// A SASL exchange waiting for the client's next line.
+#[derive(Debug)]
+pub struct SaslExchange {
+    waiting: Waiting,
+}
+
+/// What the client's next line is.
+#[derive(Debug)]
+enum Waiting {
+    /// The whole PLAIN message.
+    PlainMessage,
+    /// The LOGIN user name.
+    LoginUser,
+    /// The LOGIN password of `user`.
+    LoginPassword { user: String },
+}
+
+impl SaslExchange {
+    /// Starts an exchange of `mechanism`, with the `initial_response` the
+    /// command carried, if any (RFC 4954 §4, RFC 5034 §4: `=` is an empty
+    /// one). Look a client's mechanism name up with
+    /// [`Mechanism::from_name`]; one popgate does not offer never gets here.
+    pub fn start(mechanism: Mechanism, initial_response: Option<&[u8]>) -> Progress {
+        let waiting = match mechanism {
+            Mechanism::Plain => Waiting::PlainMessage,
+            Mechanism::Login => Waiting::LoginUser,
+        };
+        let exchange = SaslExchange { waiting };
+        match initial_response {
+            Some(response) => exchange.respond(response),
+            None => Progress::Challenge(exchange),
+        }
+    }
+
+    /// The base64 challenge the client is waiting for, without its framing.
+    pub fn challenge(&self) -> &'static str {
+        match self.waiting {
+            Waiting::PlainMessage => "",
+            Waiting::LoginUser => LOGIN_USER_PROMPT,
+            Waiting::LoginPassword { .. } => LOGIN_PASSWORD_PROMPT,
+        }
+    }
+
+    /// Takes the client's answer to [`challenge`](Self::challenge): one line,
+    /// without its line ending (surrounding white space is ignored), at
+    /// most [`MAX_RESPONSE_LEN`] octets. A line that is not even ASCII is
+    /// not base64.
+    pub fn respond(self, line: &[u8]) -> Progress {
+        if line.len() > MAX_RESPONSE_LEN {
+            return Progress::Failed(SaslError::TooLong);
+        }
+        let Ok(line) = std::str::from_utf8(line) else {
+            return Progress::Failed(SaslError::InvalidBase64);
+        };
+        let refused = |user: &str| validate_login_name(user).is_err();
+        match self.waiting {
+            Waiting::PlainMessage => match decode_plain(line) {
+                Ok(credentials) if refused(&credentials.user) => {
+                    Progress::Failed(SaslError::InvalidLoginName)
+                }
+                Ok(credentials) => Progress::Done(credentials),
+                Err(error) => Progress::Failed(error),
+            },
+            Waiting::LoginUser => match decode_login_line(line) {
+                Ok(user) if refused(&user) => Progress::Failed(SaslError::InvalidLoginName),
+                Ok(user) => Progress::Challenge(SaslExchange {
+                    waiting: Waiting::LoginPassword { user },
+                }),
+                Err(error) => Progress::Failed(error),
+            },
+            Waiting::LoginPassword { user } => match decode_login_line(line) {
+                Ok(password) => Progress::Done(Credentials {
+                    user,
+                    password: Password::new(password),
+                }),
+                Err(error) => Progress::Failed(error),
+            },
+        }
     }
 }
 
@@ -189,150 +318,4 @@ fn decode(b64: &str) -> Result<Zeroizing<Vec<u8>>, SaslError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::engine::general_purpose::STANDARD;
-    use proptest::prelude::*;
-
-    fn b64(bytes: &[u8]) -> String {
-        STANDARD.encode(bytes)
-    }
-
-    #[test]
-    fn plain_without_authzid() {
-        let credentials = decode_plain(&b64(b"\0alice\0s3cret")).unwrap();
-        assert_eq!(credentials.user, "alice");
-        assert_eq!(credentials.password.expose(), "s3cret");
-    }
-
-    #[test]
-    fn plain_with_matching_authzid() {
-        let credentials = decode_plain(&b64(b"bob@example.com\0bob@example.com\0pw")).unwrap();
-        assert_eq!(credentials.user, "bob@example.com");
-        assert_eq!(credentials.password.expose(), "pw");
-    }
-
-    #[test]
-    fn plain_refuses_proxy_authorization() {
-        assert_eq!(
-            decode_plain(&b64(b"admin\0alice\0pw")).unwrap_err(),
-            SaslError::ProxyAuthorization
-        );
-    }
-
-    #[test]
-    fn plain_keeps_utf8_and_spaces_in_password() {
-        let credentials = decode_plain(&b64("\0alice\0pässwörd with spaces".as_bytes())).unwrap();
-        assert_eq!(credentials.password.expose(), "pässwörd with spaces");
-        let credentials = decode_plain(&b64(b"\0alice\0")).unwrap();
-        assert!(credentials.password.is_empty());
-    }
-
-    #[test]
-    fn plain_malformed_inputs() {
-        assert_eq!(decode_plain("=").unwrap_err(), SaslError::Malformed);
-        assert_eq!(
-            decode_plain(&b64(b"alice")).unwrap_err(),
-            SaslError::Malformed
-        );
-        assert_eq!(
-            decode_plain(&b64(b"alice\0pw")).unwrap_err(),
-            SaslError::Malformed
-        );
-        assert_eq!(
-            decode_plain(&b64(b"\0alice\0pw\0x")).unwrap_err(),
-            SaslError::Malformed
-        );
-        assert_eq!(
-            decode_plain(&b64(b"\0\0pw")).unwrap_err(),
-            SaslError::EmptyUser
-        );
-        assert_eq!(
-            decode_plain(&b64(b"\0al\xffice\0pw")).unwrap_err(),
-            SaslError::InvalidUtf8
-        );
-    }
-
-    #[test]
-    fn bad_base64() {
-        assert_eq!(
-            decode_plain("not base64!").unwrap_err(),
-            SaslError::InvalidBase64
-        );
-        assert_eq!(
-            decode_plain("AGFsaWNl=AHB3").unwrap_err(),
-            SaslError::InvalidBase64
-        );
-        assert_eq!(decode_plain("A").unwrap_err(), SaslError::InvalidBase64);
-        assert_eq!(decode_login_line("%%%%"), Err(SaslError::InvalidBase64));
-        assert_eq!(decode_login_line(""), Ok(String::new()));
-    }
-
-    #[test]
-    fn padding_is_optional_and_whitespace_trimmed() {
-        assert_eq!(decode_login_line("YWxpY2U").unwrap(), "alice");
-        assert_eq!(decode_login_line(" YWxpY2U= \r\n").unwrap(), "alice");
-    }
-
-    #[test]
-    fn cancel() {
-        assert_eq!(decode_plain("*").unwrap_err(), SaslError::Cancelled);
-        assert_eq!(decode_login_line("*"), Err(SaslError::Cancelled));
-    }
-
-    #[test]
-    fn oversize_is_refused_before_decoding() {
-        let just_fits = b64(&[b'a'; 6 * 1024]);
-        assert_eq!(just_fits.len(), MAX_RESPONSE_LEN);
-        assert_eq!(decode_login_line(&just_fits).unwrap().len(), 6 * 1024);
-        let too_long = "A".repeat(MAX_RESPONSE_LEN + 4);
-        assert_eq!(decode_plain(&too_long).unwrap_err(), SaslError::TooLong);
-        assert_eq!(decode_login_line(&too_long), Err(SaslError::TooLong));
-    }
-
-    #[test]
-    fn login_lines_and_prompts() {
-        assert_eq!(decode_login_line(LOGIN_USER_PROMPT).unwrap(), "Username:");
-        assert_eq!(
-            decode_login_line(LOGIN_PASSWORD_PROMPT).unwrap(),
-            "Password:"
-        );
-        assert_eq!(decode_login_line("=").unwrap(), "");
-        assert_eq!(
-            decode_login_line(&b64(b"\xff\xfe")),
-            Err(SaslError::InvalidUtf8)
-        );
-    }
-
-    #[test]
-    fn mechanisms() {
-        assert_eq!(MECHANISMS, ["PLAIN", "LOGIN"]);
-        for name in MECHANISMS {
-            let mechanism = Mechanism::from_name(&name.to_ascii_lowercase()).unwrap();
-            assert_eq!(mechanism.name(), *name);
-        }
-        assert_eq!(Mechanism::from_name("XOAUTH2"), None);
-    }
-
-    #[test]
-    fn errors_do_not_echo_input() {
-        let error = decode_plain(&b64(b"admin\0alice\0hunter2")).unwrap_err();
-        assert!(!error.to_string().contains("hunter2"));
-    }
-
-    proptest! {
-        #[test]
-        fn decoding_never_panics(input in "\\PC{0,200}") {
-            let _ = decode_plain(&input);
-            let _ = decode_login_line(&input);
-        }
-
-        #[test]
-        fn plain_round_trips(user in "[a-z]{1,20}", password in "[^\0]{0,40}") {
-            let raw = format!("\0{user}\0{password}");
-            let credentials = decode_plain(&b64(raw.as_bytes())).unwrap();
-            prop_assert_eq!(credentials.user, user);
-            prop_assert_eq!(credentials.password.expose(), password);
-        }
-    }
-}
+mod tests;

@@ -14,14 +14,30 @@
 //!
 //! Input: a flags byte, a byte for the mailbox and the listing budget, then
 //! lines separated by LF. A login is accepted when the password has an odd
-//! length.
+//! length, and refused (each way in turn, by the length) when it is even:
+//! a refusal is one `-ERR [CODE]` line, and AUTHORIZATION starts over.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use popgate::login::LoginRefusal;
 use popgate::pop3::command::{self, Command};
+use popgate::pop3::maildrop::MessageInfo;
 use popgate::pop3::reply::MAX_STATUS_LINE;
-use popgate::pop3::session::{Listing, MessageInfo, Next, Session, SessionOptions};
+use popgate::pop3::session::{Listing, Next, Session, SessionOptions};
+
+/// Every way a login is refused.
+const REFUSALS: [LoginRefusal; 9] = [
+    LoginRefusal::Credentials { close: false },
+    LoginRefusal::Credentials { close: true },
+    LoginRefusal::Disabled,
+    LoginRefusal::Unavailable,
+    LoginRefusal::TooManySessions,
+    LoginRefusal::MailboxLocked,
+    LoginRefusal::MailboxUnavailable,
+    LoginRefusal::MailboxBroken,
+    LoginRefusal::LoginDeadline,
+];
 
 fuzz_target!(|data: &[u8]| {
     let [flags, shape, input @ ..] = data else {
@@ -91,7 +107,13 @@ fuzz_target!(|data: &[u8]| {
                     );
                     marks = Some(vec![false; messages.len()]);
                 } else {
-                    session.login_refused();
+                    // Any refusal: the session answers it and starts over.
+                    let refusal =
+                        REFUSALS[credentials.password.expose().len() / 2 % REFUSALS.len()];
+                    session.login_refused(refusal, &mut out);
+                    check_lines(&out);
+                    assert!(out.starts_with(b"-ERR ["), "a refusal without its code");
+                    assert!(!session.in_sasl_exchange() && !session.is_authenticated());
                 }
             }
             Next::StartTls => {

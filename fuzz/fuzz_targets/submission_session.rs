@@ -1,6 +1,11 @@
-//! A `popgate::submission::session::Session` fed a client's bytes in
-//! arbitrary pieces, with the connection driver's part simulated (the
-//! [`Driver`] below, the one place that knows the driver's steps).
+//! A `popgate::submission::session::Session` fed a client's bytes, with the
+//! connection driver's part simulated (the [`Driver`] below, the one place
+//! that knows the driver's steps). The reads arrive in pieces the input
+//! picks, and are handed over either as the real driver hands them (a line
+//! at a time while the session reads commands or SASL responses, all that
+//! is buffered while it reads message text, through the real `LineBuffer`)
+//! or all at once, whatever the session reads: the session frames its
+//! input itself, so either must give the same conversation.
 //!
 //! A model frames the bytes the session consumed on its own — command
 //! lines, SASL lines, message text up to the first `<CRLF>.<CRLF>`, BDAT
@@ -12,12 +17,19 @@
 //! * every command line, SASL line and message gets exactly one reply, a
 //!   BDAT chunk none (it is never read as commands), and nothing else gets
 //!   one; a line is refused as too long exactly when it is;
-//! * `Step::NeedMore` leaves no byte unread; STARTTLS, a login and a
-//!   message stop the session right at the end of their line or text, so
-//!   nothing pipelined after STARTTLS is answered;
+//! * `Step::NeedMore` leaves bytes it was given unread only right at the
+//!   end of a message or a BDAT chunk (the driver hands them over again, a
+//!   line at a time, so the protocol log sees each command after it);
+//!   STARTTLS, a login, a message and a chunk stop the session right at the
+//!   end of their line or text, so nothing pipelined after STARTTLS is
+//!   answered;
+//! * what the session says it reads (`Tapped::reading`, which the protocol
+//!   log's tap trusts to keep secrets and message text out of the log) is
+//!   what the model reads: commands, a SASL response, or message text;
 //! * credentials reach the driver only after EHLO, with TLS (or
 //!   `plaintext_login`), outside a transaction, before a login; `235` comes
-//!   only from the driver;
+//!   only from the driver, and a refused login gets the reply its
+//!   `LoginRefusal` is due (and closes when that ends the connection);
 //! * MAIL before a login gets `530`; MAIL gets 250 only from a sender the
 //!   policy allows, RCPT only inside a transaction and within
 //!   `max_recipients`, DATA `354` only with a recipient;
@@ -30,18 +42,26 @@
 //! * the 11th error closes the session with 421, QUIT with 221.
 //!
 //! Input: a flags byte, a seed for the piece sizes, then the client's bytes.
-//! A login is accepted when the password has an odd length; the relay's
-//! answer is picked by the seed, its text taken from the message.
+//! A login is accepted when the password has an odd length, and refused
+//! (each way in turn, by the length) when it is even; the relay's answer is
+//! picked by the seed, its text taken from the message.
 
 #![no_main]
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 use libfuzzer_sys::fuzz_target;
+use popgate::line_buffer::LineBuffer;
+use popgate::login::LoginRefusal;
+use popgate::protocol_log::{Reading, Tapped};
+use popgate::submission::driver::INPUT_LIMIT;
 use popgate::submission::envelope::{self, Verb};
+use popgate::submission::relay::outcome::RelayOutcome;
 use popgate::submission::session::{
-    LoginRefusal, RelayOutcome, Senders, Session, SessionOptions, Step, Transaction,
-    MAX_COMMAND_LINE,
+    Senders, Session, SessionOptions, Step, Transaction, MAX_COMMAND_LINE, MAX_LINE,
 };
 use smtp_proto::Request;
 
@@ -49,8 +69,21 @@ use smtp_proto::Request;
 const HOSTNAME: &str = "mx.fuzz.test";
 /// The addresses of the logged-in user under `sender_policy = "own"`.
 const OWN_ADDRESSES: [&str; 2] = ["fuzz@example.com", "Alias@Example.org"];
-/// The session's bound on a SASL response line (its `MAX_SASL_LINE`).
-const MAX_SASL_LINE: usize = 12 * 1024;
+/// The most the driver reads from the socket at once after login (its
+/// `READ_CHUNK`).
+const READ_CHUNK: usize = 64 * 1024;
+/// Every way a login is refused.
+const REFUSALS: [LoginRefusal; 9] = [
+    LoginRefusal::Credentials { close: false },
+    LoginRefusal::Credentials { close: true },
+    LoginRefusal::Disabled,
+    LoginRefusal::Unavailable,
+    LoginRefusal::TooManySessions,
+    LoginRefusal::MailboxLocked,
+    LoginRefusal::MailboxUnavailable,
+    LoginRefusal::MailboxBroken,
+    LoginRefusal::LoginDeadline,
+];
 /// Errors the session tolerates before it closes (its `MAX_ERRORS`).
 const MAX_ERRORS: u32 = 10;
 /// The longest reply line, CRLF included (RFC 5321 §4.5.3.1.5).
@@ -67,7 +100,6 @@ fuzz_target!(|data: &[u8]| {
         plaintext_login: flags & 4 != 0,
         max_message_size: [16, 64, 1000, 35 << 20][usize::from(flags >> 4) % 4],
         max_recipients: if flags & 0x40 != 0 { 1 } else { 3 },
-        protocol_log: flags & 0x80 != 0,
         // Recipients are taken at RCPT, as for every relay but local
         // delivery.
         check_recipients: false,
@@ -77,7 +109,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Senders::Only(OWN_ADDRESSES.iter().map(|a| a.to_string()).collect())
     };
-    Driver::new(options, senders, *seed).run(input);
+    let by_lines = flags & 0x80 != 0;
+    Driver::new(options, senders, *seed, by_lines).run(input);
 });
 
 /// What the simulated driver did after a step, for the model.
@@ -86,8 +119,12 @@ enum Event {
     None,
     /// `Step::StartTls`; the driver dropped the unread bytes.
     StartTls,
-    /// `Step::Authenticate`, answered by the driver with `reply`.
-    Authenticated { accepted: bool, reply: Vec<u8> },
+    /// `Step::Authenticate`, answered by the driver with `reply`: accepted,
+    /// or refused for `refusal`.
+    Authenticated {
+        refusal: Option<LoginRefusal>,
+        reply: Vec<u8>,
+    },
     /// `Step::Relay`, answered by the driver with `reply`.
     Relayed {
         transaction: Transaction,
@@ -98,32 +135,51 @@ enum Event {
     Close,
 }
 
-/// The connection driver (`gateway/submission/handler.rs`), simulated:
-/// reads arrive in pieces the seed picks, each step is carried out as the
-/// handler does. When the session's API changes, this is what to adapt.
+/// The connection driver (`gateway/submission/driver.rs`), simulated:
+/// reads arrive in pieces the seed picks, into a `LineBuffer` as large as
+/// the driver's; each step is carried out as the driver does. When the
+/// session's API changes, this is what to adapt.
 struct Driver {
     session: Session,
     senders: Senders,
     random: u32,
+    /// Hand the session a line at a time while it reads lines, as the
+    /// driver does; else all that is buffered, whatever it reads.
+    by_lines: bool,
+    input: LineBuffer,
     model: Model,
 }
 
 impl Driver {
-    fn new(options: SessionOptions, senders: Senders, seed: u8) -> Driver {
+    fn new(options: SessionOptions, senders: Senders, seed: u8, by_lines: bool) -> Driver {
         Driver {
             model: Model::new(&options, matches!(senders, Senders::Only(_))),
             session: Session::new(options),
             senders,
             random: 0x9e37_79b9 ^ u32::from(seed),
+            by_lines,
+            input: LineBuffer::new(INPUT_LIMIT),
         }
     }
 
-    /// A xorshift step: the pieces and the relay's answers.
+    /// A xorshift step: the pieces, the refusals and the relay's answers.
     fn next_random(&mut self) -> u32 {
         self.random ^= self.random << 13;
         self.random ^= self.random >> 17;
         self.random ^= self.random << 5;
         self.random
+    }
+
+    /// How much buffered input to hand the session next (the driver's
+    /// `next_input`); `None` when it must read more.
+    fn next_input(&self) -> Option<usize> {
+        let pending = self.input.pending().len();
+        match self.session.reading() {
+            Reading::Command | Reading::SecretResponse if self.by_lines => {
+                self.input.line_end(MAX_LINE)
+            }
+            _ => Some(pending).filter(|&len| len > 0),
+        }
     }
 
     fn run(mut self, input: &[u8]) {
@@ -133,7 +189,6 @@ impl Driver {
             out,
             format!("220 {HOSTNAME} ESMTP popgate ready\r\n").as_bytes()
         );
-        let mut pending = Vec::new();
         let mut rest = input;
         while !rest.is_empty() {
             let piece = match self.next_random() % 4 {
@@ -141,82 +196,87 @@ impl Driver {
                 1 => 1,
                 _ => (self.next_random() % 16 + 1) as usize,
             };
-            let (read, tail) = rest.split_at(piece.min(rest.len()));
-            pending.extend_from_slice(read);
+            let (mut read, tail) = rest.split_at(piece.min(rest.len()));
             rest = tail;
-            loop {
-                let mut out = Vec::new();
-                let mut bytes = pending.iter();
-                let step = self.session.advance(&mut bytes, &mut out);
-                let consumed = pending.len() - bytes.as_slice().len();
-                let consumed: Vec<u8> = pending.drain(..consumed).collect();
-                let heard = self.session.take_heard();
-                assert!(
-                    heard.iter().all(|(at, _)| *at <= out.len()),
-                    "a note of what was heard placed after the output"
-                );
-                let event = match step {
-                    Step::NeedMore => {
-                        assert!(pending.is_empty(), "NeedMore with bytes left unread");
-                        Event::None
-                    }
-                    Step::StartTls => Event::StartTls,
-                    Step::Authenticate(credentials) => {
-                        let at = out.len();
-                        let length = credentials.password.expose().len();
-                        let accepted = length % 2 == 1;
-                        if accepted {
-                            self.session.authenticated(
-                                credentials.user,
-                                self.senders.clone(),
-                                &mut out,
-                            );
-                        } else {
-                            let refusal = [
-                                LoginRefusal::Credentials,
-                                LoginRefusal::Unavailable,
-                                LoginRefusal::TooManySessions,
-                            ][length / 2 % 3];
-                            self.session.login_refused(refusal, &mut out);
-                        }
-                        Event::Authenticated {
-                            accepted,
-                            reply: out[at..].to_vec(),
-                        }
-                    }
-                    Step::Relay(transaction) => {
-                        let outcome = self.relay_outcome(&transaction.data);
-                        let at = out.len();
-                        self.session.relayed(outcome.clone(), &mut out);
-                        Event::Relayed {
-                            transaction,
-                            outcome,
-                            reply: out[at..].to_vec(),
-                        }
-                    }
-                    Step::Close => Event::Close,
-                    Step::CheckRecipient(_) => unreachable!("recipient checks are off"),
-                };
-                let next = match &event {
-                    Event::None => Next::Read,
-                    Event::StartTls => Next::StartTls,
-                    Event::Close => Next::Stop,
-                    _ => Next::Advance,
-                };
-                self.model.observe(&consumed, &pending, &out, event);
-                match next {
-                    Next::Read => break,
-                    Next::Advance => {}
-                    Next::StartTls => {
-                        // Bytes after STARTTLS came in the clear: dropped.
-                        pending.clear();
-                        self.session.tls_started();
-                        self.model.tls_started();
-                    }
-                    Next::Stop => return,
+            while !read.is_empty() {
+                let filled = now(self.input.fill(&mut read, READ_CHUNK)).expect("reading a slice");
+                assert!(filled > 0, "fill made no progress");
+                if self.hand_over() == Next::Stop {
+                    return;
                 }
             }
         }
+    }
+
+    /// Hands the session what is buffered, step by step, until it must
+    /// read more (or the connection ends).
+    fn hand_over(&mut self) -> Next {
+        while let Some(len) = self.next_input() {
+            let mut out = Vec::new();
+            let given = &self.input.pending()[..len];
+            let mut bytes = given.iter();
+            let step = self.session.advance(&mut bytes, &mut out);
+            let used = len - bytes.as_slice().len();
+            let consumed = given[..used].to_vec();
+            let left_in_given = len - used;
+            self.input.consume(used);
+            let event = match step {
+                Step::NeedMore => Event::None,
+                Step::StartTls => Event::StartTls,
+                Step::Authenticate(credentials) => {
+                    let at = out.len();
+                    let length = credentials.password.expose().len();
+                    let refusal = (length % 2 == 0).then(|| REFUSALS[length / 2 % REFUSALS.len()]);
+                    match refusal {
+                        None => self.session.authenticated(
+                            credentials.user,
+                            self.senders.clone(),
+                            &mut out,
+                        ),
+                        Some(refusal) => self.session.login_refused(refusal, &mut out),
+                    }
+                    Event::Authenticated {
+                        refusal,
+                        reply: out[at..].to_vec(),
+                    }
+                }
+                Step::Relay(transaction) => {
+                    let outcome = self.relay_outcome(&transaction.data);
+                    let at = out.len();
+                    self.session.relayed(outcome.clone(), &mut out);
+                    Event::Relayed {
+                        transaction,
+                        outcome,
+                        reply: out[at..].to_vec(),
+                    }
+                }
+                Step::Close => Event::Close,
+                Step::CheckRecipient(_) => unreachable!("recipient checks are off"),
+            };
+            let next = match &event {
+                Event::StartTls => Next::StartTls,
+                Event::Close => Next::Stop,
+                Event::Authenticated {
+                    refusal: Some(refusal),
+                    ..
+                } if refusal.ends_connection().is_some() => Next::Stop,
+                _ => Next::Advance,
+            };
+            self.model
+                .observe(&consumed, left_in_given, self.input.pending(), &out, event);
+            match next {
+                Next::Advance => {}
+                Next::StartTls => {
+                    // Bytes after STARTTLS came in the clear: dropped.
+                    self.input.discard();
+                    self.session.tls_started();
+                    self.model.tls_started();
+                }
+                Next::Stop => return Next::Stop,
+            }
+            self.model.check_reading(self.session.reading());
+        }
+        Next::Advance
     }
 
     /// What the relay answers: picked at random, with a text taken from
@@ -232,9 +292,18 @@ impl Driver {
     }
 }
 
+/// Runs a future that never waits, as reading from a slice never does.
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("reading from a slice waited"),
+    }
+}
+
 /// What the driver does after a step.
+#[derive(Debug, PartialEq, Eq)]
 enum Next {
-    Read,
+    /// Hand over what is left, else read more.
     Advance,
     StartTls,
     Stop,
@@ -290,6 +359,9 @@ struct Model {
     replies: VecDeque<Reply>,
     /// The driver's step waiting for the unit that caused it.
     event: Option<Event>,
+    /// The last unit of the current `advance` ended message text (a
+    /// message or a BDAT chunk).
+    text_ended: bool,
     helo: bool,
     logged_in: bool,
     /// The sender of the open transaction.
@@ -311,6 +383,7 @@ impl Model {
             partial: Vec::new(),
             replies: VecDeque::new(),
             event: None,
+            text_ended: false,
             helo: false,
             logged_in: false,
             from: None,
@@ -319,21 +392,37 @@ impl Model {
         }
     }
 
-    /// One `advance` (and the driver's step): the octets it consumed, those
-    /// it left, the replies written, and what the driver did.
-    fn observe(&mut self, consumed: &[u8], unread: &[u8], out: &[u8], event: Event) {
+    /// One `advance` (and the driver's step): the octets it consumed, how
+    /// many of those it was given it left, all input still buffered after
+    /// it, the replies written, and what the driver did.
+    fn observe(
+        &mut self,
+        consumed: &[u8],
+        left_in_given: usize,
+        unread: &[u8],
+        out: &[u8],
+        event: Event,
+    ) {
         assert_ne!(self.mode, Mode::Closed, "input read after Close");
         self.replies.extend(parse_replies(out));
         self.partial.extend_from_slice(consumed);
+        let need_more = matches!(event, Event::None);
         self.event = match event {
             Event::None => None,
             event => Some(event),
         };
+        self.text_ended = false;
         while let Some(unit) = self.next_unit() {
             self.handle(&unit);
         }
         if self.mode != Mode::Closed && matches!(self.event, Some(Event::Close)) {
             self.line_too_long(unread);
+        }
+        if need_more && left_in_given > 0 {
+            assert!(
+                self.text_ended && self.partial.is_empty(),
+                "NeedMore with bytes left unread, not at the end of a message or chunk"
+            );
         }
         assert!(
             self.event.is_none(),
@@ -373,6 +462,7 @@ impl Model {
     }
 
     fn handle(&mut self, unit: &[u8]) {
+        let text = matches!(self.mode, Mode::Data | Mode::Chunk(_));
         match self.mode {
             Mode::Command => self.command(unit),
             Mode::Sasl => self.sasl(unit),
@@ -380,6 +470,24 @@ impl Model {
             Mode::Chunk(_) => self.mode = Mode::Command,
             Mode::Closed => unreachable!(),
         }
+        // Commands after message text are handed over again, so the
+        // protocol log sees each: the session stops where the text ends.
+        self.text_ended = text;
+        assert!(
+            !text || self.partial.is_empty(),
+            "the session read on past the end of a message or chunk"
+        );
+    }
+
+    /// What the session says it reads must be what the model reads.
+    fn check_reading(&self, reading: Reading) {
+        let expected = match self.mode {
+            Mode::Command => Reading::Command,
+            Mode::Sasl => Reading::SecretResponse,
+            Mode::Data | Mode::Chunk(_) => Reading::MessageText,
+            Mode::Closed => return,
+        };
+        assert_eq!(reading, expected, "the session reads something else");
     }
 
     fn may_send_credentials(&self) -> bool {
@@ -569,18 +677,29 @@ impl Model {
     /// The unit just read handed credentials to the driver.
     fn login(&mut self) {
         self.check_login_allowed();
-        let Some(Event::Authenticated { accepted, reply }) = self.take_event() else {
+        let Some(Event::Authenticated { refusal, reply }) = self.take_event() else {
             unreachable!("checked by the caller");
         };
         let answer = self.reply();
         assert_eq!(answer.raw, reply, "the login's reply is the driver's");
-        if accepted {
-            assert!(answer.is("235 2.7.0 Authentication successful"));
-        } else {
-            assert!(matches!(answer.code, 535 | 454), "{:?}", answer.lines);
-        }
-        self.logged_in = accepted;
         self.mode = Mode::Command;
+        match refusal {
+            None => {
+                assert!(answer.is("235 2.7.0 Authentication successful"));
+                self.logged_in = true;
+            }
+            Some(refusal) => {
+                let code = match refusal {
+                    LoginRefusal::Credentials { .. } | LoginRefusal::Disabled => 535,
+                    LoginRefusal::LoginDeadline => 421,
+                    _ => 454,
+                };
+                assert_eq!(answer.code, code, "{refusal:?}: {:?}", answer.lines);
+                if refusal.ends_connection().is_some() {
+                    self.mode = Mode::Closed;
+                }
+            }
+        }
     }
 
     /// A SASL response line and its reply.
@@ -658,7 +777,7 @@ impl Model {
     fn line_too_long(&mut self, unread: &[u8]) {
         let limit = match self.mode {
             Mode::Command => MAX_COMMAND_LINE,
-            Mode::Sasl => MAX_SASL_LINE,
+            Mode::Sasl => MAX_LINE,
             mode => panic!("Close in the middle of {mode:?}"),
         };
         let reply = self.reply();

@@ -9,6 +9,7 @@
 //! [`Settings::load`] returns settings that have also passed [`Settings::validate`],
 //! so the rest of the gateway can trust them.
 
+mod auth;
 mod proxy_protocol;
 mod submission;
 mod units;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthSettings, BackendKind, LoginNameCase};
 pub use proxy_protocol::{IpNetwork, ProxyProtocolSettings};
 pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
 pub use units::{ByteSize, HumanDuration};
@@ -34,15 +36,32 @@ pub enum ConfigError {
         source: config::ConfigError,
     },
     /// A key has a value of the right type that cannot work.
-    #[error("{path}: key `{key}`: {message}")]
+    #[error("{path}: {error}")]
     Invalid {
         /// The configuration file.
         path: PathBuf,
-        /// The dotted key, e.g. `pop3.max_command_size`.
-        key: &'static str,
-        /// What is wrong with it.
-        message: String,
+        /// The key and what is wrong with it.
+        #[source]
+        error: SettingError,
     },
+}
+
+/// A setting of the right type that cannot work: its dotted key (e.g.
+/// `pop3.max_command_size`) and why. Shown as ``key `…`: why``.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {message}")]
+pub struct SettingError {
+    /// The dotted key.
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl SettingError {
+    /// The error for `key`, saying `message`.
+    pub fn new(key: &'static str, message: String) -> SettingError {
+        SettingError { key, message }
+    }
 }
 
 /// Everything `popgate serve` reads from its configuration file.
@@ -127,7 +146,8 @@ pub struct Pop3Settings {
     pub max_connections_per_user: usize,
     /// The text of the greeting after `+OK`.
     pub banner: String,
-    /// Log every command (credentials redacted).
+    /// Log every command and reply status line (credentials redacted;
+    /// message bodies and listings never).
     pub protocol_log: bool,
 }
 
@@ -156,105 +176,21 @@ impl Default for Pop3Settings {
 
 impl Pop3Settings {
     /// How sessions open mailboxes; the error names the key that is wrong.
-    pub fn open_options(&self) -> Result<popgate_store::OpenOptions, (&'static str, String)> {
+    pub fn open_options(&self) -> Result<popgate_store::OpenOptions, SettingError> {
         Ok(popgate_store::OpenOptions {
             lock: self.lock,
             lock_wait: self.lock_wait.0,
-            order: self.order.parse().map_err(|e| ("pop3.order", e))?,
-            on_dele: self.on_dele.parse().map_err(|e| ("pop3.on_dele", e))?,
+            order: self
+                .order
+                .parse()
+                .map_err(|e| SettingError::new("pop3.order", e))?,
+            on_dele: self
+                .on_dele
+                .parse()
+                .map_err(|e| SettingError::new("pop3.on_dele", e))?,
             // Each login sets its own, from login_deadline.
             deadline: None,
         })
-    }
-}
-
-/// Which authentication backend checks passwords.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// An Apache-style htpasswd file of virtual users.
-    Htpasswd,
-    /// The system's PAM stack, for system users.
-    Pam,
-}
-
-/// How login names are compared (`[auth] login_name_case`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoginNameCase {
-    /// Folded to lower case, as Dovecot's default `auth_username_format = %Lu`
-    /// (the default): `Alice` logs in as `alice`.
-    Lower,
-    /// As sent; only the domain part of `user@domain` is folded.
-    Exact,
-}
-
-impl From<LoginNameCase> for popgate_auth::LoginNameCase {
-    fn from(case: LoginNameCase) -> Self {
-        match case {
-            LoginNameCase::Lower => popgate_auth::LoginNameCase::Lower,
-            LoginNameCase::Exact => popgate_auth::LoginNameCase::Exact,
-        }
-    }
-}
-
-/// `[auth]`: backend and login policy.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSettings {
-    /// The backend.
-    pub backend: BackendKind,
-    /// The htpasswd file (backend "htpasswd"); reloaded when it changes.
-    pub htpasswd: PathBuf,
-    /// The PAM service name (backend "pam").
-    pub pam_service: String,
-    /// Login names that are always refused, whatever the password.
-    pub deny_users: Vec<String>,
-    /// Mailboxes whose POP3 access is switched off.
-    pub disabled_users: Vec<String>,
-    /// PAM users with a smaller uid are refused.
-    pub min_uid: u32,
-    /// The delay before answering a failed login; it grows per client address.
-    pub failure_delay: HumanDuration,
-    /// The longest failure delay, however many failures an address piles up.
-    pub max_failure_delay: HumanDuration,
-    /// Failures from one address after which each further failure also
-    /// closes the connection (0: never close).
-    pub max_failures: u32,
-    /// How long a successful login is remembered ("0s" turns the cache off).
-    pub cache_ttl: HumanDuration,
-    /// How long one password check (a PAM transaction) may take before the
-    /// login gets `[SYS/TEMP]`; a hung PAM module stalls only that login.
-    pub check_timeout: HumanDuration,
-    /// How many password checks may run at once; more wait their turn
-    /// (within `check_timeout`). One client address (an IPv4 address, an
-    /// IPv6 /64) may hold a quarter of them, at least one.
-    pub max_checks: usize,
-    /// "lower" (`Alice` is `alice`) or "exact" (only the domain part of
-    /// `user@domain` is folded).
-    pub login_name_case: LoginNameCase,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            backend: BackendKind::Htpasswd,
-            htpasswd: PathBuf::from("/etc/popgate/users.htpasswd"),
-            pam_service: "popgate".into(),
-            deny_users: popgate_auth::DEFAULT_DENY_USERS
-                .iter()
-                .map(|&name| name.to_owned())
-                .collect(),
-            disabled_users: Vec::new(),
-            min_uid: 1000,
-            failure_delay: HumanDuration::from_secs(2),
-            max_failure_delay: HumanDuration::from_secs(15),
-            max_failures: 10,
-            cache_ttl: HumanDuration::from_secs(60),
-            check_timeout: HumanDuration::from_secs(20),
-            max_checks: 16,
-            login_name_case: LoginNameCase::Lower,
-        }
     }
 }
 
@@ -323,74 +259,86 @@ impl Settings {
             .map_err(load_error)?
             .try_deserialize()
             .map_err(load_error)?;
-        settings
-            .validate()
-            .map_err(|(key, message)| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key,
-                message,
-            })?;
+        settings.validate().map_err(|error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            error,
+        })?;
         Ok(settings)
     }
 
     /// Checks the values that have the right type but cannot work; the error
     /// names the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         let pop3 = &self.pop3;
         if self.hostname.is_empty() || !self.hostname.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(("hostname", "must be a host name without spaces".into()));
+            return Err(SettingError::new(
+                "hostname",
+                "must be a host name without spaces".into(),
+            ));
         }
         if self.tls.is_none() && !pop3.listen_tls.is_empty() {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.listen_tls",
                 "implicit-TLS listeners need [tls] cert and key (or set listen_tls = [])".into(),
             ));
         }
         pop3.open_options()?;
         if !(40..=8192).contains(&pop3.max_command_size) {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.max_command_size",
                 "must be between 40 and 8192 octets".into(),
             ));
         }
         if pop3.banner.len() > 200 || !pop3.banner.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.banner",
                 "must be at most 200 printable ASCII characters".into(),
             ));
         }
         if pop3.preauth_timeout.0.is_zero() || pop3.idle_timeout.0.is_zero() {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.idle_timeout",
                 "timeouts must be longer than zero".into(),
             ));
         }
         if pop3.login_deadline.0.is_zero() {
-            return Err(("pop3.login_deadline", "must be longer than zero".into()));
+            return Err(SettingError::new(
+                "pop3.login_deadline",
+                "must be longer than zero".into(),
+            ));
         }
         if pop3.max_connections == 0
             || pop3.max_connections_per_ip == 0
             || pop3.max_connections_per_user == 0
         {
-            return Err((
+            return Err(SettingError::new(
                 "pop3.max_connections",
                 "connection limits must be at least 1".into(),
             ));
         }
         if self.auth.check_timeout.0.is_zero() {
-            return Err(("auth.check_timeout", "must be longer than zero".into()));
+            return Err(SettingError::new(
+                "auth.check_timeout",
+                "must be longer than zero".into(),
+            ));
         }
         if self.auth.max_checks == 0 {
-            return Err(("auth.max_checks", "must be at least 1".into()));
+            return Err(SettingError::new(
+                "auth.max_checks",
+                "must be at least 1".into(),
+            ));
         }
         if self.store.mail_user.is_some() && self.auth.backend == BackendKind::Pam {
-            return Err((
+            return Err(SettingError::new(
                 "store.mail_user",
                 "PAM users' Maildirs are opened with each user's own rights, which needs root: leave mail_user unset".into(),
             ));
         }
         if self.store.maildir.is_empty() {
-            return Err(("store.maildir", "must name a Maildir path template".into()));
+            return Err(SettingError::new(
+                "store.maildir",
+                "must name a Maildir path template".into(),
+            ));
         }
         self.proxy_protocol.validate()?;
         if let Some(submission) = &self.submission {
@@ -561,6 +509,25 @@ maildir = "/srv/mail/%d/%n"
             error.contains(&file.path().display().to_string()),
             "{error}"
         );
+    }
+
+    /// The named error reads as the tuple it replaced did, in both places
+    /// it is shown: `popgate serve` at start and the loader's message.
+    #[test]
+    fn a_setting_error_reads_key_then_reason() {
+        let file = write("[pop3]\nlisten_tls = []\nmax_command_size = 5\n");
+        let error = Settings::load(file.path()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: key `pop3.max_command_size`: must be between 40 and 8192 octets",
+                file.path().display()
+            )
+        );
+        let ConfigError::Invalid { error, .. } = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(error.key, "pop3.max_command_size");
     }
 
     #[test]

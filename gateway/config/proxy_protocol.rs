@@ -25,7 +25,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::HumanDuration;
+use super::{HumanDuration, SettingError};
 
 /// `[proxy_protocol]`: the trusted proxies and how long each has to speak.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -49,9 +49,12 @@ impl Default for ProxyProtocolSettings {
 
 impl ProxyProtocolSettings {
     /// Checks what has the right type but cannot work; the error names the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         if self.timeout.0.is_zero() {
-            return Err(("proxy_protocol.timeout", "must be longer than zero".into()));
+            return Err(SettingError::new(
+                "proxy_protocol.timeout",
+                "must be longer than zero".into(),
+            ));
         }
         Ok(())
     }

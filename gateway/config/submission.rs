@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, HumanDuration};
+use super::{ByteSize, HumanDuration, SettingError};
 
 /// Whose addresses a logged-in user may send from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -258,29 +258,29 @@ pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 << 20;
 
 impl SubmissionSettings {
     /// Checks values that cannot work; the error names the key.
-    pub fn validate(&self, tls_configured: bool) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self, tls_configured: bool) -> Result<(), SettingError> {
         let has_listeners = !self.listen.is_empty() || !self.listen_tls.is_empty();
         if has_listeners && !tls_configured {
-            return Err((
+            return Err(SettingError::new(
                 "submission.listen",
                 "submission needs [tls] cert and key: credentials are never sent in the clear"
                     .into(),
             ));
         }
         if !(1024..=MAX_MESSAGE_SIZE_LIMIT).contains(&self.max_message_size.0) {
-            return Err((
+            return Err(SettingError::new(
                 "submission.max_message_size",
                 format!("must be between 1K and {}M", MAX_MESSAGE_SIZE_LIMIT >> 20),
             ));
         }
         if !(1..=10_000).contains(&self.max_recipients) {
-            return Err((
+            return Err(SettingError::new(
                 "submission.max_recipients",
                 "must be between 1 and 10000".into(),
             ));
         }
         if self.max_connections_per_user == 0 {
-            return Err((
+            return Err(SettingError::new(
                 "submission.max_connections_per_user",
                 "must be at least 1".into(),
             ));
@@ -288,13 +288,13 @@ impl SubmissionSettings {
         if self.relay_tls == RelayTls::None
             && (!matches!(self.relay, Relay::Smtp { .. }) || !self.relay.is_loopback())
         {
-            return Err((
+            return Err(SettingError::new(
                 "submission.relay_tls",
                 "\"none\" is allowed only for an smtp:// relay on a loopback address".into(),
             ));
         }
         if self.relay_user.is_some() != self.relay_password_file.is_some() {
-            return Err((
+            return Err(SettingError::new(
                 "submission.relay_password_file",
                 "relay_user and relay_password_file go together".into(),
             ));
@@ -302,25 +302,25 @@ impl SubmissionSettings {
         if self.relay_user.is_some()
             && !matches!(self.relay, Relay::Smtp { .. } | Relay::Smtps { .. })
         {
-            return Err((
+            return Err(SettingError::new(
                 "submission.relay_user",
                 "relay credentials are for smtp:// and smtps:// relays".into(),
             ));
         }
         if self.relay_timeout.0.is_zero() || self.idle_timeout.0.is_zero() {
-            return Err((
+            return Err(SettingError::new(
                 "submission.idle_timeout",
                 "timeouts must be longer than zero".into(),
             ));
         }
         if self.login_deadline.0.is_zero() {
-            return Err((
+            return Err(SettingError::new(
                 "submission.login_deadline",
                 "must be longer than zero".into(),
             ));
         }
         if self.sendmail_command.as_os_str().is_empty() {
-            return Err((
+            return Err(SettingError::new(
                 "submission.sendmail_command",
                 "must name the sendmail command".into(),
             ));
@@ -332,7 +332,7 @@ impl SubmissionSettings {
             {
                 // As MAIL FROM reads addresses: one that does not parse so
                 // could never be sent as.
-                return Err((
+                return Err(SettingError::new(
                     "submission.addresses",
                     format!("`{bad}` (for {user}) is not an RFC 5321 email address (ASCII only)"),
                 ));
@@ -342,12 +342,12 @@ impl SubmissionSettings {
     }
 
     /// Reads the CA certificates of `relay_ca_file`, if set.
-    pub fn relay_ca(&self) -> Result<Option<Vec<u8>>, (&'static str, String)> {
+    pub fn relay_ca(&self) -> Result<Option<Vec<u8>>, SettingError> {
         let Some(path) = &self.relay_ca_file else {
             return Ok(None);
         };
         std::fs::read(path).map(Some).map_err(|e| {
-            (
+            SettingError::new(
                 "submission.relay_ca_file",
                 format!("{}: {e}", path.display()),
             )
@@ -356,19 +356,19 @@ impl SubmissionSettings {
 
     /// Reads the relay password from `relay_password_file` (its first line).
     /// The error names the file, never its contents.
-    pub fn relay_password(&self) -> Result<Option<String>, (&'static str, String)> {
+    pub fn relay_password(&self) -> Result<Option<String>, SettingError> {
         let Some(path) = &self.relay_password_file else {
             return Ok(None);
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
-            (
+            SettingError::new(
                 "submission.relay_password_file",
                 format!("{}: {e}", path.display()),
             )
         })?;
         let password = text.lines().next().unwrap_or("").to_owned();
         if password.is_empty() {
-            return Err((
+            return Err(SettingError::new(
                 "submission.relay_password_file",
                 format!("{} holds no password", path.display()),
             ));
@@ -432,7 +432,7 @@ mod tests {
             ..SubmissionSettings::default()
         };
         let error = settings.validate(true).unwrap_err();
-        assert_eq!(error.0, "submission.relay_tls");
+        assert_eq!(error.key, "submission.relay_tls");
         settings.relay = Relay::try_from("smtp://127.0.0.1:25".to_string()).unwrap();
         assert!(settings.validate(true).is_ok());
     }
@@ -440,13 +440,16 @@ mod tests {
     #[test]
     fn listeners_need_tls_and_credentials_go_together() {
         let settings = SubmissionSettings::default();
-        assert_eq!(settings.validate(false).unwrap_err().0, "submission.listen");
+        assert_eq!(
+            settings.validate(false).unwrap_err().key,
+            "submission.listen"
+        );
         let settings = SubmissionSettings {
             relay_user: Some("relay".into()),
             ..SubmissionSettings::default()
         };
         assert_eq!(
-            settings.validate(true).unwrap_err().0,
+            settings.validate(true).unwrap_err().key,
             "submission.relay_password_file"
         );
         let settings = SubmissionSettings {
@@ -454,7 +457,7 @@ mod tests {
             ..SubmissionSettings::default()
         };
         assert_eq!(
-            settings.validate(true).unwrap_err().0,
+            settings.validate(true).unwrap_err().key,
             "submission.max_connections_per_user"
         );
     }

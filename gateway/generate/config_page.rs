@@ -164,14 +164,14 @@ fn join(paragraph: &mut String, text: &str) {
 /// Reads the annotated configuration's layout (see the module docs).
 pub fn parse(annotated: &str) -> Page {
     let mut page = Page::default();
-    page.sections.push(Section::default());
+    // The section being read: the top level first, then each `[section]`.
+    let mut section = Section::default();
     // The comment block being read, not yet given to a section or key.
     let mut pending = String::new();
     let mut in_description = true;
     // Whether the last line was a key (so an indented comment continues it).
     let mut after_key = false;
     for line in annotated.lines() {
-        let section = page.sections.last_mut().expect("the top level is first");
         match classify(line) {
             Line::Blank => {
                 if in_description && !pending.is_empty() {
@@ -186,11 +186,10 @@ pub fn parse(annotated: &str) -> Page {
                 join(&mut pending, text);
                 after_key = false;
             }
-            Line::Continuation(text) if after_key => {
-                let key = section.keys.last_mut().expect("after a key");
-                join(&mut key.text, text);
-            }
-            Line::Continuation(text) => join(&mut pending, text),
+            Line::Continuation(text) => match section.keys.last_mut() {
+                Some(key) if after_key => join(&mut key.text, text),
+                _ => join(&mut pending, text),
+            },
             Line::Section { name, text } => {
                 in_description = false;
                 let mut text_of_section = Vec::new();
@@ -200,11 +199,12 @@ pub fn parse(annotated: &str) -> Page {
                 if !text.is_empty() {
                     text_of_section.push(text.to_owned());
                 }
-                page.sections.push(Section {
+                let next = Section {
                     name: name.to_owned(),
                     text: text_of_section,
                     keys: Vec::new(),
-                });
+                };
+                page.sections.push(std::mem::replace(&mut section, next));
                 after_key = false;
             }
             Line::Key {
@@ -235,9 +235,9 @@ pub fn parse(annotated: &str) -> Page {
         }
     }
     if !pending.is_empty() {
-        let section = page.sections.last_mut().expect("the top level is first");
         section.text.push(pending);
     }
+    page.sections.push(section);
     page
 }
 
@@ -371,7 +371,7 @@ trusted = []
             ]
         );
         let [top, tls, pop3, proxy, store, addresses] = &page.sections[..] else {
-            unreachable!()
+            panic!("six sections: {names:?}")
         };
         assert_eq!(
             top.keys,

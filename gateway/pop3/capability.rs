@@ -3,6 +3,10 @@
 //! What is listed depends on the connection: `STLS` only before TLS (RFC 2595
 //! §4), `USER` and `SASL` only where credentials may be sent. Capabilities of
 //! the AUTHORIZATION state stay listed after login, as RFC 2449 §5 requires.
+//! The SASL mechanisms are popgate-auth's [`sasl::MECHANISMS`], the list
+//! `AUTH` and submission's EHLO show too.
+
+use popgate_auth::sasl;
 
 use super::reply;
 
@@ -14,9 +18,6 @@ pub struct Capabilities {
     /// Credentials may be sent on this connection now.
     pub credentials: bool,
 }
-
-/// The SASL mechanisms, in the order offered.
-pub const SASL_MECHANISMS: &str = "PLAIN LOGIN";
 
 impl Capabilities {
     /// Appends the whole multi-line CAPA response.
@@ -46,7 +47,12 @@ impl Capabilities {
         }
         if self.credentials {
             reply::body_line(out, format_args!("USER"));
-            reply::body_line(out, format_args!("SASL {SASL_MECHANISMS}"));
+            out.extend_from_slice(b"SASL");
+            for mechanism in sasl::MECHANISMS {
+                out.push(b' ');
+                out.extend_from_slice(mechanism.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
         }
         reply::end_multiline(out);
     }

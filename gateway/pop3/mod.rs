@@ -1,36 +1,39 @@
 //! The POP3 service (RFC 1939 with CAPA, STLS, SASL, RESP-CODES, UTF8).
 //!
 //! Reading order: [`command`] turns a line into a command, [`session`] is the
-//! protocol state machine that answers it, [`reply`] and [`capability`] write
-//! responses; all four are pure. [`handler`] is the connection driver that
-//! does the I/O around them.
+//! protocol state machine that answers it from a [`maildrop`] (the mailbox
+//! snapshot it reads), [`reply`] and [`capability`] write responses; all
+//! five are pure. [`driver`] is the connection driver that does the
+//! protocol's own I/O around them (the login, the mailbox, RETR, UPDATE) on
+//! the [connection core](crate::connection), which does the rest.
 
 pub mod capability;
 pub mod command;
-pub mod handler;
+pub mod driver;
+pub mod maildrop;
 pub mod reply;
 pub mod session;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use popgate_store::OpenOptions;
 
-use crate::config::{LoginPolicy, Settings};
+use crate::config::{LoginPolicy, SettingError, Settings};
+use crate::connection::{Connection, ConnectionSettings, Protocol};
 use crate::limits::Limits;
+use crate::line_buffer::HARD_LINE_LIMIT;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
 
 /// Everything POP3 sessions share: settings, TLS, authentication, limits.
 #[derive(Debug)]
 pub struct Pop3Service {
+    connection: ConnectionSettings,
     banner: String,
     plaintext_login: bool,
     max_command_size: usize,
-    preauth_timeout: Duration,
-    login_deadline: Duration,
-    idle_timeout: Duration,
-    protocol_log: bool,
     open_options: OpenOptions,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
@@ -44,30 +47,38 @@ impl Pop3Service {
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
         limits: Arc<Limits>,
-    ) -> Result<Pop3Service, (&'static str, String)> {
+    ) -> Result<Pop3Service, SettingError> {
         let pop3 = &settings.pop3;
         Ok(Pop3Service {
+            connection: ConnectionSettings {
+                service: "pop3",
+                preauth_timeout: pop3.preauth_timeout.0,
+                idle_timeout: pop3.idle_timeout.0,
+                login_deadline: pop3.login_deadline.0,
+                input_limit: HARD_LINE_LIMIT,
+                protocol_log: pop3.protocol_log.then_some(command::KEYWORDS),
+            },
             banner: pop3.banner.clone(),
             plaintext_login: pop3.login == LoginPolicy::Plaintext,
             max_command_size: pop3.max_command_size,
-            preauth_timeout: pop3.preauth_timeout.0,
-            login_deadline: pop3.login_deadline.0,
-            idle_timeout: pop3.idle_timeout.0,
-            protocol_log: pop3.protocol_log,
             open_options: pop3.open_options()?,
             tls,
             login,
             limits,
         })
     }
+}
 
-    /// How long a client has for the TLS handshake and its first command.
-    pub fn preauth_timeout(&self) -> Duration {
-        self.preauth_timeout
+impl Protocol for Pop3Service {
+    fn connection_settings(&self) -> &ConnectionSettings {
+        &self.connection
     }
 
-    /// How long a connection has to log in, from accept.
-    pub fn login_deadline(&self) -> Duration {
-        self.login_deadline
+    fn busy(&self) -> &'static [u8] {
+        b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    }
+
+    fn serve(self: Arc<Self>, connection: Connection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(driver::serve(self, connection))
     }
 }

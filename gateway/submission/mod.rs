@@ -5,9 +5,11 @@
 //! smtp-proto to parse commands, [`data`] to read message text,
 //! [`envelope`] to read MAIL and RCPT, whose addresses are [`address`]es),
 //! [`reply`] writes replies, [`message`] checks and stamps the message,
-//! [`relay`] (over [`upstream`],
-//! [`sendmail`] and [`maildir_delivery`]) hands it on; [`handler`] is the connection driver
-//! that does the I/O around them.
+//! [`relay`] (an SMTP upstream, sendmail, or local Maildirs) hands it on and
+//! says how that went in the values of [`relay::outcome`]; [`driver`] is the
+//! connection driver that does the protocol's own I/O around them (the
+//! login, recipient checks, the relay) on the
+//! [connection core](crate::connection), which does the rest.
 //!
 //! Logins go through the same [`LoginGate`] as POP3 (and so do local
 //! delivery's recipient lookups),
@@ -17,21 +19,21 @@
 
 pub mod address;
 pub mod data;
+pub mod driver;
 pub mod envelope;
-pub mod handler;
-pub mod maildir_delivery;
 pub mod message;
 pub mod relay;
 pub mod reply;
-pub mod sendmail;
 pub mod session;
-pub mod upstream;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{LoginPolicy, SenderPolicy, Settings};
+use crate::config::{LoginPolicy, SenderPolicy, SettingError, Settings};
+use crate::connection::{Connection, ConnectionSettings, Protocol};
 use crate::limits::UserLimit;
 use crate::login::LoginGate;
 use crate::tls::TlsProvider;
@@ -41,10 +43,8 @@ use session::{Senders, SessionOptions};
 /// Everything submission sessions share.
 #[derive(Debug)]
 pub struct SubmissionService {
+    connection: ConnectionSettings,
     options: SessionOptions,
-    preauth_timeout: Duration,
-    login_deadline: Duration,
-    idle_timeout: Duration,
     relay_timeout: Duration,
     sender_policy: SenderPolicy,
     addresses: BTreeMap<String, Vec<String>>,
@@ -61,12 +61,16 @@ impl SubmissionService {
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
-    ) -> Result<SubmissionService, (&'static str, String)> {
+    ) -> Result<SubmissionService, SettingError> {
         let Some(submission) = &settings.submission else {
-            return Err(("submission", "the section is missing".into()));
+            return Err(SettingError::new(
+                "submission",
+                "the section is missing".into(),
+            ));
         };
-        let max_message_size = usize::try_from(submission.max_message_size.0)
-            .map_err(|_| ("submission.max_message_size", "too large".to_string()))?;
+        let max_message_size = usize::try_from(submission.max_message_size.0).map_err(|_| {
+            SettingError::new("submission.max_message_size", "too large".to_string())
+        })?;
         let relay = Relay::new(submission, &settings.hostname, &login)?;
         Ok(SubmissionService {
             options: SessionOptions {
@@ -76,12 +80,16 @@ impl SubmissionService {
                 plaintext_login: settings.pop3.login == LoginPolicy::Plaintext,
                 max_message_size,
                 max_recipients: submission.max_recipients,
-                protocol_log: submission.protocol_log,
                 check_recipients: relay.checks_recipients(),
             },
-            preauth_timeout: settings.pop3.preauth_timeout.0,
-            login_deadline: submission.login_deadline.0,
-            idle_timeout: submission.idle_timeout.0,
+            connection: ConnectionSettings {
+                service: "submission",
+                preauth_timeout: settings.pop3.preauth_timeout.0,
+                idle_timeout: submission.idle_timeout.0,
+                login_deadline: submission.login_deadline.0,
+                input_limit: driver::INPUT_LIMIT,
+                protocol_log: submission.protocol_log.then_some(session::KEYWORDS),
+            },
             relay_timeout: submission.relay_timeout.0,
             sender_policy: submission.sender_policy,
             addresses: by_login_name(&submission.addresses, &login),
@@ -90,16 +98,6 @@ impl SubmissionService {
             login,
             user_limit: UserLimit::new(submission.max_connections_per_user),
         })
-    }
-
-    /// How long a client has for the TLS handshake and its first command.
-    pub fn preauth_timeout(&self) -> Duration {
-        self.preauth_timeout
-    }
-
-    /// How long a connection has to log in, from accept.
-    pub fn login_deadline(&self) -> Duration {
-        self.login_deadline
     }
 
     /// Whom `user` (an account name) may send as: its login name when that
@@ -118,6 +116,20 @@ impl SubmissionService {
             own.extend(extra.iter().cloned());
         }
         Senders::only(own)
+    }
+}
+
+impl Protocol for SubmissionService {
+    fn connection_settings(&self) -> &ConnectionSettings {
+        &self.connection
+    }
+
+    fn busy(&self) -> &'static [u8] {
+        b"421 4.7.0 Too many connections, try again later\r\n"
+    }
+
+    fn serve(self: Arc<Self>, connection: Connection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(driver::serve(self, connection))
     }
 }
 

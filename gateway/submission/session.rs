@@ -1,21 +1,28 @@
 //! The submission session as a pure state machine (no sockets, no clock).
 //!
-//! The connection driver feeds it whatever bytes arrived with
-//! [`Session::advance`]; the session collects each command line itself (up
-//! to [`MAX_COMMAND_LINE`]) and parses the whole line with smtp-proto's
-//! `Request::parse`, reads message text with a [`DataReader`] (which ends
-//! DATA only at `<CRLF>.<CRLF>` and removes dot-stuffing), appends replies
-//! to an output buffer and stops at each [`Step`] that needs the outside
-//! world:
+//! The connection driver feeds it bytes with [`Session::advance`]: a line
+//! at a time while it reads commands or SASL responses, everything at once
+//! while it reads message text ([`Session::reading`]), no line longer than
+//! [`MAX_LINE`]. Whatever the split, the session collects each command line
+//! itself (up to [`MAX_COMMAND_LINE`]) and parses the whole line with
+//! smtp-proto's `Request::parse`, reads message text with a [`DataReader`]
+//! (which ends DATA only at `<CRLF>.<CRLF>` and removes dot-stuffing),
+//! appends replies to an output buffer and stops at each [`Step`] that
+//! needs the outside world:
 //!
 //! | step | the driver… | then calls |
 //! | --- | --- | --- |
-//! | [`Step::NeedMore`] | flushes replies, reads more bytes | `advance` |
+//! | [`Step::NeedMore`] | hands over what is left of the input, else flushes replies and reads more | `advance` |
 //! | [`Step::StartTls`] | discards unread bytes, runs the handshake | [`Session::tls_started`] |
 //! | [`Step::Authenticate`] | checks the credentials | [`Session::authenticated`] or [`Session::login_refused`] |
 //! | [`Step::CheckRecipient`] | asks the relay whether it takes the recipient | [`Session::recipient_checked`] |
 //! | [`Step::Relay`] | hands the message to the relay | [`Session::relayed`] |
 //! | [`Step::Close`] | flushes and closes | — |
+//!
+//! A call stops where message text ends (a message, relayed or refused at
+//! its end, or a skipped BDAT chunk), leaving what follows unread: those
+//! are commands again, which the driver hands over a line at a time, so
+//! the protocol log's tap sees each, and answers before it reads more.
 //!
 //! Replies to pipelined commands pile up in the output until the input runs
 //! dry, so a pipelining client gets them in one write (RFC 2920). Every
@@ -35,28 +42,33 @@
 //! forgets everything the client said in the clear, its login included
 //! (RFC 3207 §4.2): it must EHLO and AUTH again.
 //!
-//! With `protocol_log` on, the session also notes what it heard, as the
-//! protocol log may show it ([`Session::take_heard`]): each command line
-//! through [`protocol_log::command_line`], a SASL response as a placeholder,
-//! a message (or a BDAT chunk, which is discarded unread) by its size only.
-//! Each note carries the output length at the time, so the driver can
-//! interleave them with the replies exactly as they happened.
+//! A command line is at most 4096 octets, CRLF included (smtp-proto's
+//! `MAX_LINE_LENGTH`), however the client's bytes were split on the way; a
+//! SASL response line less than [`MAX_LINE`]. A longer line closes the
+//! session.
+//!
+//! The protocol log is the connection core's business: the session only
+//! says what it is reading ([`Tapped`]).
 
 use std::slice::Iter;
 
-use popgate_auth::sasl::{self, SaslError};
-use popgate_auth::{Credentials, Password};
+use popgate_auth::sasl::{self, Mechanism, Progress, SaslError, SaslExchange};
+use popgate_auth::Credentials;
 use smtp_proto::{Error as ParseError, Request};
 
 use super::address::{AddressError, Mailbox};
 use super::data::DataReader;
 use super::envelope::{self, EnvelopeError, MailArguments, Verb};
 use super::message::{self, OriginatorError};
+use super::relay::outcome::{split_status, RecipientCheck, RelayOutcome};
 use super::reply::{bare, multiline, reply};
-use crate::protocol_log;
+use crate::login::LoginRefusal;
+use crate::protocol_log::{Reading, Tapped};
 
-/// The longest SASL response line accepted, CRLF included (RFC 4954 §4).
-const MAX_SASL_LINE: usize = 12 * 1024;
+/// The longest line the session reads, a SASL response's (RFC 4954 §4):
+/// a line must be shorter, its CRLF included. A driver that hands lines
+/// over one at a time cuts none shorter.
+pub const MAX_LINE: usize = 12 * 1024;
 /// Bad commands tolerated before the session is closed.
 const MAX_ERRORS: u32 = 10;
 /// The longest command line, LF included: smtp-proto's bound, well over
@@ -65,7 +77,7 @@ const MAX_ERRORS: u32 = 10;
 pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// The keywords smtp-proto parses, for the protocol log (which shows any
 /// other line only by its length).
-const KEYWORDS: &[&str] = &[
+pub const KEYWORDS: &[&str] = &[
     "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "NOOP", "VRFY", "EXPN", "HELP",
     "ETRN", "ATRN", "BURL", "STARTTLS", "RSET", "QUIT",
 ];
@@ -85,8 +97,6 @@ pub struct SessionOptions {
     pub max_message_size: usize,
     /// Recipients per message.
     pub max_recipients: usize,
-    /// Note what the client sent, for the protocol log.
-    pub protocol_log: bool,
     /// Ask the driver about each recipient at RCPT
     /// ([`Step::CheckRecipient`]) instead of taking every address: local
     /// delivery refuses unknown users there, not after DATA.
@@ -96,7 +106,9 @@ pub struct SessionOptions {
 /// What the driver must do next.
 #[derive(Debug)]
 pub enum Step {
-    /// Every byte given was consumed: send the replies and read more.
+    /// The session wants more input: whatever is left of the bytes given
+    /// (after a message refused at its end, or a BDAT chunk skipped), else
+    /// more from the client once the replies are sent.
     NeedMore,
     /// Upgrade to TLS; bytes already received after STARTTLS are discarded.
     StartTls,
@@ -120,44 +132,6 @@ pub struct Transaction {
     pub to: Vec<Mailbox>,
     /// The message as the client sent it, dot-stuffing removed, CRLF lines.
     pub data: Vec<u8>,
-}
-
-/// How a relay attempt ended, as the client is to hear it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayOutcome {
-    /// The upstream took the message.
-    Accepted,
-    /// Try again later (upstream down or 4xx): `451`, with the enhanced
-    /// status code the text starts with (`4.3.0 …`), else `4.4.1`.
-    Temporary(String),
-    /// The upstream refused the message for good: its code and text (which
-    /// may start with an enhanced status code, `5.1.1 …`).
-    Permanent(u16, String),
-}
-
-/// What RCPT answers for a recipient the relay was asked about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecipientCheck {
-    /// The relay takes mail for it: `250 2.1.5`.
-    Accepted,
-    /// No such local user: `550 5.1.1`, counted as an error, so a session
-    /// cannot probe for user names without end.
-    Unknown,
-    /// The relay could not tell now: `451 4.3.0`.
-    Unavailable,
-}
-
-/// Why a login was refused, as the client is to hear it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginRefusal {
-    /// Wrong credentials, or a user who may not log in: `535 5.7.8`.
-    Credentials,
-    /// The backend could not be asked: `454 4.7.0` (RFC 4954 §6).
-    Unavailable,
-    /// Right credentials, but the user is at
-    /// `max_connections_per_user`: `454 4.7.0`, a temporary refusal, as
-    /// RFC 4954 §6 has for a passing server condition.
-    TooManySessions,
 }
 
 /// Who the client may send as, once logged in.
@@ -205,20 +179,14 @@ impl Senders {
 
 enum Input {
     Command,
-    Sasl(SaslState),
+    /// A SASL exchange waits for the client's next line.
+    Sasl(SaslExchange),
     Data(DataReader),
     /// The chunk after a BDAT command (CHUNKING is not offered): message
     /// text, skipped, never read as commands.
     Discard {
         left: usize,
-        size: usize,
     },
-}
-
-enum SaslState {
-    Plain,
-    LoginUser,
-    LoginPassword(String),
 }
 
 /// One submission session, from greeting to QUIT.
@@ -233,10 +201,8 @@ pub struct Session {
     from: Option<Option<Mailbox>>,
     to: Vec<Mailbox>,
     errors: u32,
-    /// The command line being read, for MAIL and RCPT and the protocol log.
+    /// The command line being read, for MAIL and RCPT.
     line: Vec<u8>,
-    /// What was heard, each with the output length at the time.
-    heard: Vec<(usize, String)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -264,7 +230,6 @@ impl Session {
             to: Vec::new(),
             errors: 0,
             line: Vec::new(),
-            heard: Vec::new(),
         }
     }
 
@@ -292,20 +257,6 @@ impl Session {
         matches!(self.input, Input::Sasl(_))
     }
 
-    /// What the client sent since the last call, as the protocol log may
-    /// show it; each with the length the output had when it was heard
-    /// (replies before that position answer earlier input). Empty unless
-    /// `protocol_log` is on.
-    pub fn take_heard(&mut self) -> Vec<(usize, String)> {
-        std::mem::take(&mut self.heard)
-    }
-
-    fn hear(&mut self, out: &[u8], text: impl FnOnce() -> String) {
-        if self.options.protocol_log {
-            self.heard.push((out.len(), text()));
-        }
-    }
-
     /// Consumes bytes from `bytes` until a step needs the driver.
     pub fn advance(&mut self, bytes: &mut Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
         loop {
@@ -315,8 +266,7 @@ impl Session {
                     let newline = rest.iter().position(|&b| b == b'\n');
                     let take = newline.map_or(rest.len(), |at| at + 1);
                     if self.line.len() + take > MAX_COMMAND_LINE {
-                        let line = std::mem::take(&mut self.line);
-                        self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
+                        self.line.clear();
                         self.parse_error(ParseError::ResponseTooLong, out)
                     } else {
                         self.line.extend_from_slice(&rest[..take]);
@@ -325,7 +275,6 @@ impl Session {
                             return Step::NeedMore;
                         }
                         let line = std::mem::take(&mut self.line);
-                        self.hear(out, || protocol_log::command_line(&line, KEYWORDS));
                         let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
                         match (parsed, envelope::verb(&line)) {
                             (_, Some(Verb::Mail)) => self.mail(envelope::mail(&line), out),
@@ -338,19 +287,17 @@ impl Session {
                 Input::Sasl(_) => {
                     let rest = bytes.as_slice();
                     match rest.iter().position(|&b| b == b'\n') {
-                        Some(end) if self.sasl_line.len() + end < MAX_SASL_LINE => {
+                        Some(end) if self.sasl_line.len() + end < MAX_LINE => {
                             self.sasl_line.extend_from_slice(&rest[..end]);
                             *bytes = rest[end + 1..].iter();
-                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             self.sasl_response(out)
                         }
-                        None if self.sasl_line.len() + rest.len() < MAX_SASL_LINE => {
+                        None if self.sasl_line.len() + rest.len() < MAX_LINE => {
                             self.sasl_line.extend_from_slice(rest);
                             *bytes = [].iter();
                             return Step::NeedMore;
                         }
                         _ => {
-                            self.hear(out, || protocol_log::SASL_RESPONSE.into());
                             reply(out, 500, "5.5.6", "Authentication line too long, closing");
                             Some(Step::Close)
                         }
@@ -362,25 +309,19 @@ impl Session {
                     }
                     let overflow = reader.is_over();
                     self.input = Input::Command;
-                    let size = self.data.len();
-                    self.hear(out, || match overflow {
-                        false => format!("<message, {size} octets>"),
-                        true => "<message over the size limit, discarded>".into(),
-                    });
-                    self.data_end(overflow, out)
+                    Some(self.data_end(overflow, out))
                 }
-                Input::Discard { left, size } => {
+                Input::Discard { left } => {
                     let rest = bytes.as_slice();
                     let skipped = rest.len().min(*left);
                     *bytes = rest[skipped..].iter();
                     *left -= skipped;
-                    if *left > 0 {
-                        return Step::NeedMore;
+                    if *left == 0 {
+                        self.input = Input::Command;
                     }
-                    let size = *size;
-                    self.input = Input::Command;
-                    self.hear(out, || format!("<BDAT chunk, {size} octets, discarded>"));
-                    None
+                    // Message text ends here either way: what follows is
+                    // handed over again, as commands.
+                    return Step::NeedMore;
                 }
             };
             if let Some(step) = step {
@@ -486,10 +427,7 @@ impl Session {
             Request::Bdat { chunk_size, .. } => {
                 // CHUNKING is not offered, but the chunk a client sends
                 // anyway is message text: skip it, never run it as commands.
-                self.input = Input::Discard {
-                    left: chunk_size,
-                    size: chunk_size,
-                };
+                self.input = Input::Discard { left: chunk_size };
                 return self.error(out, 502, "5.5.1", "Command not implemented");
             }
             Request::Lhlo { .. }
@@ -520,8 +458,10 @@ impl Session {
         if !self.tls && self.options.starttls_available {
             lines.push("STARTTLS");
         }
+        let auth;
         if self.may_send_credentials() && self.user.is_none() {
-            lines.push("AUTH PLAIN LOGIN");
+            auth = format!("AUTH {}", sasl::MECHANISMS.join(" "));
+            lines.push(&auth);
         }
         multiline(out, 250, &lines);
     }
@@ -550,77 +490,54 @@ impl Session {
                 "Encryption required: use STARTTLS first",
             );
         }
-        match mechanism {
-            smtp_proto::AUTH_PLAIN if initial.is_empty() => {
-                bare(out, 334, "");
-                self.input = Input::Sasl(SaslState::Plain);
-                None
-            }
-            smtp_proto::AUTH_PLAIN => self.plain(&initial, out),
-            smtp_proto::AUTH_LOGIN if initial.is_empty() => {
-                bare(out, 334, sasl::LOGIN_USER_PROMPT);
-                self.input = Input::Sasl(SaslState::LoginUser);
-                None
-            }
-            smtp_proto::AUTH_LOGIN => self.login_user(&initial, out),
-            _ => self.error(out, 504, "5.5.4", "Unrecognized authentication type"),
-        }
+        let mechanism = match mechanism {
+            smtp_proto::AUTH_PLAIN => Mechanism::Plain,
+            smtp_proto::AUTH_LOGIN => Mechanism::Login,
+            _ => return self.error(out, 504, "5.5.4", "Unrecognized authentication type"),
+        };
+        let initial = (!initial.is_empty()).then_some(initial.as_bytes());
+        self.sasl(SaslExchange::start(mechanism, initial), out)
     }
 
+    /// The client's answer to a SASL challenge, its line complete.
     fn sasl_response(&mut self, out: &mut Vec<u8>) -> Option<Step> {
         let line = std::mem::take(&mut self.sasl_line);
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        let text = String::from_utf8_lossy(line).into_owned();
-        let Input::Sasl(state) = std::mem::replace(&mut self.input, Input::Command) else {
+        let Input::Sasl(exchange) = std::mem::replace(&mut self.input, Input::Command) else {
             return None;
         };
-        match state {
-            SaslState::Plain => self.plain(&text, out),
-            SaslState::LoginUser => self.login_user(&text, out),
-            SaslState::LoginPassword(user) => match sasl::decode_login_line(&text) {
-                Ok(password) => self.credentials(Credentials {
-                    user,
-                    password: Password::new(password),
-                }),
-                Err(error) => self.sasl_error(error, out),
-            },
-        }
+        self.sasl(exchange.respond(line), out)
     }
 
-    fn plain(&mut self, response: &str, out: &mut Vec<u8>) -> Option<Step> {
-        match sasl::decode_plain(response) {
-            Ok(credentials) => self.credentials(credentials),
-            Err(error) => self.sasl_error(error, out),
-        }
-    }
-
-    fn login_user(&mut self, response: &str, out: &mut Vec<u8>) -> Option<Step> {
-        match sasl::decode_login_line(response) {
-            Ok(user) => {
-                bare(out, 334, sasl::LOGIN_PASSWORD_PROMPT);
-                self.input = Input::Sasl(SaslState::LoginPassword(user));
+    /// Frames the exchange's next challenge (`334`), or answers how it ended.
+    fn sasl(&mut self, progress: Progress, out: &mut Vec<u8>) -> Option<Step> {
+        match progress {
+            Progress::Challenge(exchange) => {
+                bare(out, 334, exchange.challenge());
+                self.input = Input::Sasl(exchange);
                 None
             }
-            Err(error) => self.sasl_error(error, out),
+            Progress::Done(credentials) => Some(Step::Authenticate(credentials)),
+            Progress::Failed(error) => self.sasl_failed(error, out),
         }
     }
 
-    fn credentials(&mut self, credentials: Credentials) -> Option<Step> {
-        Some(Step::Authenticate(credentials))
-    }
-
-    /// A SASL response that cannot be used: a well-formed one the server
-    /// refuses is an authentication failure (`535 5.7.8`, RFC 4954 §6),
-    /// anything else a syntax error (`501`).
-    fn sasl_error(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
+    /// A SASL exchange that ended without credentials: a cancel is `501
+    /// 5.0.0`; a well-formed response the server refuses is an
+    /// authentication failure (`535 5.7.8`, RFC 4954 §6); anything else a
+    /// syntax error (`501 5.5.2`).
+    fn sasl_failed(&mut self, error: SaslError, out: &mut Vec<u8>) -> Option<Step> {
         match error {
             SaslError::Cancelled => self.error(out, 501, "5.0.0", "Authentication cancelled"),
-            error if error.is_refusal() => self.error(
+            SaslError::ProxyAuthorization => self.error(
                 out,
                 535,
                 "5.7.8",
                 "Authentication credentials invalid: acting as another user is not allowed",
             ),
+            error if error.is_refusal() => {
+                self.error(out, 535, "5.7.8", "Authentication credentials invalid")
+            }
             _ => self.error(out, 501, "5.5.2", "Cannot decode the SASL response"),
         }
     }
@@ -631,22 +548,30 @@ impl Session {
         reply(out, 235, "2.7.0", "Authentication successful");
     }
 
-    /// The login was refused; the client may try AUTH again.
+    /// The login was refused: answers why. A user switched off is told what
+    /// wrong credentials are told; a passing condition is `454 4.7.0`
+    /// (RFC 4954 §6), as the mailbox refusals would be, which only POP3
+    /// meets. Unless the refusal ends the connection
+    /// ([`LoginRefusal::ends_connection`]), the client may try AUTH again.
     pub fn login_refused(&mut self, refusal: LoginRefusal, out: &mut Vec<u8>) {
-        match refusal {
-            LoginRefusal::Credentials => {
-                reply(out, 535, "5.7.8", "Authentication credentials invalid")
+        let (code, status, text) = match refusal {
+            LoginRefusal::Credentials { .. } | LoginRefusal::Disabled => {
+                (535, "5.7.8", "Authentication credentials invalid")
             }
-            LoginRefusal::Unavailable => {
-                reply(out, 454, "4.7.0", "Authentication temporarily unavailable")
+            LoginRefusal::Unavailable
+            | LoginRefusal::MailboxLocked
+            | LoginRefusal::MailboxUnavailable
+            | LoginRefusal::MailboxBroken => {
+                (454, "4.7.0", "Authentication temporarily unavailable")
             }
-            LoginRefusal::TooManySessions => reply(
-                out,
+            LoginRefusal::TooManySessions => (
                 454,
                 "4.7.0",
                 "Too many sessions for this user, try again later",
             ),
-        }
+            LoginRefusal::LoginDeadline => (421, "4.7.0", "Login not completed in time, closing"),
+        };
+        reply(out, code, status, text);
     }
 
     fn mail(
@@ -780,14 +705,16 @@ impl Session {
         }
     }
 
-    /// The message is complete: the relay step, or `None` once a refusal
-    /// is answered (the commands pipelined after it are read on).
-    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Option<Step> {
+    /// The message is complete: the relay step, or, once a refusal is
+    /// answered, [`Step::NeedMore`], the bytes after the message left
+    /// unread: they are commands, which the driver hands over again a line
+    /// at a time (pipelined, they are answered at once, with the refusal).
+    fn data_end(&mut self, overflow: bool, out: &mut Vec<u8>) -> Step {
         let data = std::mem::take(&mut self.data);
         if overflow {
             self.reset();
             reply(out, 552, "5.3.4", "Message too big for system");
-            return None;
+            return Step::NeedMore;
         }
         if message::bare_line_break(&data) {
             self.reset();
@@ -797,13 +724,13 @@ impl Session {
                 "5.6.0",
                 "Bare CR or LF in the message: lines must end with CRLF",
             );
-            return None;
+            return Step::NeedMore;
         }
         if let Some((_, senders @ Senders::Only(_))) = &self.user {
             if let Err((code, status, text)) = check_originators(senders, &data) {
                 self.reset();
                 reply(out, code, status, &text);
-                return None;
+                return Step::NeedMore;
             }
         }
         let transaction = Transaction {
@@ -811,7 +738,7 @@ impl Session {
             to: std::mem::take(&mut self.to),
             data,
         };
-        Some(Step::Relay(transaction))
+        Step::Relay(transaction)
     }
 
     /// Tells the client how the relay went; the transaction is over.
@@ -844,6 +771,16 @@ impl Session {
         self.helo = None;
         self.user = None;
         self.reset();
+    }
+}
+
+impl Tapped for Session {
+    fn reading(&self) -> Reading {
+        match self.input {
+            Input::Command => Reading::Command,
+            Input::Sasl(_) => Reading::SecretResponse,
+            Input::Data { .. } | Input::Discard { .. } => Reading::MessageText,
+        }
     }
 }
 
@@ -880,26 +817,6 @@ fn check_originators(senders: &Senders, data: &[u8]) -> Result<(), (u16, &'stati
         ));
     }
     Ok(())
-}
-
-/// Splits `5.1.1 text` into the enhanced status code and the text, when
-/// the text starts with a well-formed code of `class` (`'4'` or `'5'`).
-fn split_status(text: &str, class: char) -> Option<(&str, &str)> {
-    let (status, rest) = text.split_once(' ')?;
-    is_status_of_class(status, class).then_some((status, rest))
-}
-
-/// True for an enhanced status code (RFC 3463) of `class`, like `5.1.1`.
-fn is_status_of_class(text: &str, class: char) -> bool {
-    let mut parts = text.split('.');
-    parts.next() == Some(class.encode_utf8(&mut [0; 4]))
-        && parts
-            .by_ref()
-            .take(2)
-            .filter(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-            .count()
-            == 2
-        && parts.next().is_none()
 }
 
 #[cfg(test)]

@@ -72,7 +72,6 @@
 //! hook, not an API.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod arena;
 mod cold;

@@ -1,5 +1,8 @@
 //! Mailbox behaviour on real Maildirs in temporary directories.
 
+// Tests: every helper may unwrap, expect and panic, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};

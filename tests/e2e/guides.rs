@@ -187,7 +187,7 @@ impl GuideServer {
         let mut maildirs: HashMap<String, PathBuf> = HashMap::new();
         if !users.is_empty() {
             let settings = popgate::config::Settings::load(&config_path).unwrap();
-            let auth_config = popgate::server::auth_config(&settings).unwrap();
+            let auth_config = settings.auth_config();
             let auth = popgate_auth::Authenticator::new(auth_config).unwrap();
             for &user in users {
                 match auth.lookup(user) {

@@ -1,10 +1,11 @@
 //! The test harness: a real `popgate serve` process on ephemeral loopback
 //! ports, with a real certificate, htpasswd file and Maildirs in a temporary
-//! directory, and a small POP3 client that speaks plain TCP and rustls TLS.
+//! directory, and a small POP3 client on the shared
+//! [line client](crate::line_client), plain TCP or rustls TLS.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
+
+use crate::line_client::LineClient;
 
 /// The password every test user has, unless a test says otherwise.
 pub const PASSWORD: &str = "correct horse";
@@ -542,51 +545,10 @@ pub fn message_files(maildir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A client connection, plain or TLS.
-pub enum Conn {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Conn {
-    /// The TCP socket under it.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => &s.sock,
-        }
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// A line-oriented POP3 client for tests. It keeps its own input buffer so
-/// a test can see exactly what arrived, and when.
+/// A POP3 client for tests, on the shared [`LineClient`]: the greeting,
+/// status lines, multi-line bodies exactly as sent, and STLS.
 pub struct Client {
-    conn: Conn,
-    buffer: Vec<u8>,
+    line: LineClient,
     pub greeting: String,
 }
 
@@ -609,14 +571,8 @@ impl Client {
     /// Takes over a connected socket (TLS first when `tls` is given) and
     /// reads the greeting.
     pub fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let conn = match tls {
-            None => Conn::Plain(tcp),
-            Some(config) => Conn::Tls(Box::new(tls_over(config, tcp))),
-        };
         let mut client = Client {
-            conn,
-            buffer: Vec::new(),
+            line: LineClient::over(tcp, tls, Duration::from_secs(20)),
             greeting: String::new(),
         };
         client.greeting = client.line();
@@ -630,13 +586,12 @@ impl Client {
 
     /// Sends raw bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.conn.write_all(bytes).unwrap();
-        self.conn.flush().unwrap();
+        self.line.send_raw(bytes);
     }
 
     /// Sends one command line.
     pub fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.line.send(line);
     }
 
     /// Reads one response line, without CRLF. Panics on EOF.
@@ -647,27 +602,7 @@ impl Client {
 
     /// Reads one line, or `None` when the server closed the connection.
     pub fn try_line(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
-                self.buffer.drain(..end + 2);
-                return Some(line);
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16384];
-        match self.conn.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buffer.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
+        self.line.line()
     }
 
     /// Sends a command and returns the status line.
@@ -687,17 +622,18 @@ impl Client {
     /// terminating ".\r\n", exactly as sent (still dot-stuffed).
     pub fn body(&mut self) -> Vec<u8> {
         loop {
-            if self.buffer.starts_with(b".\r\n") {
-                self.buffer.drain(..3);
+            let buffered = self.line.buffered();
+            if buffered.starts_with(b".\r\n") {
+                self.line.consume(3);
                 return Vec::new();
             }
-            if let Some(end) = self.buffer.windows(5).position(|w| w == b"\r\n.\r\n") {
-                let body = self.buffer[..end + 2].to_vec();
-                self.buffer.drain(..end + 5);
+            if let Some(end) = buffered.windows(5).position(|w| w == b"\r\n.\r\n") {
+                let body = buffered[..end + 2].to_vec();
+                self.line.consume(end + 5);
                 return body;
             }
             assert!(
-                self.fill(),
+                self.line.fill(),
                 "connection closed inside a multi-line response"
             );
         }
@@ -717,75 +653,40 @@ impl Client {
     }
 
     /// STLS, then the TLS handshake on the same connection.
-    pub fn stls(self, config: Arc<rustls::ClientConfig>) -> Client {
-        let mut client = self;
-        let reply = client.cmd("STLS");
+    pub fn stls(mut self, config: Arc<rustls::ClientConfig>) -> Client {
+        let reply = self.cmd("STLS");
         assert_eq!(reply, "+OK Begin TLS negotiation");
-        assert!(client.buffer.is_empty(), "bytes after the STLS answer");
-        let Conn::Plain(tcp) = client.conn else {
-            panic!("STLS on a TLS connection")
-        };
-        Client {
-            conn: Conn::Tls(Box::new(tls_over(config, tcp))),
-            buffer: Vec::new(),
-            greeting: client.greeting,
-        }
+        self.tls_after_stls_answer(config)
     }
 
     /// Switches to TLS after the test itself sent STLS and read the `+OK`;
     /// anything buffered from the server meanwhile would be a protocol error.
     pub fn tls_after_stls_answer(self, config: Arc<rustls::ClientConfig>) -> Client {
-        assert!(
-            self.buffer.is_empty(),
-            "server answered bytes pipelined behind STLS"
-        );
-        let Conn::Plain(tcp) = self.conn else {
-            panic!("already TLS")
-        };
         Client {
-            conn: Conn::Tls(Box::new(tls_over(config, tcp))),
-            buffer: Vec::new(),
+            line: self.line.into_tls(config),
             greeting: self.greeting,
         }
     }
 
     /// True once the server has closed the connection (waits up to `within`).
     pub fn is_closed_within(&mut self, within: Duration) -> bool {
-        self.conn.tcp().set_read_timeout(Some(within)).unwrap();
-        let mut byte = [0u8; 1];
-        let closed = matches!(self.conn.read(&mut byte), Ok(0));
-        self.conn
-            .tcp()
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        closed
+        self.line.is_closed_within(within)
     }
 
     /// Reads until the server closes; returns everything it sent meanwhile.
     pub fn read_to_close(&mut self) -> String {
-        while self.fill() {}
-        String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned()
+        self.line.read_to_close()
     }
 
     /// Closes the TCP connection without QUIT.
     pub fn drop_connection(self) {
-        let _ = self.conn.tcp().shutdown(std::net::Shutdown::Both);
+        self.line.drop_connection();
     }
 
     /// Ends the connection with a TCP reset (`SO_LINGER` 0), as a client
     /// that crashed does: whatever the server writes next fails.
     pub fn reset(self) {
-        let tcp = self.conn.tcp().try_clone().unwrap();
-        drop(self);
-        tcp.set_nonblocking(true).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
-            tcp.set_zero_linger().unwrap();
-        });
+        self.line.reset();
     }
 }
 
@@ -820,20 +721,6 @@ pub fn tcp_with_receive_buffer(addr: SocketAddr, size: u32) -> TcpStream {
     });
     tcp.set_nonblocking(false).unwrap();
     tcp
-}
-
-/// A TLS client handshake over `tcp`, for the name `localhost`.
-pub fn tls_over(
-    config: Arc<rustls::ClientConfig>,
-    tcp: TcpStream,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let name = ServerName::try_from("localhost").unwrap();
-    let connection = rustls::ClientConnection::new(config, name).unwrap();
-    let mut stream = rustls::StreamOwned::new(connection, tcp);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).unwrap();
-    }
-    stream
 }
 
 /// Undoes dot-stuffing: a line that starts with ".." loses one dot.

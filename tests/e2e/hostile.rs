@@ -21,17 +21,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::harness::{
-    crlf, deliver, tcp_with_receive_buffer, tls_over, Conn, Options, Server, User, PASSWORD,
-};
+use crate::harness::{crlf, deliver, tcp_with_receive_buffer, Options, Server, User, PASSWORD};
+use crate::line_client::{Arrival, LineClient};
 use crate::smtp_harness::{ehlo_reply, plain, submission_addr, submissions_addr, Sink, Smtp};
 
 /// The POP3 idle timeouts of the catalogue's server, before and after
@@ -392,9 +390,10 @@ enum End {
     Closed,
 }
 
-/// A case's connection: the socket and everything read from it.
+/// A case's connection, on the shared line client, and everything read
+/// from it: the cases want exact bytes, not lines.
 struct Wire {
-    conn: Option<Conn>,
+    client: Option<LineClient>,
     seen: Vec<u8>,
     /// The read error that ended the connection, if one did.
     error: Option<std::io::Error>,
@@ -404,14 +403,13 @@ struct Wire {
 }
 
 impl Wire {
-    fn conn(&mut self) -> &mut Conn {
-        self.conn.as_mut().expect("connection in use")
+    fn client(&mut self) -> &mut LineClient {
+        self.client.as_mut().expect("connection in use")
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let conn = self.conn();
-        conn.write_all(bytes)
-            .and_then(|()| conn.flush())
+        self.client()
+            .try_send_raw(bytes)
             .map_err(|e| format!("write failed: {e}"))
     }
 
@@ -420,31 +418,23 @@ impl Wire {
     fn read_more(&mut self, want: usize, within: Duration) -> End {
         let deadline = Instant::now() + within;
         let target = self.seen.len() + want;
-        let mut chunk = [0u8; 65536];
         while self.seen.len() < target {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return End::Open;
             }
-            let conn = self.conn();
-            conn.tcp()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
-            match conn.read(&mut chunk) {
-                Ok(0) => {
+            let client = self.client();
+            match client.wait_for(left) {
+                Arrival::Bytes => {
+                    let bytes = client.take_buffered();
+                    self.seen.extend_from_slice(&bytes);
+                }
+                Arrival::Nothing => {}
+                Arrival::Closed => {
                     self.ended = Some(Instant::now());
                     return End::Closed;
                 }
-                Ok(n) => self.seen.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
-                // A reset, or TCP closed under TLS without close_notify.
-                Err(e) => {
+                Arrival::Failed(e) => {
                     self.error = Some(e);
                     self.ended = Some(Instant::now());
                     return End::Closed;
@@ -470,33 +460,22 @@ impl Wire {
     }
 
     fn start_tls(&mut self, world: &World) -> Result<(), String> {
-        let Some(Conn::Plain(tcp)) = self.conn.take() else {
+        let client = self.client.take().expect("connection in use");
+        if client.is_tls() {
             return Err("TLS on a TLS connection".into());
-        };
-        tcp.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
+        }
         let config = world.server.client_config();
-        let tls = std::panic::catch_unwind(AssertUnwindSafe(move || tls_over(config, tcp)))
+        let tls = std::panic::catch_unwind(AssertUnwindSafe(move || client.into_tls(config)))
             .map_err(|_| "the TLS handshake failed".to_string())?;
-        self.conn = Some(Conn::Tls(Box::new(tls)));
+        self.client = Some(tls);
         Ok(())
     }
 
     /// Writes `bytes` and closes the sending half at once.
     fn write_and_half_close(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let conn = self.conn();
-        match conn {
-            Conn::Plain(tcp) => tcp.write_all(bytes),
-            // Both records leave in the one write of the flush.
-            Conn::Tls(tls) => {
-                tls.conn.writer().write_all(bytes).unwrap();
-                tls.conn.send_close_notify();
-                tls.flush()
-            }
-        }
-        .map_err(|e| format!("write and close_notify: {e}"))?;
-        conn.tcp()
-            .shutdown(Shutdown::Write)
-            .map_err(|e| format!("shutdown: {e}"))
+        self.client()
+            .half_close(bytes)
+            .map_err(|e| format!("write, close_notify and shutdown: {e}"))
     }
 }
 
@@ -508,18 +487,13 @@ fn run(world: &World, case: &Case) -> Result<(), String> {
         Answer::CutWhileNotReading(_) => tcp_with_receive_buffer(addr, 4096),
         _ => TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?,
     };
-    tcp.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
-    let conn = match case.transport {
-        Transport::Tls => {
-            let config = world.server.client_config();
-            let tls = std::panic::catch_unwind(AssertUnwindSafe(move || tls_over(config, tcp)))
-                .map_err(|_| "the TLS handshake failed".to_string())?;
-            Conn::Tls(Box::new(tls))
-        }
-        _ => Conn::Plain(tcp),
-    };
+    let tls = (case.transport == Transport::Tls).then(|| world.server.client_config());
+    let client = std::panic::catch_unwind(AssertUnwindSafe(move || {
+        LineClient::over(tcp, tls, ANSWER_WITHIN)
+    }))
+    .map_err(|_| "the TLS handshake failed".to_string())?;
     let mut wire = Wire {
-        conn: Some(conn),
+        client: Some(client),
         seen: Vec::new(),
         error: None,
         sent: None,

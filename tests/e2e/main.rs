@@ -2,6 +2,9 @@
 //! Maildirs on disk, and real clients (curl, Python's poplib and smtplib)
 //! and peers (an aiosmtpd upstream for the submission relay).
 
+// Tests: every helper may unwrap, expect and panic, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod address_limits;
 mod autoconfig;
 mod bounds;
@@ -14,6 +17,7 @@ mod harness;
 mod hostile;
 mod identity;
 mod leave_on_server;
+mod line_client;
 mod local_delivery;
 mod log_forging;
 mod login_deadline;

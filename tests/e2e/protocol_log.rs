@@ -1,6 +1,6 @@
-//! `protocol_log = true`: every command (and, for submission, every reply)
-//! is logged, and neither the password, nor its base64, nor the message
-//! text ever appears in the log.
+//! `protocol_log = true`: every command and every reply line is logged, for
+//! POP3 and submission alike, and neither the password, nor its base64, nor
+//! the message text ever appears in the log.
 
 use base64::Engine as _;
 
@@ -66,7 +66,7 @@ fn the_protocol_logs_show_commands_and_replies_but_no_secret() {
 
     // Log lines are written asynchronously: wait for the last one.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while transcript(&server.log(), "pop3").len() < 5 && std::time::Instant::now() < deadline {
+    while transcript(&server.log(), "pop3").len() < 12 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let log = server.log();
@@ -78,7 +78,8 @@ fn the_protocol_logs_show_commands_and_replies_but_no_secret() {
         "S: 250-8BITMIME",
         "S: 250-ENHANCEDSTATUSCODES",
     ];
-    let message_size = format!("C: <message, {} octets>", message.len());
+    // The octets the client sent as message text: the final "." line too.
+    let message_size = format!("C: <message, {} octets>", message.len() + 3);
     let unrecognized = format!(
         "C: <unrecognized command, {} octets>",
         b64(PASSWORD).len() + 2
@@ -127,11 +128,18 @@ fn the_protocol_logs_show_commands_and_replies_but_no_secret() {
     assert_eq!(
         pop3,
         [
+            "S: +OK popgate ready",
             "C: USER alice",
+            "S: +OK Send your password",
             "C: PASS <redacted>",
+            "S: +OK Logged in, 0 messages (0 octets)",
             "C: QUIT",
+            "S: +OK Logging out, 0 messages deleted",
+            "S: +OK popgate ready",
             "C: AUTH PLAIN <redacted>",
-            "C: QUIT"
+            "S: +OK Logged in, 0 messages (0 octets)",
+            "C: QUIT",
+            "S: +OK Logging out, 0 messages deleted",
         ],
         "{log}"
     );
@@ -144,5 +152,53 @@ fn the_protocol_logs_show_commands_and_replies_but_no_secret() {
         BODY.to_string(),
     ] {
         assert!(!log.contains(&secret), "{secret:?} logged:\n{log}");
+    }
+}
+
+/// The POP3 log shows every reply's status line, RETR's and LIST's too,
+/// but never what the driver streams after it: message bodies and
+/// listings. Caught: the POP3 log showed no reply at all.
+#[test]
+fn pop3_status_lines_are_logged_but_never_bodies_or_listings() {
+    let server = Server::with(Options {
+        pop3: vec!["protocol_log = true".into()],
+        ..Options::default()
+    });
+    let message = format!("{SUBJECT}\n\n{BODY}\n");
+    let name = crate::harness::deliver(&server.maildir("alice"), 1_700_000_000, message.as_bytes());
+    let uidl = name.split(':').next().unwrap().to_owned();
+    let size = crate::harness::crlf(message.as_bytes()).len();
+    let mut pop3 = server.login("alice");
+    let (status, _) = pop3.retrieve("RETR 1");
+    let (_, listing) = pop3.multi("UIDL");
+    assert_eq!(listing, [format!("1 {uidl}")]);
+    pop3.ok("QUIT");
+
+    let expected_last = "S: +OK Logging out, 0 messages deleted";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.log().contains(expected_last) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = server.log();
+    let pop3 = transcript(&log, "pop3");
+    assert_eq!(
+        pop3,
+        [
+            "S: +OK popgate ready".to_owned(),
+            "C: USER alice".to_owned(),
+            "S: +OK Send your password".to_owned(),
+            "C: PASS <redacted>".to_owned(),
+            format!("S: +OK Logged in, 1 messages ({size} octets)"),
+            "C: RETR 1".to_owned(),
+            format!("S: {status}"),
+            "C: UIDL".to_owned(),
+            "S: +OK Unique-ID listing follows".to_owned(),
+            "C: QUIT".to_owned(),
+            expected_last.to_owned(),
+        ],
+        "{log}"
+    );
+    for secret in [SUBJECT, BODY, uidl.as_str()] {
+        assert!(!log.contains(secret), "{secret:?} logged:\n{log}");
     }
 }

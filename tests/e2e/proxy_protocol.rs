@@ -5,13 +5,14 @@
 //! name; a trusted peer without a valid header is closed without a word; an
 //! untrusted one is never asked for a header.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{tcp_from, tls_over, Client, Conn, Options, Server, PASSWORD};
+use crate::harness::{tcp_from, Client, Options, Server, PASSWORD};
+use crate::smtp_harness::Smtp;
 
 /// `[proxy_protocol]` trusting 127.0.0.1, with a short header timeout.
 const TRUST_LOOPBACK: &str = "[proxy_protocol]\ntrusted = [\"127.0.0.1\"]\ntimeout = \"1s\"\n";
@@ -239,35 +240,15 @@ fn a_local_header_keeps_the_proxys_own_address_and_what_follows_it() {
     );
 }
 
-/// Reads SMTP lines until one without a continuation mark.
-fn smtp_reply(reader: &mut impl BufRead) -> String {
-    let mut reply = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "closed: {reply}");
-        reply.push_str(&line);
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return reply;
-        }
-    }
-}
-
 /// Greeting and QUIT on a submission listener, `header` sent first.
 fn smtp_greeting_and_quit(
     mut tcp: TcpStream,
     header: &[u8],
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) {
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     tcp.write_all(header).unwrap();
-    let conn = match tls {
-        Some(config) => Conn::Tls(Box::new(tls_over(config, tcp))),
-        None => Conn::Plain(tcp),
-    };
-    let mut reader = BufReader::new(conn);
-    assert!(smtp_reply(&mut reader).starts_with("220 localhost ESMTP"));
-    reader.get_mut().write_all(b"QUIT\r\n").unwrap();
-    assert!(smtp_reply(&mut reader).starts_with("221"));
+    let mut smtp = Smtp::over(tcp, tls);
+    assert!(smtp.cmd("QUIT").starts_with("221"));
 }
 
 #[test]

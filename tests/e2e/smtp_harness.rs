@@ -1,9 +1,10 @@
 //! What the submission tests need besides the POP3 harness: a real upstream
 //! SMTP server (`smtp_sink.py` on Debian's aiosmtpd) and a small SMTP client
-//! that shows every reply line exactly.
+//! on the shared [line client](crate::line_client) that shows every reply
+//! line exactly.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::harness::{tls_over, Conn, Options, Server, PASSWORD};
+use crate::harness::{Options, Server, PASSWORD};
+use crate::line_client::LineClient;
 
 /// Debian's Python, where python3-aiosmtpd is installed (a `python3` found
 /// first on PATH may be another installation without it).
@@ -140,24 +142,23 @@ pub fn submissions_addr(server: &Server) -> SocketAddr {
     server.addrs["submissions"]
 }
 
-/// A line-oriented SMTP client for tests.
+/// An SMTP client for tests, on the shared [`LineClient`]: replies whole
+/// (multi-line ones joined), STARTTLS, DATA with dot-stuffing.
 pub struct Smtp {
-    conn: Conn,
-    buffer: Vec<u8>,
+    line: LineClient,
 }
 
 impl Smtp {
     /// Connects (TLS first when `tls` is given) and reads the 220 greeting.
     pub fn connect(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Smtp {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let conn = match tls {
-            None => Conn::Plain(tcp),
-            Some(config) => Conn::Tls(Box::new(tls_over(config, tcp))),
-        };
+        Smtp::over(TcpStream::connect(addr).unwrap(), tls)
+    }
+
+    /// Takes over a connected socket (TLS first when `tls` is given) and
+    /// reads the 220 greeting.
+    pub fn over(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Smtp {
         let mut smtp = Smtp {
-            conn,
-            buffer: Vec::new(),
+            line: LineClient::over(tcp, tls, Duration::from_secs(30)),
         };
         let greeting = smtp.reply();
         assert!(greeting.starts_with("220 localhost ESMTP"), "{greeting}");
@@ -178,13 +179,12 @@ impl Smtp {
 
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.conn.write_all(bytes).unwrap();
-        self.conn.flush().unwrap();
+        self.line.send_raw(bytes);
     }
 
     /// Sends a command and returns its (possibly multi-line) reply.
     pub fn cmd(&mut self, line: &str) -> String {
-        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.line.send(line);
         self.reply()
     }
 
@@ -203,33 +203,12 @@ impl Smtp {
 
     /// One line without CRLF, or `None` at EOF.
     pub fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
-                self.buffer.drain(..end + 2);
-                return Some(line);
-            }
-            let mut chunk = [0u8; 16384];
-            match self.conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
+        self.line.line()
     }
 
     /// True when nothing more arrived within `within`.
     pub fn is_silent_for(&mut self, within: Duration) -> bool {
-        if !self.buffer.is_empty() {
-            return false;
-        }
-        self.conn.tcp().set_read_timeout(Some(within)).unwrap();
-        let mut byte = [0u8; 1];
-        let silent = self.conn.read(&mut byte).is_err();
-        self.conn
-            .tcp()
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        silent
+        self.line.is_silent_for(within)
     }
 
     /// STARTTLS and the handshake; nothing may have arrived after the 220.
@@ -240,16 +219,8 @@ impl Smtp {
 
     /// The handshake after the test read the 220 itself.
     pub fn tls_after_220(self, config: Arc<rustls::ClientConfig>) -> Smtp {
-        assert!(
-            self.buffer.is_empty(),
-            "server answered bytes sent behind STARTTLS"
-        );
-        let Conn::Plain(tcp) = self.conn else {
-            panic!("already TLS")
-        };
         Smtp {
-            conn: Conn::Tls(Box::new(tls_over(config, tcp))),
-            buffer: Vec::new(),
+            line: self.line.into_tls(config),
         }
     }
 

@@ -3,13 +3,11 @@
 //! (`VmRSS` in /proc/PID/status) over hundreds of such connections.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Options, Server};
-use crate::smtp_harness::submission_addr;
+use crate::smtp_harness::{submission_addr, Smtp};
 
 /// How many idle connections are measured.
 const CONNECTIONS: usize = 500;
@@ -26,22 +24,11 @@ fn resident_kib(server: &Server) -> u64 {
 
 /// A plaintext submission connection that read the greeting and sent
 /// EHLO, as a client does before STARTTLS and AUTH, and then waits.
-fn idle_client(server: &Server) -> BufReader<TcpStream> {
-    let tcp = TcpStream::connect(submission_addr(server)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut reader = BufReader::new(tcp);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("220 "), "{line}");
-    reader.get_mut().write_all(b"EHLO client.test\r\n").unwrap();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line.starts_with("250 ") {
-            return reader;
-        }
-        assert!(line.starts_with("250-"), "{line}");
-    }
+fn idle_client(server: &Server) -> Smtp {
+    let mut smtp = Smtp::connect(submission_addr(server), None);
+    let ehlo = smtp.cmd("EHLO client.test");
+    assert!(ehlo.lines().all(|line| line.starts_with("250")), "{ehlo}");
+    smtp
 }
 
 /// Resident memory per idle connection before login: 7.7–8.5 KiB

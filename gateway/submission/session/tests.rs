@@ -1,6 +1,8 @@
 //! The session core, driven with bytes as a client would send them.
 
 use super::*;
+use crate::line_buffer::LineBuffer;
+use crate::protocol_log::Tap;
 
 fn options(tls: bool) -> SessionOptions {
     SessionOptions {
@@ -10,7 +12,6 @@ fn options(tls: bool) -> SessionOptions {
         plaintext_login: false,
         max_message_size: 100,
         max_recipients: 2,
-        protocol_log: false,
         check_recipients: false,
     }
 }
@@ -92,10 +93,50 @@ fn login_exchange_prompts_and_decodes() {
     assert_eq!(credentials.user, "alice");
     assert_eq!(credentials.password.expose(), "s3cret");
     let mut out = Vec::new();
-    session.login_refused(LoginRefusal::Credentials, &mut out);
+    session.login_refused(LoginRefusal::Credentials { close: false }, &mut out);
     assert_eq!(out, b"535 5.7.8 Authentication credentials invalid\r\n");
     let (_, out) = feed(&mut session, b"AUTH PLAIN\r\n*\r\n");
     assert_eq!(out, "334 \r\n501 5.0.0 Authentication cancelled\r\n");
+}
+
+/// Every login refusal, exactly as a submission client reads it (RFC 4954
+/// §6): wrong credentials and a switched-off user alike `535 5.7.8`, a
+/// passing condition `454 4.7.0`, the login deadline `421`.
+#[test]
+fn every_login_refusal_has_its_reply() {
+    let unavailable = "454 4.7.0 Authentication temporarily unavailable\r\n";
+    for (refusal, expected) in [
+        (
+            LoginRefusal::Credentials { close: false },
+            "535 5.7.8 Authentication credentials invalid\r\n",
+        ),
+        (
+            LoginRefusal::Credentials { close: true },
+            "535 5.7.8 Authentication credentials invalid\r\n",
+        ),
+        (
+            LoginRefusal::Disabled,
+            "535 5.7.8 Authentication credentials invalid\r\n",
+        ),
+        (LoginRefusal::Unavailable, unavailable),
+        (
+            LoginRefusal::TooManySessions,
+            "454 4.7.0 Too many sessions for this user, try again later\r\n",
+        ),
+        (LoginRefusal::MailboxLocked, unavailable),
+        (LoginRefusal::MailboxUnavailable, unavailable),
+        (LoginRefusal::MailboxBroken, unavailable),
+        (
+            LoginRefusal::LoginDeadline,
+            "421 4.7.0 Login not completed in time, closing\r\n",
+        ),
+    ] {
+        let mut session = Session::new(options(true));
+        let mut out = Vec::new();
+        session.login_refused(refusal, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), expected, "{refusal:?}");
+        assert!(session.user().is_none());
+    }
 }
 
 #[test]
@@ -311,6 +352,29 @@ fn acting_as_another_user_is_an_authentication_failure() {
     assert!(session.user().is_none());
 }
 
+/// A user name that breaks the login-name rule is refused inside the SASL
+/// exchange, as POP3 refuses it, before a password is asked for: `535
+/// 5.7.8`, and no credentials reach the login gate. Caught: submission
+/// asked for the password and handed `../etc` to the backend.
+#[test]
+fn a_malformed_name_is_refused_inside_sasl() {
+    let mut session = Session::new(options(true));
+    // "\0../etc\0pw", then AUTH LOGIN with "a b" as the user.
+    let (step, out) = feed(
+        &mut session,
+        b"EHLO c\r\nAUTH PLAIN AC4uL2V0YwBwdw==\r\nAUTH LOGIN\r\nYSBi\r\n",
+    );
+    assert!(matches!(step, Step::NeedMore), "{step:?}");
+    assert!(
+        out.ends_with(
+            "535 5.7.8 Authentication credentials invalid\r\n334 VXNlcm5hbWU6\r\n\
+             535 5.7.8 Authentication credentials invalid\r\n"
+        ),
+        "{out}"
+    );
+    assert!(!session.in_sasl_exchange());
+}
+
 /// RFC 5321 §4.1.1.1: HELO is answered `250 <domain>`, and RFC 2034 §3
 /// puts no enhanced status code on it. Caught: `250 2.0.0 mail.example.com`.
 #[test]
@@ -464,8 +528,11 @@ fn a_message_of_exactly_the_limit_is_relayed_whatever_the_split() {
 
 /// Found by the `submission_session` fuzz target: a refused message ended
 /// `advance` with `NeedMore` while commands pipelined after it were still
-/// unread, so a client waiting for their replies waited for the idle
-/// timeout.
+/// unread, and the driver then waited for the client's next bytes, so a
+/// client waiting for their replies waited for the idle timeout. The
+/// session stops at the message's end (the protocol log shows the commands
+/// after it a line at a time), leaving them unread; the driver hands them
+/// over before it reads again, so they are answered with the refusal.
 #[test]
 fn commands_pipelined_after_a_refused_message_are_answered_at_once() {
     for body in [
@@ -479,11 +546,19 @@ fn commands_pipelined_after_a_refused_message_are_answered_at_once() {
         .concat(),
     ] {
         let mut session = logged_in(alice());
-        let mut input = b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n".to_vec();
-        input.extend_from_slice(body);
-        input.extend_from_slice(b"RSET\r\nQUIT\r\n");
-        let (step, out) = feed(&mut session, &input);
+        feed(
+            &mut session,
+            b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n",
+        );
+        let input = [body, b"RSET\r\nQUIT\r\n"].concat();
+        let mut out = Vec::new();
+        let mut bytes = input.iter();
+        let step = session.advance(&mut bytes, &mut out);
+        assert!(matches!(step, Step::NeedMore), "{step:?}");
+        assert_eq!(bytes.as_slice(), b"RSET\r\nQUIT\r\n");
+        let step = session.advance(&mut bytes, &mut out);
         assert!(matches!(step, Step::Close), "{step:?}");
+        let out = String::from_utf8(out).unwrap();
         assert!(
             out.ends_with("250 2.0.0 Reset\r\n221 2.0.0 Bye\r\n"),
             "{out}"
@@ -537,43 +612,82 @@ fn overlong_lines_and_repeated_errors_close_the_session() {
 }
 
 /// What [`drive`] saw: the replies, the messages relayed (recipients and
-/// data) and what the protocol log heard.
-type Driven = (Vec<u8>, Vec<(String, Vec<u8>)>, Vec<(usize, String)>);
+/// data) and what the protocol log showed, `C:` and `S:` lines in order.
+type Driven = (Vec<u8>, Vec<(String, Vec<u8>)>, Vec<String>);
 
-/// Drives a session, protocol log on, over `chunks` as the connection
-/// driver would (every login succeeds, every relay is accepted).
+/// Runs a future that never waits, as reading from a slice never does.
+fn now<F: std::future::Future>(future: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    match std::pin::pin!(future).poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("reading from a slice waited"),
+    }
+}
+
+/// Drives a session over `chunks` as the connection driver does: each chunk
+/// read into a [`LineBuffer`], the session handed a line at a time while it
+/// reads lines and everything while it reads message text, the protocol
+/// log's [`Tap`] shown each call (every login succeeds, every relay is
+/// accepted).
 fn drive(chunks: &[&[u8]]) -> Driven {
-    let mut session = Session::new(SessionOptions {
-        protocol_log: true,
-        ..options(true)
-    });
+    let mut session = Session::new(options(true));
+    let mut tap = Tap::new("submission", [192, 0, 2, 1].into(), KEYWORDS);
+    let mut input = LineBuffer::new(MAX_LINE + 64 * 1024);
     let mut out = Vec::new();
     let mut relayed = Vec::new();
-    let mut heard = Vec::new();
+    let mut shown = Vec::new();
     for chunk in chunks {
-        let mut bytes = chunk.iter();
-        loop {
-            let step = session.advance(&mut bytes, &mut out);
-            heard.extend(session.take_heard());
-            match step {
-                Step::NeedMore => break,
-                Step::Close => return (out, relayed, heard),
-                Step::StartTls => session.tls_started(),
-                Step::Authenticate(credentials) => {
-                    session.authenticated(credentials.user, Senders::Any, &mut out)
+        let mut reader = *chunk;
+        while !reader.is_empty() {
+            now(input.fill(&mut reader, 64 * 1024)).unwrap();
+            loop {
+                let len = match session.reading() {
+                    Reading::MessageText => Some(input.pending().len()).filter(|&n| n > 0),
+                    _ => input.line_end(MAX_LINE),
+                };
+                let Some(len) = len else { break };
+                let before = session.reading();
+                let mark = out.len();
+                let mut bytes = input.pending()[..len].iter();
+                let step = session.advance(&mut bytes, &mut out);
+                let used = len - bytes.as_slice().len();
+                let after = session.reading();
+                let given = &input.pending()[..used];
+                shown.extend(tap.show(before, given, after, &out[mark..]));
+                input.consume(used);
+                let mark = out.len();
+                match step {
+                    Step::NeedMore => {}
+                    Step::Close => {
+                        shown.extend(texts(&out[mark..]));
+                        return (out, relayed, strings(shown));
+                    }
+                    Step::StartTls => session.tls_started(),
+                    Step::Authenticate(credentials) => {
+                        session.authenticated(credentials.user, Senders::Any, &mut out)
+                    }
+                    Step::CheckRecipient(address) => {
+                        session.recipient_checked(address, RecipientCheck::Accepted, &mut out);
+                    }
+                    Step::Relay(transaction) => {
+                        let to = transaction.to.iter().map(|a| a.to_string()).collect();
+                        relayed.push((to, transaction.data));
+                        session.relayed(RelayOutcome::Accepted, &mut out);
+                    }
                 }
-                Step::CheckRecipient(address) => {
-                    session.recipient_checked(address, RecipientCheck::Accepted, &mut out);
-                }
-                Step::Relay(transaction) => {
-                    let to = transaction.to.iter().map(|a| a.to_string()).collect();
-                    relayed.push((to, transaction.data));
-                    session.relayed(RelayOutcome::Accepted, &mut out);
-                }
+                shown.extend(texts(&out[mark..]));
             }
         }
     }
-    (out, relayed, heard)
+    (out, relayed, strings(shown))
+}
+
+fn texts(output: &[u8]) -> Vec<crate::protocol_log::Shown> {
+    crate::protocol_log::replies(output).collect()
+}
+
+fn strings(shown: Vec<crate::protocol_log::Shown>) -> Vec<String> {
+    shown.iter().map(ToString::to_string).collect()
 }
 
 const SCRIPT: &[u8] = b"EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n\
@@ -594,12 +708,12 @@ proptest::proptest! {
             start = cut;
         }
         chunks.push(&SCRIPT[start..]);
-        let (whole_out, whole_relayed, whole_heard) = drive(&[SCRIPT]);
-        let (out, relayed, heard) = drive(&chunks);
+        let (whole_out, whole_relayed, whole_shown) = drive(&[SCRIPT]);
+        let (out, relayed, shown) = drive(&chunks);
         proptest::prop_assert_eq!(&out, &whole_out);
         proptest::prop_assert_eq!(&relayed, &whole_relayed);
-        proptest::prop_assert_eq!(&heard, &whole_heard);
-        proptest::prop_assert_eq!(heard.len(), 13);
+        proptest::prop_assert_eq!(&shown, &whole_shown);
+        proptest::prop_assert_eq!(shown.iter().filter(|l| l.starts_with("C: ")).count(), 13);
         proptest::prop_assert_eq!(relayed.len(), 2);
         proptest::prop_assert_eq!(&relayed[0].1, &b"From: alice@example.com\r\n\r\n.a\r\n".to_vec());
     }
@@ -611,81 +725,123 @@ proptest::proptest! {
     ) {
         let mut input = prefix.to_vec();
         input.extend_from_slice(&noise);
-        let (out, relayed, heard) = drive(&[&input]);
+        let (out, relayed, shown) = drive(&[&input]);
         proptest::prop_assert!(out.len() <= 1024 + 100 * (input.len() + 1));
-        proptest::prop_assert!(heard.iter().all(|(_, text)| !text.contains("AGEAYg")));
+        proptest::prop_assert!(shown.iter().all(|text| !text.contains("AGEAYg")));
         for (_, data) in relayed {
             proptest::prop_assert!(!message::bare_line_break(&data));
         }
     }
 }
 
+/// The session classifies what it reads as the protocol log needs it, and
+/// the log built on that (the connection core's tap) shows commands and
+/// replies in order, but no secret and no message text. Caught, before the
+/// tap: POP3 logged no replies at all, and submission kept notes of what it
+/// heard, with output offsets, inside its pure session.
 #[test]
-fn the_protocol_log_hears_commands_in_order_but_no_secret_or_message_text() {
-    let mut session = Session::new(SessionOptions {
-        protocol_log: true,
-        ..options(true)
-    });
-    let mut out = Vec::new();
-    let input: &[u8] = b"EHLO client\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n";
-    let mut bytes = input.iter();
-    assert!(matches!(
-        session.advance(&mut bytes, &mut out),
-        Step::Authenticate(_)
-    ));
-    session.authenticated("alice".into(), Senders::Any, &mut out);
-    let mut bytes: std::slice::Iter<'_, u8> = b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n\
-        c3RyYXkgc2VjcmV0\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n\
-        DATA\r\nSubject: private\r\n\r\ntext\r\n.\r\n"
-        .iter();
-    assert!(matches!(
-        session.advance(&mut bytes, &mut out),
-        Step::Relay(_)
-    ));
-    session.relayed(RelayOutcome::Accepted, &mut out);
-    let mut bytes = b"BDAT 10 LAST\r\nRSET\r\nXY\r\nQUIT\r\n".iter();
-    assert!(matches!(session.advance(&mut bytes, &mut out), Step::Close));
-    let heard = session.take_heard();
-    let text: Vec<&str> = heard.iter().map(|(_, t)| t.as_str()).collect();
+fn the_protocol_log_shows_commands_and_replies_in_order_but_no_secret() {
+    let input: &[u8] = b"EHLO client\r\nAUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0\r\n\
+        AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nc3RyYXkgc2VjcmV0\r\n\
+        MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n\
+        DATA\r\nSubject: private\r\n\r\ntext\r\n.\r\n\
+        BDAT 10 LAST\r\nRSET\r\nXY\r\nQUIT\r\n";
+    let (_, relayed, shown) = drive(&[input]);
+    assert_eq!(relayed.len(), 1);
     assert_eq!(
-        text,
+        shown,
         [
-            "EHLO client",
-            "AUTH LOGIN",
-            "<SASL response redacted>",
-            "<SASL response redacted>",
-            "AUTH PLAIN <redacted>",
-            "<unrecognized command, 18 octets>",
-            "MAIL FROM:<alice@example.com>",
-            "RCPT TO:<bob@example.org>",
-            "DATA",
-            "<message, 26 octets>",
-            "BDAT 10 LAST",
-            "<BDAT chunk, 10 octets, discarded>",
-            "QUIT",
+            "C: EHLO client",
+            "S: 250-mail.example.com",
+            "S: 250-PIPELINING",
+            "S: 250-SIZE 100",
+            "S: 250-8BITMIME",
+            "S: 250-ENHANCEDSTATUSCODES",
+            "S: 250 AUTH PLAIN LOGIN",
+            "C: AUTH LOGIN",
+            "S: 334 VXNlcm5hbWU6",
+            "C: <SASL response redacted>",
+            "S: 334 UGFzc3dvcmQ6",
+            "C: <SASL response redacted>",
+            "S: 235 2.7.0 Authentication successful",
+            "C: AUTH PLAIN <redacted>",
+            "S: 503 5.5.1 Already authenticated",
+            "C: <unrecognized command, 18 octets>",
+            "S: 500 5.5.2 Command not recognized",
+            "C: MAIL FROM:<alice@example.com>",
+            "S: 250 2.1.0 Sender OK",
+            "C: RCPT TO:<bob@example.org>",
+            "S: 250 2.1.5 Recipient OK",
+            "C: DATA",
+            "S: 354 Start mail input; end with <CRLF>.<CRLF>",
+            "C: <message, 29 octets>",
+            "S: 250 2.0.0 Message accepted for delivery",
+            "C: BDAT 10 LAST",
+            "S: 502 5.5.1 Command not implemented",
+            "C: <message, 10 octets>",
+            "C: QUIT",
+            "S: 221 2.0.0 Bye",
         ]
     );
-    // Each note sits right before the reply it got.
-    let out = String::from_utf8(out).unwrap();
-    for (at, answer) in [
-        (4, "503 5.5.1 Already"),
-        (6, "250 2.1.0"),
-        (12, "221 2.0.0"),
-    ] {
-        assert!(
-            out[heard[at].0..].starts_with(answer),
-            "{}",
-            &out[heard[at].0..]
-        );
-    }
-    assert!(session.take_heard().is_empty());
 }
 
 #[test]
-fn without_the_protocol_log_nothing_is_heard() {
+fn the_session_says_what_it_reads() {
+    let mut session = Session::new(options(true));
+    assert_eq!(session.reading(), Reading::Command);
+    feed(&mut session, b"EHLO c\r\nAUTH LOGIN\r\n");
+    assert_eq!(session.reading(), Reading::SecretResponse);
     let mut session = logged_in(Senders::Any);
-    feed(&mut session, b"NOOP\r\n");
-    assert!(session.take_heard().is_empty());
+    feed(
+        &mut session,
+        b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+    );
+    assert_eq!(session.reading(), Reading::MessageText);
+    feed(&mut session, b"x\r\n");
+    assert_eq!(session.reading(), Reading::MessageText);
+    feed(&mut session, b".\r\n");
+    assert_eq!(session.reading(), Reading::Command);
+    feed(&mut session, b"BDAT 4\r\n");
+    assert_eq!(session.reading(), Reading::MessageText);
+    let (step, _) = feed(&mut session, b"abcdNOOP\r\n");
+    assert!(matches!(step, Step::NeedMore));
+    assert_eq!(session.reading(), Reading::Command);
+}
+
+/// A command line is at most 4096 octets, CRLF included, however the
+/// client's bytes were split. Caught: smtp-proto bounds only the lines it
+/// has to buffer, so a 5,000-octet line that arrived in one read was
+/// parsed, while the same line in 2 KiB reads closed the session.
+#[test]
+fn a_command_line_is_bounded_however_it_arrives() {
+    let line = |len: usize| {
+        let mut line = b"NOOP ".to_vec();
+        line.resize(len - 2, b'x');
+        line.extend_from_slice(b"\r\n");
+        line
+    };
+    for (len, taken) in [(4096, true), (4097, false), (5000, false)] {
+        let line = line(len);
+        for cut in [len, 2048, 1] {
+            let mut session = Session::new(options(false));
+            let mut out = Vec::new();
+            let mut step = Step::NeedMore;
+            for piece in line.chunks(cut) {
+                step = session.advance(&mut piece.iter(), &mut out);
+                if !matches!(step, Step::NeedMore) {
+                    break;
+                }
+            }
+            let out = String::from_utf8(out).unwrap();
+            if taken {
+                assert!(matches!(step, Step::NeedMore), "{len} in {cut}: {step:?}");
+                assert_eq!(out, "250 2.0.0 OK\r\n", "{len} in {cut}");
+            } else {
+                assert!(matches!(step, Step::Close), "{len} in {cut}: {step:?}");
+                assert_eq!(out, "500 5.5.6 Command line too long, closing\r\n");
+            }
+        }
+    }
 }
 
 #[test]

@@ -54,6 +54,17 @@ pub enum UpstreamError {
     Smtp(#[from] lettre::transport::smtp::Error),
 }
 
+/// Shows how the connection is secured, not the TLS parameters.
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpstreamTls::None => "None",
+            UpstreamTls::Starttls(_) => "Starttls",
+            UpstreamTls::Implicit(_) => "Implicit",
+        })
+    }
+}
+
 /// The relay's address, how to reach it, and the idle connections to it.
 pub struct Upstream {
     host: String,
@@ -63,6 +74,17 @@ pub struct Upstream {
     credentials: Option<Credentials>,
     connect_timeout: Duration,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+}
+
+/// Shows where the relay is and how it is reached; never the credentials.
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {

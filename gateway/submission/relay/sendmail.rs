@@ -41,7 +41,7 @@ use lettre::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::session::RelayOutcome;
+use super::outcome::RelayOutcome;
 use crate::log_text::LogText;
 
 /// The most octets of the command's standard error kept (the rest is

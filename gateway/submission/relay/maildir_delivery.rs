@@ -32,7 +32,7 @@ use lettre::Address;
 use popgate_auth::UserLookup;
 use tracing::warn;
 
-use super::session::{RecipientCheck, RelayOutcome};
+use super::outcome::{RecipientCheck, RelayOutcome};
 use crate::config::MaildirRecipient;
 use crate::identity::{run_as, Identity};
 use crate::log_text::LogText;

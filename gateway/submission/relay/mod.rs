@@ -1,6 +1,6 @@
-//! Handing accepted messages on: an SMTP smarthost through lettre, the
-//! local MTA's sendmail command ([`sendmail`](super::sendmail)), or local
-//! Maildirs.
+//! Handing accepted messages on: an SMTP smarthost through lettre
+//! ([`upstream`]), the local MTA's sendmail command ([`sendmail`]), or local
+//! Maildirs ([`maildir_delivery`]).
 //!
 //! [`Relay::send`] returns only once the upstream has answered, and its
 //! [`RelayOutcome`] is what the client hears: `250` only when the upstream
@@ -23,6 +23,9 @@
 //! not accept whole, so they enter lettre's envelope unchecked by it. Local
 //! Maildir delivery gets each recipient with its
 //! [plain local part](Mailbox::plain_local_part), so `"bob"@host` is bob.
+//!
+//! What a relay answers is a value of [`outcome`], a leaf module the session
+//! reads too: the back ends here never import the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +36,20 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 
-use super::address::Mailbox;
-use super::maildir_delivery::MaildirDelivery;
-use super::sendmail::Sendmail;
-use super::session::{RecipientCheck, RelayOutcome};
-use super::upstream::{Upstream, UpstreamError, UpstreamTls};
-use crate::config::{self, RelayTls, SubmissionSettings};
+pub mod maildir_delivery;
+pub mod outcome;
+pub mod sendmail;
+pub mod upstream;
+
+use maildir_delivery::MaildirDelivery;
+use outcome::{RecipientCheck, RelayOutcome};
+use sendmail::Sendmail;
+use upstream::{Upstream, UpstreamError, UpstreamTls};
+
+use crate::config::{self, RelayTls, SettingError, SubmissionSettings};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
+use crate::submission::address::Mailbox;
 
 /// The configured upstream.
 pub enum Relay {
@@ -70,11 +79,11 @@ impl Relay {
         settings: &SubmissionSettings,
         hostname: &str,
         login: &Arc<LoginGate>,
-    ) -> Result<Relay, (&'static str, String)> {
+    ) -> Result<Relay, SettingError> {
         let ca = match settings.relay_ca()? {
             Some(pem) => Some(
                 Certificate::from_pem(&pem)
-                    .map_err(|e| ("submission.relay_ca_file", e.to_string()))?,
+                    .map_err(|e| SettingError::new("submission.relay_ca_file", e.to_string()))?,
             ),
             None => None,
         };
@@ -85,14 +94,14 @@ impl Relay {
             }
             builder
                 .build()
-                .map_err(|e| ("submission.relay", e.to_string()))
+                .map_err(|e| SettingError::new("submission.relay", e.to_string()))
         };
         let smtp = |host: &str, port: u16, tls: UpstreamTls| {
             let credentials = match (&settings.relay_user, settings.relay_password()?) {
                 (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password)),
                 _ => None,
             };
-            Ok::<_, (&'static str, String)>(Relay::Smtp(Upstream::new(
+            Ok::<_, SettingError>(Relay::Smtp(Upstream::new(
                 host,
                 port,
                 tls,
