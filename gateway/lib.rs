@@ -17,6 +17,8 @@
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
+//! - [`mailbox_settings`]: per-mailbox overrides of the configuration, and
+//!   a mailbox's settings in force with where each comes from;
 //! - [`login`]: the password check, throttle and failure log of every service,
 //!   with [`address_share`] capping each client address's checks in flight;
 //!   [`login_deadline`]: the total time a connection has to log in;
@@ -42,6 +44,7 @@ pub mod line_buffer;
 pub mod log_text;
 pub mod login;
 pub mod login_deadline;
+pub mod mailbox_settings;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;

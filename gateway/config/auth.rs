@@ -73,6 +73,10 @@ pub struct AuthSettings {
     /// "lower" (`Alice` is `alice`) or "exact" (only the domain part of
     /// `user@domain` is folded).
     pub login_name_case: LoginNameCase,
+    /// A TOML file of per-mailbox settings, one table per login name (see
+    /// [`crate::mailbox_settings`]); read again when it changes and on
+    /// SIGHUP.
+    pub mailbox_settings: Option<PathBuf>,
 }
 
 impl Default for AuthSettings {
@@ -94,6 +98,7 @@ impl Default for AuthSettings {
             check_timeout: HumanDuration::from_secs(20),
             max_checks: 16,
             login_name_case: LoginNameCase::Lower,
+            mailbox_settings: None,
         }
     }
 }
