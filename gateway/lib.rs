@@ -15,6 +15,8 @@
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//!   [`runtime`]: the snapshot of settings a connection runs with;
+//!   [`reload`]: SIGHUP, the whole configuration reloaded while serving;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`mailbox_settings`]: per-mailbox overrides of the configuration, and
@@ -49,6 +51,8 @@ pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;
 pub mod proxy_protocol;
+pub mod reload;
+pub mod runtime;
 pub mod server;
 pub mod stream;
 pub mod submission;

@@ -1,4 +1,5 @@
-//! The `popgate` command: serve, demo, check, config, passwd.
+//! The `popgate` command: serve, demo, check, settings, config, mailbox,
+//! passwd.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -82,6 +83,16 @@ enum Command {
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
     },
+    /// Print a mailbox's settings in force and where each comes from: the
+    /// mailbox-settings file (`[auth] mailbox_settings`), the configuration,
+    /// or popgate's default, as Exchange's Get-CASMailbox shows them.
+    Mailbox {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+        config: PathBuf,
+        /// The login name.
+        user: String,
+    },
     /// Add or replace a user in an htpasswd file (bcrypt); reads the password
     /// from standard input. The name is stored in lower case, as servers
     /// with the default `[auth] login_name_case = "lower"` look it up; the
@@ -139,6 +150,11 @@ fn main() -> Result<()> {
         Command::Config { config } => {
             let settings = Settings::load(&config)?;
             print!("{}", toml::to_string_pretty(&settings)?);
+            Ok(())
+        }
+        Command::Mailbox { config, user } => {
+            let settings = Settings::load(&config)?;
+            print!("{}", popgate::mailbox_settings::report(&settings, &user)?);
             Ok(())
         }
         Command::Passwd {
@@ -202,7 +218,8 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                 popgate::privileges::become_user(user)
                     .with_context(|| format!("key `store.mail_user` in {}", config.display()))?;
                 tracing::info!("running as mail user {user}");
-                let unreadable = popgate::privileges::unreadable_reloadable_files(&settings);
+                let unreadable =
+                    popgate::privileges::unreadable_reloadable_files(&config, &settings);
                 for (key, path, error) in unreadable {
                     tracing::warn!(
                         "{} (`{key}`) is not readable by mail user {user} ({error}): it was read \
@@ -221,7 +238,7 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
             None => {}
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reloader = gateway.reloader();
+        let reloader = gateway.reloader(&config);
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -233,6 +250,8 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                         if let Ok(now) = NotifyState::monotonic_usec_now() {
                             notify_service_manager(&[NotifyState::Reloading, now]);
                         }
+                        // The reload logs what it did; `popgate reload`
+                        // prints the same report.
                         reloader.reload();
                         notify_service_manager(&[NotifyState::Ready]);
                     }

@@ -2,7 +2,10 @@
 //!
 //! Listeners ask [`TlsProvider::acceptor`] for each new connection, so a
 //! certificate renewed on disk and reloaded with SIGHUP is used from the next
-//! handshake on, while established sessions keep theirs.
+//! handshake on, while established sessions keep theirs. A reload that
+//! names other files ([`TlsProvider::reload_from`]) takes them from then
+//! on; one that cannot load them keeps the certificate, and the files, in
+//! use.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -46,8 +49,8 @@ pub enum TlsError {
 /// The current TLS configuration, replaceable while the server runs.
 #[derive(Debug)]
 pub struct TlsProvider {
-    cert: PathBuf,
-    key: PathBuf,
+    /// The certificate and key files last loaded.
+    files: RwLock<(PathBuf, PathBuf)>,
     current: RwLock<Arc<ServerConfig>>,
 }
 
@@ -56,15 +59,24 @@ impl TlsProvider {
     pub fn load(cert: &Path, key: &Path) -> Result<TlsProvider, TlsError> {
         let config = build_config(cert, key)?;
         Ok(TlsProvider {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
+            files: RwLock::new((cert.to_path_buf(), key.to_path_buf())),
             current: RwLock::new(Arc::new(config)),
         })
     }
 
     /// Reads the files again; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = Arc::new(build_config(&self.cert, &self.key)?);
+        let (cert, key) = self.files.read().unwrap_or_else(|e| e.into_inner()).clone();
+        self.reload_from(&cert, &key)
+    }
+
+    /// Loads `cert` and `key`, which may be other files than before, and
+    /// uses them from the next handshake on; on error the old certificate
+    /// and files stay in use.
+    pub fn reload_from(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let config = Arc::new(build_config(cert, key)?);
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) =
+            (cert.to_path_buf(), key.to_path_buf());
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
     }

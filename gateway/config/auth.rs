@@ -1,9 +1,10 @@
 //! `[auth]`: who may log in, as settings, and the `popgate-auth`
-//! configuration they make ([`Settings::auth_config`]).
+//! configuration they make ([`Settings::auth_config`],
+//! [`Settings::throttle_config`]).
 
 use std::path::PathBuf;
 
-use popgate_auth::{AuthConfig, BackendConfig};
+use popgate_auth::{AuthConfig, BackendConfig, ThrottleConfig};
 use serde::{Deserialize, Serialize};
 
 use super::{HumanDuration, Settings};
@@ -124,6 +125,19 @@ impl Settings {
             failure_delay: self.auth.failure_delay.0,
             cache_ttl: self.auth.cache_ttl.0,
             login_name_case: self.auth.login_name_case.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The failure throttle's settings: `failure_delay`,
+    /// `max_failure_delay`, `max_failures`.
+    pub fn throttle_config(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            base_delay: self.auth.failure_delay.0,
+            max_delay: self.auth.max_failure_delay.0,
+            close_after: self.auth.max_failures,
+            ..ThrottleConfig::default()
         }
     }
 }

@@ -32,6 +32,51 @@ use std::sync::Arc;
 
 use effective::{Defaults, Effective};
 use file::MailboxFile;
+use table::MailboxFileError;
+
+use crate::config::{SettingError, Settings};
+
+/// Why `popgate mailbox` cannot say a mailbox's settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The name breaks the login-name rule: no login could use it.
+    #[error("`{0}` is not a valid login name (letters, digits, . _ - + @; at most 64)")]
+    LoginName(String),
+    /// A setting cannot work.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// The mailbox-settings file cannot be used.
+    #[error(transparent)]
+    File(#[from] MailboxFileError),
+}
+
+/// What `popgate mailbox USER` prints: the settings in force for the
+/// mailbox `name` logs in to under `settings`, each with where it comes
+/// from (see [`effective::describe`]), as a server started now would
+/// apply them.
+pub fn report(settings: &Settings, name: &str) -> Result<String, ReportError> {
+    if popgate_auth::validate_login_name(name).is_err() {
+        return Err(ReportError::LoginName(name.to_owned()));
+    }
+    let defaults = Defaults::new(settings)?;
+    let user = defaults.login_name(name);
+    let table = match &settings.auth.mailbox_settings {
+        Some(path) => Some(MailboxFile::open(path, defaults.case())?.table()),
+        None => None,
+    };
+    let effective = effective::resolve(&defaults, table.as_deref(), &user);
+    let file = table
+        .as_deref()
+        .map(|table| (&**table.path(), table.get(&user).is_some()));
+    let mut text = String::new();
+    if user != name {
+        text.push_str(&format!(
+            "# {name} logs in as {user} ([auth] login_name_case)\n"
+        ));
+    }
+    text.push_str(&effective::describe(&effective, file));
+    Ok(text)
+}
 
 /// The mailbox settings of one configuration: its global defaults and the
 /// mailbox-settings file, if one is configured.
