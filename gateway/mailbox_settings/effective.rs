@@ -258,13 +258,19 @@ pub fn describe(effective: &Effective, file: Option<(&Path, bool)>) -> String {
     let mut out = String::new();
     let user = &effective.user;
     let _ = writeln!(out, "# {user}: settings in force and where each comes from");
+    // The table's header as the file writes it: quoted when TOML needs it.
+    let header = if user.contains(['.', '@']) {
+        format!("[\"{user}\"]")
+    } else {
+        format!("[{user}]")
+    };
     match file {
         None => out.push_str("# no [auth] mailbox_settings file\n"),
         Some((path, false)) => {
-            let _ = writeln!(out, "# {} has no [{user}] table", path.display());
+            let _ = writeln!(out, "# {} has no {header} table", path.display());
         }
         Some((path, true)) => {
-            let _ = writeln!(out, "# [{user}] in {}", path.display());
+            let _ = writeln!(out, "# {header} in {}", path.display());
         }
     }
     if effective.denied {

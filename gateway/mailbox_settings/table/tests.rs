@@ -173,3 +173,30 @@ fn a_broken_file_is_refused_with_its_line() {
         assert!(error.contains(want), "{text:?}: {error}");
     }
 }
+
+/// The annotated example in `examples/` is a file popgate takes, and says
+/// what its comments say.
+#[test]
+fn the_example_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mailboxes.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let table = MailboxTable::parse(&path, &text, LoginNameCase::Lower).unwrap();
+    assert_eq!(table.len(), 4);
+    assert!(!table.get("alice").unwrap().pop3.as_ref().unwrap().value);
+    let bot = table.get("reply-bot").unwrap();
+    assert_eq!(bot.on_dele.as_ref().unwrap().value, OnDele::Delete);
+    assert_eq!(bot.max_connections.as_ref().unwrap().value, 2);
+    let bob = table.get("bob").unwrap();
+    assert!(!bob.submission.as_ref().unwrap().value);
+    assert_eq!(bob.addresses.len(), 2);
+    assert_eq!(
+        table
+            .get("carol@example.com")
+            .unwrap()
+            .on_dele
+            .as_ref()
+            .unwrap()
+            .value,
+        OnDele::Move("Fetched".into())
+    );
+}
