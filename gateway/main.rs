@@ -250,9 +250,11 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                         if let Ok(now) = NotifyState::monotonic_usec_now() {
                             notify_service_manager(&[NotifyState::Reloading, now]);
                         }
-                        // The reload logs what it did; `popgate reload`
-                        // prints the same report.
-                        reloader.reload();
+                        // The reload reads files: off the async threads.
+                        // It logs what it did (`popgate reload` prints the
+                        // same report).
+                        let reloading = reloader.clone();
+                        let _ = tokio::task::spawn_blocking(move || reloading.reload()).await;
                         notify_service_manager(&[NotifyState::Ready]);
                     }
                     _ = terminate.recv() => break,

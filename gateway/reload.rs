@@ -28,7 +28,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use popgate_auth::AuthError;
 use tracing::{error, info, warn};
@@ -154,6 +154,8 @@ pub struct Reloader {
     config: PathBuf,
     current: Arc<Current>,
     shared: Arc<Shared>,
+    /// Held by the reload under way.
+    one_at_a_time: Arc<Mutex<()>>,
 }
 
 impl Reloader {
@@ -163,12 +165,17 @@ impl Reloader {
             config,
             current,
             shared,
+            one_at_a_time: Arc::new(Mutex::new(())),
         }
     }
 
     /// Reloads the configuration file, certificates, users and mailbox
     /// settings; sessions carry on. Logs what it did, and returns it.
+    /// Blocking (it reads files): call it from a blocking thread
+    /// (`tokio::task::spawn_blocking`). Reloads asked for at once (SIGHUP
+    /// and the control socket) run one after the other.
     pub fn reload(&self) -> ReloadReport {
+        let _turn = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         let report = self.apply();
         report.log();
         report
