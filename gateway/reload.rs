@@ -9,7 +9,7 @@
 //! 2. keeps the [restart-only](RESTART_ONLY) keys at the values in force
 //!    and reports the ones that changed: they take effect at the next
 //!    restart;
-//! 3. builds a new [`Runtime`] from the rest (reading the relay's password
+//! 3. builds a new [`Runtime`](crate::runtime::Runtime) from the rest (reading the relay's password
 //!    and CA files, and a newly named mailbox-settings file), puts the
 //!    authentication rules, the failure delays and `check_timeout` in
 //!    force, and re-reads the certificate, the htpasswd file (emptying the

@@ -17,7 +17,7 @@
 //! ```
 //!
 //! Reading order: [`table`] parses the file (pure, with the line of every
-//! value and of every error), [`file`] watches it on disk (read again when
+//! value and of every error), [`file`](mod@file) watches it on disk (read again when
 //! it changes, at most once a second, and on SIGHUP), [`effective`]
 //! resolves a mailbox's settings from the file and the configuration, each
 //! with its source. [`Mailboxes`] ties them together for one configuration:
