@@ -8,10 +8,11 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::harness::{crlf, deliver, message_files, Client, Options, Server};
+use crate::harness::{crlf, deliver, message_files, Client, Options, Server, User, PASSWORD};
 
 fn hang_up(server: &Server) {
     let status = Command::new("kill")
@@ -21,10 +22,12 @@ fn hang_up(server: &Server) {
     assert!(status.success());
 }
 
-/// A client configuration that trusts `cert` alone.
-fn trusting(cert: rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+/// A client configuration that trusts `certs` alone.
+fn trusting(certs: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
+    for cert in certs {
+        roots.add(cert.clone()).unwrap();
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
@@ -38,7 +41,7 @@ fn trusting(cert: rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::Cli
 /// Logs in `client` as `user`.
 fn login(client: &mut Client, user: &str) {
     client.ok(&format!("USER {user}"));
-    client.ok(&format!("PASS {}", crate::harness::PASSWORD));
+    client.ok(&format!("PASS {PASSWORD}"));
 }
 
 /// Sessions in the middle of things while SIGHUP changes `on_dele`, the
@@ -48,17 +51,58 @@ fn login(client: &mut Client, user: &str) {
 /// dropped; their QUIT applies the `on_dele` they started with (delete),
 /// while a session that starts after the reload keeps its message (keep),
 /// hears the new banner over the new certificate, and the new limit turns
-/// the next connection from the address away. Before, SIGHUP reloaded only
-/// the certificate and the users: the banner, on_dele and the limit stayed.
+/// the next connection from the address away. Meanwhile carol logs in and
+/// out again and again from another address, across the reload, and every
+/// one of her sessions is served. Before, SIGHUP reloaded only the
+/// certificate and the users: the banner, on_dele and the limit stayed.
 #[test]
 fn sessions_in_progress_keep_their_settings_across_a_reload() {
     let server = Server::with(Options {
+        users: ["alice", "bob", "carol"]
+            .into_iter()
+            .map(|name| User {
+                name,
+                password: PASSWORD,
+            })
+            .collect(),
         pop3: vec![
             "on_dele = \"delete\"".into(),
             "banner = \"before the reload\"".into(),
         ],
         ..Options::default()
     });
+    let renewed =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let either = trusting(&[server.client_certificate(), renewed.cert.der().clone()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let poller = {
+        let (stop, served, tls) = (stop.clone(), served.clone(), server.tls);
+        std::thread::spawn(move || {
+            let mut greetings = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let source = "127.0.0.2".parse().unwrap();
+                let mut client = Client::connect_from(source, tls, Some(either.clone()));
+                login(&mut client, "carol");
+                client.ok("STAT");
+                assert_eq!(client.cmd("QUIT"), "+OK Logging out, 0 messages deleted");
+                greetings.push(client.greeting);
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            greetings
+        })
+    };
+    // Waits until carol has had `n` sessions.
+    let served_by = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while served.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            served.load(Ordering::Relaxed) >= n,
+            "carol's sessions stalled"
+        );
+    };
     let alice = server.maildir("alice");
     let bob = server.maildir("bob");
     for i in 0..400u64 {
@@ -98,9 +142,8 @@ fn sessions_in_progress_keep_their_settings_across_a_reload() {
         );
     assert_ne!(changed, text);
     fs::write(&config, changed).unwrap();
-    let renewed =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     fs::write(&server.cert_pem, renewed.cert.pem()).unwrap();
+    served_by(1);
     fs::write(
         server.dir.path().join("key.pem"),
         renewed.signing_key.serialize_pem(),
@@ -119,10 +162,13 @@ fn sessions_in_progress_keep_their_settings_across_a_reload() {
         ),
         "{log}"
     );
+    // One of carol's sessions may have been accepted before the swap;
+    // the one after it was not.
+    served_by(served.load(Ordering::Relaxed) + 2);
 
     // The session that started after the reload: new certificate, new
     // banner, new on_dele.
-    let mut fresh = Client::connect(server.tls, Some(trusting(renewed.cert.der().clone())));
+    let mut fresh = Client::connect(server.tls, Some(trusting(&[renewed.cert.der().clone()])));
     assert_eq!(fresh.greeting, "+OK after the reload");
     // The limit: alice's, bob's and this connection are three.
     let mut refused = BufReader::new(TcpStream::connect(server.plain).unwrap());
@@ -158,7 +204,20 @@ fn sessions_in_progress_keep_their_settings_across_a_reload() {
     assert_eq!(fresh.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
     assert_eq!(message_files(&bob).len(), 1, "accepted after: keep");
     assert!(fresh.is_closed_within(Duration::from_secs(5)));
-    assert!(!log.contains("end=error"), "{log}");
+
+    stop.store(true, Ordering::Relaxed);
+    let greetings = poller.join().expect("a session of carol's failed");
+    let before = greetings
+        .iter()
+        .filter(|g| *g == "+OK before the reload")
+        .count();
+    let after = greetings
+        .iter()
+        .filter(|g| *g == "+OK after the reload")
+        .count();
+    assert_eq!(before + after, greetings.len(), "{greetings:?}");
+    assert!(before > 0 && after > 0, "{greetings:?}");
+    assert!(!server.log().contains("end=error"), "{}", server.log());
 }
 
 /// A configuration that cannot work is refused, naming the key, in one
