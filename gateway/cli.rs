@@ -97,6 +97,16 @@ pub enum Command {
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
     },
+    /// Print a mailbox's settings in force and where each comes from: the
+    /// mailbox-settings file (`[auth] mailbox_settings`), the configuration,
+    /// or popgate's default, as Exchange's Get-CASMailbox shows them.
+    Mailbox {
+        /// The configuration file.
+        #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+        config: PathBuf,
+        /// The login name.
+        user: String,
+    },
     /// Add or replace a user in an htpasswd file (bcrypt); reads the password
     /// from standard input. The name is stored in lower case, as servers
     /// with the default `[auth] login_name_case = "lower"` look it up; the

@@ -19,8 +19,12 @@
 //!   `max_connections`; [`tls`]: certificates;
 //!   [`certificate`]: what a certificate says (names, expiry) and what is
 //!   wrong with it; [`expiry_watch`]: the log warning near its end;
+//!   [`runtime`]: the snapshot of settings a connection runs with;
+//!   [`reload`]: SIGHUP, the whole configuration reloaded while serving;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
+//! - [`mailbox_settings`]: per-mailbox overrides of the configuration, and
+//!   a mailbox's settings in force with where each comes from;
 //! - [`login`]: the password check, throttle and failure log of every service,
 //!   with [`address_share`] capping each client address's checks in flight;
 //!   [`login_deadline`]: the total time a connection has to log in;
@@ -55,10 +59,13 @@ pub mod line_buffer;
 pub mod log_text;
 pub mod login;
 pub mod login_deadline;
+pub mod mailbox_settings;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;
 pub mod proxy_protocol;
+pub mod reload;
+pub mod runtime;
 pub mod server;
 pub mod stream;
 pub mod submission;

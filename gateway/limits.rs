@@ -11,10 +11,16 @@
 //! account name, folded by `[auth] login_name_case`).
 //!
 //! [`Limits`] is shared by every listener; its per-user count is POP3's
-//! (`[pop3] max_connections_per_user`). Submission counts its logged-in
-//! sessions in a [`UserLimit`] of its own, so a user whose POP3 pollers fill
-//! their slots can still send, and a burst of sending never locks a poller
-//! out.
+//! (`[pop3] max_connections_per_user`, or the mailbox's own
+//! `max_connections`). Submission counts its logged-in sessions in a
+//! [`UserLimit`] of its own, so a user whose POP3 pollers fill their slots
+//! can still send, and a burst of sending never locks a poller out.
+//!
+//! The counters live as long as the server; the maxima are the caller's,
+//! from the configuration in force, so a reload changes a limit for the
+//! next connection while every slot already held stays counted. Lowering a
+//! limit below what is in use refuses newcomers until enough sessions end;
+//! it never closes one.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -23,36 +29,49 @@ use std::sync::{Arc, Mutex};
 
 use popgate_auth::counted_address;
 
-/// Counters shared by all listeners of one service.
+/// Counters shared by all listeners.
 #[derive(Debug)]
 pub struct Limits {
-    max_total: usize,
-    max_per_ip: usize,
     per_ip: Counter<IpAddr>,
     per_user: UserLimit,
 }
 
-/// Logged-in sessions per user, at most `max` each, by account name.
+/// The connection maxima in force: `[pop3] max_connections` and
+/// `max_connections_per_ip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionMaxima {
+    /// Connections in all.
+    pub total: usize,
+    /// Connections from one client address.
+    pub per_ip: usize,
+}
+
+/// Logged-in sessions per user, by account name.
 #[derive(Debug)]
 pub struct UserLimit {
-    max: usize,
     counter: Counter<String>,
 }
 
+impl Default for UserLimit {
+    fn default() -> Self {
+        UserLimit::new()
+    }
+}
+
 impl UserLimit {
-    /// A limit of `max` sessions per user.
-    pub fn new(max: usize) -> Self {
+    /// No session counted yet.
+    pub fn new() -> Self {
         UserLimit {
-            max,
             counter: Counter::new(),
         }
     }
 
     /// Admits a logged-in session of `user` (an account name, as popgate-auth
-    /// gives it), or refuses with [`Refusal::PerUser`].
-    pub fn admit(&self, user: &str) -> Result<Slot<String>, Refusal> {
+    /// gives it) if it has fewer than `max`, or refuses with
+    /// [`Refusal::PerUser`].
+    pub fn admit(&self, user: &str, max: usize) -> Result<Slot<String>, Refusal> {
         self.counter
-            .acquire(user.to_owned(), self.max, usize::MAX)
+            .acquire(user.to_owned(), max, usize::MAX)
             .map_err(|_| Refusal::PerUser)
     }
 }
@@ -139,23 +158,26 @@ impl<K: Eq + Hash + Clone> Counter<K> {
     }
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new()
+    }
+}
+
 impl Limits {
-    /// Limits of `max_total` connections, `max_per_ip` per address and
-    /// `max_per_user` sessions per user.
-    pub fn new(max_total: usize, max_per_ip: usize, max_per_user: usize) -> Self {
+    /// No connection counted yet.
+    pub fn new() -> Self {
         Limits {
-            max_total,
-            max_per_ip,
             per_ip: Counter::new(),
-            per_user: UserLimit::new(max_per_user),
+            per_user: UserLimit::new(),
         }
     }
 
-    /// Admits a new connection from `ip` (counted by [`counted_address`]),
-    /// or says which limit it hit.
-    pub fn admit(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+    /// Admits a new connection from `ip` (counted by [`counted_address`])
+    /// within `maxima`, or says which limit it hit.
+    pub fn admit(&self, ip: IpAddr, maxima: ConnectionMaxima) -> Result<ConnectionSlot, Refusal> {
         self.per_ip
-            .acquire(counted_address(ip), self.max_per_ip, self.max_total)
+            .acquire(counted_address(ip), maxima.per_ip, maxima.total)
             .map(|slot| ConnectionSlot { _ip: slot })
             .map_err(|total| {
                 if total {
@@ -166,9 +188,10 @@ impl Limits {
             })
     }
 
-    /// Admits a logged-in POP3 session of `user` (an account name).
-    pub fn admit_user(&self, user: &str) -> Result<Slot<String>, Refusal> {
-        self.per_user.admit(user)
+    /// Admits a logged-in POP3 session of `user` (an account name) if it
+    /// has fewer than `max`.
+    pub fn admit_user(&self, user: &str, max: usize) -> Result<Slot<String>, Refusal> {
+        self.per_user.admit(user, max)
     }
 }
 
@@ -176,52 +199,81 @@ impl Limits {
 mod tests {
     use super::*;
 
+    fn maxima(total: usize, per_ip: usize) -> ConnectionMaxima {
+        ConnectionMaxima { total, per_ip }
+    }
+
     #[test]
     fn slots_are_counted_and_given_back() {
-        let limits = Limits::new(3, 2, 1);
+        let limits = Limits::new();
+        let max = maxima(3, 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let a1 = limits.admit(a).unwrap();
-        let _a2 = limits.admit(a).unwrap();
-        assert_eq!(limits.admit(a).unwrap_err(), Refusal::PerIp);
-        let _b1 = limits.admit(b).unwrap();
-        assert_eq!(limits.admit(b).unwrap_err(), Refusal::Total);
+        let a1 = limits.admit(a, max).unwrap();
+        let _a2 = limits.admit(a, max).unwrap();
+        assert_eq!(limits.admit(a, max).unwrap_err(), Refusal::PerIp);
+        let _b1 = limits.admit(b, max).unwrap();
+        assert_eq!(limits.admit(b, max).unwrap_err(), Refusal::Total);
         drop(a1);
-        assert!(limits.admit(b).is_ok());
-        let alice = limits.admit_user("alice").unwrap();
-        assert_eq!(limits.admit_user("alice").unwrap_err(), Refusal::PerUser);
+        assert!(limits.admit(b, max).is_ok());
+        let alice = limits.admit_user("alice", 1).unwrap();
+        assert_eq!(limits.admit_user("alice", 1).unwrap_err(), Refusal::PerUser);
         drop(alice);
-        assert!(limits.admit_user("alice").is_ok());
+        assert!(limits.admit_user("alice", 1).is_ok());
+    }
+
+    /// A reload's new maxima count the slots held under the old ones: a
+    /// lower limit refuses newcomers and closes nobody; a higher one
+    /// admits them at once.
+    #[test]
+    fn new_maxima_count_the_slots_already_held() {
+        let limits = Limits::new();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| limits.admit(a, maxima(10, 5)).unwrap())
+            .collect();
+        assert_eq!(limits.admit(a, maxima(10, 2)).unwrap_err(), Refusal::PerIp);
+        assert_eq!(limits.admit(a, maxima(3, 5)).unwrap_err(), Refusal::Total);
+        assert!(limits.admit(a, maxima(10, 4)).is_ok());
+        drop(held);
+        let _bob = limits.admit_user("bob", 2).unwrap();
+        let _again = limits.admit_user("bob", 2).unwrap();
+        assert_eq!(limits.admit_user("bob", 2).unwrap_err(), Refusal::PerUser);
+        assert!(
+            limits.admit_user("bob", 3).is_ok(),
+            "bob's own, higher limit"
+        );
     }
 
     #[test]
     fn addresses_are_counted_as_the_throttle_counts_them() {
-        let limits = Limits::new(100, 1, 1);
+        let limits = Limits::new();
+        let max = maxima(100, 1);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let _v4 = limits.admit(ip("192.0.2.7")).unwrap();
+        let _v4 = limits.admit(ip("192.0.2.7"), max).unwrap();
         assert_eq!(
-            limits.admit(ip("::ffff:192.0.2.7")).unwrap_err(),
+            limits.admit(ip("::ffff:192.0.2.7"), max).unwrap_err(),
             Refusal::PerIp
         );
-        let _v6 = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _v6 = limits.admit(ip("2001:db8:1:2::1"), max).unwrap();
         assert_eq!(
-            limits.admit(ip("2001:db8:1:2:ffff::9")).unwrap_err(),
+            limits.admit(ip("2001:db8:1:2:ffff::9"), max).unwrap_err(),
             Refusal::PerIp
         );
-        assert!(limits.admit(ip("2001:db8:1:3::1")).is_ok());
+        assert!(limits.admit(ip("2001:db8:1:3::1"), max).is_ok());
     }
 
     #[test]
     fn separate_user_limits_count_separately() {
-        let pop3 = Limits::new(10, 10, 1);
-        let submission = UserLimit::new(2);
-        let _polling = pop3.admit_user("alice").unwrap();
-        assert_eq!(pop3.admit_user("alice").unwrap_err(), Refusal::PerUser);
-        let first = submission.admit("alice").unwrap();
-        let _second = submission.admit("alice").unwrap();
-        assert_eq!(submission.admit("alice").unwrap_err(), Refusal::PerUser);
-        assert!(submission.admit("bob").is_ok());
+        let pop3 = Limits::new();
+        let submission = UserLimit::new();
+        let _polling = pop3.admit_user("alice", 1).unwrap();
+        assert_eq!(pop3.admit_user("alice", 1).unwrap_err(), Refusal::PerUser);
+        let first = submission.admit("alice", 2).unwrap();
+        let _second = submission.admit("alice", 2).unwrap();
+        assert_eq!(submission.admit("alice", 2).unwrap_err(), Refusal::PerUser);
+        assert!(submission.admit("bob", 2).is_ok());
         drop(first);
-        assert!(submission.admit("alice").is_ok());
+        assert!(submission.admit("alice", 2).is_ok());
     }
 }

@@ -29,11 +29,12 @@
 //! bound on blocking calls, since the passwd database may be a slow LDAP.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use popgate_auth::{
-    validate_login_name, Account, Authenticator, Credentials, Throttle, UserLookup, Verdict,
+    validate_login_name, Account, Authenticator, Credentials, Throttle, ThrottleConfig, UserLookup,
+    Verdict,
 };
 use tokio::sync::Semaphore;
 use tracing::warn;
@@ -84,7 +85,8 @@ pub struct LoginGate {
     throttle: Arc<Throttle>,
     checks: Arc<Semaphore>,
     shares: Arc<AddressShares>,
-    check_timeout: Duration,
+    /// `[auth] check_timeout`, which a reload may change.
+    check_timeout: RwLock<Duration>,
 }
 
 impl LoginGate {
@@ -101,8 +103,24 @@ impl LoginGate {
             throttle,
             checks: Arc::new(Semaphore::new(max_checks)),
             shares: Arc::new(AddressShares::new(max_checks / 4)),
-            check_timeout,
+            check_timeout: RwLock::new(check_timeout),
         }
+    }
+
+    /// Puts a reloaded configuration's `check_timeout` and failure delays
+    /// in force for the checks that start from now on. The throttle's
+    /// records stay, and so does `max_checks`: checks that hang hold their
+    /// slots, and a reload must not hand out fresh ones beside them.
+    pub fn reconfigure(&self, check_timeout: Duration, throttle: ThrottleConfig) {
+        *self
+            .check_timeout
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = check_timeout;
+        self.throttle.reconfigure(throttle);
+    }
+
+    fn check_timeout(&self) -> Duration {
+        *self.check_timeout.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The name a user who sends `name` is known by (see
@@ -134,10 +152,7 @@ impl LoginGate {
                     close: penalty.close,
                 })
             }
-            Verdict::Disabled => {
-                warn!(target: "popgate::auth", "authentication refused: service={service} rip={ip} user={user} reason=disabled");
-                Err(LoginRefusal::Disabled)
-            }
+            Verdict::Disabled => Err(switched_off(service, ip, &known_as)),
             Verdict::TemporaryFailure(reason) => {
                 warn!(target: "popgate::auth", "authentication unavailable: service={service} rip={ip} user={user} reason={reason:?}");
                 Err(LoginRefusal::Unavailable)
@@ -163,12 +178,13 @@ impl LoginGate {
             .await
             .map_err(|e| format!("user lookup task failed: {e}"))
         };
-        match tokio::time::timeout(self.check_timeout, lookup).await {
+        let check_timeout = self.check_timeout();
+        match tokio::time::timeout(check_timeout, lookup).await {
             Ok(Ok(found)) => found,
             Ok(Err(reason)) => UserLookup::TemporaryFailure(reason),
             Err(_) => UserLookup::TemporaryFailure(format!(
                 "user lookup took longer than {}s",
-                self.check_timeout.as_secs_f32()
+                check_timeout.as_secs_f32()
             )),
         }
     }
@@ -199,15 +215,26 @@ impl LoginGate {
             .await
             .map_err(|e| format!("authentication task failed: {e}"))
         };
-        match tokio::time::timeout(self.check_timeout, check).await {
+        let check_timeout = self.check_timeout();
+        match tokio::time::timeout(check_timeout, check).await {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(reason)) => Verdict::TemporaryFailure(reason),
             Err(_) => Verdict::TemporaryFailure(format!(
                 "password check took longer than {}s",
-                self.check_timeout.as_secs_f32()
+                check_timeout.as_secs_f32()
             )),
         }
     }
+}
+
+/// Refuses `user`, whose right password logged in to `service` where it is
+/// switched off (`[auth] disabled_users`, or the mailbox's own `pop3` or
+/// `submission` setting), and says so in the one line every such refusal
+/// gets: `authentication refused: service=… rip=… user=… reason=disabled`.
+pub fn switched_off(service: &str, ip: IpAddr, user: &str) -> LoginRefusal {
+    let user = loggable(user);
+    warn!(target: "popgate::auth", "authentication refused: service={service} rip={ip} user={user} reason=disabled");
+    LoginRefusal::Disabled
 }
 
 /// A login name as it may appear in a log line: a name that breaks the

@@ -1,4 +1,5 @@
-//! The `popgate` command: serve, demo, check, settings, config, passwd.
+//! The `popgate` command: serve, demo, check, settings, config, mailbox,
+//! passwd.
 //!
 //! The thin edge of the binary: the command line is defined in
 //! [`popgate::cli`] (so man pages and completions come from it); this file
@@ -68,6 +69,11 @@ fn main() -> Result<()> {
             print!("{}", toml::to_string_pretty(&settings)?);
             Ok(())
         }
+        Command::Mailbox { config, user } => {
+            let settings = Settings::load(&config)?;
+            print!("{}", popgate::mailbox_settings::report(&settings, &user)?);
+            Ok(())
+        }
         Command::Passwd {
             file,
             user,
@@ -132,7 +138,8 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                 popgate::privileges::become_user(user)
                     .with_context(|| format!("key `store.mail_user` in {}", config.display()))?;
                 tracing::info!("running as mail user {user}");
-                let unreadable = popgate::privileges::unreadable_reloadable_files(&settings);
+                let unreadable =
+                    popgate::privileges::unreadable_reloadable_files(&config, &settings);
                 for (key, path, error) in unreadable {
                     tracing::warn!(
                         "{} (`{key}`) is not readable by mail user {user} ({error}): it was read \
@@ -151,7 +158,7 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
             None => {}
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reloader = gateway.reloader();
+        let reloader = gateway.reloader(&config);
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -163,7 +170,11 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
                         if let Ok(now) = NotifyState::monotonic_usec_now() {
                             notify_service_manager(&[NotifyState::Reloading, now]);
                         }
-                        reloader.reload();
+                        // The reload reads files: off the async threads.
+                        // It logs what it did (`popgate reload` prints the
+                        // same report).
+                        let reloading = reloader.clone();
+                        let _ = tokio::task::spawn_blocking(move || reloading.reload()).await;
                         notify_service_manager(&[NotifyState::Ready]);
                     }
                     _ = terminate.recv() => break,

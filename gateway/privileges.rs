@@ -9,12 +9,14 @@
 //! anyone. A flaw in a session can then reach no more than that user can.
 //!
 //! Files read at start as root may be closed to that user: an htpasswd file
-//! left `0600 root`, a key as certbot leaves it. Reloading them (SIGHUP, or
-//! the htpasswd file changing) then fails, and the old contents stay in
-//! force. [`unreadable_reloadable_files`], asked once the switch is made,
-//! names each such file so the start-up log says it before a reload does.
+//! left `0600 root`, a key as certbot leaves it, the configuration file
+//! itself. Reloading them (SIGHUP, or the htpasswd or mailbox-settings file
+//! changing) then fails, and the old contents stay in force (for the
+//! configuration file: the whole configuration in force stays).
+//! [`unreadable_reloadable_files`], asked once the switch is made, names
+//! each such file so the start-up log says it before a reload does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, User};
 
@@ -78,16 +80,28 @@ pub fn become_user(name: &str) -> Result<(), PrivilegeError> {
 }
 
 /// The files popgate reads again while it runs, each with the key that
-/// names it: the htpasswd file (on change and on SIGHUP), the certificate
-/// and key (on SIGHUP).
-pub fn reloadable_files(settings: &Settings) -> Vec<(&'static str, PathBuf)> {
-    let mut files = Vec::new();
+/// names it: the configuration file itself (on SIGHUP), the htpasswd file
+/// and the mailbox-settings file (on change and on SIGHUP), the certificate
+/// and key, the relay's password and CA files (on SIGHUP).
+pub fn reloadable_files(config: &Path, settings: &Settings) -> Vec<(&'static str, PathBuf)> {
+    let mut files = vec![("configuration", config.to_path_buf())];
     if settings.auth.backend == BackendKind::Htpasswd {
         files.push(("auth.htpasswd", settings.auth.htpasswd.clone()));
+    }
+    if let Some(path) = &settings.auth.mailbox_settings {
+        files.push(("auth.mailbox_settings", path.clone()));
     }
     if let Some(tls) = &settings.tls {
         files.push(("tls.cert", tls.cert.clone()));
         files.push(("tls.key", tls.key.clone()));
+    }
+    if let Some(submission) = &settings.submission {
+        if let Some(path) = &submission.relay_password_file {
+            files.push(("submission.relay_password_file", path.clone()));
+        }
+        if let Some(path) = &submission.relay_ca_file {
+            files.push(("submission.relay_ca_file", path.clone()));
+        }
     }
     files
 }
@@ -96,9 +110,10 @@ pub fn reloadable_files(settings: &Settings) -> Vec<(&'static str, PathBuf)> {
 /// why. Asked after [`become_user`], it is exact (permissions, ACLs,
 /// directories on the way): it tries.
 pub fn unreadable_reloadable_files(
+    config: &Path,
     settings: &Settings,
 ) -> Vec<(&'static str, PathBuf, std::io::Error)> {
-    reloadable_files(settings)
+    reloadable_files(config, settings)
         .into_iter()
         .filter_map(|(key, path)| match std::fs::File::open(&path) {
             Ok(_) => None,

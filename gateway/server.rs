@@ -22,6 +22,11 @@
 //! accept loop backs off while descriptors are short and logs each shortage
 //! once (see [`crate::descriptors`]).
 //!
+//! Each accepted connection takes the [configuration snapshot](crate::runtime)
+//! in force at that moment, and its service and trusted proxies come from
+//! it: a reload ([`Gateway::reloader`]) changes what the next connection
+//! gets, never what one in progress has.
+//!
 //! Shutdown follows mini-redis: every session task holds a clone of an mpsc
 //! sender; when shutdown is signalled the accept loops stop, idle sessions are
 //! told through a watch channel and close without applying anything, and
@@ -29,26 +34,27 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use popgate_auth::{Authenticator, Throttle, ThrottleConfig};
+use std::path::Path;
+
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::{BackendKind, SettingError, Settings};
+use crate::config::{SettingError, Settings};
 use crate::connection::{stopped, Connection, Protocol};
 use crate::descriptors::{self, Backoff, Shortage};
 use crate::expiry_watch;
-use crate::limits::{Limits, Refusal};
+use crate::limits::{ConnectionMaxima, Limits, Refusal};
 use crate::log_text::LogText;
-use crate::login::LoginGate;
 use crate::login_deadline::LoginDeadline;
-use crate::pop3::Pop3Service;
+use crate::mailbox_settings::table::MailboxFileError;
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
+use crate::reload::Reloader;
+use crate::runtime::{Current, Runtime, Shared};
 use crate::stream::Stream;
-use crate::submission::SubmissionService;
 use crate::tls::{TlsError, TlsProvider};
 
 /// How long sessions may go on after a shutdown signal.
@@ -74,6 +80,9 @@ pub enum StartError {
     /// A setting cannot work.
     #[error(transparent)]
     Setting(#[from] SettingError),
+    /// The mailbox-settings file cannot be used.
+    #[error("key `auth.mailbox_settings`: {0}")]
+    MailboxSettings(#[from] MailboxFileError),
 }
 
 /// What a listener serves.
@@ -106,100 +115,45 @@ impl ListenerKind {
 
 /// The service behind a listener: what the accept loop hands connections
 /// to. Adding a line protocol is adding its listeners' kinds above and, in
-/// [`Gateway::run`], which service they map to.
+/// [`service_for`], which service they map to.
 type Service = Arc<dyn Protocol>;
 
-/// What every listener shares, whatever it serves: the trusted proxies,
-/// the connection limits, the certificate, and the record of accepts
-/// failing for want of descriptors.
-#[derive(Debug, Clone)]
+/// The service `kind`'s listeners serve in `runtime`.
+fn service_for(kind: ListenerKind, runtime: &Runtime) -> Option<Service> {
+    match kind {
+        ListenerKind::Pop3 | ListenerKind::Pop3Tls => Some(runtime.pop3().clone()),
+        ListenerKind::Submission | ListenerKind::SubmissionTls => {
+            let submission: Service = runtime.submission()?.clone();
+            Some(submission)
+        }
+    }
+}
+
+/// What a connection meets before its service, whatever it serves: the
+/// trusted proxies and the connection maxima of the configuration it was
+/// accepted under, the counters and the certificate of the server.
+#[derive(Debug)]
 struct Door {
     proxies: Arc<ProxyProtocol>,
+    maxima: ConnectionMaxima,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
-    shortage: Arc<Shortage>,
 }
 
 /// A bound, not yet serving, popgate.
 #[derive(Debug)]
 pub struct Gateway {
     listeners: Vec<(ListenerKind, TcpListener)>,
-    pop3: Arc<Pop3Service>,
-    submission: Option<Arc<SubmissionService>>,
-    door: Door,
-    auth: Arc<Authenticator>,
-}
-
-/// The parts of a running gateway that SIGHUP reloads.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    tls: Option<Arc<TlsProvider>>,
-    auth: Arc<Authenticator>,
-}
-
-impl Reloader {
-    /// Reloads certificates and the user database; sessions carry on.
-    pub fn reload(&self) {
-        if let Some(tls) = &self.tls {
-            match tls.reload() {
-                Ok(()) => {
-                    info!("TLS certificate reloaded");
-                    if let Some(warning) = expiry_watch::warning(tls, SystemTime::now()) {
-                        warn!("{warning}");
-                    }
-                }
-                Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
-            }
-        }
-        match self.auth.reload() {
-            Ok(()) => info!("user database reloaded"),
-            Err(e) => error!("user database not reloaded, keeping the old one: {e}"),
-        }
-    }
+    shared: Arc<Shared>,
+    current: Arc<Current>,
 }
 
 impl Gateway {
-    /// Loads certificates and users and binds every listener.
+    /// Loads certificates, users and mailbox settings, and binds every
+    /// listener.
     pub async fn bind(settings: &Settings) -> Result<Gateway, StartError> {
-        let tls = match &settings.tls {
-            Some(paths) => Some(Arc::new(TlsProvider::load(&paths.cert, &paths.key)?)),
-            None => None,
-        };
-        let auth = Arc::new(Authenticator::new(settings.auth_config())?);
-        if settings.auth.backend == BackendKind::Pam && nix::unistd::geteuid().is_root() {
-            crate::identity::drop_supplementary_groups().map_err(|e| {
-                SettingError::new(
-                    "auth.backend",
-                    format!("cannot drop supplementary groups: {e}"),
-                )
-            })?;
-        }
-        let throttle = Arc::new(Throttle::with_config(ThrottleConfig {
-            base_delay: settings.auth.failure_delay.0,
-            max_delay: settings.auth.max_failure_delay.0,
-            close_after: settings.auth.max_failures,
-            ..ThrottleConfig::default()
-        }));
-        let login = Arc::new(LoginGate::new(
-            auth.clone(),
-            throttle,
-            settings.auth.max_checks,
-            settings.auth.check_timeout.0,
-        ));
-        let limits = Arc::new(Limits::new(
-            settings.pop3.max_connections,
-            settings.pop3.max_connections_per_ip,
-            settings.pop3.max_connections_per_user,
-        ));
-        let pop3 = Pop3Service::new(settings, tls.clone(), login.clone(), limits.clone())?;
-        let submission = match &settings.submission {
-            Some(_) => Some(Arc::new(SubmissionService::new(
-                settings,
-                tls.clone(),
-                login,
-            )?)),
-            None => None,
-        };
+        let shared = Shared::new(settings)?;
+        let runtime = Runtime::start(settings.clone(), &shared)?;
         let mut listeners = Vec::new();
         let mut wanted: Vec<(ListenerKind, SocketAddr)> = Vec::new();
         let mut add = |kind, addrs: &[SocketAddr]| wanted.extend(addrs.iter().map(|a| (kind, *a)));
@@ -229,15 +183,8 @@ impl Gateway {
         }
         Ok(Gateway {
             listeners,
-            pop3: Arc::new(pop3),
-            submission,
-            door: Door {
-                proxies: Arc::new(ProxyProtocol::new(&settings.proxy_protocol)),
-                limits,
-                tls,
-                shortage: Arc::new(Shortage::default()),
-            },
-            auth,
+            shared: Arc::new(shared),
+            current: Arc::new(Current::new(runtime)),
         })
     }
 
@@ -249,34 +196,35 @@ impl Gateway {
             .collect()
     }
 
-    /// A handle that reloads certificates and users while serving.
-    pub fn reloader(&self) -> Reloader {
-        Reloader {
-            tls: self.door.tls.clone(),
-            auth: self.auth.clone(),
-        }
+    /// A handle that reloads `config`, the file the gateway was started
+    /// with, while it serves (see [`crate::reload`]).
+    pub fn reloader(&self, config: &Path) -> Reloader {
+        Reloader::new(
+            config.to_path_buf(),
+            self.current.clone(),
+            self.shared.clone(),
+        )
     }
 
     /// Serves until `shutdown` becomes true, then waits for sessions to end.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let shortage = Arc::new(Shortage::default());
         for (kind, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 info!("listening: service={} addr={addr}", kind.name());
             }
-            let service: Service = match (kind, &self.submission) {
-                (ListenerKind::Submission | ListenerKind::SubmissionTls, Some(submission)) => {
-                    submission.clone()
-                }
-                _ => self.pop3.clone(),
-            };
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
-            let door = self.door.clone();
-            tokio::spawn(accept_loop(kind, listener, service, door, shutdown, done));
+            let accepted = Accepted {
+                current: self.current.clone(),
+                shared: self.shared.clone(),
+                shortage: shortage.clone(),
+            };
+            tokio::spawn(accept_loop(kind, listener, accepted, shutdown, done));
         }
         drop(done_tx);
-        if let Some(tls) = &self.door.tls {
+        if let Some(tls) = &self.shared.tls {
             let report = |warning: Option<String>| {
                 if let Some(warning) = warning {
                     warn!("{warning}");
@@ -312,21 +260,47 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// What the accept loop gives each connection: the snapshot in force, and
+/// what outlives it.
+#[derive(Debug)]
+struct Accepted {
+    current: Arc<Current>,
+    shared: Arc<Shared>,
+    /// The record of accepts failing for want of descriptors, one for all
+    /// listeners.
+    shortage: Arc<Shortage>,
+}
+
+impl Accepted {
+    /// The service and the door of a connection to `kind` accepted now;
+    /// `None` when the snapshot serves no such service.
+    fn now(&self, kind: ListenerKind) -> Option<(Service, Door)> {
+        let runtime = self.current.load();
+        let service = service_for(kind, &runtime)?;
+        let door = Door {
+            proxies: runtime.proxies().clone(),
+            maxima: runtime.maxima(),
+            limits: self.shared.limits.clone(),
+            tls: self.shared.tls.clone(),
+        };
+        Some((service, door))
+    }
+}
+
 async fn accept_loop(
     kind: ListenerKind,
     listener: TcpListener,
-    service: Service,
-    door: Door,
+    accepted: Accepted,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
     let mut backoff = Backoff::new();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let next = tokio::select! {
+            next = listener.accept() => next,
             _ = stopped(&mut shutdown) => return,
         };
-        let (tcp, peer) = match accepted {
+        let (tcp, peer) = match next {
             Ok(pair) => pair,
             Err(e) if descriptors::is_per_connection(&e) => {
                 debug!("accept failed on {}: {e}", kind.name());
@@ -336,7 +310,7 @@ async fn accept_loop(
                 // Out of descriptors or kernel memory: the connection stays
                 // in the listen queue; wait, without spinning, for sessions
                 // to end and give some back.
-                if door.shortage.failed() {
+                if accepted.shortage.failed() {
                     warn_accept_failing(kind, &e);
                 }
                 tokio::select! {
@@ -346,7 +320,7 @@ async fn accept_loop(
             }
         };
         backoff.reset();
-        if let Some(ended) = door.shortage.accepted() {
+        if let Some(ended) = accepted.shortage.accepted() {
             info!(
                 "accepting again on {} after {:.1}s; {} accept attempts failed meanwhile",
                 kind.name(),
@@ -355,14 +329,11 @@ async fn accept_loop(
             );
         }
         let _ = tcp.set_nodelay(true);
-        let connection = connection(
-            kind,
-            tcp,
-            peer,
-            service.clone(),
-            door.clone(),
-            shutdown.clone(),
-        );
+        // The configuration in force now is the one this connection keeps.
+        let Some((service, door)) = accepted.now(kind) else {
+            continue;
+        };
+        let connection = connection(kind, tcp, peer, service, door, shutdown.clone());
         let done = done.clone();
         tokio::spawn(async move {
             let _done = done;
@@ -413,7 +384,7 @@ async fn connection(
             return;
         }
     };
-    let _slot = match door.limits.admit(client.ip()) {
+    let _slot = match door.limits.admit(client.ip(), door.maxima) {
         Ok(slot) => slot,
         Err(refusal) => {
             refuse(kind, tcp, client, refusal, service.busy()).await;

@@ -2,8 +2,10 @@
 //!
 //! Listeners ask [`TlsProvider::acceptor`] for each new connection, so a
 //! certificate renewed on disk and reloaded with SIGHUP is used from the next
-//! handshake on, while established sessions keep theirs. The leaf
-//! certificate in use is kept beside the configuration
+//! handshake on, while established sessions keep theirs. A reload that
+//! names other files ([`TlsProvider::reload_from`]) takes them from then
+//! on; one that cannot load them keeps the certificate, and the files, in
+//! use. The leaf certificate in use is kept beside the configuration
 //! ([`TlsProvider::certificate`]), so the expiry warning
 //! ([`crate::expiry_watch`]) always judges what is served now.
 
@@ -49,8 +51,8 @@ pub enum TlsError {
 /// The current TLS configuration, replaceable while the server runs.
 #[derive(Debug)]
 pub struct TlsProvider {
-    cert: PathBuf,
-    key: PathBuf,
+    /// The certificate and key files last loaded.
+    files: RwLock<(PathBuf, PathBuf)>,
     current: RwLock<Loaded>,
 }
 
@@ -65,15 +67,24 @@ impl TlsProvider {
     /// Loads the certificate chain and key.
     pub fn load(cert: &Path, key: &Path) -> Result<TlsProvider, TlsError> {
         Ok(TlsProvider {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
+            files: RwLock::new((cert.to_path_buf(), key.to_path_buf())),
             current: RwLock::new(load(cert, key)?),
         })
     }
 
     /// Reads the files again; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let loaded = load(&self.cert, &self.key)?;
+        let (cert, key) = self.files.read().unwrap_or_else(|e| e.into_inner()).clone();
+        self.reload_from(&cert, &key)
+    }
+
+    /// Loads `cert` and `key`, which may be other files than before, and
+    /// uses them from the next handshake on; on error the old certificate
+    /// and files stay in use.
+    pub fn reload_from(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let loaded = load(cert, key)?;
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) =
+            (cert.to_path_buf(), key.to_path_buf());
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(())
     }

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | [`Verdict::Accepted`] | `+OK` | `235 2.7.0` |
 //! | [`Verdict::Rejected`] | `-ERR [AUTH]` after the throttle's delay | `535 5.7.8` |
-//! | [`Verdict::Disabled`] | `-ERR [SYS/PERM]` | `535 5.7.8` |
+//! | [`Verdict::Disabled`] | `-ERR [SYS/PERM]` | `535 5.7.1` |
 //! | [`Verdict::TemporaryFailure`] | `-ERR [SYS/TEMP]` | `454 4.7.0` |
 //!
 //! Local delivery asks about a user without a password

@@ -37,11 +37,20 @@
 //! invalid Maildir template, a `~` template for a backend without home
 //! directories.
 //!
+//! A configuration reload hands the new settings to
+//! [`Authenticator::reconfigure`]: the deny and disabled lists, the Maildir
+//! template, PAM's `min_uid`, the cache's lifetime and the failure delay
+//! change in place, for the checks that start after it; the backend (its
+//! kind, file or service) and how names are folded are fixed for the
+//! authenticator's life, since the backend's table, the cache, the
+//! gateway's throttle and limits are all keyed by the folded name.
+//!
 //! [`Authenticator::login_name`] is the one place a name sent by a client
 //! becomes the name the user is known by: `verify` and `verify_cached` go
 //! through it, and so does the gateway for its logs, throttle and limits.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::account::{Account, UserLookup, Verdict};
@@ -53,6 +62,7 @@ use crate::login_name::{validate_login_name, LoginNameCase};
 use crate::maildir_template::MaildirTemplate;
 use crate::password::Credentials;
 use crate::policy::Policy;
+use crate::sync;
 use crate::AuthError;
 
 /// The default `[auth] deny_users`.
@@ -120,11 +130,41 @@ impl AuthConfig {
 pub struct Authenticator {
     case: LoginNameCase,
     backend: Backend,
+    /// The rules in force; a check takes them once, at its start, so a
+    /// reload never holds up a check nor changes one half-way.
+    rules: RwLock<Arc<Rules>>,
+    cache: LoginCache,
+    check_interval: Duration,
+}
+
+/// What [`Authenticator::reconfigure`] can change.
+#[derive(Debug, PartialEq, Eq)]
+struct Rules {
     policy: Policy,
     template: MaildirTemplate,
-    cache: LoginCache,
     failure_delay: Duration,
-    check_interval: Duration,
+    cache_ttl: Duration,
+}
+
+impl Rules {
+    /// The rules of `config` for `backend`; an invalid template is refused.
+    fn new(config: &AuthConfig, backend: &Backend) -> Result<Rules, AuthError> {
+        let template = MaildirTemplate::parse(&config.maildir_template).map_err(|reason| {
+            AuthError::MaildirTemplate {
+                template: config.maildir_template.clone(),
+                reason,
+            }
+        })?;
+        if template.uses_home() && !backend.has_home_directories() {
+            return Err(AuthError::HomeNotAvailable(config.maildir_template.clone()));
+        }
+        Ok(Rules {
+            policy: Policy::new(&config.deny_users, &config.disabled_users),
+            template,
+            failure_delay: config.failure_delay,
+            cache_ttl: config.cache_ttl,
+        })
+    }
 }
 
 impl Authenticator {
@@ -135,25 +175,54 @@ impl Authenticator {
     /// template, or a `~` template with a backend that has no home
     /// directories.
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthError> {
-        let template = MaildirTemplate::parse(&config.maildir_template).map_err(|reason| {
+        // The template is checked before the backend opens (a PAM service
+        // file, an htpasswd file to read): it is the cheaper mistake to name.
+        MaildirTemplate::parse(&config.maildir_template).map_err(|reason| {
             AuthError::MaildirTemplate {
                 template: config.maildir_template.clone(),
                 reason,
             }
         })?;
         let backend = Backend::open(&config.backend, config.login_name_case)?;
-        if template.uses_home() && !backend.has_home_directories() {
-            return Err(AuthError::HomeNotAvailable(config.maildir_template));
-        }
+        let rules = Rules::new(&config, &backend)?;
         Ok(Authenticator {
             case: config.login_name_case,
             backend,
-            policy: Policy::new(&config.deny_users, &config.disabled_users),
-            template,
             cache: LoginCache::new(config.cache_ttl, MAX_CACHED_LOGINS)?,
-            failure_delay: config.failure_delay,
+            rules: RwLock::new(Arc::new(rules)),
             check_interval: CHANGE_CHECK_INTERVAL,
         })
+    }
+
+    /// Puts the rules of `config` in force for the checks that start from
+    /// now on: deny and disabled lists, Maildir template, PAM's `min_uid`,
+    /// the cache's lifetime and the failure delay. Logins cached under
+    /// other rules are forgotten; the backend's data is not re-read (see
+    /// [`reload`](Self::reload)).
+    ///
+    /// Nothing changes on error: an invalid template, or a backend or name
+    /// case other than the authenticator's own, which need a new
+    /// authenticator ([`AuthError::NeedsRestart`]).
+    pub fn reconfigure(&self, config: &AuthConfig) -> Result<(), AuthError> {
+        if config.login_name_case != self.case {
+            return Err(AuthError::NeedsRestart("the login name case"));
+        }
+        let rules = Rules::new(config, &self.backend)?;
+        self.backend.reconfigure(&config.backend)?;
+        let mut current = sync::write(&self.rules);
+        if **current != rules {
+            if current.cache_ttl != rules.cache_ttl {
+                self.cache.set_ttl(rules.cache_ttl);
+            }
+            self.cache.clear();
+            *current = Arc::new(rules);
+        }
+        Ok(())
+    }
+
+    /// The rules in force.
+    fn rules(&self) -> Arc<Rules> {
+        Arc::clone(&sync::read(&self.rules))
     }
 
     /// The name a user who sends `name` is known by: `name` folded by
@@ -181,7 +250,8 @@ impl Authenticator {
         if self.backend.refresh(self.check_interval) == Refresh::Reloaded {
             self.cache.clear();
         }
-        if self.policy.is_denied(user) {
+        let rules = self.rules();
+        if rules.policy.is_denied(user) {
             self.backend.spend_decoy(password);
             return Verdict::Rejected;
         }
@@ -196,10 +266,10 @@ impl Authenticator {
                 system,
                 generation,
             } => {
-                if self.policy.is_disabled(user) {
+                if rules.policy.is_disabled(user) {
                     return Verdict::Disabled;
                 }
-                match self.account(user, home, system) {
+                match account(&rules.template, user, home, system) {
                     Ok(account) => {
                         self.cache.insert(user, password, &account, generation);
                         Verdict::Accepted(account)
@@ -231,41 +301,20 @@ impl Authenticator {
         if self.backend.refresh(self.check_interval) == Refresh::Reloaded {
             self.cache.clear();
         }
-        if self.policy.is_denied(user) {
+        let rules = self.rules();
+        if rules.policy.is_denied(user) {
             return UserLookup::Unknown;
         }
         match self.backend.lookup(user) {
             Answer::Invalid => UserLookup::Unknown,
             Answer::Unavailable(reason) => UserLookup::TemporaryFailure(reason),
-            Answer::Valid { home, system, .. } => match self.account(user, home, system) {
-                Ok(account) => UserLookup::Found(account),
-                Err(reason) => UserLookup::TemporaryFailure(reason),
-            },
+            Answer::Valid { home, system, .. } => {
+                match account(&rules.template, user, home, system) {
+                    Ok(account) => UserLookup::Found(account),
+                    Err(reason) => UserLookup::TemporaryFailure(reason),
+                }
+            }
         }
-    }
-
-    /// The account of `user`: its Maildir from the template, and its
-    /// identity when it is a system user. The error is for the log.
-    fn account(
-        &self,
-        user: &str,
-        home: Option<std::path::PathBuf>,
-        system: Option<SystemUser>,
-    ) -> Result<Account, String> {
-        let maildir = self
-            .template
-            .expand(user, home.as_deref())
-            .map_err(|error| {
-                format!(
-                    "no maildir for {user:?} from template {:?}: {error}",
-                    self.template.as_str()
-                )
-            })?;
-        let account = Account::new(user, maildir);
-        Ok(match system {
-            Some(system) => account.with_identity(system.uid, system.gid),
-            None => account,
-        })
     }
 
     /// Answers from the login cache alone: `Some(Accepted)` for a login
@@ -279,7 +328,7 @@ impl Authenticator {
             return None;
         }
         let user = self.login_name(&credentials.user);
-        if self.policy.is_denied(&user) || self.backend.refresh_due(self.check_interval) {
+        if self.rules().policy.is_denied(&user) || self.backend.refresh_due(self.check_interval) {
             return None;
         }
         self.cache
@@ -318,7 +367,7 @@ impl Authenticator {
 
     /// The configured base failure delay, for building the [`Throttle`](crate::Throttle).
     pub fn failure_delay(&self) -> Duration {
-        self.failure_delay
+        self.rules().failure_delay
     }
 
     /// Looks for changes on every `verify`, not once per second (tests).
@@ -334,11 +383,31 @@ impl fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("case", &self.case)
             .field("backend", &self.backend)
-            .field("policy", &self.policy)
-            .field("template", &self.template.as_str())
+            .field("rules", &self.rules())
             .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
+}
+
+/// The account of `user`: its Maildir from `template`, and its identity
+/// when it is a system user. The error is for the log.
+fn account(
+    template: &MaildirTemplate,
+    user: &str,
+    home: Option<std::path::PathBuf>,
+    system: Option<SystemUser>,
+) -> Result<Account, String> {
+    let maildir = template.expand(user, home.as_deref()).map_err(|error| {
+        format!(
+            "no maildir for {user:?} from template {:?}: {error}",
+            template.as_str()
+        )
+    })?;
+    let account = Account::new(user, maildir);
+    Ok(match system {
+        Some(system) => account.with_identity(system.uid, system.gid),
+        None => account,
+    })
 }
 
 #[cfg(test)]

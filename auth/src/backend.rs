@@ -172,6 +172,25 @@ impl Backend {
         }
     }
 
+    /// Takes `config` in place of the configuration the backend was opened
+    /// with, where it can change while the backend is open: PAM's
+    /// `min_uid`. Another file, service or kind needs a new backend, and
+    /// is refused with [`AuthError::NeedsRestart`].
+    pub(crate) fn reconfigure(&self, config: &BackendConfig) -> Result<(), AuthError> {
+        match (self, config) {
+            (Backend::Htpasswd(file), BackendConfig::Htpasswd { path }) if file.path() == path => {
+                Ok(())
+            }
+            (Backend::Pam(pam), BackendConfig::Pam { service, min_uid })
+                if pam.service() == service =>
+            {
+                pam.set_min_uid(*min_uid);
+                Ok(())
+            }
+            _ => Err(AuthError::NeedsRestart("the authentication backend")),
+        }
+    }
+
     /// Reloads the backend's data now (PAM reads its files on every check);
     /// on error the data in force stays.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {

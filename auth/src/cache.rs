@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -37,7 +37,7 @@ pub(crate) const MAX_CACHED_LOGINS: usize = 10_000;
 
 /// Recent successful logins.
 pub(crate) struct LoginCache {
-    ttl: Duration,
+    ttl: RwLock<Duration>,
     capacity: usize,
     salt: [u8; 32],
     entries: Mutex<HashMap<String, Entry>>,
@@ -56,7 +56,7 @@ impl LoginCache {
         let mut salt = [0; 32];
         getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
         Ok(LoginCache {
-            ttl,
+            ttl: RwLock::new(ttl),
             capacity,
             salt,
             entries: Mutex::new(HashMap::new()),
@@ -80,6 +80,17 @@ impl LoginCache {
         sync::lock(&self.entries).clear();
     }
 
+    /// Gives entries from now on a lifetime of `ttl` (zero: no caching) and
+    /// forgets the ones made under the old lifetime.
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        *sync::write(&self.ttl) = ttl;
+        self.clear();
+    }
+
+    fn ttl(&self) -> Duration {
+        *sync::read(&self.ttl)
+    }
+
     fn lookup_at(
         &self,
         user: &str,
@@ -87,7 +98,7 @@ impl LoginCache {
         generation: u64,
         now: Instant,
     ) -> Option<Account> {
-        if self.ttl.is_zero() {
+        if self.ttl().is_zero() {
             return None;
         }
         let fingerprint = self.fingerprint(user, password);
@@ -109,7 +120,8 @@ impl LoginCache {
         now: Instant,
     ) {
         // A TTL too large to add to the clock disables caching like zero.
-        let Some(expires) = now.checked_add(self.ttl).filter(|_| !self.ttl.is_zero()) else {
+        let ttl = self.ttl();
+        let Some(expires) = now.checked_add(ttl).filter(|_| !ttl.is_zero()) else {
             return;
         };
         let entry = Entry {
@@ -149,7 +161,7 @@ impl LoginCache {
 impl fmt::Debug for LoginCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginCache")
-            .field("ttl", &self.ttl)
+            .field("ttl", &self.ttl())
             .field("entries", &sync::lock(&self.entries).len())
             .finish_non_exhaustive()
     }
@@ -208,6 +220,22 @@ mod tests {
         let cache = LoginCache::new(Duration::ZERO, 10).unwrap();
         cache.insert("alice", "pw", &account("alice"), 0);
         assert_eq!(cache.lookup("alice", "pw", 0), None);
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_new_ttl_forgets_entries_made_under_the_old_one() {
+        let cache = LoginCache::new(Duration::from_secs(600), 10).unwrap();
+        cache.insert("alice", "pw", &account("alice"), 0);
+        cache.set_ttl(Duration::from_secs(5));
+        assert_eq!(cache.lookup("alice", "pw", 0), None);
+        let now = Instant::now();
+        cache.insert_at("alice", "pw", &account("alice"), 0, now);
+        assert!(cache
+            .lookup_at("alice", "pw", 0, now + Duration::from_secs(5))
+            .is_none());
+        cache.set_ttl(Duration::ZERO);
+        cache.insert("alice", "pw", &account("alice"), 0);
         assert_eq!(cache.len(), 0);
     }
 

@@ -87,6 +87,11 @@ pub enum AuthError {
     )]
     HomeNotAvailable(String),
 
+    /// A setting the authenticator was built with cannot change while it
+    /// runs (the backend, how names are folded).
+    #[error("{0} cannot change while popgate runs: restart it")]
+    NeedsRestart(&'static str),
+
     /// The PAM service name cannot name a file in a PAM directory.
     #[error("PAM service name {0:?} is not a plain file name")]
     PamServiceName(String),

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 /// The deny list and the per-user POP3 switch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Policy {
     denied: HashSet<String>,
     disabled: HashSet<String>,

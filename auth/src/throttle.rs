@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::evict::make_room;
@@ -103,7 +103,8 @@ impl Default for ThrottleConfig {
 
 /// Failure bookkeeping per client address. Thread-safe; share it by `Arc`.
 pub struct Throttle {
-    config: ThrottleConfig,
+    /// The settings in force; a reload replaces them, the records stay.
+    config: RwLock<ThrottleConfig>,
     /// Keys the hash users are kept by, drawn at random per process, so
     /// nobody can choose names that collide.
     user_hasher: RandomState,
@@ -132,15 +133,23 @@ impl Throttle {
     /// A throttle with custom settings.
     pub fn with_config(config: ThrottleConfig) -> Throttle {
         Throttle {
-            config,
+            config: RwLock::new(config),
             user_hasher: RandomState::new(),
             records: Mutex::new(HashMap::new()),
         }
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &ThrottleConfig {
-        &self.config
+    pub fn config(&self) -> ThrottleConfig {
+        sync::read(&self.config).clone()
+    }
+
+    /// Puts `config` in force (a configuration reload). The records kept so
+    /// far stay: an address that has failed ten times is not given a fresh
+    /// start by a SIGHUP. The next failure's penalty follows the new
+    /// settings.
+    pub fn reconfigure(&self, config: ThrottleConfig) {
+        *sync::write(&self.config) = config;
     }
 
     /// Records a failed login for `user` (the folded name) from `ip`;
@@ -176,12 +185,13 @@ impl Throttle {
     fn record_failure_at(&self, ip: IpAddr, user: &str, now: Instant) -> Penalty {
         let user = self.user_hasher.hash_one(user);
         let key = counted_address(ip);
-        let forget_after = self.config.forget_after;
+        let config = self.config();
+        let forget_after = config.forget_after;
         let expired =
             |record: &Record| now.saturating_duration_since(record.last_failure) >= forget_after;
         let mut records = sync::lock(&self.records);
         if !records.contains_key(&key) {
-            make_room(&mut records, self.config.max_entries, expired, |record| {
+            make_room(&mut records, config.max_entries, expired, |record| {
                 record.last_failure
             });
         }
@@ -198,29 +208,28 @@ impl Throttle {
         record.last_failure = now;
         if let Some((_, failures)) = record.users.iter_mut().find(|(u, _)| *u == user) {
             *failures = failures.saturating_add(1);
-        } else if record.users.len() < self.config.max_users_per_address {
+        } else if record.users.len() < config.max_users_per_address {
             record.users.push((user, 1));
         }
-        self.penalty(record.failures)
+        penalty(&config, record.failures)
     }
+}
 
-    /// The penalty for the `failures`-th failure in a row (from 1).
-    fn penalty(&self, failures: u32) -> Penalty {
-        let doublings = failures.saturating_sub(1).min(31);
-        let delay = self
-            .config
-            .base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.config.max_delay.max(self.config.base_delay));
-        let close = self.config.close_after != 0 && failures >= self.config.close_after;
-        Penalty { delay, close }
-    }
+/// The penalty for the `failures`-th failure in a row (from 1).
+fn penalty(config: &ThrottleConfig, failures: u32) -> Penalty {
+    let doublings = failures.saturating_sub(1).min(31);
+    let delay = config
+        .base_delay
+        .saturating_mul(1 << doublings)
+        .min(config.max_delay.max(config.base_delay));
+    let close = config.close_after != 0 && failures >= config.close_after;
+    Penalty { delay, close }
 }
 
 impl fmt::Debug for Throttle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttle")
-            .field("config", &self.config)
+            .field("config", &*sync::read(&self.config))
             .field("tracked_addresses", &self.tracked_addresses())
             .finish_non_exhaustive()
     }
@@ -461,5 +470,28 @@ mod tests {
         assert_eq!(slow.record_failure(ip("192.0.2.1"), "u").delay, secs(30));
         assert_eq!(slow.config().max_delay, secs(15));
         assert!(format!("{slow:?}").contains("tracked_addresses: 1"));
+    }
+
+    /// A reload changes the penalties but not the books: an address that
+    /// failed before the reload goes on from its count.
+    #[test]
+    fn a_new_configuration_keeps_the_records() {
+        let throttle = Throttle::new(secs(2));
+        let attacker = ip("203.0.113.7");
+        assert_eq!(throttle.record_failure(attacker, "u").delay, secs(2));
+        assert_eq!(throttle.record_failure(attacker, "u").delay, secs(4));
+        throttle.reconfigure(ThrottleConfig {
+            base_delay: secs(1),
+            close_after: 3,
+            ..ThrottleConfig::default()
+        });
+        assert_eq!(
+            throttle.record_failure(attacker, "u"),
+            Penalty {
+                delay: secs(4),
+                close: true
+            }
+        );
+        assert_eq!(throttle.config().base_delay, secs(1));
     }
 }

@@ -1,9 +1,10 @@
 //! `[auth]`: who may log in, as settings, and the `popgate-auth`
-//! configuration they make ([`Settings::auth_config`]).
+//! configuration they make ([`Settings::auth_config`],
+//! [`Settings::throttle_config`]).
 
 use std::path::PathBuf;
 
-use popgate_auth::{AuthConfig, BackendConfig};
+use popgate_auth::{AuthConfig, BackendConfig, ThrottleConfig};
 use serde::{Deserialize, Serialize};
 
 use super::{HumanDuration, Settings};
@@ -73,6 +74,10 @@ pub struct AuthSettings {
     /// "lower" (`Alice` is `alice`) or "exact" (only the domain part of
     /// `user@domain` is folded).
     pub login_name_case: LoginNameCase,
+    /// A TOML file of per-mailbox settings, one table per login name (see
+    /// [`crate::mailbox_settings`]); read again when it changes and on
+    /// SIGHUP.
+    pub mailbox_settings: Option<PathBuf>,
 }
 
 impl Default for AuthSettings {
@@ -94,6 +99,7 @@ impl Default for AuthSettings {
             check_timeout: HumanDuration::from_secs(20),
             max_checks: 16,
             login_name_case: LoginNameCase::Lower,
+            mailbox_settings: None,
         }
     }
 }
@@ -119,6 +125,19 @@ impl Settings {
             failure_delay: self.auth.failure_delay.0,
             cache_ttl: self.auth.cache_ttl.0,
             login_name_case: self.auth.login_name_case.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The failure throttle's settings: `failure_delay`,
+    /// `max_failure_delay`, `max_failures`.
+    pub fn throttle_config(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            base_delay: self.auth.failure_delay.0,
+            max_delay: self.auth.max_failure_delay.0,
+            close_after: self.auth.max_failures,
+            ..ThrottleConfig::default()
         }
     }
 }

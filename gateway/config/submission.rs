@@ -26,7 +26,7 @@
 //!
 //! The relay password lives in its own file so that the configuration can be
 //! printed (`popgate config`) and shared without it; popgate reads the file
-//! at start and never logs or prints its contents.
+//! at start and on each reload, and never logs or prints its contents.
 
 use std::collections::BTreeMap;
 use std::fmt;

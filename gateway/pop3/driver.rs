@@ -3,8 +3,10 @@
 //!
 //! It takes lines from the core, hands them to the session, and carries out
 //! each [`Next`] step: checking credentials (on a blocking thread, with the
-//! failure delay) and opening the mailbox (creating a Maildir that does not
-//! exist yet, as the user's), both within the
+//! failure delay), asking the mailbox's settings (its POP3 switch, session
+//! limit, `on_dele` and `order`, which the session keeps to its end) and
+//! opening the mailbox (creating a Maildir that does not exist yet, as the
+//! user's), all within the
 //! [login deadline](crate::login_deadline), streaming a message through the
 //! wire encoder, upgrading to TLS, and applying deletions at QUIT, once
 //! every earlier reply has been written. A refused login, whoever refused
@@ -33,7 +35,8 @@ use crate::connection::{Connection, Ending};
 use crate::identity::{self, Identity};
 use crate::limits::Slot;
 use crate::log_text::LogText;
-use crate::login::LoginRefusal;
+use crate::login::{self, LoginRefusal};
+use crate::mailbox_settings::effective::Effective;
 
 /// Commands are read at most this much at a time.
 const READ_SIZE: usize = 4096;
@@ -217,10 +220,17 @@ impl Driver {
     async fn authenticate(&mut self, credentials: Credentials) -> Option<&'static str> {
         let ip = self.conn.peer().ip();
         let refusal = match self.service.login.check("pop3", ip, credentials).await {
-            Ok(account) => match self.open_mailbox(account).await {
-                Ok(()) => return None,
-                Err(refusal) => refusal,
-            },
+            Ok(account) => {
+                let mailbox = self.service.mailboxes.settings_for(&account.user).await;
+                if !mailbox.pop3.value {
+                    login::switched_off("pop3", ip, &account.user)
+                } else {
+                    match self.open_mailbox(account, &mailbox).await {
+                        Ok(()) => return None,
+                        Err(refusal) => refusal,
+                    }
+                }
+            }
             Err(refusal) => refusal,
         };
         self.login_refused(refusal)
@@ -234,16 +244,23 @@ impl Driver {
         refusal.ends_connection()
     }
 
-    /// After a successful login: takes a per-user slot and opens the mailbox.
-    async fn open_mailbox(&mut self, account: Account) -> Result<(), LoginRefusal> {
+    /// After a successful login: takes a per-user slot and opens the
+    /// mailbox, both as its settings say.
+    async fn open_mailbox(
+        &mut self,
+        account: Account,
+        mailbox: &Effective,
+    ) -> Result<(), LoginRefusal> {
         let ip = self.conn.peer().ip();
         let slot = self
             .service
             .limits
-            .admit_user(&account.user)
+            .admit_user(&account.user, mailbox.max_connections.value)
             .map_err(|_| LoginRefusal::TooManySessions)?;
         let options = OpenOptions {
             deadline: Some(self.conn.login_deadline().instant()),
+            on_dele: mailbox.on_dele.value.clone(),
+            order: mailbox.order.value,
             ..self.service.open_options.clone()
         };
         let maildir = account.maildir.clone();

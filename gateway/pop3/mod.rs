@@ -6,6 +6,12 @@
 //! five are pure. [`driver`] is the connection driver that does the
 //! protocol's own I/O around them (the login, the mailbox, RETR, UPDATE) on
 //! the [connection core](crate::connection), which does the rest.
+//!
+//! A [`Pop3Service`] is built from one configuration and never changes: a
+//! reload builds a new one for the connections accepted after it, while
+//! the sessions of the old one finish with it — their banner, timeouts and
+//! the mailbox settings they logged in with ([`crate::mailbox_settings`]:
+//! the POP3 switch, `on_dele`, `order`, the per-user limit).
 
 pub mod capability;
 pub mod command;
@@ -25,6 +31,7 @@ use crate::connection::{Connection, ConnectionSettings, Protocol};
 use crate::limits::Limits;
 use crate::line_buffer::HARD_LINE_LIMIT;
 use crate::login::LoginGate;
+use crate::mailbox_settings::Mailboxes;
 use crate::tls::TlsProvider;
 
 /// Everything POP3 sessions share: settings, TLS, authentication, limits.
@@ -34,10 +41,13 @@ pub struct Pop3Service {
     banner: String,
     plaintext_login: bool,
     max_command_size: usize,
+    /// How mailboxes are opened; each login puts its mailbox's own
+    /// `on_dele` and `order` in.
     open_options: OpenOptions,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
     limits: Arc<Limits>,
+    mailboxes: Arc<Mailboxes>,
 }
 
 impl Pop3Service {
@@ -47,6 +57,7 @@ impl Pop3Service {
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
         limits: Arc<Limits>,
+        mailboxes: Arc<Mailboxes>,
     ) -> Result<Pop3Service, SettingError> {
         let pop3 = &settings.pop3;
         Ok(Pop3Service {
@@ -65,6 +76,7 @@ impl Pop3Service {
             tls,
             login,
             limits,
+            mailboxes,
         })
     }
 }

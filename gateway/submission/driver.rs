@@ -7,7 +7,8 @@
 //! carries out each [`Step`]: the TLS handshake after STARTTLS (dropping
 //! any bytes that came with the command), the credential check (on a
 //! blocking thread, with the failure delay shared with POP3, within the
-//! [login deadline](crate::login_deadline)), the relay's answer about a
+//! [login deadline](crate::login_deadline)) and the mailbox's settings
+//! (whether it may send, and as whom), the relay's answer about a
 //! recipient at RCPT, and the relay. Replies go out when the input runs
 //! dry, so a pipelining client gets all its answers in one write. A refused
 //! login is the session's to answer ([`Session::login_refused`]).
@@ -32,7 +33,7 @@ use super::SubmissionService;
 use crate::connection::{Connection, Ending};
 use crate::limits::Slot;
 use crate::log_text::LogText;
-use crate::login::LoginRefusal;
+use crate::login::{self, LoginRefusal};
 use crate::protocol_log::{Reading, Tapped};
 
 /// The most bytes read from the socket at once after login.
@@ -190,26 +191,32 @@ impl Driver {
             .login
             .check("submission", ip, credentials)
             .await;
-        let refusal = match checked {
-            Ok(account) => match self.service.user_limit.admit(&account.user) {
-                Ok(slot) => {
-                    self.user_slot = Some(slot);
-                    let senders = self.service.senders(&account.user);
-                    let session = &mut self.session;
-                    self.conn
-                        .reply(|out| session.authenticated(account.user, senders, out));
-                    return None;
-                }
-                Err(refusal) => {
-                    warn!(
-                        target: "popgate::session",
-                        "submission login refused: rip={ip} user={} limit={refusal:?}",
-                        LogText(&account.user),
-                    );
-                    LoginRefusal::TooManySessions
-                }
-            },
-            Err(refusal) => refusal,
+        let account = match checked {
+            Ok(account) => account,
+            Err(refusal) => return self.login_refused(refusal),
+        };
+        let mailbox = self.service.mailboxes.settings_for(&account.user).await;
+        if !mailbox.submission.value {
+            return self.login_refused(login::switched_off("submission", ip, &account.user));
+        }
+        let max = self.service.max_sessions_per_user;
+        let refusal = match self.service.user_limit.admit(&account.user, max) {
+            Ok(slot) => {
+                self.user_slot = Some(slot);
+                let senders = SubmissionService::senders(&mailbox);
+                let session = &mut self.session;
+                self.conn
+                    .reply(|out| session.authenticated(account.user, senders, out));
+                return None;
+            }
+            Err(refusal) => {
+                warn!(
+                    target: "popgate::session",
+                    "submission login refused: rip={ip} user={} limit={refusal:?}",
+                    LogText(&account.user),
+                );
+                LoginRefusal::TooManySessions
+            }
         };
         self.login_refused(refusal)
     }

@@ -13,9 +13,11 @@
 //!
 //! Logins go through the same [`LoginGate`] as POP3 (and so do local
 //! delivery's recipient lookups),
-//! so a user and an attacker meet the same policy on every port. Sessions
-//! per user are limited by `[submission] max_connections_per_user`, counted
-//! apart from POP3's (see [`crate::limits`]).
+//! so a user and an attacker meet the same policy on every port. Then the
+//! user's [mailbox settings](crate::mailbox_settings) say whether it may
+//! send at all (`submission = false` answers `535 5.7.1`) and as whom.
+//! Sessions per user are limited by `[submission] max_connections_per_user`,
+//! counted apart from POP3's (see [`crate::limits`]).
 
 pub mod address;
 pub mod data;
@@ -26,16 +28,17 @@ pub mod relay;
 pub mod reply;
 pub mod session;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{LoginPolicy, SenderPolicy, SettingError, Settings};
+use crate::config::{LoginPolicy, SettingError, Settings};
 use crate::connection::{Connection, ConnectionSettings, Protocol};
 use crate::limits::UserLimit;
 use crate::login::LoginGate;
+use crate::mailbox_settings::effective::{Effective, SenderAddresses};
+use crate::mailbox_settings::Mailboxes;
 use crate::tls::TlsProvider;
 use relay::Relay;
 use session::{Senders, SessionOptions};
@@ -46,21 +49,26 @@ pub struct SubmissionService {
     connection: ConnectionSettings,
     options: SessionOptions,
     relay_timeout: Duration,
-    sender_policy: SenderPolicy,
-    addresses: BTreeMap<String, Vec<String>>,
-    relay: Relay,
+    relay: Arc<Relay>,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
-    user_limit: UserLimit,
+    user_limit: Arc<UserLimit>,
+    max_sessions_per_user: usize,
+    mailboxes: Arc<Mailboxes>,
 }
 
 impl SubmissionService {
     /// The service for `settings` (which must have a `[submission]`
-    /// section); an error names the key that cannot work.
+    /// section), handing messages to `relay`; an error names the key that
+    /// cannot work. Logged-in sessions are counted in `user_limit`, which
+    /// outlives the service (a reload builds a new one).
     pub fn new(
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
+        user_limit: Arc<UserLimit>,
+        mailboxes: Arc<Mailboxes>,
+        relay: Arc<Relay>,
     ) -> Result<SubmissionService, SettingError> {
         let Some(submission) = &settings.submission else {
             return Err(SettingError::new(
@@ -71,7 +79,6 @@ impl SubmissionService {
         let max_message_size = usize::try_from(submission.max_message_size.0).map_err(|_| {
             SettingError::new("submission.max_message_size", "too large".to_string())
         })?;
-        let relay = Relay::new(submission, &settings.hostname, &login)?;
         Ok(SubmissionService {
             options: SessionOptions {
                 hostname: settings.hostname.clone(),
@@ -91,31 +98,25 @@ impl SubmissionService {
                 protocol_log: submission.protocol_log.then_some(session::KEYWORDS),
             },
             relay_timeout: submission.relay_timeout.0,
-            sender_policy: submission.sender_policy,
-            addresses: by_login_name(&submission.addresses, &login),
             relay,
             tls,
             login,
-            user_limit: UserLimit::new(submission.max_connections_per_user),
+            user_limit,
+            max_sessions_per_user: submission.max_connections_per_user,
+            mailboxes,
         })
     }
 
-    /// Whom `user` (an account name) may send as: its login name when that
-    /// is an address, `user@hostname`, and the addresses configured for it.
-    pub fn senders(&self, user: &str) -> Senders {
-        if self.sender_policy == SenderPolicy::Any {
-            return Senders::Any;
+    /// Whom a user whose settings are `mailbox` may send as (see
+    /// [`SenderAddresses`]): its login name when that is an address, else
+    /// `user@hostname`, its `[submission.addresses]` and the `addresses`
+    /// of its mailbox settings; anyone under `sender_policy = "any"`.
+    pub fn senders(mailbox: &Effective) -> Senders {
+        match &mailbox.senders {
+            SenderAddresses::Only(list) => Senders::only(list.iter().map(|a| a.value.clone())),
+            SenderAddresses::Any => Senders::Any,
+            SenderAddresses::NotServed => Senders::only(Vec::new()),
         }
-        let mut own = Vec::new();
-        if user.contains('@') {
-            own.push(user.to_owned());
-        } else {
-            own.push(format!("{user}@{}", self.options.hostname));
-        }
-        if let Some(extra) = self.addresses.get(user) {
-            own.extend(extra.iter().cloned());
-        }
-        Senders::only(own)
     }
 }
 
@@ -131,21 +132,4 @@ impl Protocol for SubmissionService {
     fn serve(self: Arc<Self>, connection: Connection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(driver::serve(self, connection))
     }
-}
-
-/// `[submission.addresses]` keyed by the names users are known by, so that
-/// an entry written `Alice` applies to the account `alice` under
-/// `login_name_case = "lower"`; entries that fold together are merged.
-fn by_login_name(
-    addresses: &BTreeMap<String, Vec<String>>,
-    login: &LoginGate,
-) -> BTreeMap<String, Vec<String>> {
-    let mut folded: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (user, list) in addresses {
-        folded
-            .entry(login.login_name(user))
-            .or_default()
-            .extend(list.iter().cloned());
-    }
-    folded
 }

@@ -548,16 +548,27 @@ impl Session {
         reply(out, 235, "2.7.0", "Authentication successful");
     }
 
-    /// The login was refused: answers why. A user switched off is told what
-    /// wrong credentials are told; a passing condition is `454 4.7.0`
-    /// (RFC 4954 §6), as the mailbox refusals would be, which only POP3
-    /// meets. Unless the refusal ends the connection
-    /// ([`LoginRefusal::ends_connection`]), the client may try AUTH again.
+    /// The login was refused: answers why. Wrong credentials are `535
+    /// 5.7.8` (RFC 4954 §6); a user whose right password met a switch that
+    /// is off (`submission = false`, `disabled_users`) is `535 5.7.1` with
+    /// a text that says so, as POP3 says `[SYS/PERM]`: a permanent refusal
+    /// a client shows as a failed login with the server's words, and an
+    /// admin tells apart from a wrong password (`5.7.1`, not authorized,
+    /// as Exchange answers with its own 5.7.139 for a mailbox without
+    /// SMTP AUTH). A passing condition is `454 4.7.0`, as the mailbox
+    /// refusals would be, which only POP3 meets. Unless the refusal ends
+    /// the connection ([`LoginRefusal::ends_connection`]), the client may
+    /// try AUTH again.
     pub fn login_refused(&mut self, refusal: LoginRefusal, out: &mut Vec<u8>) {
         let (code, status, text) = match refusal {
-            LoginRefusal::Credentials { .. } | LoginRefusal::Disabled => {
+            LoginRefusal::Credentials { .. } => {
                 (535, "5.7.8", "Authentication credentials invalid")
             }
+            LoginRefusal::Disabled => (
+                535,
+                "5.7.1",
+                "Submission access is disabled for this mailbox",
+            ),
             LoginRefusal::Unavailable
             | LoginRefusal::MailboxLocked
             | LoginRefusal::MailboxUnavailable

@@ -146,7 +146,7 @@ fn a_good_certificate_shows_subject_and_days_left_and_a_reloaded_one_counts() {
     server.hangup();
     let warning = "TLS certificate CN=localhost expires in 3 days (";
     let log = server.wait_for_log(warning);
-    assert!(log.contains("TLS certificate reloaded"), "{log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
     assert!(log.contains(warning), "{log}");
     let (ok, text) = server.run_check(&[], None);
     assert!(!ok, "{text}");

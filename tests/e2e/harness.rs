@@ -231,6 +231,11 @@ impl Server {
         client
     }
 
+    /// The certificate the server started with.
+    pub fn client_certificate(&self) -> CertificateDer<'static> {
+        self.cert_der.clone()
+    }
+
     /// A rustls client configuration that trusts this server's certificate.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         trusting(self.cert_der.clone())

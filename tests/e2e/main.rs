@@ -27,12 +27,14 @@ mod migration;
 mod package;
 mod pam;
 mod passwd;
+mod per_mailbox;
 mod poller;
 mod privileges;
 mod protocol;
 mod protocol_log;
 mod proxy_protocol;
 mod real_clients;
+mod reload;
 /// The reply poller example's message reading, with its unit tests: cargo
 /// builds an example either as the program (which `reply_poller` runs
 /// against the server) or as a test harness, not both, so its tests run here.

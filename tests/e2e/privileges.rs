@@ -101,12 +101,14 @@ fn an_unknown_mail_user_stops_start_up_with_the_key_named() {
 
 /// Issue 10 item 7: files popgate re-reads after dropping to `mail_user`
 /// must not turn into `[SYS/TEMP]` for every login at the first reload. The
-/// htpasswd file and the TLS key are root's alone (0600), as an admin or
-/// certbot leaves them. Start-up warns, naming each; after the htpasswd file
-/// changes, logins go on with the users loaded at start, and the log says
-/// so in one line, not one per login; SIGHUP keeps the old certificate and
-/// users too. Before, the first change made every login `[SYS/TEMP]`, and
-/// nothing at start-up said it would.
+/// htpasswd file, the TLS key and the mailbox-settings file are root's
+/// alone (0600), as an admin or certbot leaves them. Start-up warns, naming
+/// each; after the htpasswd file changes, logins go on with the users
+/// loaded at start, and the log says so in one line, not one per login;
+/// SIGHUP keeps the old certificate, users and mailbox settings too (issue
+/// 12: alice's own `on_dele = "keep"` still applies after it). Before, the
+/// first change made every login `[SYS/TEMP]`, and nothing at start-up
+/// said it would.
 #[test]
 fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() {
     if !nix::unistd::geteuid().is_root() {
@@ -133,7 +135,9 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
         )
     };
     fs::write(&htpasswd, entry("alice")).unwrap();
-    for file in [&htpasswd, &key] {
+    let mailboxes = root.join("mailboxes.toml");
+    fs::write(&mailboxes, "[alice]\non_dele = \"keep\"\n").unwrap();
+    for file in [&htpasswd, &key, &mailboxes] {
         fs::set_permissions(file, fs::Permissions::from_mode(0o600)).unwrap();
     }
     let config = root.join("popgate.toml");
@@ -143,6 +147,7 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
             "[tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = []\nlogin = \"plaintext\"\n\
              [auth]\nhtpasswd = \"{root}/users.htpasswd\"\nfailure_delay = \"10ms\"\n\
+             mailbox_settings = \"{root}/mailboxes.toml\"\n\
              [store]\nmaildir = \"{root}/mail/%u\"\nmail_user = \"nobody\"\n",
             root = root.display()
         ),
@@ -157,7 +162,11 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
         }
         log()
     };
-    for (key, path) in [("auth.htpasswd", &htpasswd), ("tls.key", &key)] {
+    for (key, path) in [
+        ("auth.htpasswd", &htpasswd),
+        ("tls.key", &key),
+        ("auth.mailbox_settings", &mailboxes),
+    ] {
         let warning = format!(
             "{} (`{key}`) is not readable by mail user nobody",
             path.display()
@@ -201,14 +210,92 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
     for line in [
         "TLS certificate not reloaded, keeping the old one",
         "user database not reloaded, keeping the old one",
+        "mailbox settings not reloaded, keeping the old one",
+        "old contents kept: tls.cert, auth.htpasswd, auth.mailbox_settings",
     ] {
         assert!(wait_for(line).contains(line), "{line}\n{}", log());
     }
+    // alice's own on_dele, from the file read at start as root, still holds.
+    deliver(&maildir, 1_700_000_000, b"Subject: kept\n\nbody\n");
+    chown_tree(&root.join("mail"), uid, gid);
+    let mut client = Client::connect(addrs["pop3"], None);
+    client.ok("USER alice");
+    client.ok(&format!("PASS {PASSWORD}"));
+    client.ok("DELE 1");
+    assert_eq!(client.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
+    assert_eq!(
+        message_files(&maildir).len(),
+        1,
+        "kept, as alice's file says"
+    );
     // STLS still works with the certificate loaded at start.
     let client = Client::connect(addrs["pop3"], None);
     let mut client = client.stls(tls_client_config(certified.cert.der().clone()));
     client.ok("USER alice");
     assert!(client.cmd(&format!("PASS {PASSWORD}")).starts_with("+OK"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The configuration file itself left root's alone (0600): start-up names
+/// it, and SIGHUP, which can no longer read it, refuses in one line while
+/// the configuration read at start serves on. Before issue 12 a reload
+/// never read the file; now it does, and must not take the server down
+/// with it.
+#[test]
+fn a_configuration_the_mail_user_cannot_read_is_named_and_kept_on_reload() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+    make_maildir(&root.join("mail").join("alice"));
+    chown_tree(&root.join("mail"), nobody.uid.as_raw(), nobody.gid.as_raw());
+    let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
+    fs::write(root.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
+    let config = root.join("popgate.toml");
+    fs::write(
+        &config,
+        format!(
+            "[pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = []\nlogin = \"plaintext\"\n\
+             banner = \"as started\"\n\
+             [auth]\nhtpasswd = \"{root}/users.htpasswd\"\n\
+             [store]\nmaildir = \"{root}/mail/%u\"\nmail_user = \"nobody\"\n",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    let (mut child, log, addrs) = spawn_serve(&config, 1, &[]);
+    let log = || log.lock().unwrap().join("\n");
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log().contains(needle) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log()
+    };
+    let warning = format!(
+        "{} (`configuration`) is not readable by mail user nobody",
+        config.display()
+    );
+    assert!(wait_for(&warning).contains(&warning), "{}", log());
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let refused = "configuration not reloaded, the old one stays in force";
+    let text = wait_for(refused);
+    let line = text.lines().find(|l| l.contains(refused)).unwrap_or("");
+    assert!(line.contains("Permission denied"), "{text}");
+    let mut client = Client::connect(addrs["pop3"], None);
+    assert_eq!(client.greeting, "+OK as started");
+    client.ok("USER alice");
+    client.ok(&format!("PASS {PASSWORD}"));
     let _ = child.kill();
     let _ = child.wait();
 }

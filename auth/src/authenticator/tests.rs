@@ -632,3 +632,57 @@ fn a_lookup_follows_the_file_and_keeps_its_users_when_it_goes() {
     std::fs::remove_file(&fixture.path).unwrap();
     assert!(matches!(auth.lookup("carol"), UserLookup::Found(_)));
 }
+
+/// A configuration reload changes the lists, the template and the cache
+/// lifetime in place, for the next check; a login cached under the old
+/// rules is not honoured under the new ones. The backend and the name case
+/// are refused, and leave everything as it was.
+#[test]
+fn reconfigure_changes_the_rules_for_the_next_check() {
+    let fixture = Fixture::new(&[ALICE, DAVE, MALLORY]);
+    let auth = fixture.authenticator();
+    let dave = |auth: &Authenticator| verify(auth, "dave", "pässwörd-ünïcode");
+    assert_eq!(dave(&auth), accepted("/var/vmail/dave/Maildir", "dave"));
+    assert_eq!(verify(&auth, "mallory", ALICE_PASSWORD), Verdict::Disabled);
+
+    let mut config = fixture.config();
+    config.deny_users.push("Dave".into());
+    config.disabled_users.clear();
+    config.maildir_template = "/srv/mail/%u".into();
+    config.failure_delay = Duration::from_millis(300);
+    auth.reconfigure(&config).unwrap();
+    assert_eq!(
+        auth.verify_cached(&Credentials::new("dave", "pässwörd-ünïcode")),
+        None
+    );
+    assert_eq!(dave(&auth), Verdict::Rejected);
+    assert_eq!(
+        verify(&auth, "mallory", ALICE_PASSWORD),
+        accepted("/srv/mail/mallory", "mallory")
+    );
+    assert_eq!(auth.failure_delay(), Duration::from_millis(300));
+
+    for refused in [
+        AuthConfig {
+            login_name_case: LoginNameCase::Exact,
+            ..config.clone()
+        },
+        AuthConfig {
+            backend: BackendConfig::Htpasswd {
+                path: fixture.path.with_extension("other"),
+            },
+            ..config.clone()
+        },
+        AuthConfig {
+            maildir_template: "~/Maildir".into(),
+            ..config.clone()
+        },
+    ] {
+        assert!(auth.reconfigure(&refused).is_err(), "{refused:?}");
+    }
+    assert_eq!(
+        verify(&auth, "mallory", ALICE_PASSWORD),
+        accepted("/srv/mail/mallory", "mallory"),
+        "a refused configuration changes nothing"
+    );
+}

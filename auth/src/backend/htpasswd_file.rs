@@ -111,6 +111,11 @@ impl HtpasswdFile {
         })
     }
 
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Checks `password` for `user` (a folded name) against the current table.
     pub(crate) fn verify(&self, user: &str, password: &str) -> Answer {
         let (table, generation) = {

@@ -33,7 +33,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nix::unistd::User;
 use pam_client::{ConversationHandler, ErrorCode, Flag};
@@ -65,7 +65,8 @@ enum NoSystemUser {
 /// The PAM service to ask, and the lowest uid that may log in.
 pub(crate) struct PamService {
     service: String,
-    min_uid: u32,
+    /// Changed in place by a configuration reload.
+    min_uid: AtomicU32,
     transactions: AtomicU64,
 }
 
@@ -84,9 +85,19 @@ impl PamService {
         }
         Ok(PamService {
             service: service.to_owned(),
-            min_uid,
+            min_uid: AtomicU32::new(min_uid),
             transactions: AtomicU64::new(0),
         })
+    }
+
+    /// The PAM service name.
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Refuses users below `min_uid` from the next check on.
+    pub(crate) fn set_min_uid(&self, min_uid: u32) {
+        self.min_uid.store(min_uid, Ordering::Relaxed);
     }
 
     /// Runs one PAM transaction for `user` and looks the user up.
@@ -135,14 +146,15 @@ impl PamService {
     /// The passwd entry of `user`: `Ok(None)` when its uid is below
     /// `min_uid` (logged), `Err` when there is none or the database failed.
     fn system_user(&self, user: &str) -> Result<Option<SystemUser>, NoSystemUser> {
+        let min_uid = self.min_uid.load(Ordering::Relaxed);
         match lookup(user) {
-            Ok(Some(system)) if system.uid >= self.min_uid => Ok(Some(system)),
+            Ok(Some(system)) if system.uid >= min_uid => Ok(Some(system)),
             Ok(Some(system)) => {
                 tracing::warn!(
                     target: "popgate::auth",
                     "PAM user {user:?} has uid {} below min_uid {}: refused",
                     system.uid,
-                    self.min_uid
+                    min_uid
                 );
                 Ok(None)
             }
@@ -178,7 +190,7 @@ impl fmt::Debug for PamService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PamService")
             .field("service", &self.service)
-            .field("min_uid", &self.min_uid)
+            .field("min_uid", &self.min_uid.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -295,7 +307,7 @@ mod tests {
     fn a_lookup_reads_the_passwd_database_with_the_min_uid_rule() {
         let service = |min_uid| PamService {
             service: "unused".into(),
-            min_uid,
+            min_uid: AtomicU32::new(min_uid),
             transactions: AtomicU64::new(0),
         };
         assert!(matches!(service(1000).lookup("root"), Answer::Invalid));
@@ -309,5 +321,8 @@ mod tests {
         assert_eq!(system.map(|s| (s.uid, s.gid)), Some((0, 0)));
         assert!(home.is_some());
         assert_eq!(service(0).transactions(), 0);
+        let raised = service(0);
+        raised.set_min_uid(1000);
+        assert!(matches!(raised.lookup("root"), Answer::Invalid));
     }
 }

@@ -100,8 +100,8 @@ fn login_exchange_prompts_and_decodes() {
 }
 
 /// Every login refusal, exactly as a submission client reads it (RFC 4954
-/// §6): wrong credentials and a switched-off user alike `535 5.7.8`, a
-/// passing condition `454 4.7.0`, the login deadline `421`.
+/// §6): wrong credentials `535 5.7.8`, a switched-off user `535 5.7.1`
+/// saying so, a passing condition `454 4.7.0`, the login deadline `421`.
 #[test]
 fn every_login_refusal_has_its_reply() {
     let unavailable = "454 4.7.0 Authentication temporarily unavailable\r\n";
@@ -116,7 +116,7 @@ fn every_login_refusal_has_its_reply() {
         ),
         (
             LoginRefusal::Disabled,
-            "535 5.7.8 Authentication credentials invalid\r\n",
+            "535 5.7.1 Submission access is disabled for this mailbox\r\n",
         ),
         (LoginRefusal::Unavailable, unavailable),
         (
