@@ -52,6 +52,14 @@ pub fn describe(settings: &Settings) -> String {
     text
 }
 
+/// PLACEHOLDER, to be replaced at the merge by `main`'s real generator
+/// (branch w-certs, the same signature): Thunderbird's `config-v1.1.xml`
+/// for `settings`, which the metrics listener serves
+/// ([`crate::http_listener`]). This stand-in is an empty `clientConfig`.
+pub fn autoconfig_xml(_settings: &Settings) -> String {
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\"/>\n".to_owned()
+}
+
 fn line(text: &mut String, host: &str, addr: &SocketAddr, security: &str, auth: &str) {
     let _ = writeln!(
         text,

@@ -23,6 +23,9 @@
 //! - [`protocol_log`]: the log of commands and replies, with what it must
 //!   never show;
 //!   [`log_text`]: text from clients, users and files escaped for any log line;
+//! - [`metrics`]: what is counted for Prometheus, when `[metrics]` is
+//!   configured; [`http_listener`]: the HTTP port that serves it and
+//!   Thunderbird's autoconfig file;
 //! - [`client_settings`]: what users type into their mail client;
 //! - [`privileges`]: running as the mail user once the ports are bound;
 //! - [`identity`]: system users' Maildirs touched with their own file rights;
@@ -36,12 +39,14 @@ pub mod client_settings;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod http_listener;
 pub mod identity;
 pub mod limits;
 pub mod line_buffer;
 pub mod log_text;
 pub mod login;
 pub mod login_deadline;
+pub mod metrics;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;

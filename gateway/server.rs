@@ -14,6 +14,13 @@
 //! that privileged ports can be bound before anything else happens, and so
 //! that callers (and tests) learn the real addresses of `:0` listeners.
 //!
+//! With `[metrics]` configured, [`Gateway::bind`] also binds its HTTP port
+//! ([`crate::http_listener`]) and makes the one [`Metrics`] handle: the
+//! accept loops count connections, each [`Connection`] gets its
+//! [`SessionMetrics`](crate::metrics::SessionMetrics), the login gate times
+//! checks, and the [`Reloader`] counts reloads. Without it every one of
+//! those is `None`.
+//!
 //! Shutdown follows mini-redis: every session task holds a clone of an mpsc
 //! sender; when shutdown is signalled the accept loops stop, idle sessions are
 //! told through a watch channel and close without applying anything, and
@@ -31,10 +38,12 @@ use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, SettingError, Settings};
 use crate::connection::{stopped, Connection, Protocol};
+use crate::http_listener::HttpListener;
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::login_deadline::LoginDeadline;
+use crate::metrics::{self, Metrics, Service as CountedService};
 use crate::pop3::Pop3Service;
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::stream::Stream;
@@ -92,6 +101,14 @@ impl ListenerKind {
     fn implicit_tls(self) -> bool {
         matches!(self, ListenerKind::Pop3Tls | ListenerKind::SubmissionTls)
     }
+
+    /// The service its connections are counted under.
+    fn counted_as(self) -> CountedService {
+        match self {
+            ListenerKind::Pop3 | ListenerKind::Pop3Tls => CountedService::Pop3,
+            ListenerKind::Submission | ListenerKind::SubmissionTls => CountedService::Submission,
+        }
+    }
 }
 
 /// The service behind a listener: what the accept loop hands connections
@@ -100,12 +117,13 @@ impl ListenerKind {
 type Service = Arc<dyn Protocol>;
 
 /// What every listener shares, whatever it serves: the trusted proxies,
-/// the connection limits and the certificate.
+/// the connection limits, the certificate and the metrics.
 #[derive(Debug, Clone)]
 struct Door {
     proxies: Arc<ProxyProtocol>,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A bound, not yet serving, popgate.
@@ -116,6 +134,7 @@ pub struct Gateway {
     submission: Option<Arc<SubmissionService>>,
     door: Door,
     auth: Arc<Authenticator>,
+    http: Option<HttpListener>,
 }
 
 /// The parts of a running gateway that SIGHUP reloads.
@@ -123,21 +142,36 @@ pub struct Gateway {
 pub struct Reloader {
     tls: Option<Arc<TlsProvider>>,
     auth: Arc<Authenticator>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Reloader {
     /// Reloads certificates and the user database; sessions carry on.
     pub fn reload(&self) {
+        let reloaded = self.reload_files();
+        metrics::count_reload(self.metrics.as_deref(), reloaded);
+    }
+
+    /// True when everything was reloaded; what was not keeps its old contents.
+    fn reload_files(&self) -> bool {
+        let mut reloaded = true;
         if let Some(tls) = &self.tls {
             match tls.reload() {
                 Ok(()) => info!("TLS certificate reloaded"),
-                Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
+                Err(e) => {
+                    reloaded = false;
+                    error!("TLS certificate not reloaded, keeping the old one: {e}");
+                }
             }
         }
         match self.auth.reload() {
             Ok(()) => info!("user database reloaded"),
-            Err(e) => error!("user database not reloaded, keeping the old one: {e}"),
+            Err(e) => {
+                reloaded = false;
+                error!("user database not reloaded, keeping the old one: {e}");
+            }
         }
+        reloaded
     }
 }
 
@@ -163,12 +197,16 @@ impl Gateway {
             close_after: settings.auth.max_failures,
             ..ThrottleConfig::default()
         }));
-        let login = Arc::new(LoginGate::new(
-            auth.clone(),
-            throttle,
-            settings.auth.max_checks,
-            settings.auth.check_timeout.0,
-        ));
+        let metrics = settings.metrics.as_ref().map(|_| Arc::new(Metrics::new()));
+        let login = Arc::new(
+            LoginGate::new(
+                auth.clone(),
+                throttle,
+                settings.auth.max_checks,
+                settings.auth.check_timeout.0,
+            )
+            .with_metrics(metrics.clone()),
+        );
         let limits = Arc::new(Limits::new(
             settings.pop3.max_connections,
             settings.pop3.max_connections_per_ip,
@@ -198,6 +236,14 @@ impl Gateway {
                 .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push((kind, listener));
         }
+        let http = match (&settings.metrics, &metrics) {
+            (Some(wanted), Some(metrics)) => {
+                let addr = wanted.listen;
+                let bound = HttpListener::bind(addr, metrics.clone(), settings).await;
+                Some(bound.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            _ => None,
+        };
         Ok(Gateway {
             listeners,
             pop3: Arc::new(pop3),
@@ -206,8 +252,10 @@ impl Gateway {
                 proxies: Arc::new(ProxyProtocol::new(&settings.proxy_protocol)),
                 limits,
                 tls,
+                metrics,
             },
             auth,
+            http,
         })
     }
 
@@ -224,6 +272,7 @@ impl Gateway {
         Reloader {
             tls: self.door.tls.clone(),
             auth: self.auth.clone(),
+            metrics: self.door.metrics.clone(),
         }
     }
 
@@ -246,6 +295,12 @@ impl Gateway {
             tokio::spawn(accept_loop(kind, listener, service, door, shutdown, done));
         }
         drop(done_tx);
+        if let Some(http) = self.http {
+            if let Ok(addr) = http.local_addr() {
+                info!("listening: service=metrics addr={addr}");
+            }
+            tokio::spawn(http.serve(shutdown.clone()));
+        }
         stopped(&mut shutdown).await;
         info!(
             "shutting down: no new connections; waiting up to {}s for sessions",
@@ -283,6 +338,9 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        if let Some(metrics) = &door.metrics {
+            metrics.connection_accepted(kind.counted_as());
+        }
         let connection = connection(
             kind,
             tcp,
@@ -336,7 +394,9 @@ async fn connection(
     let handshake = login.read_timeout(service.connection_settings().preauth_timeout);
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
         let settings = service.connection_settings();
-        let connection = Connection::new(settings, stream, client, login, shutdown);
+        let metrics = door.metrics.as_ref().map(|m| m.session(kind.counted_as()));
+        let connection =
+            Connection::new(settings, stream, client, login, shutdown).with_metrics(metrics);
         service.serve(connection).await;
     }
 }

@@ -10,7 +10,9 @@
 //! [login deadline](crate::login_deadline)), the relay's answer about a
 //! recipient at RCPT, and the relay. Replies go out when the input runs
 //! dry, so a pipelining client gets all its answers in one write. A refused
-//! login is the session's to answer ([`Session::login_refused`]).
+//! login is the session's to answer ([`Session::login_refused`]). With
+//! `[metrics]` on, it records how each login ended and each relay's answer
+//! on the connection's [metrics](Connection::metrics).
 //!
 //! Input is read at most 2 KiB at a time before login and 64 KiB after, so
 //! a connection that has not logged in holds a few kilobytes, not the
@@ -194,6 +196,9 @@ impl Driver {
             Ok(account) => match self.service.user_limit.admit(&account.user) {
                 Ok(slot) => {
                     self.user_slot = Some(slot);
+                    if let Some(metrics) = self.conn.metrics() {
+                        metrics.logged_in();
+                    }
                     let senders = self.service.senders(&account.user);
                     let session = &mut self.session;
                     self.conn
@@ -217,6 +222,9 @@ impl Driver {
     /// Has the session answer `refusal`; `Some(reason)` when it ends the
     /// connection.
     fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
+        if let Some(metrics) = self.conn.metrics() {
+            metrics.login_refused(refusal);
+        }
         let session = &mut self.session;
         self.conn.reply(|out| session.login_refused(refusal, out));
         refusal.ends_connection()
@@ -246,6 +254,9 @@ impl Driver {
             .relay
             .send(from, to, data, self.service.relay_timeout)
             .await;
+        if let Some(metrics) = self.conn.metrics() {
+            metrics.relayed(&outcome);
+        }
         if outcome == RelayOutcome::Accepted {
             self.summary.accepted += 1;
         } else {
