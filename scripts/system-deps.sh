@@ -13,7 +13,8 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # dovecot-core and dovecot-pop3d: the migration test runs a private Dovecot.
 # fetchmail and mpop are POP3 clients the e2e tests drive.
 # haproxy runs examples/haproxy.cfg in front of popgate (PROXY protocol test).
-test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy)
+# python3-prometheus-client's parsers read back what the metrics listener serves.
+test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy python3-prometheus-client)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

@@ -45,6 +45,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// The bcrypt cost of the users' htpasswd entries.
     pub bcrypt_cost: u32,
+    /// Serve `[metrics]` on 127.0.0.1:0 (its address: `addrs["metrics"]`).
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             maildir: None,
             env: Vec::new(),
             bcrypt_cost: 4,
+            metrics: false,
         }
     }
 }
@@ -132,11 +135,15 @@ impl Server {
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
              [auth]\n{backend}\n{auth}\n\
-             [store]\nmaildir = \"{maildir}\"\n{extra}\n{submission}",
+             [store]\nmaildir = \"{maildir}\"\n{extra}\n{metrics}{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
             extra = options.extra,
+            metrics = match options.metrics {
+                true => "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                false => "",
+            },
             submission = match &options.submission {
                 Some(lines) => format!(
                     "[submission]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{}\n",
@@ -146,7 +153,10 @@ impl Server {
             },
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
-        let services = if options.submission.is_some() { 4 } else { 2 };
+        let services = match options.submission {
+            Some(_) => 4,
+            None => 2,
+        } + usize::from(options.metrics);
         let (child, log, addrs) = spawn_serve(&root.join("popgate.toml"), services, &options.env);
         Server {
             plain: addrs["pop3"],

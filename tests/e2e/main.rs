@@ -19,6 +19,7 @@ mod log_forging;
 mod login_deadline;
 mod login_names;
 mod mailbox;
+mod metrics;
 mod migration;
 mod pam;
 mod passwd;
