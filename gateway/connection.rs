@@ -29,7 +29,12 @@
 //! - [`Connection::finish`]: the stream's bounded close ([`Stream::close`]:
 //!   a TLS client that stopped reading cannot hold it) and the one summary line,
 //!   `{service} session ended: rip=… user=… tls=… {fields} end=… duration_ms=…`,
-//!   the protocol giving its user and its middle fields.
+//!   the protocol giving its user and its middle fields;
+//! - with `[metrics]` on, the connection's [`SessionMetrics`]
+//!   ([`Connection::with_metrics`]): its place in the sessions gauge for as
+//!   long as the connection lives, and the clock of its commands, which the
+//!   hand-overs and reads above run, as they run the protocol log; drivers
+//!   record their protocol's events on it ([`Connection::metrics`]).
 //!
 //! A line protocol is a [`Protocol`]: its [`ConnectionSettings`], the line a
 //! client turned away at a connection limit hears, and its driver.
@@ -49,7 +54,8 @@ use tracing::info;
 use crate::line_buffer::{LineBuffer, LineTooLong};
 use crate::log_text::LogText;
 use crate::login_deadline::LoginDeadline;
-use crate::protocol_log::{Tap, Tapped};
+use crate::metrics::SessionMetrics;
+use crate::protocol_log::{Reading, Tap, Tapped};
 use crate::stream::Stream;
 use crate::tls::TlsProvider;
 
@@ -132,6 +138,8 @@ pub struct Connection {
     login: LoginDeadline,
     shutdown: watch::Receiver<bool>,
     tap: Option<Tap>,
+    /// Boxed: a connection without metrics carries a pointer's room only.
+    metrics: Option<Box<SessionMetrics>>,
 }
 
 impl Connection {
@@ -156,7 +164,19 @@ impl Connection {
             tap: settings
                 .protocol_log
                 .map(|keywords| Tap::new(settings.service, peer.ip(), keywords)),
+            metrics: None,
         }
+    }
+
+    /// The connection, counted and timed in `metrics` (`None`: metrics off).
+    pub fn with_metrics(mut self, metrics: Option<SessionMetrics>) -> Connection {
+        self.metrics = metrics.map(Box::new);
+        self
+    }
+
+    /// Where the driver records its protocol's events; `None` with metrics off.
+    pub fn metrics(&self) -> Option<&SessionMetrics> {
+        self.metrics.as_deref()
     }
 
     /// The client's address (from the PROXY header, behind a trusted proxy).
@@ -204,13 +224,20 @@ impl Connection {
         line: &[u8],
         handle: impl FnOnce(&mut S, &[u8], &mut Vec<u8>) -> R,
     ) -> R {
-        let Some(tap) = &mut self.tap else {
+        if self.tap.is_none() && self.metrics.is_none() {
             return handle(session, line, &mut self.output);
-        };
+        }
         let before = session.reading();
+        let started = self.metrics.as_mut().map(|metrics| metrics.handing());
         let mark = self.output.len();
         let result = handle(session, line, &mut self.output);
-        tap.exchange(before, line, session.reading(), &self.output[mark..]);
+        let handed = Handed {
+            before,
+            input: line,
+            after: session.reading(),
+            output: &self.output[mark..],
+        };
+        handed.show(&mut self.tap, &mut self.metrics, started);
         result
     }
 
@@ -223,19 +250,22 @@ impl Connection {
         len: usize,
         advance: impl FnOnce(&mut S, &mut Iter<'_, u8>, &mut Vec<u8>) -> R,
     ) -> R {
-        let before = self.tap.as_ref().map(|_| session.reading());
+        let watched = self.tap.is_some() || self.metrics.is_some();
+        let before = watched.then(|| session.reading());
+        let started = self.metrics.as_mut().map(|metrics| metrics.handing());
         let given = &self.input.pending()[..len.min(self.input.pending().len())];
         let mut bytes = given.iter();
         let mark = self.output.len();
         let result = advance(session, &mut bytes, &mut self.output);
         let used = given.len() - bytes.as_slice().len();
-        if let (Some(tap), Some(before)) = (&mut self.tap, before) {
-            tap.exchange(
+        if let Some(before) = before {
+            let handed = Handed {
                 before,
-                &given[..used],
-                session.reading(),
-                &self.output[mark..],
-            );
+                input: &given[..used],
+                after: session.reading(),
+                output: &self.output[mark..],
+            };
+            handed.show(&mut self.tap, &mut self.metrics, started);
         }
         self.input.consume(used);
         result
@@ -279,6 +309,9 @@ impl Connection {
         logged_in: bool,
         max_read: usize,
     ) -> io::Result<Option<Ending>> {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.waiting();
+        }
         if !logged_in && self.login.has_passed() {
             return Ok(Some(Ending::LoginDeadline));
         }
@@ -350,6 +383,9 @@ impl Connection {
         user: Option<&str>,
         fields: &F,
     ) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.waiting();
+        }
         let end = match ended {
             Ok(end) => end,
             Err(error) => {
@@ -368,6 +404,33 @@ impl Connection {
             duration_ms: self.started.elapsed().as_millis(),
         };
         info!(target: "popgate::session", "{summary}");
+    }
+}
+
+/// One hand-over of input to a session, as the protocol log and the
+/// command clock see it.
+struct Handed<'a> {
+    before: Reading,
+    input: &'a [u8],
+    after: Reading,
+    output: &'a [u8],
+}
+
+impl Handed<'_> {
+    /// Shows the hand-over to the protocol log and, when it started at
+    /// `started`, to the command clock.
+    fn show(
+        &self,
+        tap: &mut Option<Tap>,
+        metrics: &mut Option<Box<SessionMetrics>>,
+        started: Option<Instant>,
+    ) {
+        if let Some(tap) = tap {
+            tap.exchange(self.before, self.input, self.after, self.output);
+        }
+        if let (Some(metrics), Some(started)) = (metrics, started) {
+            metrics.handed(self.before, self.input, self.after, started);
+        }
     }
 }
 

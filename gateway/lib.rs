@@ -31,6 +31,9 @@
 //! - [`protocol_log`]: the log of commands and replies, with what it must
 //!   never show;
 //!   [`log_text`]: text from clients, users and files escaped for any log line;
+//! - [`metrics`]: what is counted for Prometheus, when `[metrics]` is
+//!   configured; [`http_listener`]: the HTTP port that serves it and
+//!   Thunderbird's autoconfig file;
 //! - [`client_settings`]: what users type into their mail client, as text
 //!   and as Thunderbird's autoconfig file;
 //! - [`privileges`]: running as the mail user once the ports are bound;
@@ -53,6 +56,7 @@ pub mod demo;
 pub mod descriptors;
 pub mod expiry_watch;
 pub mod generate;
+pub mod http_listener;
 pub mod identity;
 pub mod limits;
 pub mod line_buffer;
@@ -60,6 +64,7 @@ pub mod log_text;
 pub mod login;
 pub mod login_deadline;
 pub mod mailbox_settings;
+pub mod metrics;
 pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;

@@ -12,7 +12,9 @@
 //!    caller when the connection should be closed; a success clears only
 //!    that user's failures from that address;
 //! 3. writes one log line per failure in the stable format fail2ban reads:
-//!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`.
+//!    `authentication failed: service=pop3 rip=192.0.2.7 user=alice reason=bad-credentials`;
+//! 4. with `[metrics]` on, times each check from its start to the verdict
+//!    ([`LoginGate::with_metrics`]), before any failure delay.
 //!
 //! The user name in the throttle's books and in the log is the one the user
 //! is known by (folded by `[auth] login_name_case`), never the spelling sent.
@@ -30,7 +32,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use popgate_auth::{
     validate_login_name, Account, Authenticator, Credentials, Throttle, ThrottleConfig, UserLookup,
@@ -40,6 +42,7 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use crate::address_share::AddressShares;
+use crate::metrics::Metrics;
 
 /// Why a login did not open a session, as the session is to answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,7 @@ pub struct LoginGate {
     shares: Arc<AddressShares>,
     /// `[auth] check_timeout`, which a reload may change.
     check_timeout: RwLock<Duration>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LoginGate {
@@ -104,6 +108,7 @@ impl LoginGate {
             checks: Arc::new(Semaphore::new(max_checks)),
             shares: Arc::new(AddressShares::new(max_checks / 4)),
             check_timeout: RwLock::new(check_timeout),
+            metrics: None,
         }
     }
 
@@ -123,6 +128,12 @@ impl LoginGate {
         *self.check_timeout.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The gate, timing its checks in `metrics` (`None`: metrics off).
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The name a user who sends `name` is known by (see
     /// [`Authenticator::login_name`]), for anything keyed by user names.
     pub fn login_name(&self, name: &str) -> String {
@@ -139,7 +150,12 @@ impl LoginGate {
     ) -> Result<Account, LoginRefusal> {
         let known_as = self.auth.login_name(&credentials.user);
         let user = loggable(&known_as);
-        match self.verify(ip, credentials).await {
+        let started = self.metrics.as_ref().map(|_| Instant::now());
+        let verdict = self.verify(ip, credentials).await;
+        if let (Some(metrics), Some(started)) = (&self.metrics, started) {
+            metrics.login_checked(started.elapsed());
+        }
+        match verdict {
             Verdict::Accepted(account) => {
                 self.throttle.record_success(ip, &account.user);
                 Ok(account)

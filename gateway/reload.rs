@@ -37,6 +37,7 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::expiry_watch;
 use crate::log_text::LogText;
+use crate::metrics;
 use crate::runtime::{Current, Kept, Shared};
 
 /// The keys a running server cannot change, and why: reloads keep their
@@ -63,6 +64,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "auth.pam_service",
     "auth.login_name_case",
     "auth.max_checks",
+    "metrics",
 ];
 
 /// What a reload did.
@@ -180,6 +182,8 @@ impl Reloader {
         let _turn = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         let report = self.apply();
         report.log();
+        let complete = matches!(&report, ReloadReport::Applied(applied) if applied.kept.is_empty());
+        metrics::count_reload(self.shared.metrics.as_deref(), complete);
         report
     }
 
@@ -309,6 +313,7 @@ pub fn keep_restart_only(old: &Settings, mut new: Settings) -> (Settings, Vec<&'
         &old.store.mail_user,
         &mut new.store.mail_user,
     );
+    keep(&mut restart, "metrics", &old.metrics, &mut new.metrics);
     let (auth, new_auth) = (&old.auth, &mut new.auth);
     keep(
         &mut restart,

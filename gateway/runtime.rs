@@ -28,6 +28,7 @@ use crate::login::LoginGate;
 use crate::mailbox_settings::effective::Defaults;
 use crate::mailbox_settings::file::MailboxFile;
 use crate::mailbox_settings::Mailboxes;
+use crate::metrics::Metrics;
 use crate::pop3::Pop3Service;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::server::StartError;
@@ -48,6 +49,9 @@ pub struct Shared {
     pub limits: Arc<Limits>,
     /// Submission sessions per user.
     pub submission_users: Arc<UserLimit>,
+    /// What is counted for Prometheus; `None` without `[metrics]` (which
+    /// only a restart turns on or off).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Shared {
@@ -67,18 +71,23 @@ impl Shared {
             })?;
         }
         let throttle = Arc::new(Throttle::with_config(settings.throttle_config()));
-        let login = Arc::new(LoginGate::new(
-            auth.clone(),
-            throttle,
-            settings.auth.max_checks,
-            settings.auth.check_timeout.0,
-        ));
+        let metrics = settings.metrics.as_ref().map(|_| Arc::new(Metrics::new()));
+        let login = Arc::new(
+            LoginGate::new(
+                auth.clone(),
+                throttle,
+                settings.auth.max_checks,
+                settings.auth.check_timeout.0,
+            )
+            .with_metrics(metrics.clone()),
+        );
         Ok(Shared {
             tls,
             auth,
             login,
             limits: Arc::new(Limits::new()),
             submission_users: Arc::new(UserLimit::new()),
+            metrics,
         })
     }
 }

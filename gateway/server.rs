@@ -27,6 +27,14 @@
 //! it: a reload ([`Gateway::reloader`]) changes what the next connection
 //! gets, never what one in progress has.
 //!
+//! With `[metrics]` configured, [`Gateway::bind`] also binds its HTTP port
+//! ([`crate::http_listener`]) and makes the one [`Metrics`] handle (kept
+//! across reloads, in [`Shared`]): the
+//! accept loops count connections, each [`Connection`] gets its
+//! [`SessionMetrics`](crate::metrics::SessionMetrics), the login gate times
+//! checks, and the [`Reloader`] counts reloads. Without it every one of
+//! those is `None`.
+//!
 //! Shutdown follows mini-redis: every session task holds a clone of an mpsc
 //! sender; when shutdown is signalled the accept loops stop, idle sessions are
 //! told through a watch channel and close without applying anything, and
@@ -47,10 +55,12 @@ use crate::config::{SettingError, Settings};
 use crate::connection::{stopped, Connection, Protocol};
 use crate::descriptors::{self, Backoff, Shortage};
 use crate::expiry_watch;
+use crate::http_listener::HttpListener;
 use crate::limits::{ConnectionMaxima, Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login_deadline::LoginDeadline;
 use crate::mailbox_settings::table::MailboxFileError;
+use crate::metrics::{Metrics, Service as CountedService};
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::reload::Reloader;
 use crate::runtime::{Current, Runtime, Shared};
@@ -111,6 +121,14 @@ impl ListenerKind {
     fn implicit_tls(self) -> bool {
         matches!(self, ListenerKind::Pop3Tls | ListenerKind::SubmissionTls)
     }
+
+    /// The service its connections are counted under.
+    fn counted_as(self) -> CountedService {
+        match self {
+            ListenerKind::Pop3 | ListenerKind::Pop3Tls => CountedService::Pop3,
+            ListenerKind::Submission | ListenerKind::SubmissionTls => CountedService::Submission,
+        }
+    }
 }
 
 /// The service behind a listener: what the accept loop hands connections
@@ -131,13 +149,15 @@ fn service_for(kind: ListenerKind, runtime: &Runtime) -> Option<Service> {
 
 /// What a connection meets before its service, whatever it serves: the
 /// trusted proxies and the connection maxima of the configuration it was
-/// accepted under, the counters and the certificate of the server.
+/// accepted under, the counters, the certificate and the metrics of the
+/// server.
 #[derive(Debug)]
 struct Door {
     proxies: Arc<ProxyProtocol>,
     maxima: ConnectionMaxima,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A bound, not yet serving, popgate.
@@ -146,6 +166,7 @@ pub struct Gateway {
     listeners: Vec<(ListenerKind, TcpListener)>,
     shared: Arc<Shared>,
     current: Arc<Current>,
+    http: Option<HttpListener>,
 }
 
 impl Gateway {
@@ -181,10 +202,19 @@ impl Gateway {
                 settings.pop3.max_connections
             ),
         }
+        let http = match (&settings.metrics, &shared.metrics) {
+            (Some(wanted), Some(metrics)) => {
+                let addr = wanted.listen;
+                let bound = HttpListener::bind(addr, metrics.clone(), settings).await;
+                Some(bound.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            _ => None,
+        };
         Ok(Gateway {
             listeners,
             shared: Arc::new(shared),
             current: Arc::new(Current::new(runtime)),
+            http,
         })
     }
 
@@ -234,6 +264,12 @@ impl Gateway {
                 expiry_watch::watch(tls.clone(), expiry_watch::PERIOD, shutdown.clone(), report);
             tokio::spawn(watch);
         }
+        if let Some(http) = self.http {
+            if let Ok(addr) = http.local_addr() {
+                info!("listening: service=metrics addr={addr}");
+            }
+            tokio::spawn(http.serve(shutdown.clone()));
+        }
         stopped(&mut shutdown).await;
         info!(
             "shutting down: no new connections; waiting up to {}s for sessions",
@@ -282,6 +318,7 @@ impl Accepted {
             maxima: runtime.maxima(),
             limits: self.shared.limits.clone(),
             tls: self.shared.tls.clone(),
+            metrics: self.shared.metrics.clone(),
         };
         Some((service, door))
     }
@@ -333,6 +370,9 @@ async fn accept_loop(
         let Some((service, door)) = accepted.now(kind) else {
             continue;
         };
+        if let Some(metrics) = &door.metrics {
+            metrics.connection_accepted(kind.counted_as());
+        }
         let connection = connection(kind, tcp, peer, service, door, shutdown.clone());
         let done = done.clone();
         tokio::spawn(async move {
@@ -394,7 +434,9 @@ async fn connection(
     let handshake = login.read_timeout(service.connection_settings().preauth_timeout);
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
         let settings = service.connection_settings();
-        let connection = Connection::new(settings, stream, client, login, shutdown);
+        let metrics = door.metrics.as_ref().map(|m| m.session(kind.counted_as()));
+        let connection =
+            Connection::new(settings, stream, client, login, shutdown).with_metrics(metrics);
         service.serve(connection).await;
     }
 }

@@ -15,7 +15,8 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # haproxy runs examples/haproxy.cfg in front of popgate (PROXY protocol test).
 # debootstrap makes the throwaway Debian root the package test installs the
 # .deb into (dpkg and debian-archive-keyring come with Debian itself).
-test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy debootstrap)
+# python3-prometheus-client's parsers read back what the metrics listener serves.
+test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy debootstrap python3-prometheus-client)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

@@ -10,6 +10,7 @@
 //! so the rest of the gateway can trust them.
 
 mod auth;
+mod metrics;
 mod proxy_protocol;
 mod submission;
 mod units;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthSettings, BackendKind, LoginNameCase};
+pub use metrics::MetricsSettings;
 pub use proxy_protocol::{IpNetwork, ProxyProtocolSettings};
 pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
 pub use units::{ByteSize, HumanDuration};
@@ -89,6 +91,10 @@ pub struct Settings {
     /// Load balancers allowed (and required) to send a PROXY header.
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolSettings,
+    /// Prometheus metrics and the autoconfig file over HTTP; without this
+    /// section nothing is counted and no port is bound.
+    #[serde(default)]
+    pub metrics: Option<MetricsSettings>,
 }
 
 /// `[tls]`: the certificate chain and private key, PEM files.
@@ -341,6 +347,9 @@ impl Settings {
             ));
         }
         self.proxy_protocol.validate()?;
+        if let Some(metrics) = &self.metrics {
+            metrics.validate()?;
+        }
         if let Some(submission) = &self.submission {
             submission.validate(self.tls.is_some())?;
         }
@@ -419,6 +428,33 @@ maildir = "/srv/mail/%d/%n"
         assert_eq!(
             submission.relay.to_string(),
             "smtp://smarthost.example.com:587"
+        );
+        assert_eq!(
+            settings.metrics,
+            Some(MetricsSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+                allow_public: false,
+            })
+        );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_configured_and_public_only_when_said() {
+        let file = write("[pop3]\nlisten_tls = []\n");
+        assert_eq!(Settings::load(file.path()).unwrap().metrics, None);
+        let file = write("[pop3]\nlisten_tls = []\n[metrics]\nlisten = \"[::1]:9187\"\n");
+        let metrics = Settings::load(file.path()).unwrap().metrics.unwrap();
+        assert_eq!(metrics.listen, "[::1]:9187".parse().unwrap());
+        assert!(!metrics.allow_public);
+        let file = write(
+            "[pop3]\nlisten_tls = []\n[metrics]\nlisten = \"0.0.0.0:9187\"\nallow_public = true\n",
+        );
+        assert!(
+            Settings::load(file.path())
+                .unwrap()
+                .metrics
+                .unwrap()
+                .allow_public
         );
     }
 
@@ -573,6 +609,15 @@ maildir = "/srv/mail/%d/%n"
                 "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntrustd = []\n",
                 "trustd",
             ),
+            (
+                "[pop3]\nlisten_tls = []\n[metrics]\nlisten = \"0.0.0.0:9187\"\n",
+                "metrics.listen",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[metrics]\nlisten = \"127.0.0.1:9187\"\nallow_publc = true\n",
+                "allow_publc",
+            ),
+            ("[pop3]\nlisten_tls = []\n[metrics]\n", "listen"),
         ] {
             let file = write(text);
             let error = Settings::load(file.path()).unwrap_err().to_string();

@@ -16,7 +16,9 @@
 //!
 //! Replies go through the core's tap ([`Connection::reply`]), so the
 //! protocol log shows them; message bodies and listings are written past it
-//! ([`Connection::output`]).
+//! ([`Connection::output`]). With `[metrics]` on, it records how each login
+//! ended, each RETR and the deletions an UPDATE applied on the connection's
+//! [metrics](Connection::metrics).
 
 use std::fmt;
 use std::future::Future;
@@ -239,6 +241,9 @@ impl Driver {
     /// Has the session answer `refusal`; `Some(reason)` when it ends the
     /// connection.
     fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
+        if let Some(metrics) = self.conn.metrics() {
+            metrics.login_refused(refusal);
+        }
         let session = &mut self.session;
         self.conn.reply(|out| session.login_refused(refusal, out));
         refusal.ends_connection()
@@ -277,6 +282,9 @@ impl Driver {
                 self.identity = identity;
                 self.user_slot = Some(slot);
                 self.summary.user = Some(account.user);
+                if let Some(metrics) = self.conn.metrics() {
+                    metrics.logged_in();
+                }
                 let session = &mut self.session;
                 self.conn
                     .reply(|out| session.logged_in(Arc::new(mailbox), out));
@@ -387,6 +395,9 @@ impl Driver {
         if body_lines.is_none() {
             self.summary.retrieved += 1;
             self.summary.retrieved_octets += sent;
+            if let Some(metrics) = self.conn.metrics() {
+                metrics.retrieved(sent);
+            }
         }
         Ok(())
     }
@@ -469,6 +480,9 @@ impl Driver {
                     format_args!("Deleted messages were not removed"),
                 )
             }),
+        }
+        if let Some(metrics) = self.conn.metrics() {
+            metrics.deleted(self.summary.deleted);
         }
     }
 }

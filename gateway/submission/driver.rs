@@ -11,7 +11,9 @@
 //! (whether it may send, and as whom), the relay's answer about a
 //! recipient at RCPT, and the relay. Replies go out when the input runs
 //! dry, so a pipelining client gets all its answers in one write. A refused
-//! login is the session's to answer ([`Session::login_refused`]).
+//! login is the session's to answer ([`Session::login_refused`]). With
+//! `[metrics]` on, it records how each login ended and each relay's answer
+//! on the connection's [metrics](Connection::metrics).
 //!
 //! Input is read at most 2 KiB at a time before login and 64 KiB after, so
 //! a connection that has not logged in holds a few kilobytes, not the
@@ -203,6 +205,9 @@ impl Driver {
         let refusal = match self.service.user_limit.admit(&account.user, max) {
             Ok(slot) => {
                 self.user_slot = Some(slot);
+                if let Some(metrics) = self.conn.metrics() {
+                    metrics.logged_in();
+                }
                 let senders = SubmissionService::senders(&mailbox);
                 let session = &mut self.session;
                 self.conn
@@ -224,6 +229,9 @@ impl Driver {
     /// Has the session answer `refusal`; `Some(reason)` when it ends the
     /// connection.
     fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
+        if let Some(metrics) = self.conn.metrics() {
+            metrics.login_refused(refusal);
+        }
         let session = &mut self.session;
         self.conn.reply(|out| session.login_refused(refusal, out));
         refusal.ends_connection()
@@ -253,6 +261,9 @@ impl Driver {
             .relay
             .send(from, to, data, self.service.relay_timeout)
             .await;
+        if let Some(metrics) = self.conn.metrics() {
+            metrics.relayed(&outcome);
+        }
         if outcome == RelayOutcome::Accepted {
             self.summary.accepted += 1;
         } else {

@@ -52,6 +52,8 @@ pub struct Options {
     /// The server's descriptor limit (`RLIMIT_NOFILE`, soft and hard), set
     /// with util-linux's `prlimit`; `None` inherits the test's.
     pub nofile: Option<(u64, u64)>,
+    /// Serve `[metrics]` on 127.0.0.1:0 (its address: `addrs["metrics"]`).
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             bcrypt_cost: 4,
             certificate: None,
             nofile: None,
+            metrics: false,
         }
     }
 }
@@ -161,11 +164,15 @@ impl Server {
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
              [auth]\n{backend}\n{auth}\n\
-             [store]\nmaildir = \"{maildir}\"\n{extra}\n{submission}",
+             [store]\nmaildir = \"{maildir}\"\n{extra}\n{metrics}{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
             extra = options.extra,
+            metrics = match options.metrics {
+                true => "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                false => "",
+            },
             submission = match &options.submission {
                 Some(lines) => format!(
                     "[submission]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{}\n",
@@ -175,7 +182,8 @@ impl Server {
             },
         );
         fs::write(root.join("popgate.toml"), config).unwrap();
-        let services = if options.submission.is_some() { 4 } else { 2 };
+        let services =
+            usize::from(options.metrics) + if options.submission.is_some() { 4 } else { 2 };
         let (child, log, addrs) = spawn_serve_limited(
             &root.join("popgate.toml"),
             services,

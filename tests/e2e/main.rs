@@ -23,6 +23,7 @@ mod log_forging;
 mod login_deadline;
 mod login_names;
 mod mailbox;
+mod metrics;
 mod migration;
 mod package;
 mod pam;
