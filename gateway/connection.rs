@@ -14,12 +14,30 @@
 //!   and grow only when a read or a reply needs it;
 //! - time: every read waits at most the idle timeout (before login
 //!   `preauth_timeout`, never past the [login deadline](crate::login_deadline);
-//!   after login `idle_timeout`) and ends at shutdown
+//!   after login `idle_timeout`) and ends at shutdown or a kick
 //!   ([`Connection::read_more`] says which [`Ending`] came, the driver words
 //!   the goodbye: [`Connection::read_or_end`]);
 //! - [`Connection::flush`], a bounded write, and [`Connection::start_tls`]:
 //!   flush, forget what was pipelined behind STLS/STARTTLS (RFC 2595 §4,
 //!   RFC 3207 §4.2), handshake within the pre-login timeout;
+//! - its entry in the [session registry](crate::sessions), which
+//!   `popgate who` lists: registered at start, its user set by the driver
+//!   at login ([`Connection::set_user`]), its TLS version and its session's
+//!   state ([`Tapped::state`], after every session call that goes through
+//!   the core) kept up to date by the core, removed when the connection is
+//!   dropped;
+//! - the kick (`popgate kick USER`): a kicked connection ends wherever it
+//!   next waits. Waiting for input, it hears the driver's goodbye for
+//!   [`Ending::Kicked`]; a write that waits for a client that does not
+//!   read ends at once ([`Connection::flush`]); a long reply (a message
+//!   body, a listing) stops at its next chunk
+//!   ([`Connection::flush_partial`]), without a goodbye, as a write error
+//!   would. A step that is not a write runs to its end first: a relay in
+//!   flight finishes and its answer is sent (a message handed on is never
+//!   left unacknowledged), a password check or an UPDATE already begun
+//!   completes. Drivers ask [`Connection::is_kicked`] before applying
+//!   anything: a kicked POP3 session never enters UPDATE. Its summary says
+//!   `end=kicked`;
 //! - the [protocol log](crate::protocol_log), as a [`Tap`]: every session
 //!   call goes through the core ([`Connection::hand_line`],
 //!   [`Connection::hand_bytes`], [`Connection::reply`]), which shows the tap
@@ -50,6 +68,7 @@ use crate::line_buffer::{LineBuffer, LineTooLong};
 use crate::log_text::LogText;
 use crate::login_deadline::LoginDeadline;
 use crate::protocol_log::{Tap, Tapped};
+use crate::sessions::{Registration, Sessions};
 use crate::stream::Stream;
 use crate::tls::TlsProvider;
 
@@ -100,6 +119,8 @@ pub enum Ending {
     LoginDeadline,
     /// The server is shutting down.
     Shutdown,
+    /// An administrator ended the session (`popgate kick`).
+    Kicked,
 }
 
 impl Ending {
@@ -110,8 +131,14 @@ impl Ending {
             Ending::IdleTimeout => "timeout",
             Ending::LoginDeadline => "login-deadline",
             Ending::Shutdown => "shutdown",
+            Ending::Kicked => "kicked",
         }
     }
+}
+
+/// The error a kicked connection's writes end with.
+fn kicked() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "kicked")
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
@@ -132,18 +159,23 @@ pub struct Connection {
     login: LoginDeadline,
     shutdown: watch::Receiver<bool>,
     tap: Option<Tap>,
+    registration: Registration,
 }
 
 impl Connection {
     /// A connection from `peer` over `stream` (TLS already, on an
-    /// implicit-TLS port), which must log in by `login`.
+    /// implicit-TLS port), which must log in by `login`; it registers in
+    /// `sessions` until it is dropped.
     pub fn new(
         settings: &ConnectionSettings,
         stream: Stream,
         peer: SocketAddr,
         login: LoginDeadline,
         shutdown: watch::Receiver<bool>,
+        sessions: &Arc<Sessions>,
     ) -> Connection {
+        let registration =
+            sessions.register(settings.service, peer, stream.tls_version(), "connected");
         Connection {
             settings: *settings,
             stream,
@@ -156,7 +188,27 @@ impl Connection {
             tap: settings
                 .protocol_log
                 .map(|keywords| Tap::new(settings.service, peer.ip(), keywords)),
+            registration,
         }
+    }
+
+    /// Names the logged-in user in the session registry (`None` once a
+    /// login is forgotten, as after STARTTLS), so `popgate who` shows it
+    /// and `popgate kick` finds it; the registry also takes `session`'s
+    /// state, which the driver's own call (the login) changed.
+    pub fn set_user<S: Tapped>(&mut self, user: Option<&str>, session: &S) {
+        self.registration.set_user(user);
+        self.registration.set_state(session.state());
+    }
+
+    /// True once an administrator kicked the session.
+    pub fn is_kicked(&self) -> bool {
+        self.registration.is_kicked()
+    }
+
+    /// After a session call: the registry learns what the session does now.
+    fn handed<S: Tapped>(&mut self, session: &S) {
+        self.registration.set_state(session.state());
     }
 
     /// The client's address (from the PROXY header, behind a trusted proxy).
@@ -204,13 +256,13 @@ impl Connection {
         line: &[u8],
         handle: impl FnOnce(&mut S, &[u8], &mut Vec<u8>) -> R,
     ) -> R {
-        let Some(tap) = &mut self.tap else {
-            return handle(session, line, &mut self.output);
-        };
         let before = session.reading();
         let mark = self.output.len();
         let result = handle(session, line, &mut self.output);
-        tap.exchange(before, line, session.reading(), &self.output[mark..]);
+        self.handed(session);
+        if let Some(tap) = &mut self.tap {
+            tap.exchange(before, line, session.reading(), &self.output[mark..]);
+        }
         result
     }
 
@@ -238,6 +290,7 @@ impl Connection {
             );
         }
         self.input.consume(used);
+        self.handed(session);
         result
     }
 
@@ -260,10 +313,26 @@ impl Connection {
     }
 
     /// Writes all buffered output, within the idle timeout: a client that
-    /// stops reading cannot hold the connection.
+    /// stops reading cannot hold the connection. A kick ends a write that
+    /// waits for the client; output the client takes at once still goes
+    /// out, so a reply owed (a relay's 250) is not lost to a kick.
     pub async fn flush(&mut self) -> io::Result<()> {
         let timeout = self.settings.idle_timeout;
-        self.stream.write_within(&mut self.output, timeout).await
+        tokio::select! {
+            biased;
+            written = self.stream.write_within(&mut self.output, timeout) => written,
+            () = self.registration.kicked() => Err(kicked()),
+        }
+    }
+
+    /// Writes part of a long reply (a message body, a listing): as
+    /// [`Connection::flush`], but a kicked connection stops here, with an
+    /// error, instead of sending the rest.
+    pub async fn flush_partial(&mut self) -> io::Result<()> {
+        if self.is_kicked() {
+            return Err(kicked());
+        }
+        self.flush().await
     }
 
     /// How long the next read may wait.
@@ -292,6 +361,7 @@ impl Connection {
                 Ok(Err(error)) => Err(error),
             },
             _ = stopped(&mut self.shutdown) => Ok(Some(Ending::Shutdown)),
+            () = self.registration.kicked() => Ok(Some(Ending::Kicked)),
         }
     }
 
@@ -335,12 +405,14 @@ impl Connection {
         if !self.stream.start_tls(tls, handshake).await {
             return Ok(Some("tls-failed"));
         }
+        self.registration.set_tls(self.stream.tls_version());
         Ok(None)
     }
 
     /// Ends the connection: shuts the stream down and logs the session's
     /// one summary line, with `user` (once logged in) and the protocol's
-    /// own `fields`. `ended` is how the driver's loop ended. (It borrows
+    /// own `fields`. `ended` is how the driver's loop ended; an error on a
+    /// kicked connection is the kick's doing (`end=kicked`). (It borrows
     /// the connection, so a driver's future need not hold a second one
     /// while it runs: an idle connection's task stays small.)
     pub async fn finish<F: fmt::Display + Sync>(
@@ -351,6 +423,7 @@ impl Connection {
     ) {
         let end = match ended {
             Ok(end) => end,
+            Err(_) if self.is_kicked() => Ending::Kicked.reason(),
             Err(error) => {
                 tracing::debug!(peer = %self.peer, error = %LogText(&error), "connection error");
                 "error"
@@ -498,5 +571,6 @@ mod tests {
         assert_eq!(Ending::IdleTimeout.reason(), "timeout");
         assert_eq!(Ending::LoginDeadline.reason(), "login-deadline");
         assert_eq!(Ending::Shutdown.reason(), "shutdown");
+        assert_eq!(Ending::Kicked.reason(), "kicked");
     }
 }

@@ -8,13 +8,15 @@
 //! - [`config`]: the configuration contract as types, loaded from TOML and
 //!   the environment;
 //! - [`connection`]: the connection core every protocol runs on — reads
-//!   under the idle timeout, the login deadline and shutdown, flushes,
-//!   upgrades to TLS, taps the protocol log, writes the summary line;
+//!   under the idle timeout, the login deadline, shutdown and kicks, flushes,
+//!   upgrades to TLS, taps the protocol log, keeps its entry in the
+//!   [session registry](sessions), writes the summary line;
 //! - [`pop3`]: the protocol — a pure parser and session state machine, and
 //!   the driver that does the protocol's own I/O around them;
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
 //!   the relay behind it, built the same way;
 //! - [`server`]: listeners, limits, graceful shutdown; [`tls`]: certificates;
+//!   [`control`]: the local socket of `popgate who`, `kick` and `reload`;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`login`]: the password check, throttle and failure log of every service,
@@ -35,6 +37,7 @@ pub mod check;
 pub mod client_settings;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod demo;
 pub mod identity;
 pub mod limits;
@@ -47,6 +50,7 @@ pub mod privileges;
 pub mod protocol_log;
 pub mod proxy_protocol;
 pub mod server;
+pub mod sessions;
 pub mod stream;
 pub mod submission;
 pub mod tls;

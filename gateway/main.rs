@@ -1,14 +1,19 @@
-//! The `popgate` command: serve, demo, check, config, passwd.
+//! The `popgate` command: serve, demo, check, config, passwd, and who,
+//! kick and reload, which ask the running server over its control socket.
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use popgate::client_settings;
 use popgate::config::{BackendKind, Settings};
+use popgate::control::client::{self, who_table};
+use popgate::control::protocol::{Request, Response};
+use popgate::control::{ControlSocket, Reload, ReloadOutcome};
 use popgate::demo::{self, DemoOptions};
-use popgate::server::Gateway;
+use popgate::server::{Gateway, Reloader};
 use popgate_auth::LoginNameCase;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
@@ -100,6 +105,43 @@ enum Command {
         #[arg(long)]
         keep_case: bool,
     },
+    /// List the sessions of the running server, one a line: service, user,
+    /// client address, TLS version, since when (UTC), state. Asks the
+    /// control socket; run as root or as the user popgate runs as.
+    Who {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// Print the sessions as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End every session of USER on the running server, without applying
+    /// their deletions (the client hears that the administrator
+    /// disconnected it). Waits a few seconds for them to end, so their
+    /// mailbox is free when it returns; exits non-zero when USER had none.
+    Kick {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// The login name.
+        user: String,
+    },
+    /// Reload the running server as SIGHUP does, and print what was
+    /// reloaded; exits non-zero when something could not be.
+    Reload {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+/// Where the running server's control socket is.
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// The configuration file of the running server, for `[control] socket`.
+    #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+    config: PathBuf,
+    /// The control socket itself (then the configuration is not read).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -147,6 +189,9 @@ fn main() -> Result<()> {
             cost,
             keep_case,
         } => passwd(&file, &user, cost, keep_case),
+        Command::Who { control, json } => who(&control, json),
+        Command::Kick { control, user } => kick(&control, user),
+        Command::Reload { control } => reload_server(&control),
     }
 }
 
@@ -197,6 +242,9 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         let gateway = Gateway::bind(&settings)
             .await
             .with_context(|| format!("starting with {}", config.display()))?;
+        // Made as root, before popgate becomes the mail user, and given to it.
+        let control = ControlSocket::open(&settings)
+            .with_context(|| format!("starting with {}", config.display()))?;
         match &settings.store.mail_user {
             Some(user) => {
                 popgate::privileges::become_user(user)
@@ -222,6 +270,11 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let reloader = gateway.reloader();
+        let reload_now: Reload = Arc::new(move || reload(&reloader));
+        let control = control.map(|control| {
+            let answers = Arc::new(gateway.control(reload_now.clone()));
+            tokio::spawn(control.serve(answers, stop_rx.clone()))
+        });
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -229,12 +282,7 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
             loop {
                 tokio::select! {
                     _ = hangup.recv() => {
-                        // systemd 253+ wants the reload's start time with RELOADING=1.
-                        if let Ok(now) = NotifyState::monotonic_usec_now() {
-                            notify_service_manager(&[NotifyState::Reloading, now]);
-                        }
-                        reloader.reload();
-                        notify_service_manager(&[NotifyState::Ready]);
+                        reload_now();
                     }
                     _ = terminate.recv() => break,
                     _ = interrupt.recv() => break,
@@ -249,8 +297,81 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         // Listeners are bound: connections wait in their backlog from now on.
         notify_service_manager(&[NotifyState::Ready]);
         gateway.run(stop_rx).await;
+        // It stops at the same signal, and removes its socket.
+        if let Some(control) = control {
+            let _ = control.await;
+        }
         Ok(())
     })
+}
+
+/// The reload SIGHUP and `popgate reload` run: systemd hears RELOADING
+/// and READY around it, and the report is what `popgate reload` prints.
+fn reload(reloader: &Reloader) -> ReloadOutcome {
+    // systemd 253+ wants the reload's start time with RELOADING=1.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        notify_service_manager(&[NotifyState::Reloading, now]);
+    }
+    let report = reloader.reload();
+    notify_service_manager(&[NotifyState::Ready]);
+    ReloadOutcome {
+        complete: report.complete,
+        report: report.to_string(),
+    }
+}
+
+/// Asks the running server `request` over its control socket.
+fn ask(control: &ControlArgs, request: &Request) -> Result<Response> {
+    let socket = match &control.socket {
+        Some(socket) => socket.clone(),
+        None => Settings::load(&control.config)?.control_socket(),
+    };
+    match client::ask(&socket, request)? {
+        Response::Error(why) => bail!("popgate answered: {why}"),
+        answer => Ok(answer),
+    }
+}
+
+fn who(control: &ControlArgs, json: bool) -> Result<()> {
+    let Response::Sessions(sessions) = ask(control, &Request::Who)? else {
+        bail!("popgate answered something else than sessions");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&sessions)?);
+    } else {
+        print!("{}", who_table(&sessions));
+    }
+    Ok(())
+}
+
+fn kick(control: &ControlArgs, user: String) -> Result<()> {
+    let Response::Kicked {
+        user,
+        sessions,
+        still_open,
+    } = ask(control, &Request::Kick(user))?
+    else {
+        bail!("popgate answered something else than a kick");
+    };
+    if sessions == 0 {
+        bail!("{user} has no session");
+    }
+    println!("kicked {sessions} session(s) of {user}");
+    if still_open > 0 {
+        println!("{still_open} still ending (busy in a step, e.g. a relay or an UPDATE under way)");
+    }
+    Ok(())
+}
+
+fn reload_server(control: &ControlArgs) -> Result<()> {
+    let Response::Reloaded { complete, report } = ask(control, &Request::Reload)? else {
+        bail!("popgate answered something else than a reload");
+    };
+    println!("{report}");
+    if !complete {
+        bail!("the reload was not complete: what could not be reloaded keeps its old contents");
+    }
+    Ok(())
 }
 
 /// Tells systemd (`Type=notify`) how the service is doing; a no-op when

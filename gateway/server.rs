@@ -31,12 +31,14 @@ use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, SettingError, Settings};
 use crate::connection::{stopped, Connection, Protocol};
+use crate::control::{Control, Reload};
 use crate::limits::{Limits, Refusal};
 use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::login_deadline::LoginDeadline;
 use crate::pop3::Pop3Service;
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
+use crate::sessions::Sessions;
 use crate::stream::Stream;
 use crate::submission::SubmissionService;
 use crate::tls::{TlsError, TlsProvider};
@@ -100,12 +102,13 @@ impl ListenerKind {
 type Service = Arc<dyn Protocol>;
 
 /// What every listener shares, whatever it serves: the trusted proxies,
-/// the connection limits and the certificate.
+/// the connection limits, the certificate and the session registry.
 #[derive(Debug, Clone)]
 struct Door {
     proxies: Arc<ProxyProtocol>,
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
+    sessions: Arc<Sessions>,
 }
 
 /// A bound, not yet serving, popgate.
@@ -125,19 +128,57 @@ pub struct Reloader {
     auth: Arc<Authenticator>,
 }
 
+/// What a reload did, one line per part; each line was also logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// What was reloaded, or kept and why.
+    pub lines: Vec<String>,
+    /// True when every part was reloaded.
+    pub complete: bool,
+}
+
+impl std::fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.lines.join("\n"))
+    }
+}
+
 impl Reloader {
     /// Reloads certificates and the user database; sessions carry on.
-    pub fn reload(&self) {
+    pub fn reload(&self) -> ReloadReport {
+        let mut report = ReloadReport {
+            lines: Vec::new(),
+            complete: true,
+        };
         if let Some(tls) = &self.tls {
             match tls.reload() {
-                Ok(()) => info!("TLS certificate reloaded"),
-                Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
+                Ok(()) => {
+                    info!("TLS certificate reloaded");
+                    report.lines.push("TLS certificate reloaded".into());
+                }
+                Err(e) => {
+                    error!("TLS certificate not reloaded, keeping the old one: {e}");
+                    report.lines.push(format!(
+                        "TLS certificate not reloaded, keeping the old one: {e}"
+                    ));
+                    report.complete = false;
+                }
             }
         }
         match self.auth.reload() {
-            Ok(()) => info!("user database reloaded"),
-            Err(e) => error!("user database not reloaded, keeping the old one: {e}"),
+            Ok(()) => {
+                info!("user database reloaded");
+                report.lines.push("user database reloaded".into());
+            }
+            Err(e) => {
+                error!("user database not reloaded, keeping the old one: {e}");
+                report.lines.push(format!(
+                    "user database not reloaded, keeping the old one: {e}"
+                ));
+                report.complete = false;
+            }
         }
+        report
     }
 }
 
@@ -206,6 +247,7 @@ impl Gateway {
                 proxies: Arc::new(ProxyProtocol::new(&settings.proxy_protocol)),
                 limits,
                 tls,
+                sessions: Arc::new(Sessions::new()),
             },
             auth,
         })
@@ -217,6 +259,12 @@ impl Gateway {
             .iter()
             .filter_map(|(kind, l)| Some((*kind, l.local_addr().ok()?)))
             .collect()
+    }
+
+    /// What the control socket answers from: this gateway's sessions and
+    /// login-name rule, and `reload` for `popgate reload`.
+    pub fn control(&self, reload: Reload) -> Control {
+        Control::new(self.door.sessions.clone(), self.auth.clone(), reload)
     }
 
     /// A handle that reloads certificates and users while serving.
@@ -336,7 +384,7 @@ async fn connection(
     let handshake = login.read_timeout(service.connection_settings().preauth_timeout);
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
         let settings = service.connection_settings();
-        let connection = Connection::new(settings, stream, client, login, shutdown);
+        let connection = Connection::new(settings, stream, client, login, shutdown, &door.sessions);
         service.serve(connection).await;
     }
 }

@@ -10,6 +10,7 @@
 //! so the rest of the gateway can trust them.
 
 mod auth;
+mod control;
 mod proxy_protocol;
 mod submission;
 mod units;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthSettings, BackendKind, LoginNameCase};
+pub use control::{ControlSettings, DEFAULT_CONTROL_SOCKET};
 pub use proxy_protocol::{IpNetwork, ProxyProtocolSettings};
 pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
 pub use units::{ByteSize, HumanDuration};
@@ -89,6 +91,10 @@ pub struct Settings {
     /// Load balancers allowed (and required) to send a PROXY header.
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolSettings,
+    /// The control socket; without this section the default path, if it
+    /// can be made (see [`ControlSettings`]).
+    #[serde(default)]
+    pub control: Option<ControlSettings>,
 }
 
 /// `[tls]`: the certificate chain and private key, PEM files.
@@ -233,6 +239,11 @@ fn default_hostname() -> String {
 }
 
 impl Settings {
+    /// The control socket's path, configured or default.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control.clone().unwrap_or_default().socket
+    }
+
     /// Reads `path`, applies `POPGATE_*` environment overrides, and validates.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let load_error = |source| ConfigError::Load {
@@ -341,6 +352,9 @@ impl Settings {
             ));
         }
         self.proxy_protocol.validate()?;
+        if let Some(control) = &self.control {
+            control.validate()?;
+        }
         if let Some(submission) = &self.submission {
             submission.validate(self.tls.is_some())?;
         }
@@ -411,7 +425,7 @@ maildir = "/srv/mail/%d/%n"
         assert_eq!(settings.pop3.login_deadline, HumanDuration::from_secs(120));
         assert_eq!(settings.pop3.login_deadline, defaults.login_deadline);
         assert_eq!(settings.auth.deny_users, AuthSettings::default().deny_users);
-        let submission = settings.submission.unwrap();
+        let submission = settings.submission.clone().unwrap();
         let defaults = SubmissionSettings::default();
         assert_eq!(submission.listen, defaults.listen);
         assert_eq!(submission.max_message_size, defaults.max_message_size);
@@ -420,6 +434,27 @@ maildir = "/srv/mail/%d/%n"
             submission.relay.to_string(),
             "smtp://smarthost.example.com:587"
         );
+        // [control] is shown commented out: the default, tried best-effort.
+        assert_eq!(settings.control, None);
+        assert_eq!(settings.control_socket(), Path::new(DEFAULT_CONTROL_SOCKET));
+    }
+
+    #[test]
+    fn a_control_section_names_its_socket_and_is_checked() {
+        let file = write("[pop3]\nlisten_tls = []\n[control]\nsocket = \"/run/pg/ctl\"\n");
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.control_socket(), Path::new("/run/pg/ctl"));
+        let file = write("[pop3]\nlisten_tls = []\n[control]\n");
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.control, Some(ControlSettings::default()));
+        for (text, key) in [
+            ("[control]\nsocket = \"ctl\"\n", "control.socket"),
+            ("[control]\nsockets = \"/ctl\"\n", "sockets"),
+        ] {
+            let file = write(&format!("[pop3]\nlisten_tls = []\n{text}"));
+            let error = Settings::load(file.path()).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl Server {
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
              [auth]\n{backend}\n{auth}\n\
-             [store]\nmaildir = \"{maildir}\"\n{extra}\n{submission}",
+             [store]\nmaildir = \"{maildir}\"\n{extra}\n\
+             [control]\nsocket = \"{root}/control\"\n{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
@@ -169,6 +170,23 @@ impl Server {
             self.services,
             &self.env,
         )
+    }
+
+    /// The control socket (`[control] socket`, in the sandbox).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.path().join("control")
+    }
+
+    /// Runs `popgate ARGS --socket SOCKET` against this server's control
+    /// socket, as root would: `popgate who`, `kick USER`, `reload`.
+    pub fn control(&self, args: &[&str]) -> std::process::Output {
+        Command::new(popgate_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.control_socket())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// The Maildir of `user`.
@@ -246,9 +264,17 @@ impl Server {
     }
 
     /// Another popgate process on this server's configuration, and so on
-    /// the same mail tree (as behind a load balancer over shared storage).
+    /// the same mail tree (as behind a load balancer over shared storage),
+    /// with a control socket of its own (as on a host of its own).
     pub fn another_process(&self) -> OtherProcess {
-        let (child, _log, addrs) = self.spawn_again();
+        let mut env = self.env.clone();
+        let socket = self.dir.path().join(format!("control-{}", rand_suffix()));
+        env.push((
+            "POPGATE_CONTROL__SOCKET".into(),
+            socket.display().to_string(),
+        ));
+        let config = self.dir.path().join("popgate.toml");
+        let (child, _log, addrs) = spawn_serve(&config, self.services, &env);
         OtherProcess {
             child,
             tls: addrs["pop3s"],

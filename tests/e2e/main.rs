@@ -7,6 +7,7 @@
 
 mod address_limits;
 mod bounds;
+mod control;
 mod demo;
 mod example_poller;
 mod faults;
