@@ -14,7 +14,9 @@
 //!   and grow only when a read or a reply needs it;
 //! - time: every read waits at most the idle timeout (before login
 //!   `preauth_timeout`, never past the [login deadline](crate::login_deadline);
-//!   after login `idle_timeout`) and ends at shutdown or a kick
+//!   after login `idle_timeout`, never past the
+//!   [request deadline](crate::request_deadline) of the command line or
+//!   message being received) and ends at shutdown or a kick
 //!   ([`Connection::read_more`] says which [`Ending`] came, the driver words
 //!   the goodbye: [`Connection::read_or_end`]);
 //! - [`Connection::flush`], a bounded write, and [`Connection::start_tls`]:
@@ -55,6 +57,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::slice::Iter;
 use std::sync::Arc;
@@ -67,7 +70,8 @@ use tracing::info;
 use crate::line_buffer::{LineBuffer, LineTooLong};
 use crate::log_text::LogText;
 use crate::login_deadline::LoginDeadline;
-use crate::protocol_log::{Tap, Tapped};
+use crate::protocol_log::{Reading, Tap, Tapped};
+use crate::request_deadline::RequestClock;
 use crate::sessions::{Registration, Sessions};
 use crate::stream::Stream;
 use crate::tls::TlsProvider;
@@ -88,6 +92,10 @@ pub struct ConnectionSettings {
     pub login_deadline: Duration,
     /// The most unconsumed input held (see [`LineBuffer::new`]).
     pub input_limit: usize,
+    /// The slowest message text allowed after login, in octets a second
+    /// (see [`crate::request_deadline`]); `None` for a protocol that reads
+    /// none.
+    pub min_data_rate: Option<NonZeroU64>,
     /// With `protocol_log` on, the protocol's command keywords (upper
     /// case), which the log shows; `None` when it is off.
     pub protocol_log: Option<&'static [&'static str]>,
@@ -119,6 +127,9 @@ pub enum Ending {
     LoginDeadline,
     /// The server is shutting down.
     Shutdown,
+    /// A logged-in client took too long over one command line or message
+    /// (see [`crate::request_deadline`]).
+    RequestTimeout,
     /// An administrator ended the session (`popgate kick`).
     Kicked,
 }
@@ -131,6 +142,7 @@ impl Ending {
             Ending::IdleTimeout => "timeout",
             Ending::LoginDeadline => "login-deadline",
             Ending::Shutdown => "shutdown",
+            Ending::RequestTimeout => "request-timeout",
             Ending::Kicked => "kicked",
         }
     }
@@ -160,6 +172,7 @@ pub struct Connection {
     shutdown: watch::Receiver<bool>,
     tap: Option<Tap>,
     registration: Registration,
+    request: RequestClock,
 }
 
 impl Connection {
@@ -189,6 +202,7 @@ impl Connection {
                 .protocol_log
                 .map(|keywords| Tap::new(settings.service, peer.ip(), keywords)),
             registration,
+            request: RequestClock::new(settings.idle_timeout, settings.min_data_rate),
         }
     }
 
@@ -206,9 +220,13 @@ impl Connection {
         self.registration.is_kicked()
     }
 
-    /// After a session call: the registry learns what the session does now.
-    fn handed<S: Tapped>(&mut self, session: &S) {
+    /// After a session call: the request clock and the registry learn
+    /// what the session was handed and what it does now.
+    fn handed<S: Tapped>(&mut self, session: &S, before: Reading, used: usize) -> Reading {
+        let after = session.reading();
+        self.request.handed(before, used, after);
         self.registration.set_state(session.state());
+        after
     }
 
     /// The client's address (from the PROXY header, behind a trusted proxy).
@@ -259,9 +277,10 @@ impl Connection {
         let before = session.reading();
         let mark = self.output.len();
         let result = handle(session, line, &mut self.output);
-        self.handed(session);
+        // The line was taken out with its line end: at least one octet.
+        let after = self.handed(session, before, line.len() + 1);
         if let Some(tap) = &mut self.tap {
-            tap.exchange(before, line, session.reading(), &self.output[mark..]);
+            tap.exchange(before, line, after, &self.output[mark..]);
         }
         result
     }
@@ -275,13 +294,13 @@ impl Connection {
         len: usize,
         advance: impl FnOnce(&mut S, &mut Iter<'_, u8>, &mut Vec<u8>) -> R,
     ) -> R {
-        let before = self.tap.as_ref().map(|_| session.reading());
+        let before = session.reading();
         let given = &self.input.pending()[..len.min(self.input.pending().len())];
         let mut bytes = given.iter();
         let mark = self.output.len();
         let result = advance(session, &mut bytes, &mut self.output);
         let used = given.len() - bytes.as_slice().len();
-        if let (Some(tap), Some(before)) = (&mut self.tap, before) {
+        if let Some(tap) = &mut self.tap {
             tap.exchange(
                 before,
                 &given[..used],
@@ -290,7 +309,7 @@ impl Connection {
             );
         }
         self.input.consume(used);
-        self.handed(session);
+        self.handed(session, before, used);
         result
     }
 
@@ -341,8 +360,9 @@ impl Connection {
     }
 
     /// Reads more input, at most `max_read` octets; `Some` tells how the
-    /// wait ended instead. Before login (`logged_in` false), a deadline
-    /// that has passed ends it at once.
+    /// wait ended instead. A deadline that has passed ends it at once:
+    /// before login (`logged_in` false) the login deadline, after it the
+    /// deadline of the request being received.
     pub async fn read_more(
         &mut self,
         logged_in: bool,
@@ -351,11 +371,23 @@ impl Connection {
         if !logged_in && self.login.has_passed() {
             return Ok(Some(Ending::LoginDeadline));
         }
-        let timeout = self.read_timeout(logged_in);
+        let now = Instant::now();
+        let request = match logged_in {
+            true => self.request.deadline(now, self.input.pending().len()),
+            false => None,
+        };
+        let idle = self.read_timeout(logged_in);
+        // A client silent for the whole idle timeout is idle, whatever it
+        // was in the middle of; the request deadline cuts it only earlier.
+        let (timeout, too_long) = match request {
+            Some(due) if due <= now => return Ok(Some(Ending::RequestTimeout)),
+            Some(due) if due - now < idle => (due - now, Ending::RequestTimeout),
+            _ => (idle, Ending::IdleTimeout),
+        };
         tokio::select! {
             read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream, max_read)) => match read {
                 Err(_) if !logged_in && self.login.has_passed() => Ok(Some(Ending::LoginDeadline)),
-                Err(_) => Ok(Some(Ending::IdleTimeout)),
+                Err(_) => Ok(Some(too_long)),
                 Ok(Ok(0)) => Ok(Some(Ending::Closed)),
                 Ok(Ok(_)) => Ok(None),
                 Ok(Err(error)) => Err(error),
@@ -491,6 +523,7 @@ mod tests {
             idle_timeout: Duration::from_secs(600),
             login_deadline: Duration::from_secs(120),
             input_limit: 8192,
+            min_data_rate: None,
             protocol_log: None,
         }
     }
@@ -571,6 +604,7 @@ mod tests {
         assert_eq!(Ending::IdleTimeout.reason(), "timeout");
         assert_eq!(Ending::LoginDeadline.reason(), "login-deadline");
         assert_eq!(Ending::Shutdown.reason(), "shutdown");
+        assert_eq!(Ending::RequestTimeout.reason(), "request-timeout");
         assert_eq!(Ending::Kicked.reason(), "kicked");
     }
 }

@@ -8,7 +8,8 @@
 //! - [`config`]: the configuration contract as types, loaded from TOML and
 //!   the environment;
 //! - [`connection`]: the connection core every protocol runs on — reads
-//!   under the idle timeout, the login deadline, shutdown and kicks, flushes,
+//!   under the idle timeout, the login deadline, the
+//!   [request deadlines](request_deadline), shutdown and kicks, flushes,
 //!   upgrades to TLS, taps the protocol log, keeps its entry in the
 //!   [session registry](sessions), writes the summary line;
 //! - [`pop3`]: the protocol — a pure parser and session state machine, and
@@ -49,6 +50,7 @@ pub mod pop3;
 pub mod privileges;
 pub mod protocol_log;
 pub mod proxy_protocol;
+pub mod request_deadline;
 pub mod server;
 pub mod sessions;
 pub mod stream;

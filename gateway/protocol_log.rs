@@ -88,7 +88,8 @@ pub enum Reading {
 }
 
 /// A session the connection core hands input to: it says what it reads
-/// next (for the protocol log) and what state it is in (for `popgate who`).
+/// next (for the protocol log and the [request deadlines](crate::request_deadline))
+/// and what state it is in (for `popgate who`).
 pub trait Tapped {
     /// What the next input is, to the session.
     fn reading(&self) -> Reading;

@@ -430,6 +430,7 @@ maildir = "/srv/mail/%d/%n"
         assert_eq!(submission.listen, defaults.listen);
         assert_eq!(submission.max_message_size, defaults.max_message_size);
         assert_eq!(submission.login_deadline, defaults.login_deadline);
+        assert_eq!(submission.min_data_rate, defaults.min_data_rate);
         assert_eq!(
             submission.relay.to_string(),
             "smtp://smarthost.example.com:587"
@@ -595,6 +596,10 @@ maildir = "/srv/mail/%d/%n"
             (
                 "[pop3]\nlisten_tls = []\n[auth]\nmax_checks = 0\n",
                 "auth.max_checks",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[tls]\ncert = \"c\"\nkey = \"k\"\n[submission]\nmin_data_rate = 0\n",
+                "submission.min_data_rate",
             ),
             (
                 "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntimeout = \"0s\"\n",

@@ -114,6 +114,11 @@ fn goodbye(session: &mut Pop3Session, ending: Ending, out: &mut Vec<u8>) {
             Some(Code::SysTemp),
             format_args!("Server shutting down, try again later"),
         ),
+        Ending::RequestTimeout => reply::err(
+            out,
+            None,
+            format_args!("Autologout; command line not completed in time"),
+        ),
         Ending::Kicked => reply::err(
             out,
             Some(Code::SysTemp),

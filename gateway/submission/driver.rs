@@ -96,6 +96,15 @@ fn goodbye(session: &mut Session, ending: Ending, out: &mut Vec<u8>) {
         Ending::IdleTimeout => reply(out, 421, "4.4.2", "Idle for too long, closing"),
         Ending::LoginDeadline => session.login_refused(LoginRefusal::LoginDeadline, out),
         Ending::Shutdown => reply(out, 421, "4.3.2", "Server shutting down, try again later"),
+        Ending::RequestTimeout if session.reading() == Reading::MessageText => reply(
+            out,
+            421,
+            "4.4.2",
+            "Message text too slow (below the minimum data rate), closing",
+        ),
+        Ending::RequestTimeout => {
+            reply(out, 421, "4.4.2", "Command not completed in time, closing")
+        }
         Ending::Kicked => reply(out, 421, "4.3.2", "Disconnected by the administrator"),
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
 
-use crate::line_client::LineClient;
+use crate::line_client::{LineClient, Trickled};
 
 /// The password every test user has, unless a test says otherwise.
 pub const PASSWORD: &str = "correct horse";
@@ -589,6 +589,11 @@ impl Client {
     /// Reads until the server closes; returns everything it sent meanwhile.
     pub fn read_to_close(&mut self) -> String {
         self.line.read_to_close()
+    }
+
+    /// Sends `bytes` a byte at a time (see [`LineClient::trickle`]).
+    pub fn trickle(&mut self, bytes: &[u8], every: Duration, give_up: Duration) -> Trickled {
+        self.line.trickle(bytes, every, give_up)
     }
 
     /// Closes the TCP connection without QUIT.

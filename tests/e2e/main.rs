@@ -29,6 +29,7 @@ mod protocol;
 mod protocol_log;
 mod proxy_protocol;
 mod real_clients;
+mod request_deadlines;
 mod sendmail;
 mod smtp_harness;
 mod startup;
