@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A POP3 gateway for existing Maildir folders.
 #[derive(Debug, Parser)]
@@ -125,6 +125,35 @@ pub enum Command {
         #[arg(long)]
         keep_case: bool,
     },
+    /// List the sessions of the running server, one a line: service, user,
+    /// client address, TLS version, since when (UTC), state. Asks the
+    /// control socket; run as root or as the user popgate runs as.
+    Who {
+        /// Where the running server's control socket is.
+        #[command(flatten)]
+        control: ControlArgs,
+        /// Print the sessions as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End every session of USER on the running server, without applying
+    /// their deletions (the client hears that the administrator
+    /// disconnected it). Waits a few seconds for them to end, so their
+    /// mailbox is free when it returns; exits non-zero when USER had none.
+    Kick {
+        /// Where the running server's control socket is.
+        #[command(flatten)]
+        control: ControlArgs,
+        /// The login name.
+        user: String,
+    },
+    /// Reload the running server as SIGHUP does, and print what was
+    /// reloaded; exits non-zero when something could not be.
+    Reload {
+        /// Where the running server's control socket is.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Write the manual pages or the shell completions of this command
     /// into DIR (used by scripts/package, so they always match the CLI).
     #[command(hide = true)]
@@ -135,6 +164,17 @@ pub enum Command {
         /// The directory to write into (created if missing).
         dir: PathBuf,
     },
+}
+
+/// Where the running server's control socket is.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The configuration file of the running server, for `[control] socket`.
+    #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
+    pub config: PathBuf,
+    /// The control socket itself (then the configuration is not read).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 /// What `popgate generate` writes.

@@ -14,12 +14,32 @@
 //!   and grow only when a read or a reply needs it;
 //! - time: every read waits at most the idle timeout (before login
 //!   `preauth_timeout`, never past the [login deadline](crate::login_deadline);
-//!   after login `idle_timeout`) and ends at shutdown
+//!   after login `idle_timeout`, never past the
+//!   [request deadline](crate::request_deadline) of the command line or
+//!   message being received) and ends at shutdown or a kick
 //!   ([`Connection::read_more`] says which [`Ending`] came, the driver words
 //!   the goodbye: [`Connection::read_or_end`]);
 //! - [`Connection::flush`], a bounded write, and [`Connection::start_tls`]:
 //!   flush, forget what was pipelined behind STLS/STARTTLS (RFC 2595 §4,
 //!   RFC 3207 §4.2), handshake within the pre-login timeout;
+//! - its entry in the [session registry](crate::sessions), which
+//!   `popgate who` lists: registered at start, its user set by the driver
+//!   at login ([`Connection::set_user`]), its TLS version and its session's
+//!   state ([`Tapped::state`], after every session call that goes through
+//!   the core) kept up to date by the core, removed when the connection is
+//!   dropped;
+//! - the kick (`popgate kick USER`): a kicked connection ends wherever it
+//!   next waits. Waiting for input, it hears the driver's goodbye for
+//!   [`Ending::Kicked`]; a write that waits for a client that does not
+//!   read ends at once ([`Connection::flush`]); a long reply (a message
+//!   body, a listing) stops at its next chunk
+//!   ([`Connection::flush_partial`]), without a goodbye, as a write error
+//!   would. A step that is not a write runs to its end first: a relay in
+//!   flight finishes and its answer is sent (a message handed on is never
+//!   left unacknowledged), a password check or an UPDATE already begun
+//!   completes. Drivers ask [`Connection::is_kicked`] before applying
+//!   anything: a kicked POP3 session never enters UPDATE. Its summary says
+//!   `end=kicked`;
 //! - the [protocol log](crate::protocol_log), as a [`Tap`]: every session
 //!   call goes through the core ([`Connection::hand_line`],
 //!   [`Connection::hand_bytes`], [`Connection::reply`]), which shows the tap
@@ -43,6 +63,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::slice::Iter;
 use std::sync::Arc;
@@ -56,6 +77,8 @@ use crate::log_text::LogText;
 use crate::login_deadline::LoginDeadline;
 use crate::metrics::SessionMetrics;
 use crate::protocol_log::{Reading, Tap, Tapped};
+use crate::request_deadline::RequestClock;
+use crate::sessions::{Registration, Sessions};
 use crate::stream::Stream;
 use crate::tls::TlsProvider;
 
@@ -75,6 +98,10 @@ pub struct ConnectionSettings {
     pub login_deadline: Duration,
     /// The most unconsumed input held (see [`LineBuffer::new`]).
     pub input_limit: usize,
+    /// The slowest message text allowed after login, in octets a second
+    /// (see [`crate::request_deadline`]); `None` for a protocol that reads
+    /// none.
+    pub min_data_rate: Option<NonZeroU64>,
     /// With `protocol_log` on, the protocol's command keywords (upper
     /// case), which the log shows; `None` when it is off.
     pub protocol_log: Option<&'static [&'static str]>,
@@ -106,6 +133,11 @@ pub enum Ending {
     LoginDeadline,
     /// The server is shutting down.
     Shutdown,
+    /// A logged-in client took too long over one command line or message
+    /// (see [`crate::request_deadline`]).
+    RequestTimeout,
+    /// An administrator ended the session (`popgate kick`).
+    Kicked,
 }
 
 impl Ending {
@@ -116,8 +148,15 @@ impl Ending {
             Ending::IdleTimeout => "timeout",
             Ending::LoginDeadline => "login-deadline",
             Ending::Shutdown => "shutdown",
+            Ending::RequestTimeout => "request-timeout",
+            Ending::Kicked => "kicked",
         }
     }
+}
+
+/// The error a kicked connection's writes end with.
+fn kicked() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "kicked")
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
@@ -140,18 +179,24 @@ pub struct Connection {
     tap: Option<Tap>,
     /// Boxed: a connection without metrics carries a pointer's room only.
     metrics: Option<Box<SessionMetrics>>,
+    registration: Registration,
+    request: RequestClock,
 }
 
 impl Connection {
     /// A connection from `peer` over `stream` (TLS already, on an
-    /// implicit-TLS port), which must log in by `login`.
+    /// implicit-TLS port), which must log in by `login`; it registers in
+    /// `sessions` until it is dropped.
     pub fn new(
         settings: &ConnectionSettings,
         stream: Stream,
         peer: SocketAddr,
         login: LoginDeadline,
         shutdown: watch::Receiver<bool>,
+        sessions: &Arc<Sessions>,
     ) -> Connection {
+        let registration =
+            sessions.register(settings.service, peer, stream.tls_version(), "connected");
         Connection {
             settings: *settings,
             stream,
@@ -165,6 +210,8 @@ impl Connection {
                 .protocol_log
                 .map(|keywords| Tap::new(settings.service, peer.ip(), keywords)),
             metrics: None,
+            registration,
+            request: RequestClock::new(settings.idle_timeout, settings.min_data_rate),
         }
     }
 
@@ -177,6 +224,29 @@ impl Connection {
     /// Where the driver records its protocol's events; `None` with metrics off.
     pub fn metrics(&self) -> Option<&SessionMetrics> {
         self.metrics.as_deref()
+    }
+
+    /// Names the logged-in user in the session registry (`None` once a
+    /// login is forgotten, as after STARTTLS), so `popgate who` shows it
+    /// and `popgate kick` finds it; the registry also takes `session`'s
+    /// state, which the driver's own call (the login) changed.
+    pub fn set_user<S: Tapped>(&mut self, user: Option<&str>, session: &S) {
+        self.registration.set_user(user);
+        self.registration.set_state(session.state());
+    }
+
+    /// True once an administrator kicked the session.
+    pub fn is_kicked(&self) -> bool {
+        self.registration.is_kicked()
+    }
+
+    /// After a session call: the request clock and the registry learn
+    /// what the session was handed and what it does now.
+    fn handed<S: Tapped>(&mut self, session: &S, before: Reading, used: usize) -> Reading {
+        let after = session.reading();
+        self.request.handed(before, used, after);
+        self.registration.set_state(session.state());
+        after
     }
 
     /// The client's address (from the PROXY header, behind a trusted proxy).
@@ -224,20 +294,21 @@ impl Connection {
         line: &[u8],
         handle: impl FnOnce(&mut S, &[u8], &mut Vec<u8>) -> R,
     ) -> R {
-        if self.tap.is_none() && self.metrics.is_none() {
-            return handle(session, line, &mut self.output);
-        }
         let before = session.reading();
         let started = self.metrics.as_mut().map(|metrics| metrics.handing());
         let mark = self.output.len();
         let result = handle(session, line, &mut self.output);
-        let handed = Handed {
-            before,
-            input: line,
-            after: session.reading(),
-            output: &self.output[mark..],
-        };
-        handed.show(&mut self.tap, &mut self.metrics, started);
+        // The line was taken out with its line end: at least one octet.
+        let after = self.handed(session, before, line.len() + 1);
+        if self.tap.is_some() || self.metrics.is_some() {
+            let handed = Handed {
+                before,
+                input: line,
+                after,
+                output: &self.output[mark..],
+            };
+            handed.show(&mut self.tap, &mut self.metrics, started);
+        }
         result
     }
 
@@ -250,15 +321,14 @@ impl Connection {
         len: usize,
         advance: impl FnOnce(&mut S, &mut Iter<'_, u8>, &mut Vec<u8>) -> R,
     ) -> R {
-        let watched = self.tap.is_some() || self.metrics.is_some();
-        let before = watched.then(|| session.reading());
+        let before = session.reading();
         let started = self.metrics.as_mut().map(|metrics| metrics.handing());
         let given = &self.input.pending()[..len.min(self.input.pending().len())];
         let mut bytes = given.iter();
         let mark = self.output.len();
         let result = advance(session, &mut bytes, &mut self.output);
         let used = given.len() - bytes.as_slice().len();
-        if let Some(before) = before {
+        if self.tap.is_some() || self.metrics.is_some() {
             let handed = Handed {
                 before,
                 input: &given[..used],
@@ -268,6 +338,7 @@ impl Connection {
             handed.show(&mut self.tap, &mut self.metrics, started);
         }
         self.input.consume(used);
+        self.handed(session, before, used);
         result
     }
 
@@ -290,10 +361,26 @@ impl Connection {
     }
 
     /// Writes all buffered output, within the idle timeout: a client that
-    /// stops reading cannot hold the connection.
+    /// stops reading cannot hold the connection. A kick ends a write that
+    /// waits for the client; output the client takes at once still goes
+    /// out, so a reply owed (a relay's 250) is not lost to a kick.
     pub async fn flush(&mut self) -> io::Result<()> {
         let timeout = self.settings.idle_timeout;
-        self.stream.write_within(&mut self.output, timeout).await
+        tokio::select! {
+            biased;
+            written = self.stream.write_within(&mut self.output, timeout) => written,
+            () = self.registration.kicked() => Err(kicked()),
+        }
+    }
+
+    /// Writes part of a long reply (a message body, a listing): as
+    /// [`Connection::flush`], but a kicked connection stops here, with an
+    /// error, instead of sending the rest.
+    pub async fn flush_partial(&mut self) -> io::Result<()> {
+        if self.is_kicked() {
+            return Err(kicked());
+        }
+        self.flush().await
     }
 
     /// How long the next read may wait.
@@ -302,8 +389,9 @@ impl Connection {
     }
 
     /// Reads more input, at most `max_read` octets; `Some` tells how the
-    /// wait ended instead. Before login (`logged_in` false), a deadline
-    /// that has passed ends it at once.
+    /// wait ended instead. A deadline that has passed ends it at once:
+    /// before login (`logged_in` false) the login deadline, after it the
+    /// deadline of the request being received.
     pub async fn read_more(
         &mut self,
         logged_in: bool,
@@ -315,16 +403,29 @@ impl Connection {
         if !logged_in && self.login.has_passed() {
             return Ok(Some(Ending::LoginDeadline));
         }
-        let timeout = self.read_timeout(logged_in);
+        let now = Instant::now();
+        let request = match logged_in {
+            true => self.request.deadline(now, self.input.pending().len()),
+            false => None,
+        };
+        let idle = self.read_timeout(logged_in);
+        // A client silent for the whole idle timeout is idle, whatever it
+        // was in the middle of; the request deadline cuts it only earlier.
+        let (timeout, too_long) = match request {
+            Some(due) if due <= now => return Ok(Some(Ending::RequestTimeout)),
+            Some(due) if due - now < idle => (due - now, Ending::RequestTimeout),
+            _ => (idle, Ending::IdleTimeout),
+        };
         tokio::select! {
             read = tokio::time::timeout(timeout, self.input.fill(&mut self.stream, max_read)) => match read {
                 Err(_) if !logged_in && self.login.has_passed() => Ok(Some(Ending::LoginDeadline)),
-                Err(_) => Ok(Some(Ending::IdleTimeout)),
+                Err(_) => Ok(Some(too_long)),
                 Ok(Ok(0)) => Ok(Some(Ending::Closed)),
                 Ok(Ok(_)) => Ok(None),
                 Ok(Err(error)) => Err(error),
             },
             _ = stopped(&mut self.shutdown) => Ok(Some(Ending::Shutdown)),
+            () = self.registration.kicked() => Ok(Some(Ending::Kicked)),
         }
     }
 
@@ -368,13 +469,15 @@ impl Connection {
         if !self.stream.start_tls(tls, handshake).await {
             return Ok(Some("tls-failed"));
         }
+        self.registration.set_tls(self.stream.tls_version());
         Ok(None)
     }
 
     /// Ends the connection: closes the stream (within
     /// [`CLOSE_WITHIN`](crate::stream::CLOSE_WITHIN)) and logs the session's
     /// one summary line, with `user` (once logged in) and the protocol's
-    /// own `fields`. `ended` is how the driver's loop ended. (It borrows
+    /// own `fields`. `ended` is how the driver's loop ended; an error on a
+    /// kicked connection is the kick's doing (`end=kicked`). (It borrows
     /// the connection, so a driver's future need not hold a second one
     /// while it runs: an idle connection's task stays small.)
     pub async fn finish<F: fmt::Display + Sync>(
@@ -388,6 +491,7 @@ impl Connection {
         }
         let end = match ended {
             Ok(end) => end,
+            Err(_) if self.is_kicked() => Ending::Kicked.reason(),
             Err(error) => {
                 tracing::debug!(peer = %self.peer, error = %LogText(&error), "connection error");
                 "error"
@@ -482,6 +586,7 @@ mod tests {
             idle_timeout: Duration::from_secs(600),
             login_deadline: Duration::from_secs(120),
             input_limit: 8192,
+            min_data_rate: None,
             protocol_log: None,
         }
     }
@@ -562,5 +667,7 @@ mod tests {
         assert_eq!(Ending::IdleTimeout.reason(), "timeout");
         assert_eq!(Ending::LoginDeadline.reason(), "login-deadline");
         assert_eq!(Ending::Shutdown.reason(), "shutdown");
+        assert_eq!(Ending::RequestTimeout.reason(), "request-timeout");
+        assert_eq!(Ending::Kicked.reason(), "kicked");
     }
 }

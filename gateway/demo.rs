@@ -9,6 +9,8 @@
 //! Submission is on too, relaying into the local Maildirs (`relay =
 //! "maildir"`): a message demo sends to `friend@localhost` is in friend's
 //! mailbox, ready to fetch over POP3, as soon as the client hears 250.
+//! Its control socket is in the sandbox too, so `popgate who -c
+//! SANDBOX/popgate.toml` works without root.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -17,6 +19,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rand::distr::{Alphanumeric, SampleString};
+
+use crate::config::ControlSettings;
 
 /// Where the sandbox lives and which ports it uses.
 #[derive(Debug, Clone)]
@@ -107,6 +111,15 @@ fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 fn config_text(dir: &Path, options: &DemoOptions) -> String {
+    // `popgate who -c DIR/popgate.toml` then works without root; a sandbox
+    // too deep for a socket path keeps the default (tried, else skipped).
+    let control = ControlSettings {
+        socket: dir.join("control"),
+    };
+    let control = match control.validate() {
+        Ok(()) => format!("\n[control]\nsocket = \"{}\"\n", control.socket.display()),
+        Err(_) => String::new(),
+    };
     let dir = dir.display();
     format!(
         r#"# Written by `popgate demo`. Serve it again with: popgate serve -c {dir}/popgate.toml
@@ -133,7 +146,7 @@ listen = ["127.0.0.1:{submission}"]
 listen_tls = ["127.0.0.1:{submissions}"]
 relay = "maildir"          # deliver into the local Maildirs above
 sender_policy = "own"      # demo sends as demo@localhost only
-"#,
+{control}"#,
         pop3 = options.pop3_port,
         pop3s = options.pop3s_port,
         submission = options.submission_port,

@@ -8,8 +8,10 @@
 //! - [`config`]: the configuration contract as types, loaded from TOML and
 //!   the environment;
 //! - [`connection`]: the connection core every protocol runs on — reads
-//!   under the idle timeout, the login deadline and shutdown, flushes,
-//!   upgrades to TLS, taps the protocol log, writes the summary line;
+//!   under the idle timeout, the login deadline, the
+//!   [request deadlines](request_deadline), shutdown and kicks, flushes,
+//!   upgrades to TLS, taps the protocol log, keeps its entry in the
+//!   [session registry](sessions), writes the summary line;
 //! - [`pop3`]: the protocol — a pure parser and session state machine, and
 //!   the driver that does the protocol's own I/O around them;
 //! - [`submission`]: authenticated SMTP submission (ports 587 and 465) and
@@ -21,6 +23,7 @@
 //!   wrong with it; [`expiry_watch`]: the log warning near its end;
 //!   [`runtime`]: the snapshot of settings a connection runs with;
 //!   [`reload`]: SIGHUP, the whole configuration reloaded while serving;
+//!   [`control`]: the local socket of `popgate who`, `kick` and `reload`;
 //!   [`proxy_protocol`]: client addresses from trusted load balancers;
 //!   [`line_buffer`], [`stream`], [`limits`]: the pieces connections share;
 //! - [`mailbox_settings`]: per-mailbox overrides of the configuration, and
@@ -52,6 +55,7 @@ pub mod cli;
 pub mod client_settings;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod demo;
 pub mod descriptors;
 pub mod expiry_watch;
@@ -70,8 +74,10 @@ pub mod privileges;
 pub mod protocol_log;
 pub mod proxy_protocol;
 pub mod reload;
+pub mod request_deadline;
 pub mod runtime;
 pub mod server;
+pub mod sessions;
 pub mod stream;
 pub mod submission;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! The `popgate` command: serve, demo, check, settings, config, mailbox,
-//! passwd.
+//! passwd, and who, kick and reload, which ask the running server over its
+//! control socket.
 //!
 //! The thin edge of the binary: the command line is defined in
 //! [`popgate::cli`] (so man pages and completions come from it); this file
@@ -8,13 +9,18 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use popgate::cli::{Cli, Command};
+use popgate::cli::{Cli, Command, ControlArgs};
 use popgate::client_settings;
 use popgate::config::{BackendKind, Settings};
+use popgate::control::client::{self, who_table};
+use popgate::control::protocol::{Request, Response};
+use popgate::control::{ControlSocket, Reload, ReloadOutcome};
 use popgate::demo::{self, DemoOptions};
+use popgate::reload::Reloader;
 use popgate::server::Gateway;
 use popgate_auth::LoginNameCase;
 use sd_notify::NotifyState;
@@ -82,6 +88,9 @@ fn main() -> Result<()> {
         } => passwd(&file, &user, cost, keep_case),
         Command::Generate { what, dir } => popgate::generate::write(what, &dir)
             .with_context(|| format!("writing into {}", dir.display())),
+        Command::Who { control, json } => who(&control, json),
+        Command::Kick { control, user } => kick(&control, user),
+        Command::Reload { control } => reload_server(&control),
     }
 }
 
@@ -133,6 +142,9 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         let gateway = Gateway::bind(&settings)
             .await
             .with_context(|| format!("starting with {}", config.display()))?;
+        // Made as root, before popgate becomes the mail user, and given to it.
+        let control = ControlSocket::open(&settings)
+            .with_context(|| format!("starting with {}", config.display()))?;
         match &settings.store.mail_user {
             Some(user) => {
                 popgate::privileges::become_user(user)
@@ -159,6 +171,11 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let reloader = gateway.reloader(&config);
+        let reload_now: Reload = Arc::new(move || reload(&reloader));
+        let control = control.map(|control| {
+            let answers = Arc::new(gateway.control(reload_now.clone()));
+            tokio::spawn(control.serve(answers, stop_rx.clone()))
+        });
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -166,16 +183,9 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
             loop {
                 tokio::select! {
                     _ = hangup.recv() => {
-                        // systemd 253+ wants the reload's start time with RELOADING=1.
-                        if let Ok(now) = NotifyState::monotonic_usec_now() {
-                            notify_service_manager(&[NotifyState::Reloading, now]);
-                        }
                         // The reload reads files: off the async threads.
-                        // It logs what it did (`popgate reload` prints the
-                        // same report).
-                        let reloading = reloader.clone();
-                        let _ = tokio::task::spawn_blocking(move || reloading.reload()).await;
-                        notify_service_manager(&[NotifyState::Ready]);
+                        let reloading = reload_now.clone();
+                        let _ = tokio::task::spawn_blocking(move || reloading()).await;
                     }
                     _ = terminate.recv() => break,
                     _ = interrupt.recv() => break,
@@ -190,6 +200,10 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         // Listeners are bound: connections wait in their backlog from now on.
         notify_service_manager(&[NotifyState::Ready]);
         gateway.run(stop_rx).await;
+        // It stops at the same signal, and removes its socket.
+        if let Some(control) = control {
+            let _ = control.await;
+        }
         Ok(())
     })
 }
@@ -224,6 +238,76 @@ fn raise_descriptor_limit(max_connections: usize) {
         }
         Err(error) => tracing::warn!("cannot raise the descriptor limit: {error}"),
     }
+}
+
+/// The reload SIGHUP and `popgate reload` run (on a blocking thread: it
+/// reads files): systemd hears RELOADING and READY around it, and the
+/// report is what `popgate reload` prints.
+fn reload(reloader: &Reloader) -> ReloadOutcome {
+    // systemd 253+ wants the reload's start time with RELOADING=1.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        notify_service_manager(&[NotifyState::Reloading, now]);
+    }
+    let report = reloader.reload();
+    notify_service_manager(&[NotifyState::Ready]);
+    ReloadOutcome {
+        complete: report.is_complete(),
+        report: report.lines().join("\n"),
+    }
+}
+
+/// Asks the running server `request` over its control socket.
+fn ask(control: &ControlArgs, request: &Request) -> Result<Response> {
+    let socket = match &control.socket {
+        Some(socket) => socket.clone(),
+        None => Settings::load(&control.config)?.control_socket(),
+    };
+    match client::ask(&socket, request)? {
+        Response::Error(why) => bail!("popgate answered: {why}"),
+        answer => Ok(answer),
+    }
+}
+
+fn who(control: &ControlArgs, json: bool) -> Result<()> {
+    let Response::Sessions(sessions) = ask(control, &Request::Who)? else {
+        bail!("popgate answered something else than sessions");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&sessions)?);
+    } else {
+        print!("{}", who_table(&sessions));
+    }
+    Ok(())
+}
+
+fn kick(control: &ControlArgs, user: String) -> Result<()> {
+    let Response::Kicked {
+        user,
+        sessions,
+        still_open,
+    } = ask(control, &Request::Kick(user))?
+    else {
+        bail!("popgate answered something else than a kick");
+    };
+    if sessions == 0 {
+        bail!("{user} has no session");
+    }
+    println!("kicked {sessions} session(s) of {user}");
+    if still_open > 0 {
+        println!("{still_open} still ending (busy in a step, e.g. a relay or an UPDATE under way)");
+    }
+    Ok(())
+}
+
+fn reload_server(control: &ControlArgs) -> Result<()> {
+    let Response::Reloaded { complete, report } = ask(control, &Request::Reload)? else {
+        bail!("popgate answered something else than a reload");
+    };
+    println!("{report}");
+    if !complete {
+        bail!("the reload was not complete: what could not be reloaded keeps its old contents");
+    }
+    Ok(())
 }
 
 /// Tells systemd (`Type=notify`) how the service is doing; a no-op when

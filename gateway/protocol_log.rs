@@ -87,10 +87,16 @@ pub enum Reading {
     MessageText,
 }
 
-/// A session the protocol log taps: it says what it reads next.
+/// A session the connection core hands input to: it says what it reads
+/// next (for the protocol log and the [request deadlines](crate::request_deadline))
+/// and what state it is in (for `popgate who`).
 pub trait Tapped {
     /// What the next input is, to the session.
     fn reading(&self) -> Reading;
+
+    /// The session's state in a word (`authorization`, `transaction`,
+    /// `data`, …), as `popgate who` shows it.
+    fn state(&self) -> &'static str;
 }
 
 /// One line of the protocol log, before it is logged.

@@ -65,6 +65,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "auth.login_name_case",
     "auth.max_checks",
     "metrics",
+    "control",
 ];
 
 /// What a reload did.
@@ -96,6 +97,25 @@ impl ReloadReport {
         matches!(self, ReloadReport::Applied(_))
     }
 
+    /// True when the whole new configuration is in force: applied, and no
+    /// file kept its old contents (keys waiting for a restart aside).
+    pub fn is_complete(&self) -> bool {
+        matches!(self, ReloadReport::Applied(applied) if applied.kept.is_empty())
+    }
+
+    /// The report as the log shows it: a line per file kept, then the
+    /// report's own line (what `popgate reload` prints).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let ReloadReport::Applied(applied) = self {
+            for kept in &applied.kept {
+                lines.push(kept.to_string());
+            }
+        }
+        lines.push(self.to_string());
+        lines
+    }
+
     /// Logs the report: a line per file kept, then the report's own line,
     /// an error when refused, a warning when something did not take
     /// effect.
@@ -104,11 +124,7 @@ impl ReloadReport {
             ReloadReport::Refused(_) => error!("{self}"),
             ReloadReport::Applied(applied) => {
                 for kept in &applied.kept {
-                    error!(
-                        "{} not reloaded, keeping the old one: {}",
-                        kept.what,
-                        LogText(&kept.reason)
-                    );
+                    error!("{kept}");
                 }
                 if applied.kept.is_empty() && applied.needs_restart.is_empty() {
                     info!("{self}");
@@ -182,8 +198,7 @@ impl Reloader {
         let _turn = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         let report = self.apply();
         report.log();
-        let complete = matches!(&report, ReloadReport::Applied(applied) if applied.kept.is_empty());
-        metrics::count_reload(self.shared.metrics.as_deref(), complete);
+        metrics::count_reload(self.shared.metrics.as_deref(), report.is_complete());
         report
     }
 
@@ -314,6 +329,7 @@ pub fn keep_restart_only(old: &Settings, mut new: Settings) -> (Settings, Vec<&'
         &mut new.store.mail_user,
     );
     keep(&mut restart, "metrics", &old.metrics, &mut new.metrics);
+    keep(&mut restart, "control", &old.control, &mut new.control);
     let (auth, new_auth) = (&old.auth, &mut new.auth);
     keep(
         &mut restart,

@@ -18,12 +18,14 @@
 //! limits. A new snapshot's limits count the slots the old one's sessions
 //! hold.
 
+use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use popgate_auth::{Authenticator, Throttle};
 
 use crate::config::{BackendKind, SettingError, Settings};
 use crate::limits::{ConnectionMaxima, Limits, UserLimit};
+use crate::log_text::LogText;
 use crate::login::LoginGate;
 use crate::mailbox_settings::effective::Defaults;
 use crate::mailbox_settings::file::MailboxFile;
@@ -32,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::pop3::Pop3Service;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::server::StartError;
+use crate::sessions::Sessions;
 use crate::submission::relay::Relay;
 use crate::submission::SubmissionService;
 use crate::tls::TlsProvider;
@@ -52,6 +55,8 @@ pub struct Shared {
     /// What is counted for Prometheus; `None` without `[metrics]` (which
     /// only a restart turns on or off).
     pub metrics: Option<Arc<Metrics>>,
+    /// The sessions in progress, which `popgate who` lists and `kick` ends.
+    pub sessions: Arc<Sessions>,
 }
 
 impl Shared {
@@ -88,6 +93,7 @@ impl Shared {
             limits: Arc::new(Limits::new()),
             submission_users: Arc::new(UserLimit::new()),
             metrics,
+            sessions: Arc::new(Sessions::new()),
         })
     }
 }
@@ -102,6 +108,17 @@ pub struct Kept {
     pub key: &'static str,
     /// Why it could not be used.
     pub reason: String,
+}
+
+impl fmt::Display for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} not reloaded, keeping the old one: {}",
+            self.what,
+            LogText(&self.reason)
+        )
+    }
 }
 
 /// The services and settings of one configuration.

@@ -53,6 +53,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{SettingError, Settings};
 use crate::connection::{stopped, Connection, Protocol};
+use crate::control::{Control, Reload};
 use crate::descriptors::{self, Backoff, Shortage};
 use crate::expiry_watch;
 use crate::http_listener::HttpListener;
@@ -64,6 +65,7 @@ use crate::metrics::{Metrics, Service as CountedService};
 use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::reload::Reloader;
 use crate::runtime::{Current, Runtime, Shared};
+use crate::sessions::Sessions;
 use crate::stream::Stream;
 use crate::tls::{TlsError, TlsProvider};
 
@@ -149,8 +151,8 @@ fn service_for(kind: ListenerKind, runtime: &Runtime) -> Option<Service> {
 
 /// What a connection meets before its service, whatever it serves: the
 /// trusted proxies and the connection maxima of the configuration it was
-/// accepted under, the counters, the certificate and the metrics of the
-/// server.
+/// accepted under, the counters, the certificate, the session registry
+/// and the metrics of the server.
 #[derive(Debug)]
 struct Door {
     proxies: Arc<ProxyProtocol>,
@@ -158,6 +160,7 @@ struct Door {
     limits: Arc<Limits>,
     tls: Option<Arc<TlsProvider>>,
     metrics: Option<Arc<Metrics>>,
+    sessions: Arc<Sessions>,
 }
 
 /// A bound, not yet serving, popgate.
@@ -224,6 +227,16 @@ impl Gateway {
             .iter()
             .filter_map(|(kind, l)| Some((*kind, l.local_addr().ok()?)))
             .collect()
+    }
+
+    /// What the control socket answers from: this gateway's sessions and
+    /// login-name rule, and `reload` for `popgate reload`.
+    pub fn control(&self, reload: Reload) -> Control {
+        Control::new(
+            self.shared.sessions.clone(),
+            self.shared.auth.clone(),
+            reload,
+        )
     }
 
     /// A handle that reloads `config`, the file the gateway was started
@@ -319,6 +332,7 @@ impl Accepted {
             limits: self.shared.limits.clone(),
             tls: self.shared.tls.clone(),
             metrics: self.shared.metrics.clone(),
+            sessions: self.shared.sessions.clone(),
         };
         Some((service, door))
     }
@@ -435,8 +449,8 @@ async fn connection(
     if let Some(stream) = open_stream(kind, tcp, door.tls.as_deref(), handshake).await {
         let settings = service.connection_settings();
         let metrics = door.metrics.as_ref().map(|m| m.session(kind.counted_as()));
-        let connection =
-            Connection::new(settings, stream, client, login, shutdown).with_metrics(metrics);
+        let connection = Connection::new(settings, stream, client, login, shutdown, &door.sessions)
+            .with_metrics(metrics);
         service.serve(connection).await;
     }
 }

@@ -10,6 +10,7 @@
 //! so the rest of the gateway can trust them.
 
 mod auth;
+mod control;
 mod metrics;
 mod proxy_protocol;
 mod submission;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthSettings, BackendKind, LoginNameCase};
+pub use control::{ControlSettings, DEFAULT_CONTROL_SOCKET};
 pub use metrics::MetricsSettings;
 pub use proxy_protocol::{IpNetwork, ProxyProtocolSettings};
 pub use submission::{MaildirRecipient, Relay, RelayTls, SenderPolicy, SubmissionSettings};
@@ -95,6 +97,10 @@ pub struct Settings {
     /// section nothing is counted and no port is bound.
     #[serde(default)]
     pub metrics: Option<MetricsSettings>,
+    /// The control socket; without this section the default path, if it
+    /// can be made (see [`ControlSettings`]).
+    #[serde(default)]
+    pub control: Option<ControlSettings>,
 }
 
 /// `[tls]`: the certificate chain and private key, PEM files.
@@ -239,6 +245,11 @@ fn default_hostname() -> String {
 }
 
 impl Settings {
+    /// The control socket's path, configured or default.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control.clone().unwrap_or_default().socket
+    }
+
     /// Reads `path`, applies `POPGATE_*` environment overrides, and validates.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let load_error = |source| ConfigError::Load {
@@ -350,6 +361,9 @@ impl Settings {
         if let Some(metrics) = &self.metrics {
             metrics.validate()?;
         }
+        if let Some(control) = &self.control {
+            control.validate()?;
+        }
         if let Some(submission) = &self.submission {
             submission.validate(self.tls.is_some())?;
         }
@@ -420,11 +434,12 @@ maildir = "/srv/mail/%d/%n"
         assert_eq!(settings.pop3.login_deadline, HumanDuration::from_secs(120));
         assert_eq!(settings.pop3.login_deadline, defaults.login_deadline);
         assert_eq!(settings.auth.deny_users, AuthSettings::default().deny_users);
-        let submission = settings.submission.unwrap();
+        let submission = settings.submission.clone().unwrap();
         let defaults = SubmissionSettings::default();
         assert_eq!(submission.listen, defaults.listen);
         assert_eq!(submission.max_message_size, defaults.max_message_size);
         assert_eq!(submission.login_deadline, defaults.login_deadline);
+        assert_eq!(submission.min_data_rate, defaults.min_data_rate);
         assert_eq!(
             submission.relay.to_string(),
             "smtp://smarthost.example.com:587"
@@ -436,6 +451,9 @@ maildir = "/srv/mail/%d/%n"
                 allow_public: false,
             })
         );
+        // [control] is shown commented out: the default, tried best-effort.
+        assert_eq!(settings.control, None);
+        assert_eq!(settings.control_socket(), Path::new(DEFAULT_CONTROL_SOCKET));
     }
 
     #[test]
@@ -456,6 +474,24 @@ maildir = "/srv/mail/%d/%n"
                 .unwrap()
                 .allow_public
         );
+    }
+
+    #[test]
+    fn a_control_section_names_its_socket_and_is_checked() {
+        let file = write("[pop3]\nlisten_tls = []\n[control]\nsocket = \"/run/pg/ctl\"\n");
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.control_socket(), Path::new("/run/pg/ctl"));
+        let file = write("[pop3]\nlisten_tls = []\n[control]\n");
+        let settings = Settings::load(file.path()).unwrap();
+        assert_eq!(settings.control, Some(ControlSettings::default()));
+        for (text, key) in [
+            ("[control]\nsocket = \"ctl\"\n", "control.socket"),
+            ("[control]\nsockets = \"/ctl\"\n", "sockets"),
+        ] {
+            let file = write(&format!("[pop3]\nlisten_tls = []\n{text}"));
+            let error = Settings::load(file.path()).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]
@@ -596,6 +632,10 @@ maildir = "/srv/mail/%d/%n"
             (
                 "[pop3]\nlisten_tls = []\n[auth]\nmax_checks = 0\n",
                 "auth.max_checks",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[tls]\ncert = \"c\"\nkey = \"k\"\n[submission]\nmin_data_rate = 0\n",
+                "submission.min_data_rate",
             ),
             (
                 "[pop3]\nlisten_tls = []\n[proxy_protocol]\ntimeout = \"0s\"\n",

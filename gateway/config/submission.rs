@@ -19,6 +19,7 @@
 //! relay_password_file = "/etc/popgate/relay.secret"
 //! relay_ca_file = "/etc/popgate/relay-ca.pem"   # optional: a private CA
 //! sendmail_command = "/usr/sbin/sendmail"       # for relay = "sendmail"
+//! min_data_rate = "1K"                  # message text slower than this (octets/s) is cut
 //!
 //! [submission.addresses]                # more sender addresses per login name
 //! alice = ["alice@example.com", "sales@example.com"]
@@ -215,8 +216,15 @@ pub struct SubmissionSettings {
     pub sendmail_command: PathBuf,
     /// How long the relay may take to accept a message.
     pub relay_timeout: HumanDuration,
-    /// Idle time allowed between commands (RFC 5321 §4.5.3.2: 5 minutes).
+    /// Idle time allowed between commands (RFC 5321 §4.5.3.2: 5 minutes);
+    /// after login also the most one command line may take, from its first
+    /// byte, and the start of the time a message may take.
     pub idle_timeout: HumanDuration,
+    /// The slowest a logged-in client may send message text, in octets a
+    /// second: a message must be complete within `idle_timeout` from DATA
+    /// plus one second per `min_data_rate` octets received (see
+    /// `request_deadline`).
+    pub min_data_rate: ByteSize,
     /// Total time allowed to log in, from accept, however busy the client
     /// keeps the connection.
     pub login_deadline: HumanDuration,
@@ -245,6 +253,7 @@ impl Default for SubmissionSettings {
             sendmail_command: PathBuf::from("sendmail"),
             relay_timeout: HumanDuration::from_secs(120),
             idle_timeout: HumanDuration::from_secs(300),
+            min_data_rate: ByteSize(1024),
             login_deadline: HumanDuration::from_secs(120),
             maildir_recipient: MaildirRecipient::LocalPart,
             addresses: BTreeMap::new(),
@@ -311,6 +320,12 @@ impl SubmissionSettings {
             return Err(SettingError::new(
                 "submission.idle_timeout",
                 "timeouts must be longer than zero".into(),
+            ));
+        }
+        if self.min_data_rate.0 == 0 {
+            return Err(SettingError::new(
+                "submission.min_data_rate",
+                "must be at least 1 octet a second".into(),
             ));
         }
         if self.login_deadline.0.is_zero() {

@@ -11,8 +11,9 @@
 //! wire encoder, upgrading to TLS, and applying deletions at QUIT, once
 //! every earlier reply has been written. A refused login, whoever refused
 //! it, is the session's to answer ([`Session::login_refused`]). Every other
-//! way a connection ends — the client leaves, a timeout, shutdown, an
-//! error, a reply that cannot be written before UPDATE — applies nothing.
+//! way a connection ends — the client leaves, a timeout, shutdown, a kick
+//! (`popgate kick`, even one that comes with QUIT already read), an error,
+//! a reply that cannot be written before UPDATE — applies nothing.
 //!
 //! Replies go through the core's tap ([`Connection::reply`]), so the
 //! protocol log shows them; message bodies and listings are written past it
@@ -71,12 +72,15 @@ impl fmt::Display for Summary {
 /// One POP3 conversation on a connection.
 struct Driver {
     service: Arc<Pop3Service>,
-    conn: Connection,
     session: Pop3Session,
     summary: Summary,
     user_slot: Option<Slot<String>>,
     /// The filesystem identity store calls run with (system users as root).
     identity: Option<Identity>,
+    /// Dropped last: the session leaves the registry only once its mailbox
+    /// lock and user slot are released, so `popgate kick` returns with them
+    /// free.
+    conn: Connection,
 }
 
 /// Serves one connection (TLS already established on port 995).
@@ -95,11 +99,11 @@ pub fn serve(service: Arc<Pop3Service>, conn: Connection) -> impl Future<Output 
     };
     Box::new(Driver {
         service,
-        conn,
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
         identity: None,
+        conn,
     })
     .serve()
 }
@@ -114,6 +118,16 @@ fn goodbye(session: &mut Pop3Session, ending: Ending, out: &mut Vec<u8>) {
             out,
             Some(Code::SysTemp),
             format_args!("Server shutting down, try again later"),
+        ),
+        Ending::RequestTimeout => reply::err(
+            out,
+            None,
+            format_args!("Autologout; command line not completed in time"),
+        ),
+        Ending::Kicked => reply::err(
+            out,
+            Some(Code::SysTemp),
+            format_args!("Disconnected by the administrator"),
         ),
     }
 }
@@ -209,6 +223,12 @@ impl Driver {
                 // must not lose the message. If they cannot be written,
                 // dropping the mailbox applies nothing.
                 self.conn.flush().await?;
+                // Nor does a kick that came before UPDATE began.
+                if self.conn.is_kicked() {
+                    let session = &mut self.session;
+                    self.conn.reply(|out| goodbye(session, Ending::Kicked, out));
+                    return Ok(Some(Ending::Kicked.reason()));
+                }
                 Box::pin(self.update(mailbox, deleted)).await;
                 return Ok(Some("quit"));
             }
@@ -281,13 +301,14 @@ impl Driver {
             Ok(mailbox) => {
                 self.identity = identity;
                 self.user_slot = Some(slot);
-                self.summary.user = Some(account.user);
                 if let Some(metrics) = self.conn.metrics() {
                     metrics.logged_in();
                 }
                 let session = &mut self.session;
                 self.conn
                     .reply(|out| session.logged_in(Arc::new(mailbox), out));
+                self.conn.set_user(Some(&account.user), &self.session);
+                self.summary.user = Some(account.user);
                 Ok(())
             }
             Err(StoreError::TimedOut) => {
@@ -311,7 +332,7 @@ impl Driver {
             self.session
                 .write_listing(listing, from, self.conn.output(), WRITE_CHUNK)
         {
-            self.conn.flush().await?;
+            self.conn.flush_partial().await?;
             from = next;
         }
         Ok(())
@@ -412,7 +433,7 @@ impl Driver {
         sent: &mut u64,
     ) -> std::io::Result<()> {
         if self.conn.output().len() >= WRITE_CHUNK {
-            self.conn.flush().await?;
+            self.conn.flush_partial().await?;
         }
         let mut file = tokio::fs::File::from_std(file);
         chunk.resize(READ_CHUNK, 0);
@@ -424,7 +445,7 @@ impl Driver {
             *sent += n as u64;
             encoder.encode(&chunk[..n], self.conn.output());
             if self.conn.output().len() >= WRITE_CHUNK {
-                self.conn.flush().await?;
+                self.conn.flush_partial().await?;
             }
         }
         Ok(())

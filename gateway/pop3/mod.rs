@@ -67,6 +67,7 @@ impl Pop3Service {
                 idle_timeout: pop3.idle_timeout.0,
                 login_deadline: pop3.login_deadline.0,
                 input_limit: HARD_LINE_LIMIT,
+                min_data_rate: None,
                 protocol_log: pop3.protocol_log.then_some(command::KEYWORDS),
             },
             banner: pop3.banner.clone(),

@@ -583,6 +583,16 @@ impl<M: Maildrop> Tapped for Session<M> {
             false => Reading::Command,
         }
     }
+
+    /// The states of RFC 1939: `authorization`, `transaction`, and
+    /// `update` once QUIT was given.
+    fn state(&self) -> &'static str {
+        match self.state {
+            State::Authorization { .. } => "authorization",
+            State::Transaction(_) => "transaction",
+            State::Closed => "update",
+        }
+    }
 }
 
 /// The answer to a SASL exchange that ended without credentials: a name

@@ -63,11 +63,13 @@ impl fmt::Display for Summary {
 /// One submission conversation on a connection.
 struct Driver {
     service: Arc<SubmissionService>,
-    conn: Connection,
     session: Session,
     summary: Summary,
     /// The user's place in `max_connections_per_user`, once logged in.
     user_slot: Option<Slot<String>>,
+    /// Dropped last: the session leaves the registry only once its user
+    /// slot is released.
+    conn: Connection,
 }
 
 /// Serves one connection (TLS already established on port 465).
@@ -82,10 +84,10 @@ pub fn serve(service: Arc<SubmissionService>, conn: Connection) -> impl Future<O
     options.starttls_available = !options.tls && service.tls.is_some();
     Box::new(Driver {
         service,
-        conn,
         session: Session::new(options),
         summary: Summary::default(),
         user_slot: None,
+        conn,
     })
     .serve()
 }
@@ -97,6 +99,16 @@ fn goodbye(session: &mut Session, ending: Ending, out: &mut Vec<u8>) {
         Ending::IdleTimeout => reply(out, 421, "4.4.2", "Idle for too long, closing"),
         Ending::LoginDeadline => session.login_refused(LoginRefusal::LoginDeadline, out),
         Ending::Shutdown => reply(out, 421, "4.3.2", "Server shutting down, try again later"),
+        Ending::RequestTimeout if session.reading() == Reading::MessageText => reply(
+            out,
+            421,
+            "4.4.2",
+            "Message text too slow (below the minimum data rate), closing",
+        ),
+        Ending::RequestTimeout => {
+            reply(out, 421, "4.4.2", "Command not completed in time, closing")
+        }
+        Ending::Kicked => reply(out, 421, "4.3.2", "Disconnected by the administrator"),
     }
 }
 
@@ -142,6 +154,7 @@ impl Driver {
                     // The login is forgotten with the rest: so is its place
                     // in max_connections_per_user.
                     self.user_slot = None;
+                    self.conn.set_user(None, &self.session);
                 }
                 Step::Authenticate(credentials) => {
                     // The password check ends at the login deadline.
@@ -211,7 +224,8 @@ impl Driver {
                 let senders = SubmissionService::senders(&mailbox);
                 let session = &mut self.session;
                 self.conn
-                    .reply(|out| session.authenticated(account.user, senders, out));
+                    .reply(|out| session.authenticated(account.user.clone(), senders, out));
+                self.conn.set_user(Some(&account.user), &self.session);
                 return None;
             }
             Err(refusal) => {

@@ -29,6 +29,7 @@ pub mod reply;
 pub mod session;
 
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +96,7 @@ impl SubmissionService {
                 idle_timeout: submission.idle_timeout.0,
                 login_deadline: submission.login_deadline.0,
                 input_limit: driver::INPUT_LIMIT,
+                min_data_rate: NonZeroU64::new(submission.min_data_rate.0),
                 protocol_log: submission.protocol_log.then_some(session::KEYWORDS),
             },
             relay_timeout: submission.relay_timeout.0,

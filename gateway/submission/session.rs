@@ -793,6 +793,17 @@ impl Tapped for Session {
             Input::Data { .. } | Input::Discard { .. } => Reading::MessageText,
         }
     }
+
+    /// `authorization` until AUTH succeeds, then `ready`, `envelope` once
+    /// MAIL is given, `data` while the message text comes.
+    fn state(&self) -> &'static str {
+        match (&self.input, &self.user, &self.from) {
+            (Input::Data { .. } | Input::Discard { .. }, _, _) => "data",
+            (_, None, _) => "authorization",
+            (_, Some(_), Some(_)) => "envelope",
+            (_, Some(_), None) => "ready",
+        }
+    }
 }
 
 /// The sender policy on the message's From: and Sender: fields: exactly one

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::line_client::LineClient;
+use crate::line_client::{LineClient, Trickled};
 
 /// The password every test user has, unless a test says otherwise.
 pub const PASSWORD: &str = "correct horse";
@@ -164,7 +164,8 @@ impl Server {
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
              [auth]\n{backend}\n{auth}\n\
-             [store]\nmaildir = \"{maildir}\"\n{extra}\n{metrics}{submission}",
+             [store]\nmaildir = \"{maildir}\"\n{extra}\n\
+             [control]\nsocket = \"{root}/control\"\n{metrics}{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
@@ -213,6 +214,23 @@ impl Server {
             &self.env,
             self.nofile,
         )
+    }
+
+    /// The control socket (`[control] socket`, in the sandbox).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.path().join("control")
+    }
+
+    /// Runs `popgate ARGS --socket SOCKET` against this server's control
+    /// socket, as root would: `popgate who`, `kick USER`, `reload`.
+    pub fn control(&self, args: &[&str]) -> std::process::Output {
+        Command::new(popgate_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.control_socket())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// The Maildir of `user`.
@@ -331,9 +349,17 @@ impl Server {
     }
 
     /// Another popgate process on this server's configuration, and so on
-    /// the same mail tree (as behind a load balancer over shared storage).
+    /// the same mail tree (as behind a load balancer over shared storage),
+    /// with a control socket of its own (as on a host of its own).
     pub fn another_process(&self) -> OtherProcess {
-        let (child, _log, addrs) = self.spawn_again();
+        let mut env = self.env.clone();
+        let socket = self.dir.path().join(format!("control-{}", rand_suffix()));
+        env.push((
+            "POPGATE_CONTROL__SOCKET".into(),
+            socket.display().to_string(),
+        ));
+        let config = self.dir.path().join("popgate.toml");
+        let (child, _log, addrs) = spawn_serve(&config, self.services, &env);
         OtherProcess {
             child,
             tls: addrs["pop3s"],
@@ -689,6 +715,11 @@ impl Client {
     /// Reads until the server closes; returns everything it sent meanwhile.
     pub fn read_to_close(&mut self) -> String {
         self.line.read_to_close()
+    }
+
+    /// Sends `bytes` a byte at a time (see [`LineClient::trickle`]).
+    pub fn trickle(&mut self, bytes: &[u8], every: Duration, give_up: Duration) -> Trickled {
+        self.line.trickle(bytes, every, give_up)
     }
 
     /// Closes the TCP connection without QUIT.

@@ -82,6 +82,15 @@ pub enum Arrival {
     Failed(std::io::Error),
 }
 
+/// How a [`LineClient::trickle`] went.
+#[derive(Debug)]
+pub struct Trickled {
+    /// Everything the server sent while the client trickled.
+    pub answer: String,
+    /// When the server closed, from the first byte; `None`: still open.
+    pub closed_after: Option<Duration>,
+}
+
 /// A line-oriented connection to the server under test.
 pub struct LineClient {
     conn: Conn,
@@ -250,6 +259,48 @@ impl LineClient {
     pub fn is_silent_for(&mut self, within: Duration) -> bool {
         self.buffer.is_empty()
             && matches!(self.wait_for(within), Arrival::Nothing | Arrival::Failed(_))
+    }
+
+    /// Sends `bytes` one at a time, the first at once and then one every
+    /// `every` (round again when they run out), until the server closes
+    /// or `give_up` has passed since the first; returns what the server
+    /// sent meanwhile and when it closed, counted from the first byte.
+    /// Writes that fail (the server has closed) are ignored: the reads say
+    /// when.
+    pub fn trickle(&mut self, bytes: &[u8], every: Duration, give_up: Duration) -> Trickled {
+        let started = std::time::Instant::now();
+        let mut next = started;
+        let mut sent = 0usize;
+        let closed = loop {
+            let now = std::time::Instant::now();
+            if now >= started + give_up {
+                break None;
+            }
+            if now >= next {
+                let _ = self.conn.write_all(&[bytes[sent % bytes.len()]]);
+                let _ = self.conn.flush();
+                sent += 1;
+                next += every;
+            }
+            let wait = next
+                .min(started + give_up)
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(1));
+            self.tcp().set_read_timeout(Some(wait)).unwrap();
+            let mut chunk = [0u8; 16384];
+            match self.conn.read(&mut chunk) {
+                Ok(0) => break Some(started.elapsed()),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A reset: the server closed and a byte sent after it was refused.
+                Err(_) => break Some(started.elapsed()),
+            }
+        };
+        self.tcp().set_read_timeout(Some(self.timeout)).unwrap();
+        Trickled {
+            answer: String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned(),
+            closed_after: closed,
+        }
     }
 
     /// Reads until the server closes; returns everything it sent meanwhile.

@@ -10,6 +10,7 @@ mod autoconfig;
 mod bounds;
 mod certificates;
 mod connections;
+mod control;
 mod demo;
 mod faults;
 mod guides;
@@ -42,6 +43,7 @@ mod reload;
 #[path = "../../examples/reply_poller/reply.rs"]
 mod reply;
 mod reply_poller;
+mod request_deadlines;
 mod sendmail;
 mod slow_clients;
 mod smtp_harness;

@@ -423,14 +423,12 @@ fn slow_clients_are_cut_at_the_login_deadline_while_a_normal_client_is_served() 
 
 /// A logged-in submission client that sends one byte of its message every
 /// 2 s must be cut, as the slow clients before login are: the idle
-/// timeout restarts with every byte, so today nothing but the per-user
-/// connection limit bounds it, and it holds its connection for as long as
-/// it likes (the test sees every one of them still open long after the
-/// 3 s idle timeout). Ignored until a bound on the time one command or
-/// message may take exists (a per-request deadline with a minimum data
-/// rate, as Postfix has); it fails today.
+/// timeout restarts with every byte, so before the request deadlines
+/// (`request_deadline.rs`: message text at `min_data_rate` after the idle
+/// timeout) nothing but the per-user connection limit bounded it, and it
+/// held its connection for as long as it liked (this test saw every one of
+/// them still open long after the 3 s idle timeout).
 #[test]
-#[ignore = "finding: nothing bounds a logged-in client that trickles DATA"]
 fn a_logged_in_client_trickling_data_is_cut() {
     let connections = clients();
     raise_descriptor_limit(connections);

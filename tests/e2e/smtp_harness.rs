@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::harness::{Options, Server, PASSWORD};
-use crate::line_client::LineClient;
+use crate::line_client::{LineClient, Trickled};
 
 /// Debian's Python, where python3-aiosmtpd is installed (a `python3` found
 /// first on PATH may be another installation without it).
@@ -180,6 +180,11 @@ impl Smtp {
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.line.send_raw(bytes);
+    }
+
+    /// Sends `bytes` a byte at a time (see [`LineClient::trickle`]).
+    pub fn trickle(&mut self, bytes: &[u8], every: Duration, give_up: Duration) -> Trickled {
+        self.line.trickle(bytes, every, give_up)
     }
 
     /// Sends a command and returns its (possibly multi-line) reply.
