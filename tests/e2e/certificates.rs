@@ -145,7 +145,9 @@ fn a_good_certificate_shows_subject_and_days_left_and_a_reloaded_one_counts() {
 
     server.hangup();
     let warning = "TLS certificate CN=localhost expires in 3 days (";
-    let log = server.wait_for_log(warning);
+    // The reload logs the warning before its own summary line: wait for both.
+    server.wait_for_log(warning);
+    let log = server.wait_for_log("configuration reloaded");
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(log.contains(warning), "{log}");
     let (ok, text) = server.run_check(&[], None);

@@ -1,9 +1,12 @@
 //! The guides in `docs/guides/` cannot rot: every ```` ```toml ```` block in
 //! them is a whole configuration, and the real `popgate config` must load
-//! each one (and the package's `debian/popgate.toml`). The guides whose
-//! setup can run here are also served from their own block by
-//! [`GuideServer`]: listeners moved to loopback ports, absolute paths moved
-//! into a sandbox that holds the certificate, the htpasswd file and the
+//! each one (and the package's `debian/popgate.toml`) — except a block
+//! whose first line names another file than popgate.toml
+//! (`# /etc/popgate/mailboxes.toml`): that is the whole of a file its
+//! guide's configuration names. The guides whose setup can run here are
+//! also served from their own blocks by [`GuideServer`]: listeners moved
+//! to loopback ports, absolute paths moved into a sandbox that holds the
+//! certificate, the htpasswd file, the files the guide shows and the
 //! Maildirs, `hostname` made `localhost` for the test certificate, and
 //! `mail_user` made `nobody` (or dropped when not root).
 
@@ -35,8 +38,8 @@ fn guides() -> Vec<PathBuf> {
     guides
 }
 
-/// The ```toml blocks of `guide` (a file name in docs/guides), in order.
-pub fn configurations(guide: &str) -> Vec<String> {
+/// Every ```toml block of `guide` (a file name in docs/guides), in order.
+fn toml_blocks(guide: &str) -> Vec<String> {
     let text = fs::read_to_string(repository().join("docs/guides").join(guide)).unwrap();
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
@@ -55,16 +58,44 @@ pub fn configurations(guide: &str) -> Vec<String> {
     blocks
 }
 
+/// The file a ```toml block is the whole of, when its first line names
+/// one (`# /etc/popgate/mailboxes.toml ...`) and it is not the
+/// configuration itself.
+fn shown_file(block: &str) -> Option<String> {
+    let first = block.lines().next()?;
+    let path = first.strip_prefix("# ")?.split_whitespace().next()?;
+    (path.starts_with('/') && !path.ends_with("/popgate.toml")).then(|| path.to_owned())
+}
+
+/// The configurations of `guide`: its ```toml blocks that are not another
+/// file (see [`files`]), in order.
+fn configurations(guide: &str) -> Vec<String> {
+    toml_blocks(guide)
+        .into_iter()
+        .filter(|block| shown_file(block).is_none())
+        .collect()
+}
+
+/// The files `guide` shows whole, each with the absolute path its first
+/// line names, in order.
+fn files(guide: &str) -> Vec<(String, String)> {
+    toml_blocks(guide)
+        .into_iter()
+        .filter_map(|block| Some((shown_file(&block)?, block)))
+        .collect()
+}
+
 /// The one configuration of `guide`.
-pub fn configuration(guide: &str) -> String {
+fn configuration(guide: &str) -> String {
     let blocks = configurations(guide);
     assert_eq!(blocks.len(), 1, "{guide} should have one ```toml block");
     blocks.into_iter().next().unwrap()
 }
 
 /// Caught: a guide whose configuration no longer loads (a key renamed or
-/// removed, a value the code refuses), a guide without one, the shipped
-/// conffile broken.
+/// removed, a value the code refuses), a guide without one, a file a guide
+/// shows that its configuration does not name (so nothing would read it),
+/// the shipped conffile broken.
 #[test]
 fn every_guide_configuration_loads_with_popgate_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,6 +109,14 @@ fn every_guide_configuration_loads_with_popgate_config() {
         let name = guide.file_name().unwrap().to_string_lossy().into_owned();
         let blocks = configurations(&name);
         assert!(!blocks.is_empty(), "{name} has no ```toml configuration");
+        for (path, _) in files(&name) {
+            assert!(
+                blocks
+                    .iter()
+                    .any(|config| config.contains(&format!("= \"{path}\""))),
+                "{name} shows {path}, which its configuration does not name"
+            );
+        }
         for (index, block) in blocks.into_iter().enumerate() {
             checked.push((format!("{name} block {}", index + 1), block));
         }
@@ -115,9 +154,11 @@ fn loopback(line: &str) -> String {
 pub struct GuideServer {
     /// The sandbox the guide's absolute paths were moved into; removed
     /// when the server is dropped.
-    _sandbox: tempfile::TempDir,
+    sandbox: tempfile::TempDir,
     /// The configuration as served.
     pub config: toml::Value,
+    /// Where that configuration is.
+    config_path: PathBuf,
     /// The certificate (PEM) clients must trust.
     pub cert_pem: PathBuf,
     cert: rustls::pki_types::CertificateDer<'static>,
@@ -130,17 +171,23 @@ pub struct GuideServer {
 }
 
 impl GuideServer {
-    /// Serves `config` (a guide's block) with htpasswd `users` (password
+    /// Serves the configuration of `guide` (a file name in docs/guides)
+    /// with the files the guide shows, htpasswd `users` (password
     /// [`PASSWORD`]) and empty Maildirs for them, with extra environment
     /// `env`.
-    pub fn start(config: &str, users: &[&str], env: &[(String, String)]) -> GuideServer {
+    pub fn start(guide: &str, users: &[&str], env: &[(String, String)]) -> GuideServer {
         let sandbox = tempfile::tempdir().unwrap();
         // The mail user must be able to reach what is below.
         fs::set_permissions(sandbox.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = sandbox.path().display().to_string();
+        for (path, contents) in files(guide) {
+            let path = PathBuf::from(format!("{root}{path}"));
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, contents).unwrap();
+        }
         let as_root = nix::unistd::geteuid().is_root();
         let mut text = String::new();
-        for line in config.lines() {
+        for line in configuration(guide).lines() {
             let key = line.split('=').next().unwrap_or("").trim();
             let line = match key {
                 "hostname" => "hostname = \"localhost\"".to_owned(),
@@ -236,8 +283,9 @@ impl GuideServer {
         .count();
         let (child, log, addrs) = spawn_serve(&config_path, services, env);
         GuideServer {
-            _sandbox: sandbox,
+            sandbox,
             config: value,
+            config_path,
             cert_pem,
             cert: certified.cert.der().clone(),
             child,
@@ -275,6 +323,24 @@ impl GuideServer {
             .unwrap();
         }
         name
+    }
+
+    /// What `popgate mailbox` prints for `user` under the configuration
+    /// as served, with the sandbox's paths made the guide's again.
+    pub fn mailbox_report(&self, user: &str) -> String {
+        let output = Command::new(popgate_bin())
+            .args(["mailbox", "-c"])
+            .arg(&self.config_path)
+            .arg(user)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout.replace(&self.sandbox.path().display().to_string(), "")
     }
 
     /// Everything the server logged so far.
@@ -342,7 +408,7 @@ fn the_system_users_guide_serves_a_pam_user_their_home_maildir() {
         "NSS_WRAPPER_GROUP".into(),
         pam.path().join("group").display().to_string(),
     ));
-    let server = GuideServer::start(&configuration("system-users.md"), &[], &env);
+    let server = GuideServer::start("system-users.md", &[], &env);
     let mut client = login(&server, "ann");
     assert_eq!(
         client.ok("STAT"),
@@ -355,11 +421,7 @@ fn the_system_users_guide_serves_a_pam_user_their_home_maildir() {
 /// an address login, or not dropping to `mail_user`.
 #[test]
 fn the_virtual_users_guide_serves_an_address_login_as_the_mail_user() {
-    let server = GuideServer::start(
-        &configuration("virtual-users.md"),
-        &["alice@example.com"],
-        &[],
-    );
+    let server = GuideServer::start("virtual-users.md", &["alice@example.com"], &[]);
     server.deliver(
         "alice@example.com",
         1_700_000_000,
@@ -384,11 +446,7 @@ fn the_virtual_users_guide_serves_an_address_login_as_the_mail_user() {
 /// guide's `on_dele`, or its UIDL changing on the way.
 #[test]
 fn the_leave_on_server_guide_archives_what_a_client_deletes() {
-    let server = GuideServer::start(
-        &configuration("leave-on-server.md"),
-        &["bob@example.com"],
-        &[],
-    );
+    let server = GuideServer::start("leave-on-server.md", &["bob@example.com"], &[]);
     server.deliver(
         "bob@example.com",
         1_700_000_000,
@@ -411,4 +469,93 @@ fn the_leave_on_server_guide_archives_what_a_client_deletes() {
         .to_string_lossy()
         .into_owned();
     assert_eq!(name.split(':').next().unwrap(), uidl);
+}
+
+/// The leave-on-server guide's mailbox-settings file, served with its
+/// configuration: the shared mailbox keeps what a client deletes (listed
+/// again, same UIDL, marked seen), the ticket poller's deletions are
+/// removed rather than archived, alice's newest message is number 1, and
+/// `popgate mailbox` names the line each of those comes from. Caught: the
+/// guide's file not loading (a name with `@` unquoted, a key renamed), a
+/// mailbox's own `on_dele` or `order` not applied (the server's
+/// `move:Archive` and `oldest-first` instead), `popgate mailbox` not
+/// saying where a setting comes from. Before per-mailbox settings the
+/// guide's configuration did not load at all.
+#[test]
+fn the_leave_on_server_guide_gives_each_mailbox_its_own_policy() {
+    let (shared, tickets, alice) = (
+        "shared@example.com",
+        "tickets@example.com",
+        "alice@example.com",
+    );
+    let server = GuideServer::start("leave-on-server.md", &[shared, tickets, alice], &[]);
+
+    let shared_maildir = server.maildir(shared);
+    server.deliver(shared, 1_700_000_000, b"Subject: for the team\n\nhi\n");
+    let mut client = login(&server, shared);
+    let uidl = client.ok("UIDL 1");
+    client.retrieve("RETR 1");
+    client.ok("DELE 1");
+    assert_eq!(client.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
+    let left = message_files(&shared_maildir);
+    assert_eq!(left.len(), 1, "{}", server.log());
+    let name = left[0].file_name().unwrap().to_string_lossy().into_owned();
+    let flags = name.split(":2,").nth(1).unwrap_or_default();
+    assert!(flags.contains('S'), "{name}");
+    assert!(!shared_maildir.join(".Archive").exists());
+    let mut client = login(&server, shared);
+    assert_eq!(client.ok("UIDL 1"), uidl, "listed again, same UIDL");
+    client.ok("QUIT");
+
+    let tickets_maildir = server.maildir(tickets);
+    server.deliver(tickets, 1_700_000_000, b"Subject: Re: [#42]\n\nfixed\n");
+    let mut client = login(&server, tickets);
+    client.retrieve("RETR 1");
+    client.ok("DELE 1");
+    assert_eq!(client.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
+    assert!(message_files(&tickets_maildir).is_empty());
+    assert!(!tickets_maildir.join(".Archive").exists(), "not archived");
+
+    server.deliver(alice, 1_700_000_001, b"Subject: older\n\nold\n");
+    server.deliver(alice, 1_700_000_002, b"Subject: newer\n\nnew\n");
+    let mut client = login(&server, alice);
+    let (_, top) = client.retrieve("TOP 1 0");
+    assert_eq!(top, b"Subject: newer\r\n\r\n", "newest first");
+    client.ok("QUIT");
+
+    let file = "/etc/popgate/mailboxes.toml";
+    let report = server.mailbox_report(shared);
+    assert!(
+        report.contains(&format!("# [\"{shared}\"] in {file}\n")),
+        "{report}"
+    );
+    let line = |n: usize| format!("{file} line {n}");
+    assert_eq!(setting(&report, "on_dele"), ("\"keep\"", &*line(3)));
+    assert_eq!(
+        setting(&report, "order"),
+        ("\"oldest-first\"", "[pop3] order")
+    );
+    let report = server.mailbox_report(alice);
+    assert_eq!(setting(&report, "order"), ("\"newest-first\"", &*line(6)));
+    assert_eq!(
+        setting(&report, "on_dele"),
+        ("\"move:Archive\"", "[pop3] on_dele")
+    );
+    let report = server.mailbox_report(tickets);
+    assert_eq!(setting(&report, "on_dele"), ("\"delete\"", &*line(9)));
+    let report = server.mailbox_report("bob@example.com");
+    assert!(
+        report.contains(&format!("# {file} has no [\"bob@example.com\"] table\n")),
+        "{report}"
+    );
+}
+
+/// The value of `key` in a `popgate mailbox` report, and its source.
+fn setting<'a>(report: &'a str, key: &str) -> (&'a str, &'a str) {
+    let line = report
+        .lines()
+        .find(|line| line.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in {report}"));
+    let (value, source) = line[key.len() + 3..].split_once(" # ").unwrap();
+    (value.trim(), source.trim())
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::guides::{configuration, GuideServer};
+use crate::guides::GuideServer;
 use crate::harness::{message_files, PASSWORD};
 
 /// The integration's mailbox, as in the guide.
@@ -66,7 +66,7 @@ fn poll(server: &GuideServer) -> Vec<Value> {
 /// every JSON line fails.)
 #[test]
 fn the_reply_poller_reads_each_client_s_reply_once_and_empties_the_mailbox() {
-    let server = GuideServer::start(&configuration("reply-by-email.md"), &[MAILBOX], &[]);
+    let server = GuideServer::start("reply-by-email.md", &[MAILBOX], &[]);
     let maildir = server.maildir(MAILBOX);
     let delivered = |seconds, name: &str| server.deliver(MAILBOX, seconds, &sample(name));
     let outlook = delivered(1_700_000_000, "outlook-plain.eml");
