@@ -307,7 +307,10 @@ fn the_package_installs_serves_upgrades_removes_and_purges() {
         "/usr/share/doc/popgate/README.md",
         "/usr/share/doc/popgate/copyright",
         "/usr/share/doc/popgate/examples/popgate.toml",
+        "/usr/share/doc/popgate/examples/mailboxes.toml",
         "/usr/share/doc/popgate/guides/system-users.md",
+        "/usr/share/man/man1/popgate-who.1.gz",
+        "/usr/share/man/man1/popgate-mailbox.1.gz",
     ] {
         assert!(root.path(path).is_file(), "{path} is not installed");
     }
