@@ -135,6 +135,8 @@ fn goodbye(session: &mut Pop3Session, ending: Ending, out: &mut Vec<u8>) {
 impl Driver {
     async fn serve(mut self: Box<Self>) {
         let ended = self.run().await;
+        // As in submission: the user's slot is free before the summary line.
+        self.user_slot = None;
         let summary = &self.summary;
         self.conn
             .finish(ended, summary.user.as_deref(), summary)

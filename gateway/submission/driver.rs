@@ -115,6 +115,10 @@ fn goodbye(session: &mut Session, ending: Ending, out: &mut Vec<u8>) {
 impl Driver {
     async fn serve(mut self: Box<Self>) {
         let ended = self.run().await;
+        // The user's session slot is free before the summary line says the
+        // session ended: a client that reads the log and logs in again is
+        // not turned away by its own past session.
+        self.user_slot = None;
         self.conn
             .finish(ended, self.session.user(), &self.summary)
             .await;
