@@ -37,9 +37,13 @@ fn idle_clients_are_logged_out() {
     });
     let mut client = server.connect();
     let started = std::time::Instant::now();
+    let goodbye = client.try_line();
     assert_eq!(
-        client.try_line().as_deref(),
-        Some("-ERR Autologout; idle for too long")
+        goodbye.as_deref(),
+        Some("-ERR Autologout; idle for too long"),
+        "after {:?}; the server's log:\n{}",
+        started.elapsed(),
+        server.log()
     );
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert!(client.try_line().is_none());
