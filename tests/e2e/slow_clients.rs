@@ -7,8 +7,9 @@
 //! started (POP3 over TLS: `USER alice` accepted, then `PASS …` a byte at
 //! a time), a third inside DATA on submission after a real AUTH. Each
 //! byte restarts the idle timeouts, so only the login deadline can cut
-//! the first two kinds; nothing cuts the third today (see
-//! [`a_logged_in_client_trickling_data_is_cut`]).
+//! the first two kinds, and only the request deadline of message text
+//! (`request_deadline.rs`: at `min_data_rate` once the idle timeout has
+//! passed) the third.
 //!
 //! How many: `POPGATE_SLOW_CLIENTS` (default [`DEFAULT_CLIENTS`], so the
 //! test takes about 14 s); `scripts/bench-hostile` runs 1,000 and prints
@@ -320,15 +321,17 @@ fn secs(d: Duration) -> String {
 }
 
 /// Slow clients before login and inside a command line are cut at the
-/// login deadline (and not before it), each with the deadline's answer,
-/// while a normal client logs in and retrieves a message five times
-/// beside them, each time within [`NORMAL_WITHIN`]. The DATA tricklers
-/// are there too, as load; what happens to them is printed, and asserted
-/// in [`a_logged_in_client_trickling_data_is_cut`].
+/// login deadline (and not before it), each with the deadline's answer;
+/// those inside DATA are cut within the idle timeout (and a margin) of
+/// their first trickled byte, with `421 4.x`; and a normal client logs in
+/// and retrieves a message five times beside them, each time within
+/// [`NORMAL_WITHIN`].
 ///
 /// Would fail on a server whose only bound before login is the idle
 /// timeout (as before `login_deadline`): every byte restarts it, and the
-/// test's clients send one every 2 s against a 3 s timeout.
+/// test's clients send one every 2 s against a 3 s timeout; and on one
+/// without request deadlines after login (as before `request_deadline.rs`),
+/// where every DATA trickler was still open long after the idle timeout.
 #[test]
 fn slow_clients_are_cut_at_the_login_deadline_while_a_normal_client_is_served() {
     let connections = clients();
@@ -377,19 +380,32 @@ fn slow_clients_are_cut_at_the_login_deadline_while_a_normal_client_is_served() 
         .iter()
         .filter(|o| o.kind == Kind::InsideData)
         .collect();
-    let data_open = data.iter().filter(|o| o.closed.is_none()).count();
-    let longest_trickle = data
-        .iter()
-        .map(|o| o.closed.unwrap_or_else(Instant::now) - o.trickling)
-        .max()
-        .unwrap_or_default();
+    let mut data_cuts = Vec::new();
+    for outcome in &data {
+        let Some(closed) = outcome.closed else {
+            failures.push("InsideData: never closed".to_owned());
+            continue;
+        };
+        let cut = closed - outcome.trickling;
+        data_cuts.push(cut);
+        if cut > IDLE + MARGIN {
+            failures.push(format!("InsideData: cut {cut:?} after the trickle began"));
+        }
+        if !outcome.answer.starts_with(b"421 4.") {
+            failures.push(format!(
+                "InsideData: answered {:?}",
+                outcome.answer.escape_ascii().to_string()
+            ));
+        }
+    }
+    data_cuts.sort();
     closes.sort();
     let mut normal_sorted = normal.clone();
     normal_sorted.sort();
     eprintln!(
         "slow clients: {}, a third of each kind, a byte every {}s; idle timeouts {}s, login deadline {}s\n\
          before login and inside a command line: {} closed by the deadline, after {}s (first) / {}s (median) / {}s (last) from connect\n\
-         inside DATA: {data_open} of {} still open after {}s of trickling\n\
+         inside DATA: {} cut by the request deadline, after {}s (first) / {}s (median) / {}s (last) of trickling\n\
          normal client beside them (login, STAT, RETR, QUIT), 5 runs: median {} ms, slowest {} ms",
         outcomes.len(),
         EVERY.as_secs(),
@@ -399,8 +415,10 @@ fn slow_clients_are_cut_at_the_login_deadline_while_a_normal_client_is_served() 
         secs(closes.first().copied().unwrap_or_default()),
         secs(closes.get(closes.len() / 2).copied().unwrap_or_default()),
         secs(closes.last().copied().unwrap_or_default()),
-        data.len(),
-        secs(longest_trickle),
+        data_cuts.len(),
+        secs(data_cuts.first().copied().unwrap_or_default()),
+        secs(data_cuts.get(data_cuts.len() / 2).copied().unwrap_or_default()),
+        secs(data_cuts.last().copied().unwrap_or_default()),
         normal_sorted[2].as_millis(),
         normal_sorted[4].as_millis(),
     );
@@ -408,7 +426,7 @@ fn slow_clients_are_cut_at_the_login_deadline_while_a_normal_client_is_served() 
         failures.is_empty(),
         "{} of {} slow clients:\n{}",
         failures.len(),
-        closes.len(),
+        outcomes.len(),
         failures.join("\n")
     );
     for took in &normal {
@@ -419,37 +437,4 @@ fn slow_clients_are_cut_at_the_login_deadline_while_a_normal_client_is_served() 
     }
     let log = server.log();
     assert!(!log.contains("panicked"), "{log}");
-}
-
-/// A logged-in submission client that sends one byte of its message every
-/// 2 s must be cut, as the slow clients before login are: the idle
-/// timeout restarts with every byte, so before the request deadlines
-/// (`request_deadline.rs`: message text at `min_data_rate` after the idle
-/// timeout) nothing but the per-user connection limit bounded it, and it
-/// held its connection for as long as it liked (this test saw every one of
-/// them still open long after the 3 s idle timeout).
-#[test]
-fn a_logged_in_client_trickling_data_is_cut() {
-    let connections = clients();
-    raise_descriptor_limit(connections);
-    let server = Arc::new(slow_server(connections));
-    let (outcomes, ()) = run_slow_clients(
-        &server,
-        &[Kind::InsideData],
-        connections.div_ceil(3).max(1),
-        IDLE + MARGIN + Duration::from_secs(5),
-        || {},
-    );
-    for outcome in &outcomes {
-        let cut = outcome.closed.map(|closed| closed - outcome.trickling);
-        assert!(
-            cut.is_some_and(|after| after <= IDLE + MARGIN),
-            "inside DATA: {cut:?} after the trickle began"
-        );
-        assert!(
-            outcome.answer.starts_with(b"421 4."),
-            "{:?}",
-            outcome.answer.escape_ascii().to_string()
-        );
-    }
 }
