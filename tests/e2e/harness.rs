@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -104,8 +105,15 @@ pub struct Server {
 
 /// A rustls client configuration that trusts `certificate` alone.
 pub fn trusting(certificate: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    trusting_all(&[certificate])
+}
+
+/// A rustls client configuration that trusts `certificates` alone.
+pub fn trusting_all(certificates: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate).unwrap();
+    for certificate in certificates {
+        roots.add(certificate.clone()).unwrap();
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
@@ -274,14 +282,7 @@ impl Server {
 
     /// Waits until the log contains `needle` (the log is written asynchronously).
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_line(&self.log, needle)
     }
 
     /// Runs `popgate check ARGS` against this server, with `password` (if
@@ -399,6 +400,36 @@ impl Drop for OtherProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until `log`, as [`spawn_serve`] captures it, contains `needle`
+/// (the log is written asynchronously), at most ten seconds; returns the
+/// whole log.
+pub fn wait_for_line(log: &Mutex<Vec<String>>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = log.lock().unwrap().join("\n");
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `popgate serve -c config`, which must fail to start; returns what
+/// it printed on standard error.
+pub fn serve_refused(config: &Path) -> String {
+    let output = Command::new(popgate_bin())
+        .args(["serve", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "popgate started with:\n{}",
+        fs::read_to_string(config).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Runs `popgate serve -c config` and waits until its listeners are up;
@@ -528,6 +559,68 @@ pub fn check_steps(text: &str) -> Vec<String> {
         .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// A directory for a server started as root that becomes `nobody`
+/// (`[store] mail_user = "nobody"`): the directory itself open to all,
+/// alice's empty Maildir in `mail/alice` given to nobody, and alice in
+/// `users.htpasswd` with [`PASSWORD`].
+pub struct MailUserSandbox {
+    /// The directory; the test's configuration goes in it too.
+    pub dir: tempfile::TempDir,
+    /// nobody's uid and gid.
+    pub uid: u32,
+    pub gid: u32,
+    /// alice's Maildir.
+    pub maildir: PathBuf,
+}
+
+impl MailUserSandbox {
+    /// The sandbox, or `None` when the tests do not run as root (then the
+    /// test, which needs root to become another user, says it is skipped).
+    pub fn new() -> Option<MailUserSandbox> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+            return None;
+        }
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+        let maildir = root.join("mail").join("alice");
+        make_maildir(&maildir);
+        chown_tree_to(&root.join("mail"), uid, gid);
+        let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
+        fs::write(root.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
+        Some(MailUserSandbox {
+            dir,
+            uid,
+            gid,
+            maildir,
+        })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Delivers `contents` into alice's Maildir ([`deliver`]), as nobody's.
+    pub fn deliver(&self, seconds: u64, contents: &[u8]) {
+        deliver(&self.maildir, seconds, contents);
+        chown_tree_to(&self.root().join("mail"), self.uid, self.gid);
+    }
+}
+
+/// Gives `path` and everything below it to `uid` and `gid`.
+pub fn chown_tree_to(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree_to(&entry.unwrap().path(), uid, gid);
+        }
+    }
 }
 
 /// Creates an empty Maildir.
