@@ -297,22 +297,15 @@ impl Server {
         }
         let check_config = self.dir.path().join("check.toml");
         fs::write(&check_config, config).unwrap();
-        let mut child = Command::new(popgate_bin())
-            .arg("check")
-            .args(args)
-            .arg("-c")
-            .arg(&check_config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        if let Some(password) = password {
-            writeln!(stdin, "{password}").unwrap();
-        }
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
+        let input = password.map(|password| format!("{password}\n"));
+        let output = with_input(
+            Command::new(popgate_bin())
+                .arg("check")
+                .args(args)
+                .arg("-c")
+                .arg(&check_config),
+            input.as_deref().unwrap_or(""),
+        );
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -400,6 +393,24 @@ impl Drop for OtherProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `command` with `input` written to its standard input, which is then
+/// closed; returns its status and what it printed.
+pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Waits until `log`, as [`spawn_serve`] captures it, contains `needle`
@@ -830,30 +841,29 @@ impl Client {
 /// A blocking TCP connection to `addr` from the local address `source`
 /// (e.g. 127.0.0.2, to be another client address on loopback).
 pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let tcp = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(source, 0)).unwrap();
-        socket.connect(addr).await.unwrap().into_std().unwrap()
-    });
-    tcp.set_nonblocking(false).unwrap();
-    tcp
+    tcp_prepared(addr, |socket| socket.bind(SocketAddr::new(source, 0)))
 }
 
 /// A blocking TCP connection to `addr` whose receive buffer is as small as
 /// the kernel allows about `size` octets to be, set before connecting so
 /// the window it offers stays small.
 pub fn tcp_with_receive_buffer(addr: SocketAddr, size: u32) -> TcpStream {
+    tcp_prepared(addr, |socket| socket.set_recv_buffer_size(size))
+}
+
+/// A blocking TCP connection to `addr` from a socket `prepare` set up
+/// before connecting.
+fn tcp_prepared(
+    addr: SocketAddr,
+    prepare: impl FnOnce(&tokio::net::TcpSocket) -> std::io::Result<()>,
+) -> TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .unwrap();
     let tcp = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(size).unwrap();
+        prepare(&socket).unwrap();
         socket.connect(addr).await.unwrap().into_std().unwrap()
     });
     tcp.set_nonblocking(false).unwrap();
