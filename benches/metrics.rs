@@ -17,24 +17,10 @@ use popgate::login::LoginRefusal;
 use popgate::metrics::{Metrics, Service};
 use popgate::protocol_log::Reading;
 
-/// What a mail client sends in one session, as `benches/pop3_parse.rs`.
-const SESSION: &[&str] = &[
-    "CAPA",
-    "USER alice@example.com",
-    "PASS correct horse battery staple",
-    "STAT",
-    "UIDL",
-    "LIST",
-    "UIDL 17",
-    "LIST 17",
-    "TOP 17 0",
-    "RETR 17",
-    "DELE 17",
-    "RETR 18",
-    "DELE 18",
-    "NOOP",
-    "QUIT",
-];
+#[path = "common/session.rs"]
+mod session;
+
+use session::SESSION;
 
 fn command_clock(c: &mut Criterion) {
     let metrics = Arc::new(Metrics::new());

@@ -15,24 +15,10 @@ use popgate::pop3::command::parse;
 use popgate::pop3::maildrop::MessageInfo;
 use popgate::pop3::session::{Session, SessionOptions};
 
-/// What a mail client sends in one session (login, check, fetch, delete).
-const SESSION: &[&str] = &[
-    "CAPA",
-    "USER alice@example.com",
-    "PASS correct horse battery staple",
-    "STAT",
-    "UIDL",
-    "LIST",
-    "UIDL 17",
-    "LIST 17",
-    "TOP 17 0",
-    "RETR 17",
-    "DELE 17",
-    "RETR 18",
-    "DELE 18",
-    "NOOP",
-    "QUIT",
-];
+#[path = "common/session.rs"]
+mod session;
+
+use session::SESSION;
 
 /// Lines a logged-in session answers itself, without the driver's I/O.
 const TRANSACTION: &[&str] = &[

@@ -54,7 +54,8 @@
 //!   ([`Connection::with_metrics`]): its place in the sessions gauge for as
 //!   long as the connection lives, and the clock of its commands, which the
 //!   hand-overs and reads above run, as they run the protocol log; drivers
-//!   record their protocol's events on it ([`Connection::metrics`]).
+//!   record their protocol's events on it ([`Connection::metrics`]), and
+//!   answer and count a refused login through [`Connection::refuse_login`].
 //!
 //! A line protocol is a [`Protocol`]: its [`ConnectionSettings`], the line a
 //! client turned away at a connection limit hears, and its driver.
@@ -74,6 +75,7 @@ use tracing::info;
 
 use crate::line_buffer::{LineBuffer, LineTooLong};
 use crate::log_text::LogText;
+use crate::login::LoginRefusal;
 use crate::login_deadline::LoginDeadline;
 use crate::metrics::SessionMetrics;
 use crate::protocol_log::{Reading, Tap, Tapped};
@@ -352,6 +354,21 @@ impl Connection {
             tap.said(&self.output[mark..]);
         }
         result
+    }
+
+    /// Answers a refused login with `answer` (the session's reply to
+    /// `refusal`) and counts it; `Some(reason)` when the refusal ends the
+    /// connection. Both protocols' drivers refuse logins through it.
+    pub fn refuse_login(
+        &mut self,
+        refusal: LoginRefusal,
+        answer: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<&'static str> {
+        if let Some(metrics) = self.metrics() {
+            metrics.login_refused(refusal);
+        }
+        self.reply(answer);
+        refusal.ends_connection()
     }
 
     /// The output buffer itself, for what the protocol log never shows:

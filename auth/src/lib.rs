@@ -81,6 +81,7 @@
 //! | `cache` | the cache of recent successful logins |
 //! | `throttle` | the per-address failure delay, and how addresses are counted |
 //! | `authenticator` | [`Authenticator`], which ties them together |
+//! | [`watched_file`] | noticing that a configuration file changed (also the gateway's mailbox-settings file) |
 //! | `evict`, `sync` | bounded tables and poison-proof locks, for the above |
 #![forbid(unsafe_code)]
 
@@ -100,6 +101,7 @@ mod policy;
 pub mod sasl;
 mod sync;
 mod throttle;
+pub mod watched_file;
 
 pub use account::{Account, UserLookup, Verdict};
 pub use authenticator::{

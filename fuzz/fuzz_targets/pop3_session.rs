@@ -26,19 +26,6 @@ use popgate::pop3::maildrop::MessageInfo;
 use popgate::pop3::reply::MAX_STATUS_LINE;
 use popgate::pop3::session::{Listing, Next, Session, SessionOptions};
 
-/// Every way a login is refused.
-const REFUSALS: [LoginRefusal; 9] = [
-    LoginRefusal::Credentials { close: false },
-    LoginRefusal::Credentials { close: true },
-    LoginRefusal::Disabled,
-    LoginRefusal::Unavailable,
-    LoginRefusal::TooManySessions,
-    LoginRefusal::MailboxLocked,
-    LoginRefusal::MailboxUnavailable,
-    LoginRefusal::MailboxBroken,
-    LoginRefusal::LoginDeadline,
-];
-
 fuzz_target!(|data: &[u8]| {
     let [flags, shape, input @ ..] = data else {
         return;
@@ -108,8 +95,8 @@ fuzz_target!(|data: &[u8]| {
                     marks = Some(vec![false; messages.len()]);
                 } else {
                     // Any refusal: the session answers it and starts over.
-                    let refusal =
-                        REFUSALS[credentials.password.expose().len() / 2 % REFUSALS.len()];
+                    let refusal = LoginRefusal::ALL
+                        [credentials.password.expose().len() / 2 % LoginRefusal::ALL.len()];
                     session.login_refused(refusal, &mut out);
                     check_lines(&out);
                     assert!(out.starts_with(b"-ERR ["), "a refusal without its code");

@@ -72,18 +72,6 @@ const OWN_ADDRESSES: [&str; 2] = ["fuzz@example.com", "Alias@Example.org"];
 /// The most the driver reads from the socket at once after login (its
 /// `READ_CHUNK`).
 const READ_CHUNK: usize = 64 * 1024;
-/// Every way a login is refused.
-const REFUSALS: [LoginRefusal; 9] = [
-    LoginRefusal::Credentials { close: false },
-    LoginRefusal::Credentials { close: true },
-    LoginRefusal::Disabled,
-    LoginRefusal::Unavailable,
-    LoginRefusal::TooManySessions,
-    LoginRefusal::MailboxLocked,
-    LoginRefusal::MailboxUnavailable,
-    LoginRefusal::MailboxBroken,
-    LoginRefusal::LoginDeadline,
-];
 /// Errors the session tolerates before it closes (its `MAX_ERRORS`).
 const MAX_ERRORS: u32 = 10;
 /// The longest reply line, CRLF included (RFC 5321 §4.5.3.1.5).
@@ -226,7 +214,8 @@ impl Driver {
                 Step::Authenticate(credentials) => {
                     let at = out.len();
                     let length = credentials.password.expose().len();
-                    let refusal = (length % 2 == 0).then(|| REFUSALS[length / 2 % REFUSALS.len()]);
+                    let refusal = (length % 2 == 0)
+                        .then(|| LoginRefusal::ALL[length / 2 % LoginRefusal::ALL.len()]);
                     match refusal {
                         None => self.session.authenticated(
                             credentials.user,

@@ -7,7 +7,9 @@
 //! device, inode, size, modification and change times); a changed file is
 //! read again on a blocking thread ([`MailboxFile::refresh`]) and replaces
 //! the table in one step. SIGHUP reads it again whatever its times say
-//! ([`MailboxFile::reload`]).
+//! ([`MailboxFile::reload`]). The looking is popgate-auth's
+//! [`watched_file`](popgate_auth::watched_file), shared with the htpasswd
+//! file; this module does the reading.
 //!
 //! A read that fails after start-up — a broken line, a file popgate can no
 //! longer read once it runs as `mail_user`, a file gone — keeps the table
@@ -17,11 +19,11 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, TryLockError};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use popgate_auth::watched_file::{FileWatch, Seen};
 use popgate_auth::LoginNameCase;
 use tracing::{error, info};
 
@@ -33,52 +35,15 @@ pub const CHANGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The mailbox-settings file and the table read from it.
 #[derive(Debug)]
 pub struct MailboxFile {
-    path: PathBuf,
     case: LoginNameCase,
     table: RwLock<Arc<MailboxTable>>,
-    watch: Mutex<Watch>,
-}
-
-/// What was last seen of the file.
-#[derive(Debug)]
-struct Watch {
-    /// The file as last read, or as it was when reading it failed; `None`
-    /// when there was no file.
-    seen: Option<FileIdentity>,
-    /// The file changed while it was read: read it again at the next look.
-    unsettled: bool,
-    last_check: Instant,
-}
-
-/// Enough of a file's metadata to notice that it changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileIdentity {
-    device: u64,
-    inode: u64,
-    size: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
-}
-
-impl FileIdentity {
-    /// The file at `path` now, if there is one.
-    fn of(path: &Path) -> Option<FileIdentity> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(FileIdentity {
-            device: meta.dev(),
-            inode: meta.ino(),
-            size: meta.size(),
-            modified: (meta.mtime(), meta.mtime_nsec()),
-            changed: (meta.ctime(), meta.ctime_nsec()),
-        })
-    }
+    watch: FileWatch,
 }
 
 /// What one read of the file gave.
 struct Loaded {
     table: MailboxTable,
-    seen: Option<FileIdentity>,
-    unsettled: bool,
+    seen: Seen,
 }
 
 impl MailboxFile {
@@ -86,20 +51,15 @@ impl MailboxFile {
     pub fn open(path: &Path, case: LoginNameCase) -> Result<MailboxFile, MailboxFileError> {
         let read = read(path, case)?;
         Ok(MailboxFile {
-            path: path.to_owned(),
             case,
             table: RwLock::new(Arc::new(read.table)),
-            watch: Mutex::new(Watch {
-                seen: read.seen,
-                unsettled: read.unsettled,
-                last_check: Instant::now(),
-            }),
+            watch: FileWatch::new(path, read.seen),
         })
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.watch.path()
     }
 
     /// How the file's names are folded.
@@ -115,13 +75,7 @@ impl MailboxFile {
     /// True when [`refresh`](Self::refresh) would look at the file now:
     /// the last look is a second old, and no other thread is looking.
     pub fn refresh_due(&self) -> bool {
-        match self.watch.try_lock() {
-            Ok(watch) => watch.last_check.elapsed() >= CHANGE_CHECK_INTERVAL,
-            Err(TryLockError::Poisoned(watch)) => {
-                watch.into_inner().last_check.elapsed() >= CHANGE_CHECK_INTERVAL
-            }
-            Err(TryLockError::WouldBlock) => false,
-        }
+        self.watch.due(CHANGE_CHECK_INTERVAL).unwrap_or(false)
     }
 
     /// Reads the file again if it changed since the last look, looking at
@@ -129,24 +83,18 @@ impl MailboxFile {
     /// Blocking: call it from a blocking thread. A file that changed but
     /// cannot be used keeps the table in force, and says so in one line.
     pub fn refresh(&self) {
-        let mut watch = match self.watch.try_lock() {
-            Ok(watch) => watch,
-            Err(TryLockError::Poisoned(watch)) => watch.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
-        if watch.last_check.elapsed() < CHANGE_CHECK_INTERVAL {
-            return;
-        }
-        watch.last_check = Instant::now();
-        if !watch.unsettled && FileIdentity::of(&self.path) == watch.seen {
-            return;
-        }
-        match self.load(&mut watch) {
-            Ok(users) => info!(
+        self.refresh_every(CHANGE_CHECK_INTERVAL);
+    }
+
+    /// [`refresh`](Self::refresh), looking at most once per `interval`.
+    fn refresh_every(&self, interval: Duration) {
+        match self.watch.refresh(interval, || self.load()) {
+            None => {}
+            Some(Ok(users)) => info!(
                 "mailbox settings reloaded: {} ({users} mailboxes)",
-                self.path.display()
+                self.path().display()
             ),
-            Err(e) => error!(
+            Some(Err(e)) => error!(
                 "mailbox settings file changed but cannot be used, the settings loaded before \
                  stay in force: {e}"
             ),
@@ -156,28 +104,17 @@ impl MailboxFile {
     /// Reads the file now, changed or not (SIGHUP); returns how many
     /// mailboxes it has. On error the table in force stays.
     pub fn reload(&self) -> Result<usize, MailboxFileError> {
-        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
-        watch.last_check = Instant::now();
-        self.load(&mut watch)
+        self.watch.reload(|| self.load())
     }
 
-    /// Reads the file and puts its table in force; on error remembers the
-    /// file as it is, so that only a new change is read again.
-    fn load(&self, watch: &mut Watch) -> Result<usize, MailboxFileError> {
-        match read(&self.path, self.case) {
-            Ok(read) => {
-                let users = read.table.len();
-                *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(read.table);
-                watch.seen = read.seen;
-                watch.unsettled = read.unsettled;
-                Ok(users)
-            }
-            Err(error) => {
-                watch.seen = FileIdentity::of(&self.path);
-                watch.unsettled = false;
-                Err(error)
-            }
-        }
+    /// Reads the file and puts its table in force (on error the watch
+    /// remembers the file as it is, so that only a new change is read
+    /// again); returns how many mailboxes it has.
+    fn load(&self) -> Result<(usize, Seen), MailboxFileError> {
+        let read = read(self.path(), self.case)?;
+        let users = read.table.len();
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(read.table);
+        Ok((users, read.seen))
     }
 }
 
@@ -188,7 +125,7 @@ fn read(path: &Path, case: LoginNameCase) -> Result<Loaded, MailboxFileError> {
         line: None,
         message,
     };
-    let before = FileIdentity::of(path);
+    let before = Seen::now(path);
     let mut text = String::new();
     File::open(path)
         .and_then(|file| file.take(MAX_FILE_SIZE + 1).read_to_string(&mut text))
@@ -196,13 +133,9 @@ fn read(path: &Path, case: LoginNameCase) -> Result<Loaded, MailboxFileError> {
     if text.len() as u64 > MAX_FILE_SIZE {
         return Err(error(format!("larger than {MAX_FILE_SIZE} bytes")));
     }
-    let seen = FileIdentity::of(path);
+    let seen = Seen::settled(before, Seen::now(path));
     let table = MailboxTable::parse(path, &text, case)?;
-    Ok(Loaded {
-        table,
-        unsettled: before != seen,
-        seen,
-    })
+    Ok(Loaded { table, seen })
 }
 
 #[cfg(test)]
@@ -227,9 +160,7 @@ mod tests {
     }
 
     fn look_now(file: &MailboxFile) {
-        file.watch.lock().unwrap().last_check =
-            Instant::now().checked_sub(CHANGE_CHECK_INTERVAL).unwrap();
-        file.refresh();
+        file.refresh_every(Duration::ZERO);
     }
 
     /// A change is read at the next look; a broken change keeps the table

@@ -205,16 +205,11 @@ fn events_are_counted_in_their_series() {
 /// Every refusal a login can end with has its own result.
 #[test]
 fn each_login_refusal_has_a_result_of_its_own() {
-    let refusals = [
-        LoginRefusal::Credentials { close: false },
-        LoginRefusal::Disabled,
-        LoginRefusal::Unavailable,
-        LoginRefusal::TooManySessions,
-        LoginRefusal::MailboxLocked,
-        LoginRefusal::MailboxUnavailable,
-        LoginRefusal::MailboxBroken,
-        LoginRefusal::LoginDeadline,
-    ];
+    // `Credentials` closing or not is one result, checked below.
+    let refusals: Vec<LoginRefusal> = LoginRefusal::ALL
+        .into_iter()
+        .filter(|&refusal| refusal != LoginRefusal::Credentials { close: true })
+        .collect();
     let labels: BTreeSet<&str> = refusals
         .iter()
         .map(|&refusal| LoginResult::of(refusal).label())

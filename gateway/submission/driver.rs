@@ -247,12 +247,9 @@ impl Driver {
     /// Has the session answer `refusal`; `Some(reason)` when it ends the
     /// connection.
     fn login_refused(&mut self, refusal: LoginRefusal) -> Option<&'static str> {
-        if let Some(metrics) = self.conn.metrics() {
-            metrics.login_refused(refusal);
-        }
         let session = &mut self.session;
-        self.conn.reply(|out| session.login_refused(refusal, out));
-        refusal.ends_connection()
+        self.conn
+            .refuse_login(refusal, |out| session.login_refused(refusal, out))
     }
 
     async fn relay(&mut self, transaction: Transaction) {

@@ -11,8 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    deliver, make_maildir, message_files, popgate_bin, spawn_serve, tcp_with_receive_buffer,
-    Client, Options, Server, PASSWORD,
+    deliver, message_files, popgate_bin, serve_refused, spawn_serve, tcp_with_receive_buffer,
+    Client, MailUserSandbox, Options, Server, PASSWORD,
 };
 use crate::smtp_harness::Smtp;
 
@@ -269,17 +269,10 @@ fn only_root_and_the_service_user_may_ask() {
 /// (it is the user popgate runs as), and so may root. Needs root.
 #[test]
 fn the_socket_belongs_to_the_mail_user_popgate_becomes() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+    let Some(sandbox) = MailUserSandbox::new() else {
         return;
-    }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
-    make_maildir(&root.join("mail").join("alice"));
-    let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
-    fs::write(root.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
+    };
+    let root = sandbox.root();
     let socket = root.join("control");
     let config = root.join("popgate.toml");
     fs::write(
@@ -296,14 +289,14 @@ fn the_socket_belongs_to_the_mail_user_popgate_becomes() {
     .unwrap();
     let (mut child, _log, _addrs) = spawn_serve(&config, 1, &[]);
     let meta = fs::symlink_metadata(&socket).unwrap();
-    assert_eq!(meta.uid(), nobody.uid.as_raw());
+    assert_eq!(meta.uid(), sandbox.uid);
     assert_eq!(meta.mode() & 0o777, 0o600);
-    for uid in [nobody.uid.as_raw(), 0] {
+    for uid in [sandbox.uid, 0] {
         let output = Command::new(popgate_bin())
             .args(["who", "--socket"])
             .arg(&socket)
             .uid(uid)
-            .gid(nobody.gid.as_raw())
+            .gid(sandbox.gid)
             .output()
             .unwrap();
         assert!(output.status.success(), "uid {uid}: {}", stderr(&output));
@@ -335,16 +328,6 @@ fn a_stale_socket_is_replaced_and_a_configured_one_must_work() {
     )
     .unwrap();
     fs::write(dir.path().join("users.htpasswd"), "").unwrap();
-    let output = Command::new(popgate_bin())
-        .args(["serve", "-c"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("key `control.socket`"),
-        "{}",
-        stderr(&output)
-    );
+    let error = serve_refused(&config);
+    assert!(error.contains("key `control.socket`"), "{error}");
 }

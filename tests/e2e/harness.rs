@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -104,8 +105,15 @@ pub struct Server {
 
 /// A rustls client configuration that trusts `certificate` alone.
 pub fn trusting(certificate: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    trusting_all(&[certificate])
+}
+
+/// A rustls client configuration that trusts `certificates` alone.
+pub fn trusting_all(certificates: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate).unwrap();
+    for certificate in certificates {
+        roots.add(certificate.clone()).unwrap();
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
@@ -274,14 +282,7 @@ impl Server {
 
     /// Waits until the log contains `needle` (the log is written asynchronously).
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_line(&self.log, needle)
     }
 
     /// Runs `popgate check ARGS` against this server, with `password` (if
@@ -296,22 +297,15 @@ impl Server {
         }
         let check_config = self.dir.path().join("check.toml");
         fs::write(&check_config, config).unwrap();
-        let mut child = Command::new(popgate_bin())
-            .arg("check")
-            .args(args)
-            .arg("-c")
-            .arg(&check_config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        if let Some(password) = password {
-            writeln!(stdin, "{password}").unwrap();
-        }
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
+        let input = password.map(|password| format!("{password}\n"));
+        let output = with_input(
+            Command::new(popgate_bin())
+                .arg("check")
+                .args(args)
+                .arg("-c")
+                .arg(&check_config),
+            input.as_deref().unwrap_or(""),
+        );
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -399,6 +393,54 @@ impl Drop for OtherProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `command` with `input` written to its standard input, which is then
+/// closed; returns its status and what it printed.
+pub fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Waits until `log`, as [`spawn_serve`] captures it, contains `needle`
+/// (the log is written asynchronously), at most ten seconds; returns the
+/// whole log.
+pub fn wait_for_line(log: &Mutex<Vec<String>>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = log.lock().unwrap().join("\n");
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `popgate serve -c config`, which must fail to start; returns what
+/// it printed on standard error.
+pub fn serve_refused(config: &Path) -> String {
+    let output = Command::new(popgate_bin())
+        .args(["serve", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "popgate started with:\n{}",
+        fs::read_to_string(config).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Runs `popgate serve -c config` and waits until its listeners are up;
@@ -528,6 +570,68 @@ pub fn check_steps(text: &str) -> Vec<String> {
         .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL "))
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// A directory for a server started as root that becomes `nobody`
+/// (`[store] mail_user = "nobody"`): the directory itself open to all,
+/// alice's empty Maildir in `mail/alice` given to nobody, and alice in
+/// `users.htpasswd` with [`PASSWORD`].
+pub struct MailUserSandbox {
+    /// The directory; the test's configuration goes in it too.
+    pub dir: tempfile::TempDir,
+    /// nobody's uid and gid.
+    pub uid: u32,
+    pub gid: u32,
+    /// alice's Maildir.
+    pub maildir: PathBuf,
+}
+
+impl MailUserSandbox {
+    /// The sandbox, or `None` when the tests do not run as root (then the
+    /// test, which needs root to become another user, says it is skipped).
+    pub fn new() -> Option<MailUserSandbox> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+            return None;
+        }
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+        let maildir = root.join("mail").join("alice");
+        make_maildir(&maildir);
+        chown_tree_to(&root.join("mail"), uid, gid);
+        let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
+        fs::write(root.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
+        Some(MailUserSandbox {
+            dir,
+            uid,
+            gid,
+            maildir,
+        })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Delivers `contents` into alice's Maildir ([`deliver`]), as nobody's.
+    pub fn deliver(&self, seconds: u64, contents: &[u8]) {
+        deliver(&self.maildir, seconds, contents);
+        chown_tree_to(&self.root().join("mail"), self.uid, self.gid);
+    }
+}
+
+/// Gives `path` and everything below it to `uid` and `gid`.
+pub fn chown_tree_to(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree_to(&entry.unwrap().path(), uid, gid);
+        }
+    }
 }
 
 /// Creates an empty Maildir.
@@ -737,30 +841,29 @@ impl Client {
 /// A blocking TCP connection to `addr` from the local address `source`
 /// (e.g. 127.0.0.2, to be another client address on loopback).
 pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let tcp = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(source, 0)).unwrap();
-        socket.connect(addr).await.unwrap().into_std().unwrap()
-    });
-    tcp.set_nonblocking(false).unwrap();
-    tcp
+    tcp_prepared(addr, |socket| socket.bind(SocketAddr::new(source, 0)))
 }
 
 /// A blocking TCP connection to `addr` whose receive buffer is as small as
 /// the kernel allows about `size` octets to be, set before connecting so
 /// the window it offers stays small.
 pub fn tcp_with_receive_buffer(addr: SocketAddr, size: u32) -> TcpStream {
+    tcp_prepared(addr, |socket| socket.set_recv_buffer_size(size))
+}
+
+/// A blocking TCP connection to `addr` from a socket `prepare` set up
+/// before connecting.
+fn tcp_prepared(
+    addr: SocketAddr,
+    prepare: impl FnOnce(&tokio::net::TcpSocket) -> std::io::Result<()>,
+) -> TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .unwrap();
     let tcp = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(size).unwrap();
+        prepare(&socket).unwrap();
         socket.connect(addr).await.unwrap().into_std().unwrap()
     });
     tcp.set_nonblocking(false).unwrap();

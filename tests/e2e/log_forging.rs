@@ -3,12 +3,12 @@
 //! that popgate quotes the names in its error lines; fail2ban, with the
 //! shipped filter, must find only the real failed login in that log.
 
-use crate::harness::Server;
+use crate::harness::{with_input, Server};
 use crate::pam::{chown_tree, PamSandbox, PASS};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// What the forged names carry: a failure line for an innocent address.
 const FORGED: &str =
@@ -237,18 +237,12 @@ for line in sys.stdin.read().split("\n"):
         for failure in jail.processLine(("", date + " ", "mailhost popgate[4242]: " + line), now):
             print(failure[1])
 "#;
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .arg(filter_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, lines.join("\n").as_bytes()).unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
+    let output = with_input(
+        Command::new("/usr/bin/python3")
+            .args(["-c", SCRIPT])
+            .arg(filter_dir()),
+        &lines.join("\n"),
+    );
     assert!(
         output.status.success(),
         "{}",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use popgate::config::Settings;
 
-use crate::harness::{deliver, popgate_bin, Options, Server, PASSWORD};
+use crate::harness::{deliver, serve_refused, Options, Server, PASSWORD};
 use crate::smtp_harness::{Sink, Smtp, SYSTEM_PYTHON};
 
 /// Samples by series, `name{label="value",…}` with the labels sorted.
@@ -371,13 +371,7 @@ fn metrics_stay_off_and_private_unless_configured() {
         "[pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = []\n[metrics]\nlisten = \"0.0.0.0:0\"\n",
     )
     .unwrap();
-    let output = Command::new(popgate_bin())
-        .args(["serve", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = serve_refused(&path);
     assert!(
         error.contains("metrics.listen") && error.contains("allow_public"),
         "{error}"

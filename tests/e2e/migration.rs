@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{deliver, Client, Server};
+use crate::harness::{chown_tree_to, deliver, Client, Server};
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
 const DOVECOT_PASSWORD: &str = "dovecot secret";
@@ -163,16 +163,7 @@ fn give_to_mail_owner(server: &Server, maildir: &Path) {
     for dir in dirs {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     }
-    chown_tree(maildir, uid, gid);
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() {
-        for entry in fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid, gid);
-        }
-    }
+    chown_tree_to(maildir, uid, gid);
 }
 
 /// A mailbox with messages in new/ and cur/, some flagged, one with a dot

@@ -15,11 +15,10 @@
 //! `scripts/test` runs it with `--ignored` wherever dpkg is present.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::harness::{deliver, message_files, popgate_bin, start_serving};
+use crate::harness::{deliver, message_files, popgate_bin, start_serving, with_input};
 
 /// The password of the test user.
 const PASSWORD: &str = "package test password";
@@ -186,18 +185,6 @@ impl Root {
             .status
             .success()
     }
-}
-
-/// Runs `command` with `input` as a line on its standard input.
-fn with_input(mut command: Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// Builds the .deb from the binary this test run uses.
@@ -374,7 +361,7 @@ fn the_package_installs_serves_upgrades_removes_and_purges() {
     )
     .unwrap();
     let passwd = with_input(
-        root.popgate(&[
+        &mut root.popgate(&[
             "passwd",
             "-f",
             "/etc/popgate/users.htpasswd",
@@ -382,7 +369,7 @@ fn the_package_installs_serves_upgrades_removes_and_purges() {
             "4",
             "alice",
         ]),
-        PASSWORD,
+        &format!("{PASSWORD}\n"),
     );
     assert!(passwd.status.success(), "{}", text(&passwd));
     root.run(
@@ -431,7 +418,7 @@ fn the_package_installs_serves_upgrades_removes_and_purges() {
     check
         .env("POPGATE_POP3__LISTEN", addrs["pop3"].to_string())
         .env("POPGATE_POP3__LISTEN_TLS", addrs["pop3s"].to_string());
-    let check = with_input(check, PASSWORD);
+    let check = with_input(&mut check, &format!("{PASSWORD}\n"));
     let _ = server.kill();
     let _ = server.wait();
     let log = log.lock().unwrap().join("\n");

@@ -2,25 +2,20 @@
 //! mode, owner and group and every other line; names are stored folded.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use crate::harness::popgate_bin;
+use crate::harness::{popgate_bin, with_input};
 
 fn passwd(file: &Path, args: &[&str], password: &str) -> Output {
-    let mut child = Command::new(popgate_bin())
-        .args(["passwd", "--cost", "4", "-f"])
-        .arg(file)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = with_input(
+        Command::new(popgate_bin())
+            .args(["passwd", "--cost", "4", "-f"])
+            .arg(file)
+            .args(args),
+        &format!("{password}\n"),
+    );
     assert!(
         output.status.success(),
         "{}",

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    deliver, message_files, popgate_bin, Client, Options, Server, User, PASSWORD,
+    deliver, message_files, popgate_bin, serve_refused, Client, Options, Server, User, PASSWORD,
 };
 use crate::smtp_harness::{plain, submission_addr, Sink, Smtp};
 
@@ -299,13 +299,7 @@ fn a_broken_file_stops_start_up_with_its_line() {
         ),
     )
     .unwrap();
-    let output = Command::new(popgate_bin())
-        .args(["serve", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = serve_refused(&config);
     assert!(
         error.contains(&format!(
             "key `auth.mailbox_settings`: {} line 3: [bob] max_connections: must be at least 1",

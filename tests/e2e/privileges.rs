@@ -6,19 +6,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{deliver, make_maildir, message_files, spawn_serve, Client, PASSWORD};
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() {
-        for entry in fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid, gid);
-        }
-    }
-}
+use crate::harness::{
+    message_files, serve_refused, spawn_serve, trusting, wait_for_line, Client, MailUserSandbox,
+    PASSWORD,
+};
 
 /// The `Uid:`/`Gid:` lines of /proc/PID/status: real, effective, saved, fs.
 fn ids(pid: u32, key: &str) -> Vec<u32> {
@@ -32,25 +25,11 @@ fn ids(pid: u32, key: &str) -> Vec<u32> {
 
 #[test]
 fn root_becomes_the_mail_user_after_binding_and_still_serves_its_mail() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+    let Some(sandbox) = MailUserSandbox::new() else {
         return;
-    }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
-    let maildir = root.join("mail").join("alice");
-    make_maildir(&maildir);
-    deliver(
-        &maildir,
-        1_700_000_000,
-        b"Subject: owned by the mail user\n\nbody\n",
-    );
-    chown_tree(&root.join("mail"), uid, gid);
-    let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
-    fs::write(root.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
+    };
+    let (root, uid, gid) = (sandbox.root(), sandbox.uid, sandbox.gid);
+    sandbox.deliver(1_700_000_000, b"Subject: owned by the mail user\n\nbody\n");
     let config = root.join("popgate.toml");
     fs::write(
         &config,
@@ -71,7 +50,7 @@ fn root_becomes_the_mail_user_after_binding_and_still_serves_its_mail() {
     client.ok(&format!("PASS {PASSWORD}"));
     client.ok("DELE 1");
     assert_eq!(client.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
-    assert!(message_files(&maildir).is_empty());
+    assert!(message_files(&sandbox.maildir).is_empty());
     let _ = child.kill();
     let _ = child.wait();
     assert!(log
@@ -86,13 +65,7 @@ fn an_unknown_mail_user_stops_start_up_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("popgate.toml");
     fs::write(&config, "[pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = []\n[auth]\nhtpasswd = \"/dev/null\"\n[store]\nmail_user = \"no-such-user-here\"\n").unwrap();
-    let output = std::process::Command::new(crate::harness::popgate_bin())
-        .args(["serve", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = serve_refused(&config);
     assert!(
         error.contains("store.mail_user") && error.contains("no-such-user-here"),
         "{error}"
@@ -111,18 +84,10 @@ fn an_unknown_mail_user_stops_start_up_with_the_key_named() {
 /// said it would.
 #[test]
 fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+    let Some(sandbox) = MailUserSandbox::new() else {
         return;
-    }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
-    let maildir = root.join("mail").join("alice");
-    make_maildir(&maildir);
-    chown_tree(&root.join("mail"), uid, gid);
+    };
+    let root = sandbox.root();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     fs::write(root.join("cert.pem"), certified.cert.pem()).unwrap();
     let key = root.join("key.pem");
@@ -134,7 +99,6 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
             popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap()
         )
     };
-    fs::write(&htpasswd, entry("alice")).unwrap();
     let mailboxes = root.join("mailboxes.toml");
     fs::write(&mailboxes, "[alice]\non_dele = \"keep\"\n").unwrap();
     for file in [&htpasswd, &key, &mailboxes] {
@@ -153,15 +117,9 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
         ),
     )
     .unwrap();
-    let (mut child, log, addrs) = spawn_serve(&config, 1, &[]);
-    let log = || log.lock().unwrap().join("\n");
-    let wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !log().contains(needle) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        log()
-    };
+    let (mut child, lines, addrs) = spawn_serve(&config, 1, &[]);
+    let log = || lines.lock().unwrap().join("\n");
+    let wait_for = |needle: &str| wait_for_line(&lines, needle);
     for (key, path) in [
         ("auth.htpasswd", &htpasswd),
         ("tls.key", &key),
@@ -216,21 +174,20 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
         assert!(wait_for(line).contains(line), "{line}\n{}", log());
     }
     // alice's own on_dele, from the file read at start as root, still holds.
-    deliver(&maildir, 1_700_000_000, b"Subject: kept\n\nbody\n");
-    chown_tree(&root.join("mail"), uid, gid);
+    sandbox.deliver(1_700_000_000, b"Subject: kept\n\nbody\n");
     let mut client = Client::connect(addrs["pop3"], None);
     client.ok("USER alice");
     client.ok(&format!("PASS {PASSWORD}"));
     client.ok("DELE 1");
     assert_eq!(client.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
     assert_eq!(
-        message_files(&maildir).len(),
+        message_files(&sandbox.maildir).len(),
         1,
         "kept, as alice's file says"
     );
     // STLS still works with the certificate loaded at start.
     let client = Client::connect(addrs["pop3"], None);
-    let mut client = client.stls(tls_client_config(certified.cert.der().clone()));
+    let mut client = client.stls(trusting(certified.cert.der().clone()));
     client.ok("USER alice");
     assert!(client.cmd(&format!("PASS {PASSWORD}")).starts_with("+OK"));
     let _ = child.kill();
@@ -244,18 +201,10 @@ fn files_the_mail_user_cannot_read_keep_their_contents_and_are_named_at_start() 
 /// with it.
 #[test]
 fn a_configuration_the_mail_user_cannot_read_is_named_and_kept_on_reload() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: becoming the mail user needs root (CI runs as root)");
+    let Some(sandbox) = MailUserSandbox::new() else {
         return;
-    }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
-    make_maildir(&root.join("mail").join("alice"));
-    chown_tree(&root.join("mail"), nobody.uid.as_raw(), nobody.gid.as_raw());
-    let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
-    fs::write(root.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
+    };
+    let root = sandbox.root();
     let config = root.join("popgate.toml");
     fs::write(
         &config,
@@ -269,15 +218,9 @@ fn a_configuration_the_mail_user_cannot_read_is_named_and_kept_on_reload() {
     )
     .unwrap();
     fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
-    let (mut child, log, addrs) = spawn_serve(&config, 1, &[]);
-    let log = || log.lock().unwrap().join("\n");
-    let wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !log().contains(needle) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        log()
-    };
+    let (mut child, lines, addrs) = spawn_serve(&config, 1, &[]);
+    let log = || lines.lock().unwrap().join("\n");
+    let wait_for = |needle: &str| wait_for_line(&lines, needle);
     let warning = format!(
         "{} (`configuration`) is not readable by mail user nobody",
         config.display()
@@ -298,19 +241,4 @@ fn a_configuration_the_mail_user_cannot_read_is_named_and_kept_on_reload() {
     client.ok(&format!("PASS {PASSWORD}"));
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn tls_client_config(
-    cert: rustls::pki_types::CertificateDer<'static>,
-) -> std::sync::Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
 }

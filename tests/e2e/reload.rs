@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{crlf, deliver, message_files, Client, Options, Server, User, PASSWORD};
+use crate::harness::{
+    crlf, deliver, message_files, trusting_all, Client, Options, Server, User, PASSWORD,
+};
 
 fn hang_up(server: &Server) {
     let status = Command::new("kill")
@@ -20,22 +22,6 @@ fn hang_up(server: &Server) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// A client configuration that trusts `certs` alone.
-fn trusting(certs: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs {
-        roots.add(cert.clone()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
 }
 
 /// Logs in `client` as `user`.
@@ -73,7 +59,7 @@ fn sessions_in_progress_keep_their_settings_across_a_reload() {
     });
     let renewed =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let either = trusting(&[server.client_certificate(), renewed.cert.der().clone()]);
+    let either = trusting_all(&[server.client_certificate(), renewed.cert.der().clone()]);
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let poller = {
@@ -168,7 +154,10 @@ fn sessions_in_progress_keep_their_settings_across_a_reload() {
 
     // The session that started after the reload: new certificate, new
     // banner, new on_dele.
-    let mut fresh = Client::connect(server.tls, Some(trusting(&[renewed.cert.der().clone()])));
+    let mut fresh = Client::connect(
+        server.tls,
+        Some(trusting_all(&[renewed.cert.der().clone()])),
+    );
     assert_eq!(fresh.greeting, "+OK after the reload");
     // The limit: alice's, bob's and this connection are three.
     let mut refused = BufReader::new(TcpStream::connect(server.plain).unwrap());

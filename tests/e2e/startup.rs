@@ -5,18 +5,12 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{popgate_bin, Server};
+use crate::harness::{popgate_bin, serve_refused, Server};
 
 fn serve_fails_with(config: &str, dir: &std::path::Path) -> String {
     let path = dir.join("popgate.toml");
     fs::write(&path, config).unwrap();
-    let output = Command::new(popgate_bin())
-        .args(["serve", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "popgate started with:\n{config}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    serve_refused(&path)
 }
 
 #[test]

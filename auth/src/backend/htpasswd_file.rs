@@ -3,7 +3,8 @@
 //! The file is read when the authenticator is built; an unreadable file is
 //! an error then. Afterwards, every check first asks whether the file
 //! changed (at most once per interval, one `stat`), comparing device, inode,
-//! size, modification and change times. A changed file is read again and
+//! size, modification and change times: the [`watched_file`](crate::watched_file)
+//! module does the looking, this one the reading. A changed file is read again and
 //! replaces the table in one step; checks already running finish with the old
 //! table. A file that is rewritten while it is being read (`htpasswd`
 //! rewrites in place) is read again, up to three times.
@@ -23,17 +24,17 @@
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use super::{Answer, Refresh, MAX_HTPASSWD_SIZE};
 use crate::hash::StoredHash;
 use crate::htpasswd::{LoadReport, Lookup, Table};
 use crate::login_name::LoginNameCase;
 use crate::sync;
+use crate::watched_file::{FileIdentity, FileWatch, Seen};
 use crate::AuthError;
 
 /// How many skipped lines are logged one by one on each load.
@@ -41,10 +42,9 @@ const MAX_LOGGED_LINES: usize = 20;
 
 /// An htpasswd file and its current table.
 pub(crate) struct HtpasswdFile {
-    path: PathBuf,
     case: LoginNameCase,
     state: RwLock<State>,
-    watch: Mutex<Watch>,
+    watch: FileWatch,
     hash_verifications: AtomicU64,
 }
 
@@ -56,64 +56,25 @@ struct State {
     generation: u64,
 }
 
-/// What was last seen of the file.
-struct Watch {
-    /// The file as last read, or as it was when reading it failed.
-    seen: Seen,
-    last_check: Instant,
-}
-
-/// The state of the file at the last look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    /// A file with this identity.
-    File(FileIdentity),
-    /// No file there (or no `stat` possible).
-    Missing,
-    /// The file changed while it was read: read it again at the next look.
-    Unsettled,
-}
-
-impl Seen {
-    /// The file at `path` now.
-    fn now(path: &Path) -> Seen {
-        file_identity(path).map_or(Seen::Missing, Seen::File)
-    }
-}
-
-/// Enough of a file's metadata to notice that it changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileIdentity {
-    device: u64,
-    inode: u64,
-    size: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
-}
-
 impl HtpasswdFile {
     /// Reads the file at `path`, folding names by `case`.
     pub(crate) fn open(path: &Path, case: LoginNameCase) -> Result<HtpasswdFile, AuthError> {
         let (table, report, seen) = read_table(path, case)?;
         Ok(HtpasswdFile {
-            path: path.to_owned(),
             case,
             state: RwLock::new(State {
                 table: Arc::new(table),
                 report,
                 generation: 0,
             }),
-            watch: Mutex::new(Watch {
-                seen,
-                last_check: Instant::now(),
-            }),
+            watch: FileWatch::new(path, seen),
             hash_verifications: AtomicU64::new(0),
         })
     }
 
     /// The file.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.watch.path()
     }
 
     /// Checks `password` for `user` (a folded name) against the current table.
@@ -165,22 +126,12 @@ impl HtpasswdFile {
     /// once. A failed read keeps the table in force and logs one line; the
     /// file is not read again until it changes again.
     pub(crate) fn refresh(&self, interval: Duration) -> Refresh {
-        let Some(mut watch) = sync::try_lock(&self.watch) else {
-            return Refresh::Unchanged;
-        };
-        let now = Instant::now();
-        if now.duration_since(watch.last_check) < interval {
-            return Refresh::Unchanged;
-        }
-        watch.last_check = now;
-        if watch.seen != Seen::Unsettled && Seen::now(&self.path) == watch.seen {
-            return Refresh::Unchanged;
-        }
-        match self.load(&mut watch) {
-            Ok(()) => Refresh::Reloaded,
-            Err(error) => {
+        match self.watch.refresh(interval, || self.load()) {
+            None => Refresh::Unchanged,
+            Some(Ok(())) => Refresh::Reloaded,
+            Some(Err(error)) => {
                 tracing::error!(
-                    path = %self.path.display(),
+                    path = %self.path().display(),
                     %error,
                     "htpasswd file changed but cannot be loaded: the users loaded before stay in force"
                 );
@@ -192,14 +143,12 @@ impl HtpasswdFile {
     /// True when [`refresh`](Self::refresh) would look at the file now (or
     /// another thread is looking).
     pub(crate) fn refresh_due(&self, interval: Duration) -> bool {
-        sync::try_lock(&self.watch).is_none_or(|watch| watch.last_check.elapsed() >= interval)
+        self.watch.due(interval).unwrap_or(true)
     }
 
     /// Reads the file again now; on error the table in force stays.
     pub(crate) fn reload(&self) -> Result<(), AuthError> {
-        let mut watch = sync::lock(&self.watch);
-        watch.last_check = Instant::now();
-        self.load(&mut watch)
+        self.watch.reload(|| self.load())
     }
 
     /// The version of the table, raised by every reload.
@@ -230,25 +179,17 @@ impl HtpasswdFile {
     }
 
     /// Reads the file and installs its table; on error keeps the table in
-    /// force and remembers the file as it is now, so that only a further
-    /// change brings another attempt.
-    fn load(&self, watch: &mut Watch) -> Result<(), AuthError> {
-        match read_table(&self.path, self.case) {
-            Ok((table, report, seen)) => {
-                let mut state = sync::write(&self.state);
-                *state = State {
-                    table: Arc::new(table),
-                    report,
-                    generation: state.generation.wrapping_add(1),
-                };
-                watch.seen = seen;
-                Ok(())
-            }
-            Err(error) => {
-                watch.seen = Seen::now(&self.path);
-                Err(error)
-            }
-        }
+    /// force (the watch remembers the file as it is now, so that only a
+    /// further change brings another attempt).
+    fn load(&self) -> Result<((), Seen), AuthError> {
+        let (table, report, seen) = read_table(self.path(), self.case)?;
+        let mut state = sync::write(&self.state);
+        *state = State {
+            table: Arc::new(table),
+            report,
+            generation: state.generation.wrapping_add(1),
+        };
+        Ok(((), seen))
     }
 }
 
@@ -256,7 +197,7 @@ impl fmt::Debug for HtpasswdFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = sync::read(&self.state);
         f.debug_struct("HtpasswdFile")
-            .field("path", &self.path)
+            .field("path", &self.path())
             .field("case", &self.case)
             .field("entries", &state.report.entries)
             .finish_non_exhaustive()
@@ -287,7 +228,7 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, Seen), AuthError> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let before = file_identity(path).map_err(unreadable)?;
+        let before = FileIdentity::of(path).map_err(unreadable)?;
         let mut contents = Vec::new();
         File::open(path)
             .and_then(|file| file.take(MAX_HTPASSWD_SIZE + 1).read_to_end(&mut contents))
@@ -298,7 +239,7 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, Seen), AuthError> {
                 limit: MAX_HTPASSWD_SIZE,
             });
         }
-        let after = file_identity(path).map_err(unreadable)?;
+        let after = FileIdentity::of(path).map_err(unreadable)?;
         if before == after {
             return Ok((contents, Seen::File(after)));
         }
@@ -306,17 +247,6 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, Seen), AuthError> {
             return Ok((contents, Seen::Unsettled));
         }
     }
-}
-
-fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
-    let metadata = std::fs::metadata(path)?;
-    Ok(FileIdentity {
-        device: metadata.dev(),
-        inode: metadata.ino(),
-        size: metadata.size(),
-        modified: (metadata.mtime(), metadata.mtime_nsec()),
-        changed: (metadata.ctime(), metadata.ctime_nsec()),
-    })
 }
 
 /// Logs what a load found: a summary, and each problem line by number.
