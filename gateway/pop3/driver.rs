@@ -23,12 +23,12 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io::Read;
 use std::sync::Arc;
 
 use popgate_auth::{Account, Credentials};
 use popgate_store::read::{self, Start};
 use popgate_store::{wire, CommitReport, Mailbox, OpenOptions, StoreError};
-use tokio::io::AsyncReadExt;
 use tracing::warn;
 
 use super::reply::{self, Code};
@@ -423,10 +423,13 @@ impl Driver {
     }
 
     /// Streams the rest of a message larger than the first chunk, one chunk
-    /// at a time, so memory stays bounded whatever the message's size.
+    /// at a time, so memory stays bounded whatever the message's size. A
+    /// chunk in the page cache is read right here, into the one buffer
+    /// (no trip to a blocking thread, no second copy); only one that would
+    /// wait for the disk is read on a blocking thread.
     async fn stream_rest(
         &mut self,
-        file: std::fs::File,
+        mut file: std::fs::File,
         chunk: &mut Vec<u8>,
         encoder: &mut wire::Encoder,
         sent: &mut u64,
@@ -434,10 +437,16 @@ impl Driver {
         if self.conn.output().len() >= WRITE_CHUNK {
             self.conn.flush_partial().await?;
         }
-        let mut file = tokio::fs::File::from_std(file);
         chunk.resize(READ_CHUNK, 0);
         while !encoder.is_done() {
-            let n = file.read(chunk).await?;
+            let n = match read::read_nowait(&file, chunk)? {
+                Some(n) => n,
+                None => {
+                    let n;
+                    (file, n) = read_blocking(file, chunk).await?;
+                    n
+                }
+            };
             if n == 0 {
                 break;
             }
@@ -525,6 +534,28 @@ fn open_cached(
         Ok(Some(start)) => Some((file, start)),
         _ => None,
     }
+}
+
+/// Reads the next chunk of `file` into `chunk` on a blocking thread (the
+/// file is open: no identity needed); gives the file back with the count.
+async fn read_blocking(
+    file: std::fs::File,
+    chunk: &mut Vec<u8>,
+) -> std::io::Result<(std::fs::File, usize)> {
+    let mut buffer = std::mem::take(chunk);
+    let (file, buffer, read) = tokio::task::spawn_blocking(move || {
+        let read = loop {
+            match (&file).read(&mut buffer) {
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                read => break read,
+            }
+        };
+        (file, buffer, read)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *chunk = buffer;
+    Ok((file, read?))
 }
 
 /// Runs a blocking store call on a blocking thread, with `identity`.

@@ -65,14 +65,21 @@ pub(crate) fn open_root(maildir: &Path) -> Result<OwnedFd, StoreError> {
     };
     for sub in SUBDIRS {
         let context = || format!("creating {:?}", maildir.join(sub));
-        match mkdirat(&root, sub, Mode::from_raw_mode(DIR_MODE)) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(errno) => return Err(StoreError::io(context(), errno.into())),
-        }
+        // Looked up before mkdir: nearly every login finds it there, and
+        // mkdir locks the whole Maildir directory even to say it exists.
         // Whatever was there already must be a directory now; a symlink
         // to nothing is not.
-        let stat = statat(&root, sub, AtFlags::empty())
-            .map_err(|errno| StoreError::io(context(), errno.into()))?;
+        let stat = match statat(&root, sub, AtFlags::empty()) {
+            Err(Errno::NOENT) => {
+                match mkdirat(&root, sub, Mode::from_raw_mode(DIR_MODE)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(errno) => return Err(StoreError::io(context(), errno.into())),
+                }
+                statat(&root, sub, AtFlags::empty())
+            }
+            looked_up => looked_up,
+        }
+        .map_err(|errno| StoreError::io(context(), errno.into()))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
             return Err(StoreError::io(context(), Errno::NOTDIR.into()));
         }

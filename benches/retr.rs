@@ -1,0 +1,128 @@
+//! The body of a big RETR: a 25 MB message file (in the page cache) read
+//! in 128 KiB pieces and encoded for the wire, output emptied at 64 KiB,
+//! as the POP3 driver streams a message past its first piece.
+//!
+//! Two ways to read the pieces, so the difference stays visible:
+//!
+//! - `nowait`: what the driver does, `read::read_nowait` into one buffer
+//!   on the async thread;
+//! - `tokio-fs`: what it did before issue 15, `tokio::fs::File::read`,
+//!   which takes every piece to a blocking thread and copies it out of a
+//!   buffer of its own.
+//!
+//! ```text
+//! cargo bench --bench retr
+//! ```
+
+// A benchmark: a failed set-up may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::File;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use popgate_store::read;
+use popgate_store::wire::Encoder;
+use tokio::io::AsyncReadExt;
+
+const MESSAGE_SIZE: usize = 25 << 20;
+const READ_CHUNK: usize = 128 * 1024;
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// A 25 MB message of 72-character LF lines, one in fifty starting with a
+/// dot, as mkmaildir writes them.
+fn write_message(path: &Path) {
+    let mut text = Vec::with_capacity(MESSAGE_SIZE + 128);
+    let mut line = 0usize;
+    while text.len() < MESSAGE_SIZE {
+        if line % 50 == 0 {
+            text.push(b'.');
+        }
+        text.extend((0..71).map(|i| b'a' + ((line + i) % 26) as u8));
+        text.push(b'\n');
+        line += 1;
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Sends what the encoder produced whenever a write's worth is there.
+fn drain(out: &mut Vec<u8>, sent: &mut usize) {
+    if out.len() >= WRITE_CHUNK {
+        *sent += out.len();
+        black_box(&out);
+        out.clear();
+    }
+}
+
+fn stream_nowait(path: &Path, chunk: &mut [u8], out: &mut Vec<u8>) -> usize {
+    let file = File::open(path).unwrap();
+    let mut encoder = Encoder::full();
+    let mut sent = 0;
+    loop {
+        let n = read::read_nowait(&file, chunk)
+            .unwrap()
+            .expect("the message left the page cache");
+        if n == 0 {
+            break;
+        }
+        encoder.encode(&chunk[..n], out);
+        drain(out, &mut sent);
+    }
+    encoder.finish(out);
+    sent + out.len()
+}
+
+async fn stream_tokio_fs(path: &Path, chunk: &mut [u8], out: &mut Vec<u8>) -> usize {
+    let mut file = tokio::fs::File::open(path).await.unwrap();
+    let mut encoder = Encoder::full();
+    let mut sent = 0;
+    loop {
+        let n = file.read(chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        encoder.encode(&chunk[..n], out);
+        drain(out, &mut sent);
+    }
+    encoder.finish(out);
+    sent + out.len()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message");
+    write_message(&path);
+    // Read once, so every variant finds it in the page cache.
+    let mut warm = File::open(&path).unwrap();
+    std::io::copy(&mut warm, &mut std::io::sink()).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("retr/read_encode");
+    group.throughput(Throughput::Bytes(MESSAGE_SIZE as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut out = Vec::with_capacity(2 * READ_CHUNK);
+    group.bench_function("nowait", |b| {
+        b.iter(|| {
+            out.clear();
+            stream_nowait(&path, &mut chunk, &mut out)
+        })
+    });
+    group.bench_function("tokio-fs", |b| {
+        b.iter(|| {
+            out.clear();
+            runtime.block_on(stream_tokio_fs(&path, &mut chunk, &mut out))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
