@@ -94,7 +94,9 @@ fn a_logged_in_submission_client_trickling_data_is_cut_at_its_deadline() {
 /// client sending 50 octets a second earns half a second per second, so
 /// it is cut when `t = IDLE + t/2`, about 6 s after DATA — not at the
 /// idle timeout (a deadline that ignored the octets received), and not
-/// never (as before).
+/// never (as before). A client starved on a loaded machine sends fewer
+/// octets and is cut sooner, so the lower bound is only clearly past the
+/// idle timeout.
 #[test]
 fn the_data_deadline_grows_by_one_second_per_min_data_rate_octets() {
     let server = server(&["min_data_rate = 100"]);
@@ -104,7 +106,14 @@ fn the_data_deadline_grows_by_one_second_per_min_data_rate_octets() {
         Duration::from_millis(20),
         2 * IDLE + 3 * MARGIN,
     );
-    assert_cut_at(trickled.closed_after, 2 * IDLE);
+    let after = trickled
+        .closed_after
+        .expect("never cut (expected after about 6 s)");
+    assert!(
+        after >= IDLE + Duration::from_millis(1500) && after <= 2 * IDLE + MARGIN,
+        "cut after {after:?}, expected about {:?}",
+        2 * IDLE
+    );
     assert!(
         trickled.answer.starts_with("421 4.4.2 "),
         "{}",
