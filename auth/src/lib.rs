@@ -116,4 +116,5 @@ pub use htpasswd_edit::{set_htpasswd_entry, upsert_entry, EntrySet, Upsert, NEW_
 pub use login_name::{validate_login_name, LoginNameCase, LoginNameError, MAX_LOGIN_NAME_LEN};
 pub use maildir_template::{maildir_template_uses_domain, TemplateError};
 pub use password::{Credentials, Password};
+pub use policy::Policy;
 pub use throttle::{counted_address, Penalty, Throttle, ThrottleConfig};

@@ -12,16 +12,17 @@
 
 use std::collections::HashSet;
 
-/// The deny list and the per-user POP3 switch.
+/// The deny list and the per-user POP3 switch; the gateway's
+/// per-mailbox settings ask the same one what `popgate mailbox` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Policy {
+pub struct Policy {
     denied: HashSet<String>,
     disabled: HashSet<String>,
 }
 
 impl Policy {
     /// Builds the policy from the configured lists.
-    pub(crate) fn new(deny_users: &[String], disabled_users: &[String]) -> Policy {
+    pub fn new(deny_users: &[String], disabled_users: &[String]) -> Policy {
         let fold = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
         Policy {
             denied: fold(deny_users),
@@ -30,12 +31,12 @@ impl Policy {
     }
 
     /// Whether `user` is on the deny list.
-    pub(crate) fn is_denied(&self, user: &str) -> bool {
+    pub fn is_denied(&self, user: &str) -> bool {
         self.denied.contains(&user.to_ascii_lowercase())
     }
 
     /// Whether POP3 is switched off for `user`.
-    pub(crate) fn is_disabled(&self, user: &str) -> bool {
+    pub fn is_disabled(&self, user: &str) -> bool {
         self.disabled.contains(&user.to_ascii_lowercase())
     }
 }

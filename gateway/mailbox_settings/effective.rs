@@ -14,12 +14,12 @@
 //! included (a right password gets the disabled answer); [`resolve`] says
 //! so too, so what `popgate mailbox` prints is what a login meets.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
-use popgate_auth::LoginNameCase;
+use popgate_auth::{LoginNameCase, Policy};
 use popgate_store::{OnDele, Order};
 
 use super::table::{Lined, MailboxEntry, MailboxTable};
@@ -108,8 +108,8 @@ pub struct Effective {
 #[derive(Debug, Clone)]
 pub struct Defaults {
     case: LoginNameCase,
-    denied: HashSet<String>,
-    disabled: HashSet<String>,
+    /// `deny_users` and `disabled_users`, as popgate-auth applies them.
+    policy: Policy,
     on_dele: OnDele,
     order: Order,
     max_connections: usize,
@@ -130,8 +130,6 @@ impl Defaults {
     /// The defaults of `settings`; the error names a key that cannot work.
     pub fn new(settings: &Settings) -> Result<Defaults, SettingError> {
         let case = LoginNameCase::from(settings.auth.login_name_case);
-        // As popgate-auth's policy compares them: ignoring ASCII case.
-        let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
         let options = settings.pop3.open_options()?;
         let senders = settings.submission.as_ref().map(|submission| {
             let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -149,8 +147,7 @@ impl Defaults {
         });
         Ok(Defaults {
             case,
-            denied: lower(&settings.auth.deny_users),
-            disabled: lower(&settings.auth.disabled_users),
+            policy: Policy::new(&settings.auth.deny_users, &settings.auth.disabled_users),
             on_dele: options.on_dele,
             order: options.order,
             max_connections: settings.pop3.max_connections_per_user,
@@ -173,8 +170,7 @@ impl Defaults {
 /// where it sets a key, else `defaults`.
 pub fn resolve(defaults: &Defaults, table: Option<&MailboxTable>, user: &str) -> Effective {
     let entry = table.and_then(|table| Some((table.get(user)?, table.path())));
-    let lower = user.to_ascii_lowercase();
-    let disabled = defaults.disabled.contains(&lower);
+    let disabled = defaults.policy.is_disabled(user);
     let switch = |key: fn(&MailboxEntry) -> &Option<Lined<bool>>| {
         if disabled {
             return Sourced::new(false, Source::Setting("[auth] disabled_users"));
@@ -211,7 +207,7 @@ pub fn resolve(defaults: &Defaults, table: Option<&MailboxTable>, user: &str) ->
     };
     Effective {
         user: user.to_owned(),
-        denied: defaults.denied.contains(&lower),
+        denied: defaults.policy.is_denied(user),
         pop3: switch(|e| &e.pop3),
         submission,
         on_dele: from_file(entry, |e| &e.on_dele).unwrap_or_else(|| {
