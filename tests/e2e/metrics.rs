@@ -383,3 +383,54 @@ fn metrics_stay_off_and_private_unless_configured() {
     assert!(log.contains("listening: service=pop3s"), "{log}");
     assert!(!log.contains("service=metrics"), "{log}");
 }
+
+/// The metrics port serves at most `MAX_CONNECTIONS` connections at once:
+/// with that many held open and silent, one more is closed at accept
+/// without an answer; each held one is closed once `HEADER_TIMEOUT` passes
+/// without a request head, and a scrape is served again after them
+/// (caught: no cap, so idle clients pile up; no header timeout, so the
+/// held ones keep their slots for good).
+#[test]
+fn the_metrics_port_holds_a_bounded_number_of_connections_and_drops_silent_ones() {
+    use popgate::http_listener::{HEADER_TIMEOUT, MAX_CONNECTIONS};
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let server = Server::with(Options {
+        metrics: true,
+        ..Options::default()
+    });
+    let addr = server.addrs["metrics"];
+    let held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut one_more = TcpStream::connect(addr).unwrap();
+    one_more
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        one_more.read(&mut byte).map_err(|e| e.kind()),
+        Ok(0),
+        "a connection over the cap must be closed at once"
+    );
+    let started = Instant::now();
+    for mut silent in held {
+        silent
+            .set_read_timeout(Some(HEADER_TIMEOUT + Duration::from_secs(10)))
+            .unwrap();
+        let read = silent.read(&mut byte).map_err(|e| e.kind());
+        assert!(
+            matches!(read, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+            "a silent connection must be closed at the header timeout: {read:?}"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited + Duration::from_millis(500) >= HEADER_TIMEOUT
+            && waited <= HEADER_TIMEOUT + Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    let fetched = curl(addr, "/metrics", &[]);
+    assert_eq!(fetched.status, 200);
+}
