@@ -242,15 +242,6 @@ impl Connection {
         self.registration.is_kicked()
     }
 
-    /// After a session call: the request clock and the registry learn
-    /// what the session was handed and what it does now.
-    fn handed<S: Tapped>(&mut self, session: &S, before: Reading, used: usize) -> Reading {
-        let after = session.reading();
-        self.request.handed(before, used, after);
-        self.registration.set_state(session.state());
-        after
-    }
-
     /// The client's address (from the PROXY header, behind a trusted proxy).
     pub fn peer(&self) -> SocketAddr {
         self.peer
@@ -301,7 +292,13 @@ impl Connection {
         let mark = self.output.len();
         let result = handle(session, line, &mut self.output);
         // The line was taken out with its line end: at least one octet.
-        let after = self.handed(session, before, line.len() + 1);
+        let after = handed(
+            &mut self.request,
+            &mut self.registration,
+            session,
+            before,
+            line.len() + 1,
+        );
         if self.tap.is_some() || self.metrics.is_some() {
             let handed = Handed {
                 before,
@@ -330,17 +327,23 @@ impl Connection {
         let mark = self.output.len();
         let result = advance(session, &mut bytes, &mut self.output);
         let used = given.len() - bytes.as_slice().len();
+        let after = handed(
+            &mut self.request,
+            &mut self.registration,
+            session,
+            before,
+            used,
+        );
         if self.tap.is_some() || self.metrics.is_some() {
             let handed = Handed {
                 before,
                 input: &given[..used],
-                after: session.reading(),
+                after,
                 output: &self.output[mark..],
             };
             handed.show(&mut self.tap, &mut self.metrics, started);
         }
         self.input.consume(used);
-        self.handed(session, before, used);
         result
     }
 
@@ -563,6 +566,23 @@ fn read_timeout(settings: &ConnectionSettings, login: LoginDeadline, logged_in: 
     } else {
         login.read_timeout(settings.preauth_timeout)
     }
+}
+
+/// After a session call: the request clock and the registry learn what
+/// the session was handed and what it reads now, which is returned. (Over
+/// the two fields, not the connection, so the caller may still hold its
+/// input buffer.)
+fn handed<S: Tapped>(
+    request: &mut RequestClock,
+    registration: &mut Registration,
+    session: &S,
+    before: Reading,
+    used: usize,
+) -> Reading {
+    let after = session.reading();
+    request.handed(before, used, after);
+    registration.set_state(session.state());
+    after
 }
 
 /// The one line that sums a session up.
