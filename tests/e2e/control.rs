@@ -331,3 +331,45 @@ fn a_stale_socket_is_replaced_and_a_configured_one_must_work() {
     let error = serve_refused(&config);
     assert!(error.contains("key `control.socket`"), "{error}");
 }
+
+/// The control socket reads one bounded request line in bounded time: an
+/// unknown request, `MAX_REQUEST` octets without a line end and a client that
+/// sends nothing (after `REQUEST_TIMEOUT`) each get an error answer and
+/// the connection's end, and `who` is answered after them (caught: a
+/// request read without a bound or a deadline holds its task, or worse,
+/// the socket).
+#[test]
+fn bad_requests_get_an_error_and_the_socket_serves_on() {
+    use popgate::control::protocol::MAX_REQUEST;
+    use popgate::control::REQUEST_TIMEOUT;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    let server = Server::start();
+    let ask = |bytes: &[u8]| -> String {
+        let mut stream = UnixStream::connect(server.control_socket()).unwrap();
+        stream
+            .set_read_timeout(Some(REQUEST_TIMEOUT + Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(bytes).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let unknown = ask(b"frobnicate\n");
+    assert!(unknown.contains("unknown request"), "{unknown}");
+    // Exactly the bound, no line end: nothing is left unread, so the close
+    // that follows the answer is not a reset.
+    let long = ask(&vec![b'w'; MAX_REQUEST]);
+    assert!(long.contains("request too long"), "{long}");
+    let started = Instant::now();
+    let silent = ask(b"");
+    assert!(silent.contains("no request in time"), "{silent}");
+    assert!(
+        started.elapsed() + Duration::from_millis(200) >= REQUEST_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    let sessions = who(&server, &[]);
+    assert!(sessions.starts_with("service"), "{sessions}");
+}
