@@ -128,7 +128,6 @@ pub struct Runtime {
     pop3: Arc<Pop3Service>,
     submission: Option<Arc<SubmissionService>>,
     proxies: Arc<ProxyProtocol>,
-    maxima: ConnectionMaxima,
     mailbox_file: Option<Arc<MailboxFile>>,
     relay: Option<Arc<Relay>>,
 }
@@ -232,10 +231,6 @@ impl Runtime {
         };
         Ok(Runtime {
             proxies: Arc::new(ProxyProtocol::new(&settings.proxy_protocol)),
-            maxima: ConnectionMaxima {
-                total: settings.pop3.max_connections,
-                per_ip: settings.pop3.max_connections_per_ip,
-            },
             settings,
             pop3,
             submission,
@@ -264,9 +259,13 @@ impl Runtime {
         &self.proxies
     }
 
-    /// The connection maxima.
+    /// The connection maxima: `[pop3] max_connections` and
+    /// `max_connections_per_ip`.
     pub fn maxima(&self) -> ConnectionMaxima {
-        self.maxima
+        ConnectionMaxima {
+            total: self.settings.pop3.max_connections,
+            per_ip: self.settings.pop3.max_connections_per_ip,
+        }
     }
 
     /// The mailbox-settings file, when one is configured.
