@@ -208,7 +208,8 @@ pub fn is_at_own_limit(error: &io::Error) -> bool {
     error.raw_os_error().map(Errno::from_raw) == Some(Errno::EMFILE)
 }
 
-/// How long one accept loop waits before trying again after a failure.
+/// How long one accept loop waits before trying again after a failure:
+/// the mail listeners', the metrics port's and the control socket's.
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,

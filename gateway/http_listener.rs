@@ -35,6 +35,7 @@ use tracing::debug;
 use crate::client_settings;
 use crate::config::Settings;
 use crate::connection::stopped;
+use crate::descriptors::{self, Backoff};
 use crate::log_text::LogText;
 use crate::metrics::{self, Metrics};
 
@@ -94,6 +95,7 @@ impl HttpListener {
     /// Serves until `shutdown` turns true.
     pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut backoff = Backoff::new();
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -103,10 +105,18 @@ impl HttpListener {
                 Ok(pair) => pair,
                 Err(error) => {
                     debug!("metrics accept failed: {}", LogText(&error));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // As the mail listeners: a failure of one connection
+                    // is passed over, a shortage waited out.
+                    if !descriptors::is_per_connection(&error) {
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.next_wait()) => {}
+                            _ = stopped(&mut shutdown) => return,
+                        }
+                    }
                     continue;
                 }
             };
+            backoff.reset();
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 debug!("metrics connection from {peer} closed: {MAX_CONNECTIONS} already open");
                 continue;

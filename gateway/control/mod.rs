@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{SettingError, Settings, DEFAULT_CONTROL_SOCKET};
 use crate::connection::stopped;
+use crate::descriptors::Backoff;
 use crate::log_text::LogText;
 use crate::sessions::Sessions;
 use protocol::{Request, Response, MAX_REQUEST};
@@ -237,6 +238,7 @@ impl ControlSocket {
             }
         };
         info!("control socket: {}", path.display());
+        let mut backoff = Backoff::new();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -244,11 +246,15 @@ impl ControlSocket {
             };
             match accepted {
                 Ok((stream, _)) => {
+                    backoff.reset();
                     tokio::spawn(serve_one(stream, control.clone()));
                 }
                 Err(error) => {
                     warn!("control socket: accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_wait()) => {}
+                        _ = stopped(&mut shutdown) => break,
+                    }
                 }
             }
         }
