@@ -5,7 +5,7 @@
 //! comes from.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,20 @@ fn server(file: &Path, sink: &Sink) -> Server {
     })
 }
 
+/// What alice, whose POP3 the issue's example switches off, hears.
+const ALICE_DISABLED: &str = "-ERR [SYS/PERM] POP3 access is disabled for this mailbox";
+
+/// A [`server`] with the issue's example as its mailbox settings file:
+/// the directory holding it, the file, the sink and the server.
+fn issue_example_server() -> (tempfile::TempDir, PathBuf, Sink, Server) {
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("mailboxes.toml");
+    fs::write(&file, ISSUE_EXAMPLE).unwrap();
+    let sink = Sink::start();
+    let server = server(&file, &sink);
+    (files, file, sink, server)
+}
+
 /// Writes `text` over `path` as editors do: a new file renamed over it.
 fn replace(path: &Path, text: &str) {
     let new = path.with_extension("new");
@@ -108,17 +122,9 @@ fn message(from: &str) -> Vec<u8> {
 /// succeeded and every DELE moved to the Archive.
 #[test]
 fn the_issue_example_in_one_server() {
-    let files = tempfile::tempdir().unwrap();
-    let file = files.path().join("mailboxes.toml");
-    fs::write(&file, ISSUE_EXAMPLE).unwrap();
-    let sink = Sink::start();
-    let server = server(&file, &sink);
-
+    let (_files, file, sink, server) = issue_example_server();
     let (_, reply) = pop3_login(&server, "alice");
-    assert_eq!(
-        reply,
-        "-ERR [SYS/PERM] POP3 access is disabled for this mailbox"
-    );
+    assert_eq!(reply, ALICE_DISABLED);
     let log = server.wait_for_log("reason=disabled");
     assert!(
         log.contains(
@@ -203,16 +209,9 @@ fn the_issue_example_in_one_server() {
 /// a file read again without checks would have dropped alice's switch.
 #[test]
 fn a_broken_file_is_refused_with_its_line_and_the_old_settings_stay() {
-    let files = tempfile::tempdir().unwrap();
-    let file = files.path().join("mailboxes.toml");
-    fs::write(&file, ISSUE_EXAMPLE).unwrap();
-    let sink = Sink::start();
-    let server = server(&file, &sink);
+    let (_files, file, _sink, server) = issue_example_server();
     let (_, reply) = pop3_login(&server, "alice");
-    assert_eq!(
-        reply,
-        "-ERR [SYS/PERM] POP3 access is disabled for this mailbox"
-    );
+    assert_eq!(reply, ALICE_DISABLED);
 
     for (broken, line, what) in [
         (
@@ -231,19 +230,13 @@ fn a_broken_file_is_refused_with_its_line_and_the_old_settings_stay() {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !server.log().contains(&needle) && Instant::now() < deadline {
             let (_, reply) = pop3_login(&server, "alice");
-            assert_eq!(
-                reply,
-                "-ERR [SYS/PERM] POP3 access is disabled for this mailbox"
-            );
+            assert_eq!(reply, ALICE_DISABLED);
             std::thread::sleep(Duration::from_millis(200));
         }
         // More logins, more seconds: still one line for this change.
         for _ in 0..6 {
             let (_, reply) = pop3_login(&server, "alice");
-            assert_eq!(
-                reply,
-                "-ERR [SYS/PERM] POP3 access is disabled for this mailbox"
-            );
+            assert_eq!(reply, ALICE_DISABLED);
             std::thread::sleep(Duration::from_millis(250));
         }
         let log = server.log();
@@ -276,10 +269,7 @@ fn a_broken_file_is_refused_with_its_line_and_the_old_settings_stay() {
         "{log}"
     );
     let (_, reply) = pop3_login(&server, "alice");
-    assert_eq!(
-        reply,
-        "-ERR [SYS/PERM] POP3 access is disabled for this mailbox"
-    );
+    assert_eq!(reply, ALICE_DISABLED);
 }
 
 /// A file that cannot work stops start-up, naming the file and the line,
