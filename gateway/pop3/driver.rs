@@ -290,10 +290,14 @@ impl Driver {
         let maildir = account.maildir.clone();
         let identity = Identity::of(&account);
         // A user whose MTA has not delivered yet has no Maildir: the first
-        // login creates it, as theirs, and finds it empty.
-        let opened = store_call(identity, move || {
-            popgate_store::ensure_maildir(&maildir)?;
-            Mailbox::open(&maildir, &options)
+        // login creates it, as theirs, and finds it empty. Only a login
+        // that finds none pays for looking at what is missing.
+        let opened = store_call(identity, move || match Mailbox::open(&maildir, &options) {
+            Err(StoreError::NoSuchMailbox(_)) => {
+                popgate_store::ensure_maildir(&maildir)?;
+                Mailbox::open(&maildir, &options)
+            }
+            opened => opened,
         })
         .await;
         match opened {

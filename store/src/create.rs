@@ -40,7 +40,8 @@ const DIR_MODE: u32 = 0o700;
 
 /// Makes sure `maildir` is a Maildir: creates it, its missing parents and
 /// its missing `cur/`, `new/` and `tmp/` (mode 0700). Call it with the
-/// owner's filesystem identity, before [`Mailbox::open`](crate::Mailbox::open).
+/// owner's filesystem identity when [`Mailbox::open`](crate::Mailbox::open)
+/// finds no Maildir ([`StoreError::NoSuchMailbox`]), then open again.
 ///
 /// Errors ([`StoreError::Io`], temporary): `maildir` or one of its three
 /// directories exists but is not a directory, or cannot be created.

@@ -259,7 +259,7 @@ impl Mailbox {
     /// sizes learnt so far still go into the size cache, so a mailbox too
     /// big to size before one deadline gets there over a few logins.
     pub fn open(maildir: &Path, options: &OpenOptions) -> Result<Mailbox, StoreError> {
-        snapshot::check_layout(maildir)?;
+        let layout = snapshot::Layout::open(maildir)?;
         let lock = if options.lock {
             Some(SessionLock::acquire(
                 maildir,
@@ -274,13 +274,13 @@ impl Mailbox {
         // and neither needs the other.
         let migration = migrate::Files::read(maildir);
         let (listed, imported) = if migration.len() < PARSE_ALONGSIDE {
-            (snapshot::take(maildir), migration.parse())
+            (snapshot::take(maildir, layout), migration.parse())
         } else {
             thread::scope(|scope| {
                 let parsing = thread::Builder::new()
                     .name("popgate-parse".into())
                     .spawn_scoped(scope, || migration.parse());
-                let listed = snapshot::take(maildir);
+                let listed = snapshot::take(maildir, layout);
                 let imported = match parsing {
                     Ok(parsing) => parsing
                         .join()

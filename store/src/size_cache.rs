@@ -106,10 +106,11 @@ pub(crate) fn load(root: &Path, files: &mut impl Sizable) -> Result<bool, Corrup
     if len > MAX_BYTES {
         return Err(Corrupt);
     }
-    read_text(
-        BufReader::with_capacity(READ_BUFFER, file.take(MAX_BYTES + 1)),
-        files,
-    )
+    // The file is replaced whole, never written in place: its length
+    // now is its length to the end, and reading exactly that much spares
+    // the read that would only find the end.
+    let capacity = usize::try_from(len).map_or(READ_BUFFER, |len| len.clamp(1, READ_BUFFER));
+    read_text(BufReader::with_capacity(capacity, file.take(len)), files)
 }
 
 /// The reading part of [`load`]: the cache file's text from `reader`.

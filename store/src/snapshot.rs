@@ -20,14 +20,14 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::dir::Type;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, CWD};
+use rustix::io::Errno;
 
 use crate::arena::{Arena, Span};
 use crate::name;
@@ -150,44 +150,51 @@ fn cmp_delivery(listing: &Listing, a: &Key, b: &Key) -> std::cmp::Ordering {
     })
 }
 
-/// Checks that `root` is a Maildir: a directory with `cur/` and `new/`.
-pub(crate) fn check_layout(root: &Path) -> Result<(), StoreError> {
-    for path in [
-        root.to_path_buf(),
-        root.join(Dir::Cur.as_str()),
-        root.join(Dir::New.as_str()),
-    ] {
-        match fs::metadata(&path) {
-            Ok(metadata) if metadata.is_dir() => {}
-            Ok(_) => return Err(StoreError::NoSuchMailbox(path)),
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Err(StoreError::NoSuchMailbox(path))
-            }
-            Err(err) => {
-                return Err(StoreError::io(
-                    format!("looking up {}", path.display()),
-                    err,
-                ))
-            }
-        }
+/// A Maildir's `cur/` and `new/`, open: the snapshot lists them through
+/// these descriptors, so each listing walks no path again.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    cur: OwnedFd,
+    new: OwnedFd,
+}
+
+impl Layout {
+    /// Opens `root`, then its `cur/` and `new/`: the check that `root` is a
+    /// Maildir, done by the opens a listing needs anyway. Any of the three
+    /// may be a symlink to a directory (admins move whole Maildirs).
+    ///
+    /// [`StoreError::NoSuchMailbox`] names the first that is missing or not
+    /// a directory.
+    pub(crate) fn open(root: &Path) -> Result<Layout, StoreError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let failed = |path: PathBuf, errno: Errno| match errno {
+            Errno::NOENT | Errno::NOTDIR => StoreError::NoSuchMailbox(path),
+            _ => StoreError::io(format!("looking up {}", path.display()), errno.into()),
+        };
+        let root_fd =
+            openat(CWD, root, flags, Mode::empty()).map_err(|e| failed(root.to_path_buf(), e))?;
+        let sub = |dir: Dir| {
+            openat(&root_fd, dir.as_str(), flags, Mode::empty())
+                .map_err(|e| failed(root.join(dir.as_str()), e))
+        };
+        Ok(Layout {
+            cur: sub(Dir::Cur)?,
+            new: sub(Dir::New)?,
+        })
     }
-    Ok(())
 }
 
 /// Moves `new/` into `cur/` and lists the messages, in directory order:
 /// the caller looks at each name while it is fresh in the CPU cache, then
 /// puts them in delivery order with [`delivery_order`].
-pub(crate) fn take(root: &Path) -> Result<Listing, StoreError> {
+pub(crate) fn take(root: &Path, layout: Layout) -> Result<Listing, StoreError> {
     let new = root.join(Dir::New.as_str());
     let cur = root.join(Dir::Cur.as_str());
     // The names in new/ are only kept for the files that could not move.
     let mut in_new = Listing::default();
-    list(&new, |file_name| in_new.push(Dir::New, file_name))?;
+    list_open(layout.new, &new, |file_name| {
+        in_new.push(Dir::New, file_name)
+    })?;
     let mut listing = Listing::default();
     for file in &in_new.files {
         let file_name = in_new.names.get(file.name);
@@ -200,7 +207,9 @@ pub(crate) fn take(root: &Path) -> Result<Listing, StoreError> {
         }
     }
     drop(in_new);
-    list(&cur, |file_name| listing.push(Dir::Cur, file_name))?;
+    list_open(layout.cur, &cur, |file_name| {
+        listing.push(Dir::Cur, file_name)
+    })?;
     Ok(listing)
 }
 
@@ -224,36 +233,51 @@ pub(crate) fn delivery_order(listing: &Listing, order: Order) -> Vec<u32> {
     positions
 }
 
+/// How much of a directory one `getdents64` call reads: a few hundred
+/// Maildir names.
+const LIST_BUFFER: usize = 32 * 1024;
+
 /// Calls `each` with the name of every regular file in `dir` not starting
 /// with `.`, in directory order.
+fn list(dir: &Path, each: impl FnMut(&[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let opened = openat(CWD, dir, flags, Mode::empty())
+        .map_err(|errno| StoreError::io(format!("listing {}", dir.display()), errno.into()))?;
+    list_open(opened, dir, each)
+}
+
+/// [`list`] on a directory already open as `opened` (its path, `dir`, only
+/// names it in errors), closing it after.
 ///
-/// Reads with `readdir` directly rather than `std::fs::read_dir`, which
-/// allocates twice per entry: a Maildir can hold 100,000 of them.
-fn list(
+/// Reads with `getdents64` into one buffer that is never zeroed, rather
+/// than `std::fs::read_dir` (which allocates twice per entry; a Maildir can
+/// hold 100,000) or `opendir` (which also checks the descriptor three
+/// times and rewinds it before closing).
+fn list_open(
+    opened: OwnedFd,
     dir: &Path,
     mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let context = || format!("listing {}", dir.display());
-    let mut handle = nix::dir::Dir::open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| StoreError::io(context(), errno.into()))?;
-    for entry in handle.iter() {
+    let mut buffer: Vec<u8> = Vec::with_capacity(LIST_BUFFER);
+    let mut entries = RawDir::new(&opened, buffer.spare_capacity_mut());
+    while let Some(entry) = entries.next() {
         let entry = entry.map_err(|errno| StoreError::io(context(), errno.into()))?;
         let file_name = entry.file_name().to_bytes();
         if file_name.first().is_none_or(|&b| b == b'.') {
             continue;
         }
         let is_file = match entry.file_type() {
-            Some(file_type) => file_type == Type::File,
-            // The file system does not report types: ask without following.
-            None => match fs::symlink_metadata(dir.join(OsStr::from_bytes(file_name))) {
-                Ok(metadata) => metadata.is_file(),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
-                Err(err) => return Err(StoreError::io(context(), err)),
-            },
+            FileType::Unknown => {
+                // The file system does not report types: ask without
+                // following.
+                match statat(&opened, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile,
+                    Err(Errno::NOENT) => false,
+                    Err(errno) => return Err(StoreError::io(context(), errno.into())),
+                }
+            }
+            file_type => file_type == FileType::RegularFile,
         };
         if is_file {
             each(file_name)?;
@@ -316,6 +340,7 @@ pub(crate) fn path(root: &Path, dir: Dir, file_name: &OsStr) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn maildir() -> io::Result<tempfile::TempDir> {
         let dir = tempfile::tempdir()?;
@@ -327,7 +352,7 @@ mod tests {
 
     /// The files of the snapshot in delivery order: directory and name.
     fn take_sorted(root: &Path, order: Order) -> Result<Vec<(Dir, String)>, StoreError> {
-        let listing = take(root)?;
+        let listing = take(root, Layout::open(root)?)?;
         Ok(sorted(&listing, order))
     }
 
@@ -348,23 +373,23 @@ mod tests {
     fn layout_needs_root_cur_and_new() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let root = dir.path().join("Maildir");
-        assert!(matches!(check_layout(&root), Err(StoreError::NoSuchMailbox(p)) if p == root));
+        assert!(matches!(Layout::open(&root), Err(StoreError::NoSuchMailbox(p)) if p == root));
         fs::create_dir(&root)?;
         fs::create_dir(root.join("new"))?;
         assert!(
-            matches!(check_layout(&root), Err(StoreError::NoSuchMailbox(p)) if p == root.join("cur"))
+            matches!(Layout::open(&root), Err(StoreError::NoSuchMailbox(p)) if p == root.join("cur"))
         );
         fs::write(root.join("cur"), b"")?;
         assert!(matches!(
-            check_layout(&root),
+            Layout::open(&root),
             Err(StoreError::NoSuchMailbox(_))
         ));
         fs::remove_file(root.join("cur"))?;
         fs::create_dir(root.join("cur"))?;
-        check_layout(&root)?;
+        Layout::open(&root)?;
         fs::remove_dir(root.join("new"))?;
         assert!(matches!(
-            check_layout(&root),
+            Layout::open(&root),
             Err(StoreError::NoSuchMailbox(_))
         ));
         Ok(())
@@ -517,7 +542,8 @@ mod tests {
         let dir = maildir()?;
         let root = dir.path();
         fs::remove_dir(root.join("cur"))?;
-        let result = take_sorted(root, Order::OldestFirst);
+        fs::write(root.join("cur"), b"")?;
+        let result = list(&root.join("cur"), |_| Ok(()));
         assert!(matches!(result, Err(StoreError::Io { .. })));
         Ok(())
     }
