@@ -13,7 +13,12 @@
 //!   list;
 //! * `open/10k/cold`: 10,000 messages and no size cache, so every message
 //!   is read once to compute its size (the files themselves are in the page
-//!   cache: this is the first login, not a cold disk).
+//!   cache: this is the first login, not a cold disk);
+//! * `open/20/listed` and `open/20/reused`: a mailbox of 20 messages, as a
+//!   client that leaves mail on the server polls, opened by listing it
+//!   (`Mailbox::open`) and from the snapshot the last login kept
+//!   (`Mailbox::open_nowait`); `open/100k/reused` is the latter on 100,000
+//!   messages.
 //!
 //! The Maildirs are generated once per run in a temporary directory.
 //!
@@ -27,10 +32,11 @@
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use popgate_store::{Mailbox, OpenOptions, SIZE_CACHE_FILE};
+use popgate_store::{Mailbox, OpenOptions, SnapshotCache, SIZE_CACHE_FILE};
 
 /// A small message with LF line ends (its wire size is 4 octets more).
 const MESSAGE: &[u8] =
@@ -72,6 +78,25 @@ fn open(root: &Path) -> Mailbox {
     mailbox
 }
 
+/// Sets the times of the Maildir's directories an hour back, as on a
+/// mailbox nothing happened to lately, so a login keeps its snapshot.
+fn settle(root: &Path) {
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for dir in [root.to_path_buf(), root.join("cur"), root.join("new")] {
+        fs::File::open(dir)
+            .and_then(|dir| dir.set_modified(an_hour_ago))
+            .expect("setting a directory's time");
+    }
+}
+
+/// Options that keep snapshots in `cache`.
+fn caching(cache: &Arc<SnapshotCache>) -> OpenOptions {
+    OpenOptions {
+        snapshots: Some(Arc::clone(cache)),
+        ..OpenOptions::default()
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let warm = dir.path().join("warm");
@@ -83,6 +108,18 @@ fn bench(c: &mut Criterion) {
     maildir(&migrated, 100_000, false);
     dovecot_uidlist(&migrated, 100_000);
     maildir(&cold, 10_000, false);
+    let polled = dir.path().join("polled");
+    maildir(&polled, 20, false);
+    // Sizes cached and the lock file made, then nothing changes.
+    drop(open(&polled));
+    drop(open(&warm));
+    settle(&polled);
+    settle(&warm);
+    let cache = Arc::new(SnapshotCache::default());
+    for root in [&polled, &warm] {
+        drop(Mailbox::open(root, &caching(&cache)).expect("opening the Maildir"));
+        assert!(Mailbox::open_nowait(root, &caching(&cache)).is_some());
+    }
     // The first open computes the sizes and writes the cache.
     drop(open(&warm));
     assert!(warm.join(SIZE_CACHE_FILE).exists());
@@ -127,6 +164,13 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    group.bench_function("open/20/listed", |b| b.iter(|| black_box(open(&polled))));
+    for (name, root) in [("open/20/reused", &polled), ("open/100k/reused", &warm)] {
+        let options = caching(&cache);
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(Mailbox::open_nowait(root, &options).expect("reused")))
+        });
+    }
     group.finish();
 }
 

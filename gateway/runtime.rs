@@ -22,6 +22,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use popgate_auth::{Authenticator, Throttle};
+use popgate_store::SnapshotCache;
 
 use crate::config::{BackendKind, SettingError, Settings};
 use crate::limits::{ConnectionMaxima, Limits, UserLimit};
@@ -57,6 +58,9 @@ pub struct Shared {
     pub metrics: Option<Arc<Metrics>>,
     /// The sessions in progress, which `popgate who` lists and `kick` ends.
     pub sessions: Arc<Sessions>,
+    /// The snapshots logins kept for the next login of each unchanged
+    /// Maildir.
+    pub snapshots: Arc<SnapshotCache>,
 }
 
 impl Shared {
@@ -94,6 +98,7 @@ impl Shared {
             submission_users: Arc::new(UserLimit::new()),
             metrics,
             sessions: Arc::new(Sessions::new()),
+            snapshots: Arc::new(SnapshotCache::default()),
         })
     }
 }
@@ -217,6 +222,7 @@ impl Runtime {
             shared.login.clone(),
             shared.limits.clone(),
             mailboxes.clone(),
+            shared.snapshots.clone(),
         )?);
         let submission = match (&settings.submission, &relay) {
             (Some(_), Some(relay)) => Some(Arc::new(SubmissionService::new(

@@ -202,6 +202,8 @@ impl Pop3Settings {
                 .map_err(|e| SettingError::new("pop3.on_dele", e))?,
             // Each login sets its own, from login_deadline.
             deadline: None,
+            // The POP3 service shares one cache among its logins.
+            snapshots: None,
         })
     }
 }

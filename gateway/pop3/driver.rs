@@ -289,17 +289,25 @@ impl Driver {
         };
         let maildir = account.maildir.clone();
         let identity = Identity::of(&account);
-        // A user whose MTA has not delivered yet has no Maildir: the first
+        // An unchanged Maildir is opened from its kept snapshot right here
+        // when that cannot wait for the disk (the identity switch is safe:
+        // nothing in between yields). Else on a blocking thread; there, a
+        // user whose MTA has not delivered yet has no Maildir: the first
         // login creates it, as theirs, and finds it empty. Only a login
         // that finds none pays for looking at what is missing.
-        let opened = store_call(identity, move || match Mailbox::open(&maildir, &options) {
-            Err(StoreError::NoSuchMailbox(_)) => {
-                popgate_store::ensure_maildir(&maildir)?;
-                Mailbox::open(&maildir, &options)
+        let opened = match identity::run_as(identity, || Mailbox::open_nowait(&maildir, &options)) {
+            Ok(Some(mailbox)) => Ok(mailbox),
+            _ => {
+                store_call(identity, move || match Mailbox::open(&maildir, &options) {
+                    Err(StoreError::NoSuchMailbox(_)) => {
+                        popgate_store::ensure_maildir(&maildir)?;
+                        Mailbox::open(&maildir, &options)
+                    }
+                    opened => opened,
+                })
+                .await
             }
-            opened => opened,
-        })
-        .await;
+        };
         match opened {
             Ok(mailbox) => {
                 self.identity = identity;

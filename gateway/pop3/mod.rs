@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use popgate_store::OpenOptions;
+use popgate_store::{OpenOptions, SnapshotCache};
 
 use crate::config::{LoginPolicy, SettingError, Settings};
 use crate::connection::{Connection, ConnectionSettings, Protocol};
@@ -41,8 +41,8 @@ pub struct Pop3Service {
     banner: String,
     plaintext_login: bool,
     max_command_size: usize,
-    /// How mailboxes are opened; each login puts its mailbox's own
-    /// `on_dele` and `order` in.
+    /// How mailboxes are opened, and where their snapshots are kept; each
+    /// login puts its mailbox's own `on_dele` and `order` in.
     open_options: OpenOptions,
     tls: Option<Arc<TlsProvider>>,
     login: Arc<LoginGate>,
@@ -58,6 +58,7 @@ impl Pop3Service {
         login: Arc<LoginGate>,
         limits: Arc<Limits>,
         mailboxes: Arc<Mailboxes>,
+        snapshots: Arc<SnapshotCache>,
     ) -> Result<Pop3Service, SettingError> {
         let pop3 = &settings.pop3;
         Ok(Pop3Service {
@@ -73,7 +74,10 @@ impl Pop3Service {
             banner: pop3.banner.clone(),
             plaintext_login: pop3.login == LoginPolicy::Plaintext,
             max_command_size: pop3.max_command_size,
-            open_options: pop3.open_options()?,
+            open_options: OpenOptions {
+                snapshots: Some(snapshots),
+                ..pop3.open_options()?
+            },
             tls,
             login,
             limits,

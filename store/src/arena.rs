@@ -74,6 +74,11 @@ impl Arena {
         OsStr::from_bytes(self.get(span))
     }
 
+    /// How many octets the arena holds, room included.
+    pub(crate) fn weight(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Gives back the room reserved for names that never came.
     pub(crate) fn shrink_to_fit(&mut self) {
         self.bytes.shrink_to_fit();

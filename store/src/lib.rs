@@ -10,7 +10,10 @@
 //!    move `new/` to `cur/` and fix the list of messages for the session
 //!    (the snapshot), each with its UIDL ([`uidl`]) and its
 //!    exact size on the wire (from the file name, the size cache,
-//!    or computed once).
+//!    or computed once). A Maildir unchanged since a login of the same
+//!    process kept its snapshot in a [`SnapshotCache`] opens again from
+//!    it without listing and without waiting for the disk
+//!    ([`Mailbox::open_nowait`]), so on an async thread.
 //! 2. **Read** ([`Mailbox::len`], [`Mailbox::size`], [`Mailbox::uidl`],
 //!    [`Mailbox::open_message`]): STAT, LIST and UIDL come from the snapshot; RETR and TOP open the message
 //!    file and stream it through a [`wire::Encoder`], the same code that
@@ -34,6 +37,8 @@
 //!     on_dele: "move:Archive".parse::<OnDele>()?,
 //!     // Give up (StoreError::TimedOut) if opening takes longer than this.
 //!     deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(120)),
+//!     // Keep each snapshot for the next login of an unchanged Maildir.
+//!     snapshots: Some(std::sync::Arc::new(popgate_store::SnapshotCache::default())),
 //! };
 //! let mailbox = Mailbox::open(Path::new("/var/vmail/example.com/ann/Maildir"), &options)?;
 //! for index in 0..mailbox.len() {
@@ -49,8 +54,8 @@
 //! ```
 //!
 //! A Maildir that does not exist yet is created by [`ensure_maildir`]
-//! (the gateway calls it before opening, so a user's first login finds an
-//! empty mailbox), and local delivery writes into Maildirs beside the
+//! (the gateway calls it when opening finds none, so a user's first login
+//! finds an empty mailbox), and local delivery writes into Maildirs beside the
 //! reader ([`deliver`]), all of them or none: without following
 //! symlinks below the root, and naming each file with its sizes (`,S=`,
 //! `,W=`) so the reader need not read it. This crate knows no users:
@@ -91,6 +96,7 @@ pub mod read;
 mod size_cache;
 mod sizing;
 mod snapshot;
+pub mod snapshot_cache;
 pub mod uidl;
 mod update;
 pub mod wire;
@@ -102,4 +108,5 @@ pub use lock::LOCK_FILE;
 pub use mailbox::{Mailbox, OpenOptions};
 pub use policy::{validate_folder, OnDele, Order};
 pub use size_cache::SIZE_CACHE_FILE;
+pub use snapshot_cache::SnapshotCache;
 pub use update::CommitReport;

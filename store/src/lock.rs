@@ -18,6 +18,7 @@
 //! sooner cuts the wait short with [`StoreError::TimedOut`].
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::thread;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::libc;
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 
 use crate::StoreError;
 
@@ -88,6 +90,20 @@ impl SessionLock {
             }
             thread::sleep(RETRY_EVERY.min(give_up - now));
         }
+    }
+}
+
+impl SessionLock {
+    /// Takes the lock of the Maildir open as `root` only if that cannot
+    /// wait: the lock file already exists and is found from the kernel's
+    /// caches, and no other session holds the lock. `None` otherwise; then
+    /// [`acquire`](Self::acquire) waits as usual.
+    pub(crate) fn try_cached(root: &OwnedFd) -> Option<SessionLock> {
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = openat2(root, LOCK_FILE, flags, Mode::empty(), ResolveFlags::CACHED).ok()?;
+        let file = File::from(fd);
+        try_lock(&file).ok()?;
+        Some(SessionLock { _file: file })
     }
 }
 

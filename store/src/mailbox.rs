@@ -64,15 +64,16 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::arena::{Arena, Span};
 use crate::file::{self, OpenError};
 use crate::lock::SessionLock;
 use crate::size_cache::{self, Sizable, Sizes};
 use crate::snapshot::{self, Dir, Listing};
+use crate::snapshot_cache::{self, SnapshotCache, Stamps};
 use crate::{cold, migrate, name, sizing, uidl, OnDele, Order, StoreError};
 
 /// From how many bytes of migration lists (about a thousand messages)
@@ -98,11 +99,14 @@ pub struct OpenOptions {
     /// reading messages for their sizes all stop then. `None`: no limit
     /// but `lock_wait`.
     pub deadline: Option<Instant>,
+    /// Where logins keep their snapshots for the next login of an
+    /// unchanged Maildir ([`Mailbox::open_nowait`]); `None`: nowhere.
+    pub snapshots: Option<Arc<SnapshotCache>>,
 }
 
 impl Default for OpenOptions {
     /// The configuration defaults: locked, 15 s wait, oldest first,
-    /// delete, no deadline.
+    /// delete, no deadline; no snapshot cache.
     fn default() -> OpenOptions {
         OpenOptions {
             lock: true,
@@ -110,6 +114,7 @@ impl Default for OpenOptions {
             order: Order::OldestFirst,
             on_dele: OnDele::Delete,
             deadline: None,
+            snapshots: None,
         }
     }
 }
@@ -221,6 +226,30 @@ impl MessageFile<'_> {
     }
 }
 
+/// What a login fixed for its session: the messages in message order,
+/// with their names, UIDLs and sizes. Never changed once taken, so the
+/// sessions that open an unchanged Maildir share one (see
+/// [`snapshot_cache`]).
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// The file names and the UIDLs that are not part of one.
+    names: Arena,
+    /// The messages in message order.
+    records: Vec<Record>,
+    /// Where each message came in the directory listing: the size cache is
+    /// written in that order.
+    listed_at: Vec<u32>,
+}
+
+impl Snapshot {
+    /// How many octets it holds.
+    fn weight(&self) -> usize {
+        self.names.weight()
+            + self.records.capacity() * std::mem::size_of::<Record>()
+            + self.listed_at.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
 /// An open, locked, snapshotted maildrop.
 ///
 /// Message numbers are fixed for the session: index 0 is message 1 (see
@@ -230,13 +259,7 @@ impl MessageFile<'_> {
 pub struct Mailbox {
     pub(crate) root: PathBuf,
     pub(crate) on_dele: OnDele,
-    /// The file names and the UIDLs that are not part of one.
-    names: Arena,
-    /// The messages in message order.
-    records: Vec<Record>,
-    /// Where each message came in the directory listing: the size cache is
-    /// written in that order.
-    listed_at: Vec<u32>,
+    snapshot: Arc<Snapshot>,
     /// Messages whose cached sizes were found wrong on open_message.
     stale: Mutex<Vec<usize>>,
     /// Held for the life of the session; `None` when locking is off.
@@ -260,6 +283,9 @@ impl Mailbox {
     /// big to size before one deadline gets there over a few logins.
     pub fn open(maildir: &Path, options: &OpenOptions) -> Result<Mailbox, StoreError> {
         let layout = snapshot::Layout::open(maildir)?;
+        // Stamped before anything in it is read; see `snapshot_cache`.
+        let stamped = SystemTime::now();
+        let root_stamp = options.snapshots.as_ref().and_then(|_| layout.stamp_root());
         let lock = if options.lock {
             Some(SessionLock::acquire(
                 maildir,
@@ -274,13 +300,16 @@ impl Mailbox {
         // and neither needs the other.
         let migration = migrate::Files::read(maildir);
         let (listed, imported) = if migration.len() < PARSE_ALONGSIDE {
-            (snapshot::take(maildir, layout), migration.parse())
+            (
+                snapshot::take(maildir, layout, root_stamp.is_some()),
+                migration.parse(),
+            )
         } else {
             thread::scope(|scope| {
                 let parsing = thread::Builder::new()
                     .name("popgate-parse".into())
                     .spawn_scoped(scope, || migration.parse());
-                let listed = snapshot::take(maildir, layout);
+                let listed = snapshot::take(maildir, layout, root_stamp.is_some());
                 let imported = match parsing {
                     Ok(parsing) => parsing
                         .join()
@@ -293,7 +322,11 @@ impl Mailbox {
         };
         let listing = listed?;
         let mut order = snapshot::delivery_order(&listing, options.order);
-        let Listing { mut names, files } = listing;
+        let Listing {
+            mut names,
+            files,
+            dir_stamps,
+        } = listing;
 
         // Sizes known without reading the message or the size cache, and
         // UIDLs, in directory order.
@@ -394,26 +427,76 @@ impl Mailbox {
         let mailbox = Mailbox {
             root: maildir.to_path_buf(),
             on_dele: options.on_dele.clone(),
-            names,
-            records,
-            listed_at: order,
+            snapshot: Arc::new(Snapshot {
+                names,
+                records,
+                listed_at: order,
+            }),
             stale: Mutex::new(Vec::new()),
             _lock: lock,
         };
         if rewrite_cache {
+            // Rewriting the cache moves the root's stamp: nothing to keep.
             mailbox.write_size_cache(None);
+        } else if let (Some(cache), Some(root), Some((cur, new))) =
+            (&options.snapshots, root_stamp, dir_stamps)
+        {
+            // Only a snapshot of cur/ alone: one with messages left in new/
+            // would move them on its next open.
+            let snapshot = &mailbox.snapshot;
+            if snapshot.records.iter().all(|record| record.dir == Dir::Cur) {
+                let stamps = Stamps { root, cur, new };
+                let weight = snapshot.weight();
+                cache.put(
+                    maildir,
+                    options.order,
+                    stamps,
+                    stamped,
+                    Arc::clone(snapshot),
+                    weight,
+                );
+            }
         }
         Ok(mailbox)
     }
 
+    /// Opens the mailbox from the snapshot an earlier login of this
+    /// process kept in `options.snapshots`, when the Maildir has not
+    /// changed since, without listing it and without ever waiting for the
+    /// disk: the directories are opened only from the kernel's caches, and
+    /// the session lock only when it is free (see [`snapshot_cache`]). So
+    /// it may run on an async thread.
+    ///
+    /// `None` means "call [`open`](Self::open) on a blocking thread": no
+    /// snapshot kept, the Maildir changed, the lock is held, or something
+    /// would have to wait.
+    pub fn open_nowait(maildir: &Path, options: &OpenOptions) -> Option<Mailbox> {
+        let cache = options.snapshots.as_ref()?;
+        let (valid_for, snapshot) = cache.get(maildir, options.order)?;
+        let root = snapshot_cache::open_cached_dir(rustix::fs::CWD, maildir)?;
+        // The lock first, as for a listing: a session that deleted and
+        // then let go has moved the stamps by the time it is ours.
+        let lock = match options.lock {
+            true => Some(SessionLock::try_cached(&root)?),
+            false => None,
+        };
+        (snapshot_cache::stamps_cached(&root)? == valid_for).then(|| Mailbox {
+            root: maildir.to_path_buf(),
+            on_dele: options.on_dele.clone(),
+            snapshot,
+            stale: Mutex::new(Vec::new()),
+            _lock: lock,
+        })
+    }
+
     /// How many messages the snapshot holds.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.snapshot.records.len()
     }
 
     /// `true` when the snapshot holds no message.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.snapshot.records.is_empty()
     }
 
     /// The size of message `index` (0-based) as LIST and STAT report it:
@@ -432,7 +515,7 @@ impl Mailbox {
     /// lookup.
     pub fn uidl(&self, index: usize) -> Option<&[u8]> {
         let record = self.record(index)?;
-        Some(self.names.get(record.uidl()))
+        Some(self.snapshot.names.get(record.uidl()))
     }
 
     /// The Maildir this mailbox was opened on.
@@ -442,7 +525,7 @@ impl Mailbox {
 
     /// The record of message `index`.
     fn record(&self, index: usize) -> Option<Record> {
-        self.records.get(index).copied()
+        self.snapshot.records.get(index).copied()
     }
 
     /// The file of message `index` (0-based).
@@ -450,7 +533,7 @@ impl Mailbox {
         let record = self.record(index)?;
         Some(MessageFile {
             dir: record.dir,
-            name: self.names.os_str(record.name()),
+            name: self.snapshot.names.os_str(record.name()),
         })
     }
 
@@ -473,7 +556,7 @@ impl Mailbox {
         let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
         let message = MessageFile {
             dir: record.dir,
-            name: self.names.os_str(record.name()),
+            name: self.snapshot.names.os_str(record.name()),
         };
         let path = snapshot::path(&self.root, message.dir, message.name);
         let (file, len) = match file::open_regular(&path) {
@@ -502,7 +585,7 @@ impl Mailbox {
     /// cached size turned out stale and the cache must be rewritten).
     pub fn open_message_nowait(&self, index: usize) -> Result<Option<File>, StoreError> {
         let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
-        let name = self.names.os_str(record.name());
+        let name = self.snapshot.names.os_str(record.name());
         let path = snapshot::path(&self.root, record.dir, name);
         match file::open_regular_cached(&path) {
             Ok(Some((_, len))) if record.raw_size().is_some_and(|raw| raw != len) => Ok(None),
@@ -528,12 +611,13 @@ impl Mailbox {
         stale.extend(also_stale);
         // The message at each listing position (u32::MAX: none).
         let listed = self
+            .snapshot
             .listed_at
             .iter()
             .max()
             .map_or(0, |&last| last as usize + 1);
         let mut by_listing = vec![u32::MAX; listed];
-        for (index, &at) in (0u32..).zip(&self.listed_at) {
+        for (index, &at) in (0u32..).zip(&self.snapshot.listed_at) {
             if let Some(slot) = by_listing.get_mut(at as usize) {
                 *slot = index;
             }
@@ -543,9 +627,9 @@ impl Mailbox {
             .map(|index| index as usize)
             .filter(|index| !stale.contains(index))
             .filter_map(|index| {
-                let record = self.records.get(index)?;
+                let record = self.snapshot.records.get(index)?;
                 let raw = record.raw_size()?;
-                let unique = self.names.get(record.unique());
+                let unique = self.snapshot.names.get(record.unique());
                 Some((
                     unique,
                     Sizes {

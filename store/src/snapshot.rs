@@ -24,13 +24,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, CWD};
 use rustix::io::Errno;
 
 use crate::arena::{Arena, Span};
 use crate::name;
+use crate::snapshot_cache::{self, Stamp};
 use crate::{Order, StoreError};
 
 /// The Maildir directory a message file is in.
@@ -70,6 +71,9 @@ pub(crate) struct Listing {
     pub(crate) names: Arena,
     /// The files.
     pub(crate) files: Vec<Listed>,
+    /// The stamps of `cur/` and `new/` before `cur/` was listed, when asked
+    /// for (see [`snapshot_cache`](crate::snapshot_cache)).
+    pub(crate) dir_stamps: Option<(Stamp, Stamp)>,
 }
 
 impl Listing {
@@ -154,6 +158,7 @@ fn cmp_delivery(listing: &Listing, a: &Key, b: &Key) -> std::cmp::Ordering {
 /// these descriptors, so each listing walks no path again.
 #[derive(Debug)]
 pub(crate) struct Layout {
+    root: OwnedFd,
     cur: OwnedFd,
     new: OwnedFd,
 }
@@ -177,22 +182,35 @@ impl Layout {
             openat(&root_fd, dir.as_str(), flags, Mode::empty())
                 .map_err(|e| failed(root.join(dir.as_str()), e))
         };
+        let (cur, new) = (sub(Dir::Cur)?, sub(Dir::New)?);
         Ok(Layout {
-            cur: sub(Dir::Cur)?,
-            new: sub(Dir::New)?,
+            root: root_fd,
+            cur,
+            new,
         })
+    }
+
+    /// The root's stamp, when its file system keeps its times on this
+    /// machine (see [`snapshot_cache`](crate::snapshot_cache)).
+    pub(crate) fn stamp_root(&self) -> Option<Stamp> {
+        if !snapshot_cache::is_local(&self.root) {
+            return None;
+        }
+        Stamp::of(&self.root).ok()
     }
 }
 
 /// Moves `new/` into `cur/` and lists the messages, in directory order:
 /// the caller looks at each name while it is fresh in the CPU cache, then
-/// puts them in delivery order with [`delivery_order`].
-pub(crate) fn take(root: &Path, layout: Layout) -> Result<Listing, StoreError> {
+/// puts them in delivery order with [`delivery_order`]. With `stamp`, the
+/// listing carries the stamps of `cur/` and `new/` taken after the moves
+/// and before `cur/` is read.
+pub(crate) fn take(root: &Path, layout: Layout, stamp: bool) -> Result<Listing, StoreError> {
     let new = root.join(Dir::New.as_str());
     let cur = root.join(Dir::Cur.as_str());
     // The names in new/ are only kept for the files that could not move.
     let mut in_new = Listing::default();
-    list_open(layout.new, &new, |file_name| {
+    list_open(&layout.new, &new, |file_name| {
         in_new.push(Dir::New, file_name)
     })?;
     let mut listing = Listing::default();
@@ -207,7 +225,12 @@ pub(crate) fn take(root: &Path, layout: Layout) -> Result<Listing, StoreError> {
         }
     }
     drop(in_new);
-    list_open(layout.cur, &cur, |file_name| {
+    if stamp {
+        if let (Ok(cur), Ok(new)) = (Stamp::of(&layout.cur), Stamp::of(&layout.new)) {
+            listing.dir_stamps = Some((cur, new));
+        }
+    }
+    list_open(&layout.cur, &cur, |file_name| {
         listing.push(Dir::Cur, file_name)
     })?;
     Ok(listing)
@@ -247,14 +270,14 @@ fn list(dir: &Path, each: impl FnMut(&[u8]) -> Result<(), StoreError>) -> Result
 }
 
 /// [`list`] on a directory already open as `opened` (its path, `dir`, only
-/// names it in errors), closing it after.
+/// names it in errors).
 ///
 /// Reads with `getdents64` into one buffer that is never zeroed, rather
 /// than `std::fs::read_dir` (which allocates twice per entry; a Maildir can
 /// hold 100,000) or `opendir` (which also checks the descriptor three
 /// times and rewinds it before closing).
 fn list_open(
-    opened: OwnedFd,
+    opened: impl AsFd,
     dir: &Path,
     mut each: impl FnMut(&[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
@@ -352,7 +375,7 @@ mod tests {
 
     /// The files of the snapshot in delivery order: directory and name.
     fn take_sorted(root: &Path, order: Order) -> Result<Vec<(Dir, String)>, StoreError> {
-        let listing = take(root, Layout::open(root)?)?;
+        let listing = take(root, Layout::open(root)?, false)?;
         Ok(sorted(&listing, order))
     }
 

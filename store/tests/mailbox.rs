@@ -79,6 +79,7 @@ fn options(on_dele: OnDele) -> OpenOptions {
         order: Order::OldestFirst,
         on_dele,
         deadline: None,
+        snapshots: None,
     }
 }
 

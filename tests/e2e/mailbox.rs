@@ -193,3 +193,56 @@ fn a_quit_right_behind_a_retr_still_applies_its_deletions() {
         assert_eq!(message_files(&server.maildir("alice")).len(), left);
     }
 }
+
+/// Sets the modification times of `maildir`'s directories an hour back,
+/// as on a mailbox nothing happened to lately: then a login keeps its
+/// snapshot for the next (see `popgate_store::snapshot_cache`).
+fn settle(maildir: &std::path::Path) {
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for dir in [
+        maildir.to_path_buf(),
+        maildir.join("cur"),
+        maildir.join("new"),
+    ] {
+        fs::File::open(dir)
+            .and_then(|dir| dir.set_modified(an_hour_ago))
+            .unwrap();
+    }
+}
+
+#[test]
+fn logins_of_a_settled_mailbox_see_every_delivery_and_deletion() {
+    let server = Server::start();
+    let maildir = server.maildir("alice");
+    three_messages(&server);
+    // Moves new/ to cur/ and writes the size cache.
+    server.login("alice").ok("QUIT");
+    settle(&maildir);
+    let listing = |client: &mut crate::harness::Client| client.multi("UIDL").1;
+    let mut client = server.login("alice");
+    let uidls = listing(&mut client);
+    client.ok("QUIT");
+    assert_eq!(uidls.len(), 3);
+    // Unchanged: the same listing again.
+    let mut client = server.login("alice");
+    assert_eq!(listing(&mut client), uidls);
+    client.ok("QUIT");
+    // A delivery shows at the next login.
+    deliver(&maildir, 1_700_000_010, &nth_message(3));
+    let mut client = server.login("alice");
+    assert_eq!(client.cmd("STAT").split(' ').nth(1), Some("4"));
+    client.ok("QUIT");
+    settle(&maildir);
+    server.login("alice").ok("QUIT");
+    // A deletion by a session of the settled mailbox is applied, and seen.
+    let mut client = server.login("alice");
+    client.ok("DELE 1");
+    assert_eq!(client.cmd("QUIT"), "+OK Logging out, 1 messages deleted");
+    assert!(client.is_closed_within(Duration::from_secs(5)));
+    assert_eq!(message_files(&maildir).len(), 3);
+    let mut client = server.login("alice");
+    let left = listing(&mut client);
+    assert_eq!(left.len(), 3);
+    let first = uidls[0].split(' ').nth(1).unwrap();
+    assert!(!left.iter().any(|line| line.ends_with(first)), "{left:?}");
+}
