@@ -55,7 +55,8 @@ pub struct Start {
 
 /// Reads up to `limit` octets from `file`, waiting for the disk if needed.
 pub fn read_start(mut file: &File, limit: usize) -> io::Result<Start> {
-    let mut buffer = vec![0u8; buffer_len(file, limit)?];
+    let (len, fits) = start_len(file, limit)?;
+    let mut buffer = vec![0u8; len];
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..]) {
@@ -65,7 +66,7 @@ pub fn read_start(mut file: &File, limit: usize) -> io::Result<Start> {
             Err(e) => return Err(e),
         }
     }
-    Ok(finished(buffer, filled, false))
+    Ok(finished(buffer, filled, fits))
 }
 
 /// Reads up to `limit` octets from `file` only while they are in the page
@@ -75,7 +76,8 @@ pub fn read_start(mut file: &File, limit: usize) -> io::Result<Start> {
 /// calls [`read_start`] on a fresh open of the file, or after seeking
 /// back to the start.
 pub fn read_start_nowait(file: &File, limit: usize) -> io::Result<Option<Start>> {
-    let mut buffer = vec![0u8; buffer_len(file, limit)?];
+    let (len, fits) = start_len(file, limit)?;
+    let mut buffer = vec![0u8; len];
     let mut filled = 0;
     while filled < buffer.len() {
         let mut slices = [IoSliceMut::new(&mut buffer[filled..])];
@@ -88,7 +90,7 @@ pub fn read_start_nowait(file: &File, limit: usize) -> io::Result<Option<Start>>
             Err(errno) => return Err(errno.into()),
         }
     }
-    Ok(Some(finished(buffer, filled, false)))
+    Ok(Some(finished(buffer, filled, fits)))
 }
 
 /// Reads the next piece of `file`, from its current position, into
@@ -111,11 +113,17 @@ pub fn read_nowait(file: &File, buffer: &mut [u8]) -> io::Result<Option<usize>> 
     }
 }
 
-/// One more octet than the file holds, so that reading the whole file also
-/// meets its end; at most `limit`.
-fn buffer_len(file: &File, limit: usize) -> io::Result<usize> {
+/// How much of `file` to read first, and whether that is all of it: the
+/// file's length when it is at most `limit`, and then reading that much is
+/// reading it whole, with no further read to meet its end (a Maildir
+/// message file is never changed in place; one cut short meanwhile ends
+/// the read early all the same). Else `limit`.
+fn start_len(file: &File, limit: usize) -> io::Result<(usize, bool)> {
     let len = file.metadata()?.len();
-    Ok(usize::try_from(len.saturating_add(1)).map_or(limit, |len| len.min(limit)))
+    Ok(match usize::try_from(len) {
+        Ok(len) if len <= limit => (len, true),
+        _ => (limit, false),
+    })
 }
 
 fn finished(mut buffer: Vec<u8>, filled: usize, whole: bool) -> Start {
@@ -159,6 +167,19 @@ mod tests {
                 whole: true
             }
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_of_exactly_the_limit_is_read_whole() -> io::Result<()> {
+        let content = vec![b'x'; 4096];
+        let (_dir, file) = file_with(&content)?;
+        let start =
+            read_start_nowait(&file, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
+        assert!(start.whole && start.bytes == content);
+        let (_dir, file) = file_with(&content)?;
+        let start = read_start(&file, 4096)?;
+        assert!(start.whole && start.bytes == content);
         Ok(())
     }
 
