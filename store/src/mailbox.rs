@@ -33,7 +33,9 @@
 //! ```
 //!
 //! Everything is plain blocking `std` I/O; the gateway calls it from
-//! `spawn_blocking`. A session that ends without QUIT just drops the
+//! `spawn_blocking`, except the calls that never wait for the disk
+//! ([`Mailbox::open_nowait`] on an unchanged Maildir,
+//! [`Mailbox::open_message_nowait`]). A session that ends without QUIT just drops the
 //! [`Mailbox`]: the lock is released and nothing is applied.
 //!
 //! UIDLs come from a Dovecot or Courier list left in the Maildir when the
