@@ -91,9 +91,7 @@ impl SessionLock {
             thread::sleep(RETRY_EVERY.min(give_up - now));
         }
     }
-}
 
-impl SessionLock {
     /// Takes the lock of the Maildir open as `root` only if that cannot
     /// wait: the lock file already exists and is found from the kernel's
     /// caches, and no other session holds the lock. `None` otherwise; then

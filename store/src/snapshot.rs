@@ -21,10 +21,9 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, CWD};
 use rustix::io::Errno;
@@ -154,8 +153,9 @@ fn cmp_delivery(listing: &Listing, a: &Key, b: &Key) -> std::cmp::Ordering {
     })
 }
 
-/// A Maildir's `cur/` and `new/`, open: the snapshot lists them through
-/// these descriptors, so each listing walks no path again.
+/// A Maildir's root, `cur/` and `new/`, open: the snapshot lists the two
+/// through these descriptors, so each listing walks no path again, and
+/// stamps all three (see [`snapshot_cache`](crate::snapshot_cache)).
 #[derive(Debug)]
 pub(crate) struct Layout {
     root: OwnedFd,
