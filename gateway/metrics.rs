@@ -18,6 +18,7 @@
 //! | `popgate_messages_retrieved_total` | | each RETR sent (TOP is not counted) |
 //! | `popgate_retrieved_bytes_total` | | the message octets of those RETRs, as the summary line counts them |
 //! | `popgate_messages_deleted_total` | | deletions a committed UPDATE applied |
+//! | `popgate_mailbox_opens_total` | `how` | each POP3 login's mailbox: `listed` (on a blocking thread) or `reused` (the kept snapshot of an unchanged Maildir) |
 //! | `popgate_relay_total` | `result` | each message handed to the relay: `accepted`, `temporary`, `permanent` |
 //! | `popgate_config_reloads_total` | `result` | each reload (SIGHUP): `ok`, or `failed` when the configuration was refused or a file kept its old contents |
 //!
@@ -172,6 +173,14 @@ fn relay_index(outcome: &RelayOutcome) -> usize {
 /// The `result` labels of `popgate_config_reloads_total`: `ok`, `failed`.
 const RELOAD_RESULTS: [&str; 2] = ["ok", "failed"];
 
+/// The `how` labels of `popgate_mailbox_opens_total`: `listed`, `reused`.
+const OPEN_KINDS: [&str; 2] = ["listed", "reused"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HowLabels {
+    how: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ServiceLabels {
     service: &'static str,
@@ -219,6 +228,8 @@ pub struct Metrics {
     login_duration: Histogram,
     /// In [`RELOAD_RESULTS`] order.
     reloads: Vec<Counter>,
+    /// In [`OPEN_KINDS`] order.
+    opens: Vec<Counter>,
 }
 
 impl Default for Metrics {
@@ -319,6 +330,16 @@ impl Metrics {
             "Reloads of the configuration (SIGHUP)",
             reload.clone(),
         );
+        let open = Family::<HowLabels, Counter>::default();
+        registry.register(
+            "mailbox_opens",
+            "Mailboxes opened by POP3 logins: listed, or reused from the snapshot of an unchanged Maildir",
+            open.clone(),
+        );
+        let opens = OPEN_KINDS
+            .iter()
+            .map(|&how| open.get_or_create_owned(&HowLabels { how }))
+            .collect();
         let by_result = |family: &Family<ResultLabels, Counter>, results: &[&'static str]| {
             results
                 .iter()
@@ -328,6 +349,7 @@ impl Metrics {
         Metrics {
             relays: by_result(&relay, &RELAY_RESULTS),
             reloads: by_result(&reload, &RELOAD_RESULTS),
+            opens,
             registry,
             services,
             retrieved,

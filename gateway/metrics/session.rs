@@ -68,6 +68,12 @@ impl SessionMetrics {
         self.metrics.retrieved_bytes.inc_by(octets);
     }
 
+    /// A POP3 login opened its mailbox: from the kept snapshot of an
+    /// unchanged Maildir (`reused`) or by listing it.
+    pub fn mailbox_opened(&self, reused: bool) {
+        self.metrics.opens[usize::from(reused)].inc();
+    }
+
     /// A committed UPDATE applied `count` deletions.
     pub fn deleted(&self, count: usize) {
         self.metrics.deleted.inc_by(count as u64);

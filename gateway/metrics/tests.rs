@@ -45,6 +45,7 @@ fn the_families_are_named_and_typed_as_documented() {
         "popgate_relay counter",
         "popgate_login_duration_seconds histogram",
         "popgate_config_reloads counter",
+        "popgate_mailbox_opens counter",
     ]
     .into();
     assert_eq!(families, expected, "{text}");
@@ -58,6 +59,7 @@ fn the_families_are_named_and_typed_as_documented() {
         "popgate_messages_deleted_total 0",
         "popgate_relay_total{result=\"permanent\"} 0",
         "popgate_config_reloads_total{result=\"failed\"} 0",
+        "popgate_mailbox_opens_total{how=\"reused\"} 0",
         "popgate_login_duration_seconds_count 0",
     ] {
         assert!(
@@ -106,6 +108,10 @@ fn every_label_takes_a_fixed_set_of_values() {
         .map(String::from)
         .into()
     );
+    assert_eq!(
+        label_values("how"),
+        ["listed", "reused"].map(String::from).into()
+    );
     let commands = label_values("command");
     for keyword in crate::pop3::command::KEYWORDS
         .iter()
@@ -144,6 +150,9 @@ fn events_are_counted_in_their_series() {
     pop3.retrieved(1200);
     pop3.retrieved(34);
     pop3.deleted(3);
+    pop3.mailbox_opened(false);
+    pop3.mailbox_opened(true);
+    pop3.mailbox_opened(true);
     submission.relayed(&RelayOutcome::Accepted);
     submission.relayed(&RelayOutcome::Temporary("4.4.1 down".into()));
     submission.relayed(&RelayOutcome::Permanent(550, "no".into()));
@@ -190,6 +199,8 @@ fn events_are_counted_in_their_series() {
         ("popgate_login_duration_seconds_bucket{le=\"0.1\"}", 1.0),
         ("popgate_config_reloads_total{result=\"ok\"}", 1.0),
         ("popgate_config_reloads_total{result=\"failed\"}", 2.0),
+        ("popgate_mailbox_opens_total{how=\"listed\"}", 1.0),
+        ("popgate_mailbox_opens_total{how=\"reused\"}", 2.0),
     ] {
         assert_eq!(value(&metrics, series), expected, "{series}");
     }

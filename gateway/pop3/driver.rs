@@ -295,17 +295,20 @@ impl Driver {
         // user whose MTA has not delivered yet has no Maildir: the first
         // login creates it, as theirs, and finds it empty. Only a login
         // that finds none pays for looking at what is missing.
-        let opened = match identity::run_as(identity, || Mailbox::open_nowait(&maildir, &options)) {
-            Ok(Some(mailbox)) => Ok(mailbox),
+        let reused = identity::run_as(identity, || Mailbox::open_nowait(&maildir, &options));
+        let (opened, reused) = match reused {
+            Ok(Some(mailbox)) => (Ok(mailbox), true),
             _ => {
-                store_call(identity, move || match Mailbox::open(&maildir, &options) {
-                    Err(StoreError::NoSuchMailbox(_)) => {
-                        popgate_store::ensure_maildir(&maildir)?;
-                        Mailbox::open(&maildir, &options)
-                    }
-                    opened => opened,
-                })
-                .await
+                let listed =
+                    store_call(identity, move || match Mailbox::open(&maildir, &options) {
+                        Err(StoreError::NoSuchMailbox(_)) => {
+                            popgate_store::ensure_maildir(&maildir)?;
+                            Mailbox::open(&maildir, &options)
+                        }
+                        opened => opened,
+                    })
+                    .await;
+                (listed, false)
             }
         };
         match opened {
@@ -314,6 +317,7 @@ impl Driver {
                 self.user_slot = Some(slot);
                 if let Some(metrics) = self.conn.metrics() {
                     metrics.logged_in();
+                    metrics.mailbox_opened(reused);
                 }
                 let session = &mut self.session;
                 self.conn

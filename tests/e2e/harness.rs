@@ -641,6 +641,22 @@ pub fn make_maildir(path: &Path) {
     }
 }
 
+/// Sets the modification times of `maildir`'s directories an hour back,
+/// as on a mailbox nothing happened to lately: then a login keeps its
+/// snapshot for the next (see `popgate_store::snapshot_cache`).
+pub fn settle(maildir: &Path) {
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for dir in [
+        maildir.to_path_buf(),
+        maildir.join("cur"),
+        maildir.join("new"),
+    ] {
+        fs::File::open(dir)
+            .and_then(|dir| dir.set_modified(an_hour_ago))
+            .unwrap();
+    }
+}
+
 /// Delivers `contents` into `maildir/new` the way an MTA does (tmp, then
 /// rename), under a name whose leading seconds give the delivery order.
 pub fn deliver(maildir: &Path, seconds: u64, contents: &[u8]) -> String {

@@ -5,7 +5,7 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{crlf, deliver, message_files, Options, Server, PASSWORD};
+use crate::harness::{crlf, deliver, message_files, settle, Options, Server, PASSWORD};
 
 fn nth_message(i: u64) -> Vec<u8> {
     format!("Subject: {i}\n\nbody {i}\n").into_bytes()
@@ -191,22 +191,6 @@ fn a_quit_right_behind_a_retr_still_applies_its_deletions() {
             &all[all.len() - 200..]
         );
         assert_eq!(message_files(&server.maildir("alice")).len(), left);
-    }
-}
-
-/// Sets the modification times of `maildir`'s directories an hour back,
-/// as on a mailbox nothing happened to lately: then a login keeps its
-/// snapshot for the next (see `popgate_store::snapshot_cache`).
-fn settle(maildir: &std::path::Path) {
-    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    for dir in [
-        maildir.to_path_buf(),
-        maildir.join("cur"),
-        maildir.join("new"),
-    ] {
-        fs::File::open(dir)
-            .and_then(|dir| dir.set_modified(an_hour_ago))
-            .unwrap();
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use popgate::config::Settings;
 
-use crate::harness::{deliver, serve_refused, Options, Server, PASSWORD};
+use crate::harness::{deliver, serve_refused, settle, Options, Server, PASSWORD};
 use crate::smtp_harness::{Sink, Smtp, SYSTEM_PYTHON};
 
 /// Samples by series, `name{label="value",…}` with the labels sorted.
@@ -237,6 +237,7 @@ fn counters_move_by_exactly_what_the_sessions_did() {
             message.len() as f64,
         ),
         ("popgate_messages_deleted_total{}".into(), 1.0),
+        ("popgate_mailbox_opens_total{how=\"listed\"}".into(), 1.0),
         ("popgate_relay_total{result=\"accepted\"}".into(), 1.0),
         (pop3_command("USER"), 2.0),
         (pop3_command("PASS"), 2.0),
@@ -267,6 +268,42 @@ fn counters_move_by_exactly_what_the_sessions_did() {
     let open = parse(&String::from_utf8(open.body).unwrap(), true);
     assert_eq!(moved(&after, &open), BTreeMap::new());
     assert_eq!(open.len(), after.len());
+}
+
+/// A login of a Maildir unchanged since the last one is counted as
+/// `reused`, any other as `listed` (caught: the kept snapshot never used,
+/// or used after a delivery).
+#[test]
+fn logins_count_whether_the_mailbox_was_listed_or_its_snapshot_reused() {
+    let server = Server::with(Options {
+        metrics: true,
+        ..Options::default()
+    });
+    let maildir = server.maildir("alice");
+    let message = b"Subject: one\r\n\r\nOne.\r\n";
+    deliver(&maildir, 1, message);
+    let stat = |expected: String| {
+        let mut client = server.login("alice");
+        assert_eq!(client.ok("STAT"), expected);
+        client.ok("QUIT");
+        assert!(client.is_closed_within(Duration::from_secs(5)));
+    };
+    let before = scrape_when_idle(&server);
+    // Moves new/ to cur/ and writes the size cache: listed.
+    stat(format!("+OK 1 {}", message.len()));
+    settle(&maildir);
+    // Listed, and its snapshot kept; then reused twice.
+    for _ in 0..3 {
+        stat(format!("+OK 1 {}", message.len()));
+    }
+    // A delivery: listed again, and the new message seen.
+    deliver(&maildir, 2, message);
+    stat(format!("+OK 2 {}", 2 * message.len()));
+    let after = scrape_when_idle(&server);
+    let opens =
+        |samples: &Samples, how| sample(samples, "popgate_mailbox_opens_total", &[("how", how)]);
+    assert_eq!(opens(&after, "listed") - opens(&before, "listed"), 3.0);
+    assert_eq!(opens(&after, "reused") - opens(&before, "reused"), 2.0);
 }
 
 /// SIGHUP's reload is counted by its result: `ok`, and `failed` when the
