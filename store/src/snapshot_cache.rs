@@ -55,7 +55,7 @@ use crate::Order;
 /// How old a directory's modification time must be when it is stamped for
 /// the snapshot to be kept: comfortably more than the coarsest clock step
 /// of the file systems the cache is used on (one second).
-pub(crate) const TRUST_AGE: Duration = Duration::from_secs(2);
+pub const TRUST_AGE: Duration = Duration::from_secs(2);
 
 /// How many octets of snapshots a cache holds by default: about 300,000
 /// messages' worth.
