@@ -136,20 +136,9 @@ pub(crate) fn stamps_cached(root: &OwnedFd) -> Option<Stamps> {
     })
 }
 
-/// Which snapshot: the Maildir and the order its messages are numbered in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    root: PathBuf,
-    newest_first: bool,
-}
-
-impl Key {
-    fn new(root: &Path, order: Order) -> Key {
-        Key {
-            root: root.to_path_buf(),
-            newest_first: order == Order::NewestFirst,
-        }
-    }
+/// Which of [`Entries::by_order`] holds the snapshots numbered in `order`.
+fn order_index(order: Order) -> usize {
+    usize::from(order == Order::NewestFirst)
 }
 
 /// A kept snapshot and the stamps it is valid for.
@@ -161,8 +150,30 @@ struct Entry {
 
 /// The entries and what they weigh.
 struct Entries {
-    by_key: HashMap<Key, Entry>,
+    /// By Maildir, one map per order (see [`order_index`]): a login looks
+    /// its Maildir up by the path it has, with no key to build.
+    by_order: [HashMap<PathBuf, Entry>; 2],
     bytes: usize,
+}
+
+impl Entries {
+    /// Forgets the snapshot of `root` in the map at `index`, if any.
+    fn remove(&mut self, index: usize, root: &Path) {
+        if let Some(old) = self
+            .by_order
+            .get_mut(index)
+            .and_then(|map| map.remove(root))
+        {
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Some kept snapshot: its map and Maildir.
+    fn any(&self) -> Option<(usize, PathBuf)> {
+        (0..)
+            .zip(&self.by_order)
+            .find_map(|(index, map)| Some((index, map.keys().next()?.clone())))
+    }
 }
 
 /// Snapshots of Maildirs as logins left them, for the next login of each
@@ -178,7 +189,7 @@ impl SnapshotCache {
     pub fn new(budget: usize) -> SnapshotCache {
         SnapshotCache {
             entries: Mutex::new(Entries {
-                by_key: HashMap::new(),
+                by_order: [HashMap::new(), HashMap::new()],
                 bytes: 0,
             }),
             budget,
@@ -189,7 +200,7 @@ impl SnapshotCache {
     /// for.
     pub(crate) fn get(&self, root: &Path, order: Order) -> Option<(Stamps, Arc<Snapshot>)> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.by_key.get(&Key::new(root, order))?;
+        let entry = entries.by_order.get(order_index(order))?.get(root)?;
         Some((entry.stamps, Arc::clone(&entry.snapshot)))
     }
 
@@ -207,11 +218,10 @@ impl SnapshotCache {
         snapshot: Arc<Snapshot>,
         bytes: usize,
     ) {
-        let key = Key::new(root, order);
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(old) = entries.by_key.remove(&key) {
-            entries.bytes -= old.bytes;
-        }
+        let index = order_index(order);
+        let mut guard = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = &mut *guard;
+        entries.remove(index, root);
         let settled = [stamps.root, stamps.cur, stamps.new]
             .iter()
             .all(|stamp| stamp.is_settled(stamped));
@@ -219,31 +229,28 @@ impl SnapshotCache {
             return;
         }
         while entries.bytes + bytes > self.budget {
-            let Some(victim) = entries.by_key.keys().next().cloned() else {
+            let Some((victim_index, victim)) = entries.any() else {
                 break;
             };
-            if let Some(old) = entries.by_key.remove(&victim) {
-                entries.bytes -= old.bytes;
-            }
+            entries.remove(victim_index, &victim);
         }
-        entries.bytes += bytes;
-        entries.by_key.insert(
-            key,
-            Entry {
-                stamps,
-                snapshot,
-                bytes,
-            },
-        );
+        if let Some(map) = entries.by_order.get_mut(index) {
+            entries.bytes += bytes;
+            map.insert(
+                root.to_path_buf(),
+                Entry {
+                    stamps,
+                    snapshot,
+                    bytes,
+                },
+            );
+        }
     }
 
     /// How many snapshots are kept.
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_key
-            .len()
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.by_order.iter().map(HashMap::len).sum()
     }
 
     /// `true` when no snapshot is kept.
@@ -263,7 +270,10 @@ impl fmt::Debug for SnapshotCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("SnapshotCache")
-            .field("snapshots", &entries.by_key.len())
+            .field(
+                "snapshots",
+                &entries.by_order.iter().map(HashMap::len).sum::<usize>(),
+            )
             .field("bytes", &entries.bytes)
             .field("budget", &self.budget)
             .finish()
