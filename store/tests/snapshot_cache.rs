@@ -58,6 +58,13 @@ fn options(snapshots: Option<&Arc<SnapshotCache>>) -> OpenOptions {
     }
 }
 
+/// A cache of its own, and options that keep snapshots in it.
+fn caching() -> (Arc<SnapshotCache>, OpenOptions) {
+    let cache = Arc::new(SnapshotCache::default());
+    let options = options(Some(&cache));
+    (cache, options)
+}
+
 /// Every message's number, UIDL, size and RETR bytes.
 fn contents(mailbox: &Mailbox) -> Vec<(usize, Vec<u8>, u64, Vec<u8>)> {
     (0..mailbox.len())
@@ -81,8 +88,7 @@ fn contents(mailbox: &Mailbox) -> Vec<(usize, Vec<u8>, u64, Vec<u8>)> {
 #[test]
 fn an_unchanged_maildir_opens_from_the_snapshot_its_last_login_kept() -> TestResult {
     let maildir = settled_maildir()?;
-    let cache = Arc::new(SnapshotCache::default());
-    let options = options(Some(&cache));
+    let (cache, options) = caching();
     assert!(Mailbox::open_nowait(maildir.path(), &options).is_none());
     let listed = contents(&Mailbox::open(maildir.path(), &options)?);
     assert_eq!(cache.len(), 1);
@@ -102,8 +108,7 @@ fn an_unchanged_maildir_opens_from_the_snapshot_its_last_login_kept() -> TestRes
 #[test]
 fn a_maildir_changed_within_two_seconds_is_listed_at_every_login() -> TestResult {
     let maildir = settled_maildir()?;
-    let cache = Arc::new(SnapshotCache::default());
-    let options = options(Some(&cache));
+    let (cache, options) = caching();
     fs::write(maildir.path().join("cur/400.d.host:2,"), b"d\n")?;
     drop(Mailbox::open(maildir.path(), &options)?);
     assert!(cache.is_empty());
@@ -133,8 +138,7 @@ fn a_delivery_a_deletion_a_flag_or_a_migration_list_sends_the_next_login_to_list
     ];
     for (change, make) in changes {
         let maildir = settled_maildir()?;
-        let cache = Arc::new(SnapshotCache::default());
-        let options = options(Some(&cache));
+        let (cache, options) = caching();
         let before = contents(&Mailbox::open(maildir.path(), &options)?);
         assert_eq!(cache.len(), 1, "{change}");
         make(maildir.path())?;
@@ -152,8 +156,7 @@ fn a_delivery_a_deletion_a_flag_or_a_migration_list_sends_the_next_login_to_list
 #[test]
 fn the_session_lock_is_taken_first_and_held_by_a_reused_snapshot() -> TestResult {
     let maildir = settled_maildir()?;
-    let cache = Arc::new(SnapshotCache::default());
-    let options = options(Some(&cache));
+    let (_cache, options) = caching();
     let first = Mailbox::open(maildir.path(), &options)?;
     // Held by the first session: the blocking path waits for it.
     assert!(Mailbox::open_nowait(maildir.path(), &options).is_none());
@@ -200,5 +203,51 @@ fn without_a_cache_nothing_is_kept_or_reused() -> TestResult {
     let maildir = settled_maildir()?;
     drop(Mailbox::open(maildir.path(), &options(None))?);
     assert!(Mailbox::open_nowait(maildir.path(), &options(None)).is_none());
+    Ok(())
+}
+
+#[test]
+fn a_snapshot_that_would_not_open_the_same_again_is_not_kept() -> TestResult {
+    // A message that cannot move from new/ (here new/ is on another file
+    // system, so the rename fails) is served from there, and the next
+    // listing would try to move it again. Its size is in its name (`,W=`),
+    // so nothing has to be read for it.
+    let maildir = settled_maildir()?;
+    let elsewhere = tempfile::tempdir_in("/dev/shm")?;
+    fs::remove_dir(maildir.path().join("new"))?;
+    std::os::unix::fs::symlink(elsewhere.path(), maildir.path().join("new"))?;
+    fs::write(elsewhere.path().join("400.d.host,W=3"), b"d\n")?;
+    let (cache, options) = caching();
+    // The first login after it may rewrite the size cache; the second
+    // finds everything as the first left it.
+    for _ in 0..2 {
+        settle(maildir.path())?;
+        let opened = Mailbox::open(maildir.path(), &options)?;
+        assert_eq!(opened.len(), 4, "the message in new/ served");
+    }
+    assert!(cache.is_empty(), "kept with a message left in new/");
+    // A login that rewrites the size cache moves the root's stamp.
+    let maildir = settled_maildir()?;
+    fs::remove_file(maildir.path().join(popgate_store::SIZE_CACHE_FILE))?;
+    settle(maildir.path())?;
+    drop(Mailbox::open(maildir.path(), &options)?);
+    assert!(cache.is_empty(), "kept while the size cache was rewritten");
+    // The next login finds the cache written and keeps its snapshot.
+    settle(maildir.path())?;
+    drop(Mailbox::open(maildir.path(), &options)?);
+    assert_eq!(cache.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn without_its_lock_file_a_locked_login_goes_to_the_blocking_path() -> TestResult {
+    let maildir = settled_maildir()?;
+    let (_cache, options) = caching();
+    drop(Mailbox::open(maildir.path(), &options)?);
+    fs::remove_file(maildir.path().join(popgate_store::LOCK_FILE))?;
+    // Creating the lock file could wait: not done on the async thread.
+    assert!(Mailbox::open_nowait(maildir.path(), &options).is_none());
+    drop(Mailbox::open(maildir.path(), &options)?);
+    assert!(maildir.path().join(popgate_store::LOCK_FILE).exists());
     Ok(())
 }
