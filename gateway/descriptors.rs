@@ -247,18 +247,32 @@ impl Default for Backoff {
 }
 
 /// One process-wide record of accepts failing, so that an episode is logged
-/// once however long it lasts and however many listeners run into it.
-#[derive(Debug, Default)]
+/// once however long it lasts and however many accept loops run into it
+/// (every listener has one per [shard](crate::shards)). A shortage that
+/// comes back within [`Shortage::QUIET`] of the last one's end is the same
+/// trouble flapping at the limit (loops on other shards can take the
+/// descriptors one loop's success just found): it is recorded but logged
+/// neither when it starts nor when it ends.
+#[derive(Debug)]
 pub struct Shortage {
     /// Whether an episode is open: read on every accept without locking.
     active: AtomicBool,
-    episode: Mutex<Option<Episode>>,
+    state: Mutex<ShortageState>,
+    quiet: Duration,
+}
+
+#[derive(Debug, Default)]
+struct ShortageState {
+    open: Option<Episode>,
+    last_end: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Episode {
     since: Instant,
     failures: u64,
+    /// Its start was logged, so its end is too.
+    logged: bool,
 }
 
 /// A shortage that has ended: how long it lasted and how many accepts failed.
@@ -271,37 +285,57 @@ pub struct Ended {
 }
 
 impl Shortage {
-    /// Records a failed accept; true when it starts an episode (warn then).
-    pub fn failed(&self) -> bool {
-        let mut episode = self.episode.lock().unwrap_or_else(|e| e.into_inner());
-        match episode.as_mut() {
-            Some(open) => {
-                open.failures += 1;
-                false
-            }
-            None => {
-                *episode = Some(Episode {
-                    since: Instant::now(),
-                    failures: 1,
-                });
-                self.active.store(true, Ordering::Release);
-                true
-            }
+    /// How long after a shortage ends another one goes unlogged.
+    pub const QUIET: Duration = Duration::from_secs(10);
+
+    /// A record whose episodes go unlogged within `quiet` of the last one.
+    pub fn new(quiet: Duration) -> Self {
+        Shortage {
+            active: AtomicBool::new(false),
+            state: Mutex::default(),
+            quiet,
         }
     }
 
-    /// Records a successful accept; the episode it ends, if one was open.
+    /// Records a failed accept; true when it starts an episode to log
+    /// (warn then).
+    pub fn failed(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = state.open.as_mut() {
+            open.failures += 1;
+            return false;
+        }
+        let logged = state.last_end.is_none_or(|end| end.elapsed() >= self.quiet);
+        state.open = Some(Episode {
+            since: Instant::now(),
+            failures: 1,
+            logged,
+        });
+        self.active.store(true, Ordering::Release);
+        logged
+    }
+
+    /// Records a successful accept; the episode it ends, if one was open
+    /// and its start was logged.
     pub fn accepted(&self) -> Option<Ended> {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
-        let mut episode = self.episode.lock().unwrap_or_else(|e| e.into_inner());
-        let open = episode.take()?;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let open = state.open.take()?;
+        state.last_end = Some(Instant::now());
         self.active.store(false, Ordering::Release);
-        Some(Ended {
+        open.logged.then(|| Ended {
             lasted: open.since.elapsed(),
             failures: open.failures,
         })
+    }
+}
+
+impl Default for Shortage {
+    /// Quiet for [`Shortage::QUIET`] after each episode.
+    fn default() -> Self {
+        Shortage::new(Shortage::QUIET)
     }
 }
 
@@ -362,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_shortage_is_reported_once_when_it_starts_and_once_when_it_ends() {
-        let shortage = Shortage::default();
+        let shortage = Shortage::new(Duration::ZERO);
         assert_eq!(shortage.accepted(), None);
         assert!(shortage.failed());
         assert!(!shortage.failed());
@@ -371,6 +405,17 @@ mod tests {
         assert_eq!(ended.failures, 3);
         assert_eq!(shortage.accepted(), None);
         assert!(shortage.failed(), "a new episode starts afresh");
+    }
+
+    #[test]
+    fn a_shortage_back_within_the_quiet_time_is_not_reported_again() {
+        let shortage = Shortage::new(Duration::from_secs(3600));
+        assert!(shortage.failed());
+        assert!(shortage.accepted().is_some());
+        assert!(!shortage.failed(), "flapping: not warned again");
+        assert!(!shortage.failed());
+        assert_eq!(shortage.accepted(), None, "nor its end told");
+        assert_eq!(shortage.accepted(), None);
     }
 
     #[test]
