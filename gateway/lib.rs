@@ -78,6 +78,7 @@ pub mod request_deadline;
 pub mod runtime;
 pub mod server;
 pub mod sessions;
+pub mod shards;
 pub mod stream;
 pub mod submission;
 pub mod tls;

@@ -137,7 +137,12 @@ fn init_logging() {
 fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
     let settings = Settings::load(&config)?;
     raise_descriptor_limit(settings.pop3.max_connections);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // This thread runs the signals, the control socket and the metrics
+    // listener; connections are served on the gateway's shards.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let gateway = Gateway::bind(&settings)
             .await
@@ -199,7 +204,7 @@ fn serve(config: PathBuf, banner: Option<String>) -> Result<()> {
         }
         // Listeners are bound: connections wait in their backlog from now on.
         notify_service_manager(&[NotifyState::Ready]);
-        gateway.run(stop_rx).await;
+        gateway.run(stop_rx).await.context("serving")?;
         // It stops at the same signal, and removes its socket.
         if let Some(control) = control {
             let _ = control.await;

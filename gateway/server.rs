@@ -66,6 +66,7 @@ use crate::proxy_protocol::{HeaderError, ProxyProtocol};
 use crate::reload::Reloader;
 use crate::runtime::{Current, Runtime, Shared};
 use crate::sessions::Sessions;
+use crate::shards::Shards;
 use crate::stream::Stream;
 use crate::tls::{TlsError, TlsProvider};
 
@@ -166,7 +167,9 @@ struct Door {
 /// A bound, not yet serving, popgate.
 #[derive(Debug)]
 pub struct Gateway {
-    listeners: Vec<(ListenerKind, TcpListener)>,
+    /// Bound and listening; each shard registers a duplicate of each.
+    listeners: Vec<(ListenerKind, std::net::TcpListener)>,
+    shards: Shards,
     shared: Arc<Shared>,
     current: Arc<Current>,
     http: Option<HttpListener>,
@@ -190,8 +193,9 @@ impl Gateway {
         let somaxconn = descriptors::somaxconn();
         let backlog = descriptors::listen_backlog(settings.pop3.max_connections, somaxconn);
         for (kind, addr) in wanted {
-            let listener =
-                listen(addr, backlog).map_err(|source| StartError::Bind { addr, source })?;
+            let listener = listen(addr, backlog)
+                .and_then(TcpListener::into_std)
+                .map_err(|source| StartError::Bind { addr, source })?;
             listeners.push((kind, listener));
         }
         match somaxconn {
@@ -215,6 +219,7 @@ impl Gateway {
         };
         Ok(Gateway {
             listeners,
+            shards: Shards::for_this_host(),
             shared: Arc::new(shared),
             current: Arc::new(Current::new(runtime)),
             http,
@@ -249,24 +254,65 @@ impl Gateway {
         )
     }
 
-    /// Serves until `shutdown` becomes true, then waits for sessions to end.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Serves until `shutdown` becomes true, then waits for sessions to
+    /// end. Connections are accepted and served on the
+    /// [shards](crate::shards); the certificate watch and the metrics
+    /// listener run on the caller's runtime. An error when no shard could
+    /// be started.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        let shortage = Arc::new(Shortage::default());
-        for (kind, listener) in self.listeners {
-            if let Ok(addr) = listener.local_addr() {
-                info!("listening: service={} addr={addr}", kind.name());
-            }
+        let addrs = self.local_addrs();
+        let accepted = Arc::new(Accepted {
+            current: self.current.clone(),
+            shared: self.shared.clone(),
+            shortage: Arc::new(Shortage::default()),
+        });
+        // Each shard accepts on its own duplicates of the listening
+        // sockets; the originals close here, the duplicates when their
+        // accept loops end.
+        let mut per_shard = Vec::with_capacity(self.shards.count());
+        for _ in 0..self.shards.count() {
+            let copies = self
+                .listeners
+                .iter()
+                .map(|(kind, listener)| Ok((*kind, listener.try_clone()?)))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            per_shard.push(copies);
+        }
+        drop(self.listeners);
+        let mut per_shard = per_shard.into_iter();
+        let prepare = |shard: usize| {
+            let listeners = per_shard.next().unwrap_or_default();
+            let accepted = accepted.clone();
             let shutdown = shutdown.clone();
             let done = done_tx.clone();
-            let accepted = Accepted {
-                current: self.current.clone(),
-                shared: self.shared.clone(),
-                shortage: shortage.clone(),
-            };
-            tokio::spawn(accept_loop(kind, listener, accepted, shutdown, done));
-        }
+            move || {
+                for (kind, listener) in listeners {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            tokio::spawn(accept_loop(
+                                kind,
+                                listener,
+                                accepted.clone(),
+                                shutdown.clone(),
+                                done.clone(),
+                            ));
+                        }
+                        Err(error) => {
+                            warn!("shard {shard} cannot accept on {}: {error}", kind.name());
+                        }
+                    }
+                }
+            }
+        };
+        let (finished_tx, finished_rx) = watch::channel(false);
+        let running = self.shards.start(prepare, &finished_rx).await?;
         drop(done_tx);
+        // Told once the shards accept, so whoever waits for these lines
+        // (tests, scripts) finds the server whole.
+        for (kind, addr) in addrs {
+            info!("listening: service={} addr={addr}", kind.name());
+        }
         if let Some(tls) = &self.shared.tls {
             let report = |warning: Option<String>| {
                 if let Some(warning) = warning {
@@ -294,6 +340,9 @@ impl Gateway {
         {
             warn!("sessions still open after the grace period are closed without UPDATE");
         }
+        let _ = finished_tx.send(true);
+        running.join().await;
+        Ok(())
     }
 }
 
@@ -341,7 +390,7 @@ impl Accepted {
 async fn accept_loop(
     kind: ListenerKind,
     listener: TcpListener,
-    accepted: Accepted,
+    accepted: Arc<Accepted>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
