@@ -6,7 +6,7 @@
 //! LDAP server timing out) and hold every slot, so that everybody else's
 //! login waited out `check_timeout` and answered `[SYS/TEMP]`. With
 //! [`AddressShares`], one address — as
-//! [`counted_address`](popgate_auth::counted_address) counts it: an IPv4
+//! [`counted_address`] counts it: an IPv4
 //! address or an IPv6 /64 — holds at most its share; a further login from
 //! it *waits* for one of its own checks to end. Waiting, rather than failing
 //! at once, keeps a burst of honest logins from behind one NAT working: they

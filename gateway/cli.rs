@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(short, long, default_value = "/etc/popgate/popgate.toml")]
         config: PathBuf,
         /// Print Thunderbird's autoconfig file (config-v1.1.xml) instead, as
-        /// served at autoconfig.<domain>/mail/config-v1.1.xml; what keeps
+        /// served at autoconfig.DOMAIN/mail/config-v1.1.xml; what keeps
         /// Thunderbird from using it goes to standard error.
         #[arg(long)]
         autoconfig: bool,
