@@ -284,6 +284,22 @@ impl fmt::Debug for SnapshotCache {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_file_systems_that_keep_their_times_here_count_as_local() {
+        let temp = tempfile::tempdir().unwrap();
+        let here = std::fs::File::open(temp.path()).unwrap();
+        assert!(
+            is_local(&here),
+            "the test's temporary directory (ext4, tmpfs, ...)"
+        );
+        // procfs and sysfs are neither: they stand in for NFS and FUSE,
+        // which a test cannot mount.
+        for elsewhere in ["/proc", "/sys"] {
+            let dir = std::fs::File::open(elsewhere).unwrap();
+            assert!(!is_local(&dir), "{elsewhere}");
+        }
+    }
+
     fn stamp(mtime_secs: i64) -> Stamp {
         Stamp {
             dev: 1,
