@@ -49,6 +49,9 @@ use crate::log_text::LogText;
 use crate::sessions::Sessions;
 use protocol::{Request, Response, MAX_REQUEST};
 
+/// How much input past the request is read and dropped before closing.
+const MAX_UNREAD: u64 = 64 * 1024;
+
 /// How long a client has to send its request line.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to take the answer.
@@ -322,10 +325,16 @@ async fn serve_one(mut stream: UnixStream, control: Arc<Control>) {
     text.push(b'\n');
     let written = tokio::time::timeout(ANSWER_TIMEOUT, async {
         stream.write_all(&text).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // What the client sent past the request (a line too long) is read
+        // and dropped before closing: a socket closed with input unread
+        // resets the client's end, and the answer it has not read yet is
+        // lost with it.
+        let mut rest = stream.take(MAX_UNREAD);
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()).await
     })
     .await;
-    if !matches!(written, Ok(Ok(()))) {
+    if !matches!(written, Ok(Ok(_))) {
         debug!("control answer not taken");
     }
 }
