@@ -328,3 +328,109 @@ proptest! {
         prop_assert_eq!(counter.total(), size(&input));
     }
 }
+
+/// RETR's whole output computed one byte at a time: a CR before an LF not
+/// preceded by CR, a dot before a dot that starts a line, the final CRLF
+/// when the message ends inside a line, and the terminator.
+fn byte_at_a_time(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // The message starts a line.
+    let mut prev = b'\n';
+    for &byte in input {
+        if byte == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        if byte == b'.' && prev == b'\n' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        prev = byte;
+    }
+    if prev != b'\n' {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// RETR through the run-copying path that architectures other than
+/// x86_64 take (on x86_64 `Encoder::full` takes the block path).
+fn runs_path(chunks: &[&[u8]]) -> Vec<u8> {
+    let mut scanner = LineScanner::default();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        scanner.copy_inserting(chunk, &mut out);
+    }
+    if scanner.needs_final_crlf() {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[test]
+fn lf_and_line_dot_at_every_place_in_three_blocks() {
+    for len in 0..=3 * 64 + 1 {
+        let mut inputs = vec![
+            b"\n".repeat(len),
+            b"\n.".repeat(len / 2),
+            b"\r\n".repeat(len / 2),
+        ];
+        for at in 0..len {
+            let mut input = vec![b'a'; len];
+            input[at] = b'\n';
+            if let Some(next) = input.get_mut(at + 1) {
+                *next = b'.';
+            }
+            inputs.push(input);
+        }
+        for input in &inputs {
+            let expected = byte_at_a_time(input);
+            assert_eq!(full(input), expected, "{input:?}");
+            assert_eq!(runs_path(&[input]), expected, "{input:?}");
+        }
+    }
+}
+
+/// Messages of LF, CR, dot and one letter, so that line ends, CRLFs and
+/// line-starting dots fall on every byte of the 64-byte blocks, the first
+/// and last bytes of a chunk among them.
+fn block_edge_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(proptest::sample::select(b"\n\r.a".to_vec()), 0..300)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn retr_equals_the_byte_at_a_time_encoding_across_blocks_and_chunks(
+        input in block_edge_bytes(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let chunks = split_input(&input, &cuts);
+        let expected = byte_at_a_time(&input);
+        prop_assert_eq!(&encode_chunks(Encoder::full(), &chunks), &expected);
+        prop_assert_eq!(&runs_path(&chunks), &expected);
+    }
+}
+
+#[test]
+fn long_messages_in_chunks_of_any_size() {
+    // Mixed line ends and dots, long enough to fill RETR's staging buffer
+    // many times over, and all-LF text, which doubles in size.
+    let mut state = 1u32;
+    let mixed: Vec<u8> = (0..40_000)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            b"\n\r.abcdefgh\n."[(state >> 16) as usize % 13]
+        })
+        .collect();
+    for input in [mixed, vec![b'\n'; 20_000]] {
+        let expected = byte_at_a_time(&input);
+        for size in [1, 63, 64, 65, 4096, input.len()] {
+            let chunks: Vec<&[u8]> = input.chunks(size).collect();
+            assert_eq!(encode_chunks(Encoder::full(), &chunks), expected, "{size}");
+            assert_eq!(runs_path(&chunks), expected, "{size}");
+        }
+    }
+}
