@@ -48,6 +48,7 @@ use crate::runtime::{Current, Kept, Shared};
 /// | `pop3.listen`, `pop3.listen_tls`, `submission.listen`, `submission.listen_tls` | sockets are bound at start, before privileges are dropped |
 /// | `tls` (the section, on or off), `submission` (the section) | listeners and STLS/STARTTLS offers are set up with them; the files `tls.cert` and `tls.key` do reload |
 /// | `store.mail_user` | privileges are dropped for good |
+/// | `store.snapshot_cache` | the cache is made once, at start, and outlives every configuration |
 /// | `auth.backend`, `auth.htpasswd`, `auth.pam_service` | the user database is opened at start (the htpasswd file's contents do reload) |
 /// | `auth.login_name_case` | every table is keyed by folded names: users, login cache, throttle, limits, mailbox settings |
 /// | `auth.max_checks` | password checks that hang hold their slots; a reload must not hand out fresh ones beside them |
@@ -59,6 +60,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "tls",
     "submission",
     "store.mail_user",
+    "store.snapshot_cache",
     "auth.backend",
     "auth.htpasswd",
     "auth.pam_service",
@@ -328,6 +330,12 @@ pub fn keep_restart_only(old: &Settings, mut new: Settings) -> (Settings, Vec<&'
         &old.store.mail_user,
         &mut new.store.mail_user,
     );
+    keep(
+        &mut restart,
+        "store.snapshot_cache",
+        &old.store.snapshot_cache,
+        &mut new.store.snapshot_cache,
+    );
     keep(&mut restart, "metrics", &old.metrics, &mut new.metrics);
     keep(&mut restart, "control", &old.control, &mut new.control);
     let (auth, new_auth) = (&old.auth, &mut new.auth);
@@ -447,6 +455,34 @@ mod tests {
         for key in restart {
             assert!(RESTART_ONLY.contains(&key), "{key}");
         }
+    }
+
+    #[test]
+    fn the_snapshot_cache_budget_is_restart_only() {
+        let old = settings("[store]\nmaildir = \"/a/%u\"\n");
+        for budget in ["\"0\"", "\"1M\""] {
+            let new = settings(&format!(
+                "[store]\nmaildir = \"/b/%u\"\nsnapshot_cache = {budget}\n"
+            ));
+            let (kept, restart) = keep_restart_only(&old, new);
+            assert_eq!(restart, ["store.snapshot_cache"], "{budget}");
+            assert_eq!(kept.store.snapshot_cache, old.store.snapshot_cache);
+            assert_eq!(changed_keys(&old, &kept), ["store.maildir"], "{budget}");
+            let report = ReloadReport::Applied(Applied {
+                changed: changed_keys(&old, &kept),
+                needs_restart: restart,
+                kept: Vec::new(),
+            });
+            assert_eq!(
+                report.to_string(),
+                "configuration reloaded: changed store.maildir; needs a restart to take \
+                 effect: store.snapshot_cache"
+            );
+        }
+        let same = settings("[store]\nmaildir = \"/a/%u\"\nsnapshot_cache = \"32M\"\n");
+        let (_, restart) = keep_restart_only(&old, same);
+        assert!(restart.is_empty(), "32M is the default: {restart:?}");
+        assert!(RESTART_ONLY.contains(&"store.snapshot_cache"));
     }
 
     #[test]

@@ -59,8 +59,9 @@ pub struct Shared {
     /// The sessions in progress, which `popgate who` lists and `kick` ends.
     pub sessions: Arc<Sessions>,
     /// The snapshots logins kept for the next login of each unchanged
-    /// Maildir.
-    pub snapshots: Arc<SnapshotCache>,
+    /// Maildir; `None` when `[store] snapshot_cache` is 0 (which only a
+    /// restart changes).
+    pub snapshots: Option<Arc<SnapshotCache>>,
 }
 
 impl Shared {
@@ -98,7 +99,7 @@ impl Shared {
             submission_users: Arc::new(UserLimit::new()),
             metrics,
             sessions: Arc::new(Sessions::new()),
-            snapshots: Arc::new(SnapshotCache::default()),
+            snapshots: settings.store.snapshot_cache(),
         })
     }
 }

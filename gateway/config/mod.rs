@@ -18,7 +18,9 @@ mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use popgate_store::SnapshotCache;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthSettings, BackendKind, LoginNameCase};
@@ -208,6 +210,10 @@ impl Pop3Settings {
     }
 }
 
+/// The largest `[store] snapshot_cache`: the snapshots are held in memory,
+/// and 1 GiB is about ten million messages' worth.
+pub const MAX_SNAPSHOT_CACHE: u64 = 1 << 30;
+
 /// `[store]`: where each user's Maildir is.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -217,6 +223,10 @@ pub struct StoreSettings {
     /// The system user that owns virtual users' Maildirs: started as root,
     /// popgate binds its ports and then runs as this user (htpasswd only).
     pub mail_user: Option<String>,
+    /// How many octets of Maildir snapshots logins keep for the next login
+    /// of an unchanged Maildir (see [`popgate_store::snapshot_cache`]); 0:
+    /// none are kept, and every login lists its Maildir.
+    pub snapshot_cache: ByteSize,
 }
 
 impl Default for StoreSettings {
@@ -224,6 +234,21 @@ impl Default for StoreSettings {
         StoreSettings {
             maildir: "/var/vmail/%d/%n/Maildir".into(),
             mail_user: None,
+            // usize is at most 64 bits wide: the cast is exact.
+            snapshot_cache: ByteSize(popgate_store::snapshot_cache::DEFAULT_BUDGET as u64),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The snapshot cache `snapshot_cache` asks for, empty; `None` when it
+    /// is 0, so that logins neither keep nor look for snapshots.
+    pub fn snapshot_cache(&self) -> Option<Arc<SnapshotCache>> {
+        match self.snapshot_cache.0 {
+            0 => None,
+            budget => Some(Arc::new(SnapshotCache::new(
+                usize::try_from(budget).unwrap_or(usize::MAX),
+            ))),
         }
     }
 }
@@ -357,6 +382,15 @@ impl Settings {
             return Err(SettingError::new(
                 "store.maildir",
                 "must name a Maildir path template".into(),
+            ));
+        }
+        if self.store.snapshot_cache.0 > MAX_SNAPSHOT_CACHE {
+            return Err(SettingError::new(
+                "store.snapshot_cache",
+                format!(
+                    "must be at most {} (0 turns it off)",
+                    ByteSize(MAX_SNAPSHOT_CACHE)
+                ),
             ));
         }
         self.proxy_protocol.validate()?;
@@ -575,6 +609,36 @@ maildir = "/srv/mail/%d/%n"
     }
 
     #[test]
+    fn the_snapshot_cache_has_a_budget_that_zero_turns_off() {
+        let file = write("[pop3]\nlisten_tls = []\n");
+        let store = Settings::load(file.path()).unwrap().store;
+        assert_eq!(store.snapshot_cache, ByteSize(32 << 20));
+        assert_eq!(
+            store.snapshot_cache,
+            ByteSize(popgate_store::snapshot_cache::DEFAULT_BUDGET as u64)
+        );
+        assert!(store.snapshot_cache().is_some());
+        let file = write("[pop3]\nlisten_tls = []\n[store]\nsnapshot_cache = \"1M\"\n");
+        let store = Settings::load(file.path()).unwrap().store;
+        assert_eq!(store.snapshot_cache, ByteSize(1 << 20));
+        let cache = store.snapshot_cache().unwrap();
+        assert!(
+            format!("{cache:?}").contains("budget: 1048576"),
+            "{cache:?}"
+        );
+        for zero in ["\"0\"", "0"] {
+            let file = write(&format!(
+                "[pop3]\nlisten_tls = []\n[store]\nsnapshot_cache = {zero}\n"
+            ));
+            let store = Settings::load(file.path()).unwrap().store;
+            assert_eq!(store.snapshot_cache, ByteSize(0));
+            assert!(store.snapshot_cache().is_none(), "{zero}: no cache at all");
+        }
+        let file = write("[pop3]\nlisten_tls = []\n[store]\nsnapshot_cache = \"1G\"\n");
+        assert!(Settings::load(file.path()).is_ok(), "the largest allowed");
+    }
+
+    #[test]
     fn an_unknown_key_is_an_error_that_names_it_and_the_file() {
         let file = write("[pop3]\nlgin = \"plaintext\"\nlisten_tls = []\n");
         let error = Settings::load(file.path()).unwrap_err().to_string();
@@ -660,6 +724,18 @@ maildir = "/srv/mail/%d/%n"
                 "allow_publc",
             ),
             ("[pop3]\nlisten_tls = []\n[metrics]\n", "listen"),
+            (
+                "[pop3]\nlisten_tls = []\n[store]\nsnapshot_cache = \"lots\"\n",
+                "snapshot_cache",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[store]\nsnapshot_cache = -1\n",
+                "snapshot_cache",
+            ),
+            (
+                "[pop3]\nlisten_tls = []\n[store]\nsnapshot_cache = \"2G\"\n",
+                "store.snapshot_cache",
+            ),
         ] {
             let file = write(text);
             let error = Settings::load(file.path()).unwrap_err().to_string();

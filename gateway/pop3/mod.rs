@@ -51,14 +51,16 @@ pub struct Pop3Service {
 }
 
 impl Pop3Service {
-    /// The service for `settings`; an error names the key that cannot work.
+    /// The service for `settings`, its logins keeping snapshots in
+    /// `snapshots` (`None`: nowhere); an error names the key that cannot
+    /// work.
     pub fn new(
         settings: &Settings,
         tls: Option<Arc<TlsProvider>>,
         login: Arc<LoginGate>,
         limits: Arc<Limits>,
         mailboxes: Arc<Mailboxes>,
-        snapshots: Arc<SnapshotCache>,
+        snapshots: Option<Arc<SnapshotCache>>,
     ) -> Result<Pop3Service, SettingError> {
         let pop3 = &settings.pop3;
         Ok(Pop3Service {
@@ -75,7 +77,7 @@ impl Pop3Service {
             plaintext_login: pop3.login == LoginPolicy::Plaintext,
             max_command_size: pop3.max_command_size,
             open_options: OpenOptions {
-                snapshots: Some(snapshots),
+                snapshots,
                 ..pop3.open_options()?
             },
             tls,

@@ -36,9 +36,11 @@
 //! A lock held by another session, or one that cannot be taken at once,
 //! sends the login to the blocking path, which waits as always.
 //!
-//! The cache holds at most [`DEFAULT_BUDGET`] octets of snapshots (names,
-//! records); a snapshot over a quarter of it is not kept, and room is made
-//! by dropping other entries.
+//! The cache holds at most its budget of snapshots (names, records), given
+//! to [`SnapshotCache::new`]: [`DEFAULT_BUDGET`] unless the gateway's
+//! `[store] snapshot_cache` says otherwise (0 there means no cache at all).
+//! A snapshot over a quarter of it is not kept, and room is made by
+//! dropping other entries.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -34,6 +34,8 @@ pub struct Options {
     pub pop3: Vec<String>,
     /// Extra TOML lines for `[auth]`.
     pub auth: Vec<String>,
+    /// Extra TOML lines for `[store]`.
+    pub store: Vec<String>,
     /// Extra top-level TOML (whole sections), appended as is.
     pub extra: String,
     /// Lines for a `[submission]` section (listeners on 127.0.0.1:0 are
@@ -72,6 +74,7 @@ impl Default for Options {
             ],
             pop3: Vec::new(),
             auth: vec!["failure_delay = \"100ms\"".into()],
+            store: Vec::new(),
             extra: String::new(),
             submission: None,
             backend: None,
@@ -172,11 +175,12 @@ impl Server {
              [tls]\ncert = \"{root}/cert.pem\"\nkey = \"{root}/key.pem\"\n\
              [pop3]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n{pop3}\n\
              [auth]\n{backend}\n{auth}\n\
-             [store]\nmaildir = \"{maildir}\"\n{extra}\n\
+             [store]\nmaildir = \"{maildir}\"\n{store}\n{extra}\n\
              [control]\nsocket = \"{root}/control\"\n{metrics}{submission}",
             root = root.display(),
             pop3 = options.pop3.join("\n"),
             auth = options.auth.join("\n"),
+            store = options.store.join("\n"),
             extra = options.extra,
             metrics = match options.metrics {
                 true => "[metrics]\nlisten = \"127.0.0.1:0\"\n",

@@ -306,6 +306,40 @@ fn logins_count_whether_the_mailbox_was_listed_or_its_snapshot_reused() {
     assert_eq!(opens(&after, "reused") - opens(&before, "reused"), 2.0);
 }
 
+/// With `[store] snapshot_cache = "0"` no snapshot is kept: every login of
+/// a settled, unchanged Maildir lists it (caught: the setting ignored, or
+/// a cache of no octets still consulted and counted as reused).
+#[test]
+fn with_the_snapshot_cache_off_every_login_lists_the_mailbox() {
+    let server = Server::with(Options {
+        metrics: true,
+        store: vec!["snapshot_cache = \"0\"".into()],
+        ..Options::default()
+    });
+    let maildir = server.maildir("alice");
+    let message = b"Subject: one\r\n\r\nOne.\r\n";
+    deliver(&maildir, 1, message);
+    let stat = || {
+        let mut client = server.login("alice");
+        assert_eq!(client.ok("STAT"), format!("+OK 1 {}", message.len()));
+        client.ok("QUIT");
+        assert!(client.is_closed_within(Duration::from_secs(5)));
+    };
+    // Moves new/ to cur/ and writes the size cache.
+    stat();
+    settle(&maildir);
+    let before = scrape_when_idle(&server);
+    // Two logins of the unchanged Maildir: with a cache, the second would
+    // be reused.
+    stat();
+    stat();
+    let after = scrape_when_idle(&server);
+    let opens =
+        |samples: &Samples, how| sample(samples, "popgate_mailbox_opens_total", &[("how", how)]);
+    assert_eq!(opens(&after, "listed") - opens(&before, "listed"), 2.0);
+    assert_eq!(opens(&after, "reused"), 0.0);
+}
+
 /// SIGHUP's reload is counted by its result: `ok`, and `failed` when the
 /// user database could not be read (caught: reloads not counted, or a
 /// failed one counted as ok).
