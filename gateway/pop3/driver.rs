@@ -372,9 +372,9 @@ impl Driver {
             // call: most messages fit in that chunk, and then need no other.
             None => {
                 store_call(self.identity, move || {
-                    let file = mailbox.open_message(index)?;
-                    let start = read::read_start(&file, READ_CHUNK)?;
-                    Ok((file, start))
+                    let opened = mailbox.open_message(index)?;
+                    let start = read::read_start(&opened.file, opened.len, READ_CHUNK)?;
+                    Ok((opened.file, start))
                 })
                 .await
             }
@@ -543,11 +543,11 @@ fn open_cached(
     identity: Option<Identity>,
 ) -> Option<(std::fs::File, Start)> {
     let opened = identity::run_as(identity, || mailbox.open_message_nowait(index));
-    let Ok(Ok(Some(file))) = opened else {
+    let Ok(Ok(Some(opened))) = opened else {
         return None;
     };
-    match read::read_start_nowait(&file, READ_CHUNK) {
-        Ok(Some(start)) => Some((file, start)),
+    match read::read_start_nowait(&opened.file, opened.len, READ_CHUNK) {
+        Ok(Some(start)) => Some((opened.file, start)),
         _ => None,
     }
 }

@@ -105,7 +105,7 @@ pub use create::ensure_maildir;
 pub use deliver::{deliver, Undelivered};
 pub use error::StoreError;
 pub use lock::LOCK_FILE;
-pub use mailbox::{Mailbox, OpenOptions};
+pub use mailbox::{Mailbox, OpenOptions, OpenedMessage};
 pub use policy::{validate_folder, OnDele, Order};
 pub use size_cache::SIZE_CACHE_FILE;
 pub use snapshot_cache::SnapshotCache;

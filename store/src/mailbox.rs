@@ -15,7 +15,7 @@
 //! println!("+OK 1 {}", String::from_utf8_lossy(mailbox.uidl(0).unwrap_or_default()));
 //!
 //! // RETR 1 streams the file through the wire encoder.
-//! let mut file = mailbox.open_message(0)?;
+//! let mut file = mailbox.open_message(0)?.file;
 //! let (mut encoder, mut buf, mut out) = (Encoder::full(), vec![0; 64 * 1024], Vec::new());
 //! loop {
 //!     let n = file.read(&mut buf)?;
@@ -250,6 +250,17 @@ impl Snapshot {
             + self.records.capacity() * std::mem::size_of::<Record>()
             + self.listed_at.capacity() * std::mem::size_of::<u32>()
     }
+}
+
+/// A message file opened by [`Mailbox::open_message`] or
+/// [`Mailbox::open_message_nowait`].
+#[derive(Debug)]
+pub struct OpenedMessage {
+    /// The file, positioned at its start.
+    pub file: File,
+    /// Its length on disk, as the open found it (the `statx` that checked
+    /// it is a regular file), so reading its start needs no second one.
+    pub len: u64,
 }
 
 /// An open, locked, snapshotted maildrop.
@@ -540,7 +551,10 @@ impl Mailbox {
     }
 
     /// Opens message `index` (0-based) for reading, positioned at its
-    /// start. Feed it to a [`wire::Encoder`](crate::wire::Encoder).
+    /// start, with its length on disk. Feed the file to a
+    /// [`wire::Encoder`](crate::wire::Encoder), and the length to
+    /// [`read::read_start`](crate::read::read_start), which then need not
+    /// ask the kernel for it again.
     ///
     /// The file is opened without following symlinks and must be a regular
     /// file. When another program renamed it (an IMAP server adding a flag)
@@ -554,7 +568,7 @@ impl Mailbox {
     /// the opened file is compared with the cached one; on a mismatch the
     /// entry is dropped from the cache file at once, so the next session
     /// computes it again (this session has already reported its size).
-    pub fn open_message(&self, index: usize) -> Result<File, StoreError> {
+    pub fn open_message(&self, index: usize) -> Result<OpenedMessage, StoreError> {
         let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
         let message = MessageFile {
             dir: record.dir,
@@ -574,7 +588,7 @@ impl Mailbox {
         if record.raw_size().is_some_and(|raw| raw != len) {
             self.write_size_cache(Some(index));
         }
-        Ok(file)
+        Ok(OpenedMessage { file, len })
     }
 
     /// Like [`open_message`](Self::open_message), but only when the kernel
@@ -585,13 +599,13 @@ impl Mailbox {
     /// kernel would have to wait, or cannot tell, or opening needs more
     /// than an open (the file was renamed and must be looked for, or its
     /// cached size turned out stale and the cache must be rewritten).
-    pub fn open_message_nowait(&self, index: usize) -> Result<Option<File>, StoreError> {
+    pub fn open_message_nowait(&self, index: usize) -> Result<Option<OpenedMessage>, StoreError> {
         let record = self.record(index).ok_or(StoreError::NoSuchMessage(index))?;
         let name = self.snapshot.names.os_str(record.name());
         let path = snapshot::path(&self.root, record.dir, name);
         match file::open_regular_cached(&path) {
             Ok(Some((_, len))) if record.raw_size().is_some_and(|raw| raw != len) => Ok(None),
-            Ok(opened) => Ok(opened.map(|(file, _)| file)),
+            Ok(opened) => Ok(opened.map(|(file, len)| OpenedMessage { file, len })),
             Err(OpenError::NotFound) => Ok(None),
             Err(err) => Err(open_error(err, path)),
         }

@@ -19,6 +19,9 @@
 //! Both read from the file's current position and leave it after the piece,
 //! so the rest of a large message can be read on from there, and both size
 //! their buffer from the file's length: a 4 KiB message costs a 4 KiB buffer.
+//! The caller passes that length in: the open already asked the kernel for
+//! it ([`Mailbox::open_message`](crate::Mailbox::open_message)), and asking
+//! again was one system call in twelve of a drained message.
 //!
 //! The rest of a large message is read the same way, a piece at a time:
 //! [`read_nowait`] into the caller's buffer while the pages are cached (a
@@ -29,10 +32,11 @@
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
 //! let file = std::fs::File::open("/var/vmail/ann/Maildir/cur/1700000000.M1P1.host:2,")?;
-//! let start = match popgate_store::read::read_start_nowait(&file, 128 * 1024)? {
+//! let len = file.metadata()?.len();
+//! let start = match popgate_store::read::read_start_nowait(&file, len, 128 * 1024)? {
 //!     Some(start) => start,
 //!     // Not in memory: read it where blocking is allowed.
-//!     None => popgate_store::read::read_start(&file, 128 * 1024)?,
+//!     None => popgate_store::read::read_start(&file, len, 128 * 1024)?,
 //! };
 //! assert!(start.bytes.len() <= 128 * 1024);
 //! # Ok(())
@@ -53,9 +57,10 @@ pub struct Start {
     pub whole: bool,
 }
 
-/// Reads up to `limit` octets from `file`, waiting for the disk if needed.
-pub fn read_start(mut file: &File, limit: usize) -> io::Result<Start> {
-    let (len, fits) = start_len(file, limit)?;
+/// Reads up to `limit` octets from `file`, whose length is `len`, waiting
+/// for the disk if needed.
+pub fn read_start(mut file: &File, len: u64, limit: usize) -> io::Result<Start> {
+    let (len, fits) = start_len(len, limit);
     let mut buffer = vec![0u8; len];
     let mut filled = 0;
     while filled < buffer.len() {
@@ -75,8 +80,8 @@ pub fn read_start(mut file: &File, limit: usize) -> io::Result<Start> {
 /// partial read left it, so the caller must not read on from there: it
 /// calls [`read_start`] on a fresh open of the file, or after seeking
 /// back to the start.
-pub fn read_start_nowait(file: &File, limit: usize) -> io::Result<Option<Start>> {
-    let (len, fits) = start_len(file, limit)?;
+pub fn read_start_nowait(file: &File, len: u64, limit: usize) -> io::Result<Option<Start>> {
+    let (len, fits) = start_len(len, limit);
     let mut buffer = vec![0u8; len];
     let mut filled = 0;
     while filled < buffer.len() {
@@ -113,17 +118,16 @@ pub fn read_nowait(file: &File, buffer: &mut [u8]) -> io::Result<Option<usize>> 
     }
 }
 
-/// How much of `file` to read first, and whether that is all of it: the
-/// file's length when it is at most `limit`, and then reading that much is
-/// reading it whole, with no further read to meet its end (a Maildir
+/// How much of a file of `len` octets to read first, and whether that is
+/// all of it: `len` when it is at most `limit`, and then reading that much
+/// is reading it whole, with no further read to meet its end (a Maildir
 /// message file is never changed in place; one cut short meanwhile ends
 /// the read early all the same). Else `limit`.
-fn start_len(file: &File, limit: usize) -> io::Result<(usize, bool)> {
-    let len = file.metadata()?.len();
-    Ok(match usize::try_from(len) {
+fn start_len(len: u64, limit: usize) -> (usize, bool) {
+    match usize::try_from(len) {
         Ok(len) if len <= limit => (len, true),
         _ => (limit, false),
-    })
+    }
 }
 
 fn finished(mut buffer: Vec<u8>, filled: usize, whole: bool) -> Start {
@@ -139,19 +143,21 @@ mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
 
-    fn file_with(content: &[u8]) -> io::Result<(tempfile::TempDir, File)> {
+    /// A file holding `content`, open for reading, with its length.
+    fn file_with(content: &[u8]) -> io::Result<(tempfile::TempDir, File, u64)> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("m");
         std::fs::write(&path, content)?;
         let file = File::open(&path)?;
-        Ok((dir, file))
+        let len = file.metadata()?.len();
+        Ok((dir, file, len))
     }
 
     #[test]
     fn a_small_file_is_read_whole_both_ways() -> io::Result<()> {
         let content = b"Subject: hi\n\nbody\n";
-        let (_dir, file) = file_with(content)?;
-        let start = read_start_nowait(&file, 1024)?;
+        let (_dir, file, len) = file_with(content)?;
+        let start = read_start_nowait(&file, len, 1024)?;
         assert_eq!(
             start,
             Some(Start {
@@ -159,9 +165,9 @@ mod tests {
                 whole: true
             })
         );
-        let (_dir, file) = file_with(content)?;
+        let (_dir, file, len) = file_with(content)?;
         assert_eq!(
-            read_start(&file, 1024)?,
+            read_start(&file, len, 1024)?,
             Start {
                 bytes: content.to_vec(),
                 whole: true
@@ -173,12 +179,12 @@ mod tests {
     #[test]
     fn a_file_of_exactly_the_limit_is_read_whole() -> io::Result<()> {
         let content = vec![b'x'; 4096];
-        let (_dir, file) = file_with(&content)?;
+        let (_dir, file, len) = file_with(&content)?;
         let start =
-            read_start_nowait(&file, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
+            read_start_nowait(&file, len, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
         assert!(start.whole && start.bytes == content);
-        let (_dir, file) = file_with(&content)?;
-        let start = read_start(&file, 4096)?;
+        let (_dir, file, len) = file_with(&content)?;
+        let start = read_start(&file, len, 4096)?;
         assert!(start.whole && start.bytes == content);
         Ok(())
     }
@@ -187,11 +193,12 @@ mod tests {
     fn a_large_file_stops_at_the_limit_and_reading_goes_on_from_there() -> io::Result<()> {
         let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         for nowait in [true, false] {
-            let (_dir, mut file) = file_with(&content)?;
+            let (_dir, mut file, len) = file_with(&content)?;
             let start = if nowait {
-                read_start_nowait(&file, 4096)?.ok_or_else(|| io::Error::other("not cached"))?
+                read_start_nowait(&file, len, 4096)?
+                    .ok_or_else(|| io::Error::other("not cached"))?
             } else {
-                read_start(&file, 4096)?
+                read_start(&file, len, 4096)?
             };
             assert_eq!(start.bytes, content[..4096]);
             assert!(!start.whole);
@@ -207,9 +214,9 @@ mod tests {
     #[test]
     fn the_rest_is_read_in_pieces_to_the_end() -> io::Result<()> {
         let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-        let (_dir, file) = file_with(&content)?;
+        let (_dir, file, len) = file_with(&content)?;
         let start =
-            read_start_nowait(&file, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
+            read_start_nowait(&file, len, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
         let mut read = start.bytes;
         let mut piece = vec![0u8; 65536];
         loop {
@@ -223,10 +230,33 @@ mod tests {
         Ok(())
     }
 
+    /// The length the open found is trusted: a file cut short after it
+    /// ends the start early, whole, with what is there, both ways.
+    #[test]
+    fn a_file_cut_short_after_the_open_ends_its_start_early() -> io::Result<()> {
+        let content = vec![b'y'; 4096];
+        for nowait in [true, false] {
+            let (dir, file, len) = file_with(&content)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.path().join("m"))?
+                .set_len(100)?;
+            let start = if nowait {
+                read_start_nowait(&file, len, 8192)?
+                    .ok_or_else(|| io::Error::other("not cached"))?
+            } else {
+                read_start(&file, len, 8192)?
+            };
+            assert_eq!(start.bytes, content[..100]);
+            assert!(start.whole);
+        }
+        Ok(())
+    }
+
     #[test]
     fn a_file_exactly_at_the_limit_is_whole() -> io::Result<()> {
-        let (_dir, file) = file_with(&[b'x'; 4096])?;
-        let start = read_start(&file, 4097)?;
+        let (_dir, file, len) = file_with(&[b'x'; 4096])?;
+        let start = read_start(&file, len, 4097)?;
         assert!(start.whole);
         assert_eq!(start.bytes.len(), 4096);
         Ok(())
@@ -234,8 +264,8 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_whole_and_empty() -> io::Result<()> {
-        let (_dir, file) = file_with(b"")?;
-        let start = read_start_nowait(&file, 4096)?;
+        let (_dir, file, len) = file_with(b"")?;
+        let start = read_start_nowait(&file, len, 4096)?;
         assert_eq!(
             start,
             Some(Start {
@@ -260,9 +290,10 @@ mod tests {
         writer.write_all(&content)?;
         writer.sync_all()?;
         let mut file = File::open(&path)?;
+        let len = file.metadata()?.len();
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
         let on_disk = DISK_FILE_SYSTEMS.contains(&(rustix::fs::fstatfs(&file)?.f_type as u64));
-        match read_start_nowait(&file, 512 * 1024)? {
+        match read_start_nowait(&file, len, 512 * 1024)? {
             None => {}
             // tmpfs, overlays and the like may keep or refetch the pages.
             Some(start) if !on_disk => assert_eq!(start.bytes, content),
@@ -276,7 +307,7 @@ mod tests {
             Some(n) => assert_eq!(piece[..n], content[..n]),
         }
         file.seek(SeekFrom::Start(0))?;
-        let start = read_start(&file, 512 * 1024)?;
+        let start = read_start(&file, len, 512 * 1024)?;
         assert_eq!(start.bytes, content);
         assert!(start.whole);
         Ok(())

@@ -109,7 +109,7 @@ fn listing(mailbox: &Mailbox) -> Vec<(String, u64)> {
 
 /// RETR as the gateway does it: the file through the encoder.
 fn retr(mailbox: &Mailbox, index: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let mut file = mailbox.open_message(index)?;
+    let mut file = mailbox.open_message(index)?.file;
     let mut encoder = Encoder::full();
     let mut buf = [0u8; 3];
     let mut out = Vec::new();
@@ -734,7 +734,7 @@ fn top_through_the_mailbox() -> TestResult {
     let maildir = Maildir::new()?;
     maildir.put("cur", "1.a.host:2,", b"Subject: x\n\n.line 1\nline 2\n")?;
     let mailbox = maildir.open()?;
-    let mut file = mailbox.open_message(0)?;
+    let mut file = mailbox.open_message(0)?.file;
     let mut content = Vec::new();
     file.read_to_end(&mut content)?;
     let mut encoder = Encoder::top(1);
@@ -972,11 +972,13 @@ fn the_nowait_open_serves_what_is_cached_and_defers_the_rest() -> TestResult {
     std::os::unix::fs::symlink(maildir.root().join("cur/5.e.host:2,"), &linked)?;
 
     let mut content = Vec::new();
-    let opened = mailbox.open_message_nowait(4)?;
-    opened
-        .ok_or("a file just written is in the caches")?
-        .read_to_end(&mut content)?;
+    let mut opened = mailbox
+        .open_message_nowait(4)?
+        .ok_or("a file just written is in the caches")?;
+    opened.file.read_to_end(&mut content)?;
     assert_eq!(content, b"Subject: e\n\nbody\n");
+    // The length the open found comes with the file.
+    assert_eq!(opened.len, content.len() as u64);
     // Its cached size is stale: the cache must be rewritten, which may block.
     assert!(mailbox.open_message_nowait(0)?.is_none());
     // Renamed or gone: open_message looks for it, or reports it vanished.

@@ -69,7 +69,7 @@ fn caching() -> (Arc<SnapshotCache>, OpenOptions) {
 fn contents(mailbox: &Mailbox) -> Vec<(usize, Vec<u8>, u64, Vec<u8>)> {
     (0..mailbox.len())
         .map(|index| {
-            let mut file = mailbox.open_message(index).unwrap();
+            let mut file = mailbox.open_message(index).unwrap().file;
             let (mut raw, mut wire) = (Vec::new(), Vec::new());
             file.read_to_end(&mut raw).unwrap();
             let mut encoder = Encoder::full();
