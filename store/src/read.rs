@@ -153,6 +153,17 @@ mod tests {
         Ok((dir, file, len))
     }
 
+    /// The start of `file`, read without waiting (`nowait`: it must be in
+    /// the page cache) or read the way that may wait.
+    fn start_of(file: &File, len: u64, limit: usize, nowait: bool) -> io::Result<Start> {
+        match nowait {
+            true => {
+                read_start_nowait(file, len, limit)?.ok_or_else(|| io::Error::other("not cached"))
+            }
+            false => read_start(file, len, limit),
+        }
+    }
+
     #[test]
     fn a_small_file_is_read_whole_both_ways() -> io::Result<()> {
         let content = b"Subject: hi\n\nbody\n";
@@ -194,12 +205,7 @@ mod tests {
         let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         for nowait in [true, false] {
             let (_dir, mut file, len) = file_with(&content)?;
-            let start = if nowait {
-                read_start_nowait(&file, len, 4096)?
-                    .ok_or_else(|| io::Error::other("not cached"))?
-            } else {
-                read_start(&file, len, 4096)?
-            };
+            let start = start_of(&file, len, 4096, nowait)?;
             assert_eq!(start.bytes, content[..4096]);
             assert!(!start.whole);
             let mut rest = Vec::new();
@@ -241,12 +247,7 @@ mod tests {
                 .write(true)
                 .open(dir.path().join("m"))?
                 .set_len(100)?;
-            let start = if nowait {
-                read_start_nowait(&file, len, 8192)?
-                    .ok_or_else(|| io::Error::other("not cached"))?
-            } else {
-                read_start(&file, len, 8192)?
-            };
+            let start = start_of(&file, len, 8192, nowait)?;
             assert_eq!(start.bytes, content[..100]);
             assert!(start.whole);
         }
