@@ -58,19 +58,16 @@ fn write_message(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
-/// A Maildir in `root` holding one message of [`SMALL_SIZE`] octets.
-fn write_small_maildir(root: &Path) {
-    for dir in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
+/// Delivers one message of [`SMALL_SIZE`] octets to the Maildir `root`
+/// (created if missing).
+fn deliver_small_message(root: &Path) {
     let mut text = b"Subject: bench\n\n".to_vec();
     while text.len() < SMALL_SIZE {
         text.extend_from_slice(&[b'x'; 75]);
         text.push(b'\n');
     }
     text.truncate(SMALL_SIZE);
-    let name = format!("1700000000.M1P1.bench,S={SMALL_SIZE}:2,S");
-    std::fs::write(root.join("cur").join(name), text).unwrap();
+    popgate_store::deliver(&[root], &text, "bench", |_, step| step()).unwrap();
 }
 
 /// Opens message 1 and reads it whole, with the length the open found or,
@@ -168,7 +165,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let small = tempfile::tempdir().unwrap();
-    write_small_maildir(small.path());
+    deliver_small_message(small.path());
     let mailbox = Mailbox::open(small.path(), &OpenOptions::default()).unwrap();
     let mut group = c.benchmark_group("retr/start");
     group.throughput(Throughput::Bytes(SMALL_SIZE as u64));

@@ -190,13 +190,11 @@ mod tests {
     #[test]
     fn a_file_of_exactly_the_limit_is_read_whole() -> io::Result<()> {
         let content = vec![b'x'; 4096];
-        let (_dir, file, len) = file_with(&content)?;
-        let start =
-            read_start_nowait(&file, len, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
-        assert!(start.whole && start.bytes == content);
-        let (_dir, file, len) = file_with(&content)?;
-        let start = read_start(&file, len, 4096)?;
-        assert!(start.whole && start.bytes == content);
+        for nowait in [true, false] {
+            let (_dir, file, len) = file_with(&content)?;
+            let start = start_of(&file, len, 4096, nowait)?;
+            assert!(start.whole && start.bytes == content);
+        }
         Ok(())
     }
 
@@ -221,9 +219,7 @@ mod tests {
     fn the_rest_is_read_in_pieces_to_the_end() -> io::Result<()> {
         let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
         let (_dir, file, len) = file_with(&content)?;
-        let start =
-            read_start_nowait(&file, len, 4096)?.ok_or_else(|| io::Error::other("not cached"))?;
-        let mut read = start.bytes;
+        let mut read = start_of(&file, len, 4096, true)?.bytes;
         let mut piece = vec![0u8; 65536];
         loop {
             match read_nowait(&file, &mut piece)? {
@@ -249,6 +245,24 @@ mod tests {
                 .set_len(100)?;
             let start = start_of(&file, len, 8192, nowait)?;
             assert_eq!(start.bytes, content[..100]);
+            assert!(start.whole);
+        }
+        Ok(())
+    }
+
+    /// Grown after the open (no Maildir file should be), a file is read to
+    /// the length the open found, whole: the message as it was opened.
+    #[test]
+    fn a_file_grown_after_the_open_is_read_to_the_length_the_open_found() -> io::Result<()> {
+        let content = vec![b'z'; 100];
+        for nowait in [true, false] {
+            let (dir, file, len) = file_with(&content)?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join("m"))?
+                .write_all(b"appended later")?;
+            let start = start_of(&file, len, 8192, nowait)?;
+            assert_eq!(start.bytes, content);
             assert!(start.whole);
         }
         Ok(())
