@@ -1,5 +1,5 @@
 //! The body of a big RETR: a 25 MB message file (in the page cache) read
-//! in 128 KiB pieces and encoded for the wire, output emptied at 64 KiB,
+//! in 32 KiB pieces and encoded for the wire, output emptied after each,
 //! as the POP3 driver streams a message past its first piece.
 //!
 //! Two ways to read the pieces, so the difference stays visible:
@@ -37,8 +37,8 @@ use popgate_store::{Mailbox, OpenOptions};
 use tokio::io::AsyncReadExt;
 
 const MESSAGE_SIZE: usize = 25 << 20;
-const READ_CHUNK: usize = 128 * 1024;
-const WRITE_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
+const WRITE_CHUNK: usize = 32 * 1024;
 /// The size of the message whose start is read.
 const SMALL_SIZE: usize = 45 * 1024;
 
@@ -81,7 +81,7 @@ fn open_and_read_start(mailbox: &Mailbox, statx_again: bool) -> usize {
         true => opened.file.metadata().unwrap().len(),
         false => opened.len,
     };
-    let start = read::read_start_nowait(&opened.file, len, READ_CHUNK)
+    let start = read::read_start_nowait(&opened.file, len, SMALL_SIZE)
         .unwrap()
         .expect("the message left the page cache");
     assert!(start.whole);

@@ -2,8 +2,8 @@
 //!
 //! Three 8 MiB messages: LF-only text (the usual Maildir file), the same
 //! with CRLF line ends, and dot-heavy text where every other line starts
-//! with a dot and needs stuffing. The encoder is fed 128 KiB chunks into an
-//! output buffer that is emptied at 64 KiB, as the POP3 driver does.
+//! with a dot and needs stuffing. The encoder is fed 32 KiB pieces into an
+//! output buffer that is emptied after each, as the POP3 driver does.
 //!
 //! ```text
 //! cargo bench --bench wire
@@ -19,8 +19,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use popgate_store::wire::{wire_size, Encoder};
 
 const MESSAGE_SIZE: usize = 8 << 20;
-const READ_CHUNK: usize = 128 * 1024;
-const WRITE_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
+const WRITE_CHUNK: usize = 32 * 1024;
 
 /// About `MESSAGE_SIZE` bytes of mail-like lines (40 to 76 characters)
 /// ending in `line_end`; with `dots`, every other line starts with a dot.

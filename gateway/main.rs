@@ -95,7 +95,7 @@ fn main() -> Result<()> {
 }
 
 /// Blocks of at least this size are mapped for themselves and unmapped when
-/// freed: above every per-connection buffer (the 128 KiB RETR chunk), below
+/// freed: above every per-connection buffer (a RETR's 32 KiB piece), below
 /// the arrays a snapshot of a big Maildir keeps (a few MiB each).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: std::ffi::c_int = 256 * 1024;

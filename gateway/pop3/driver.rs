@@ -43,10 +43,15 @@ use crate::mailbox_settings::effective::Effective;
 
 /// Commands are read at most this much at a time.
 const READ_SIZE: usize = 4096;
-/// Output is written to the socket whenever this much is buffered.
+/// Replies and listings are written to the socket whenever this much is
+/// buffered.
 const WRITE_CHUNK: usize = 64 * 1024;
-/// Message files are read in pieces of this size.
-const READ_CHUNK: usize = 128 * 1024;
+/// A message is read, encoded and written a piece of this size at a time,
+/// each piece sent as soon as it is encoded. Small sends keep the client
+/// reading while the next piece is prepared; with 128 KiB pieces, one
+/// client's RETR of 1 MB messages ran about a fifth slower and took a third
+/// to a half more of the server's CPU (see docs/performance.md).
+const MESSAGE_PIECE: usize = 32 * 1024;
 
 type Pop3Session = Session<Arc<Mailbox>>;
 
@@ -373,7 +378,7 @@ impl Driver {
             None => {
                 store_call(self.identity, move || {
                     let opened = mailbox.open_message(index)?;
-                    let start = read::read_start(&opened.file, opened.len, READ_CHUNK)?;
+                    let start = read::read_start(&opened.file, opened.len, MESSAGE_PIECE)?;
                     Ok((opened.file, start))
                 })
                 .await
@@ -450,10 +455,10 @@ impl Driver {
         encoder: &mut wire::Encoder,
         sent: &mut u64,
     ) -> std::io::Result<()> {
-        if self.conn.output().len() >= WRITE_CHUNK {
+        if self.conn.output().len() >= MESSAGE_PIECE {
             self.conn.flush_partial().await?;
         }
-        chunk.resize(READ_CHUNK, 0);
+        chunk.resize(MESSAGE_PIECE, 0);
         while !encoder.is_done() {
             let n = match read::read_nowait(&file, chunk)? {
                 Some(n) => n,
@@ -468,7 +473,7 @@ impl Driver {
             }
             *sent += n as u64;
             encoder.encode(&chunk[..n], self.conn.output());
-            if self.conn.output().len() >= WRITE_CHUNK {
+            if self.conn.output().len() >= MESSAGE_PIECE {
                 self.conn.flush_partial().await?;
             }
         }
@@ -546,7 +551,7 @@ fn open_cached(
     let Ok(Ok(Some(opened))) = opened else {
         return None;
     };
-    match read::read_start_nowait(&opened.file, opened.len, READ_CHUNK) {
+    match read::read_start_nowait(&opened.file, opened.len, MESSAGE_PIECE) {
         Ok(Some(start)) => Some((opened.file, start)),
         _ => None,
     }

@@ -25,9 +25,9 @@
 //!
 //! The rest of a large message is read the same way, a piece at a time:
 //! [`read_nowait`] into the caller's buffer while the pages are cached (a
-//! 25 MB message is two hundred 128 KiB pieces, and a trip to a blocking
-//! thread for each was a fifth of RETR's CPU), an ordinary blocking read
-//! of the piece otherwise.
+//! 25 MB message is hundreds of pieces, and a trip to a blocking thread for
+//! each was a fifth of RETR's CPU), an ordinary blocking read of the piece
+//! otherwise.
 //!
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
