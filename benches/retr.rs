@@ -1,6 +1,7 @@
 //! The body of a big RETR: a 25 MB message file (in the page cache) read
-//! in 32 KiB pieces and encoded for the wire, output emptied after each,
-//! as the POP3 driver streams a message past its first piece.
+//! in the POP3 driver's pieces (`MESSAGE_PIECE`) and encoded for the
+//! wire, output emptied after each, as the driver streams a message past
+//! its first piece.
 //!
 //! Two ways to read the pieces, so the difference stays visible:
 //!
@@ -31,32 +32,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use popgate::pop3::driver::MESSAGE_PIECE;
 use popgate_store::read;
 use popgate_store::wire::Encoder;
 use popgate_store::{Mailbox, OpenOptions};
 use tokio::io::AsyncReadExt;
 
+#[path = "common/mail.rs"]
+mod mail;
+
 const MESSAGE_SIZE: usize = 25 << 20;
-const READ_CHUNK: usize = 32 * 1024;
-const WRITE_CHUNK: usize = 32 * 1024;
 /// The size of the message whose start is read.
 const SMALL_SIZE: usize = 45 * 1024;
-
-/// A 25 MB message of 72-character LF lines, one in fifty starting with a
-/// dot, as mkmaildir writes them.
-fn write_message(path: &Path) {
-    let mut text = Vec::with_capacity(MESSAGE_SIZE + 128);
-    let mut line = 0usize;
-    while text.len() < MESSAGE_SIZE {
-        if line % 50 == 0 {
-            text.push(b'.');
-        }
-        text.extend((0..71).map(|i| b'a' + ((line + i) % 26) as u8));
-        text.push(b'\n');
-        line += 1;
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 /// Delivers one message of [`SMALL_SIZE`] octets to the Maildir `root`
 /// (created if missing).
@@ -88,9 +75,9 @@ fn open_and_read_start(mailbox: &Mailbox, statx_again: bool) -> usize {
     start.bytes.len()
 }
 
-/// Sends what the encoder produced whenever a write's worth is there.
+/// Sends what the encoder produced whenever a piece's worth is there.
 fn drain(out: &mut Vec<u8>, sent: &mut usize) {
-    if out.len() >= WRITE_CHUNK {
+    if out.len() >= MESSAGE_PIECE {
         *sent += out.len();
         black_box(&out);
         out.clear();
@@ -134,7 +121,7 @@ async fn stream_tokio_fs(path: &Path, chunk: &mut [u8], out: &mut Vec<u8>) -> us
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("message");
-    write_message(&path);
+    std::fs::write(&path, mail::mkmaildir_message(MESSAGE_SIZE, 0)).unwrap();
     // Read once, so every variant finds it in the page cache.
     let mut warm = File::open(&path).unwrap();
     std::io::copy(&mut warm, &mut std::io::sink()).unwrap();
@@ -148,8 +135,8 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(MESSAGE_SIZE as u64));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    let mut chunk = vec![0u8; READ_CHUNK];
-    let mut out = Vec::with_capacity(2 * READ_CHUNK);
+    let mut chunk = vec![0u8; MESSAGE_PIECE];
+    let mut out = Vec::with_capacity(2 * MESSAGE_PIECE);
     group.bench_function("nowait", |b| {
         b.iter(|| {
             out.clear();

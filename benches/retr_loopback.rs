@@ -31,28 +31,14 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+#[path = "common/mail.rs"]
+mod mail;
+
 /// The size of each message file, in octets.
 const MESSAGE_SIZE: usize = 1 << 20;
 /// How many messages the Maildir holds.
 const MESSAGES: usize = 16;
 const PASSWORD: &str = "bench password";
-
-/// A 1 MiB message of 72-character LF lines, one in fifty starting with a
-/// dot, as mkmaildir writes them.
-fn message(seed: usize) -> Vec<u8> {
-    let mut text = format!("Subject: bench {seed}\n\n").into_bytes();
-    let mut line = 0usize;
-    while text.len() < MESSAGE_SIZE {
-        if line % 50 == 0 {
-            text.push(b'.');
-        }
-        text.extend((0..71).map(|i| b'a' + ((seed + line + i) % 26) as u8));
-        text.push(b'\n');
-        line += 1;
-    }
-    text.truncate(MESSAGE_SIZE);
-    text
-}
 
 /// A running `popgate serve` and the address of its POP3 listener.
 struct Server {
@@ -72,7 +58,8 @@ impl Drop for Server {
 fn start(dir: &Path) -> Server {
     let maildir = dir.join("mail/bench");
     for seed in 0..MESSAGES {
-        popgate_store::deliver(&[&maildir], &message(seed), "bench", |_, step| step()).unwrap();
+        let message = mail::mkmaildir_message(MESSAGE_SIZE, seed);
+        popgate_store::deliver(&[&maildir], &message, "bench", |_, step| step()).unwrap();
     }
     let hash = popgate_auth::hash_password_bcrypt(PASSWORD, 4).unwrap();
     std::fs::write(dir.join("users.htpasswd"), format!("bench:{hash}\n")).unwrap();

@@ -2,8 +2,9 @@
 //!
 //! Three 8 MiB messages: LF-only text (the usual Maildir file), the same
 //! with CRLF line ends, and dot-heavy text where every other line starts
-//! with a dot and needs stuffing. The encoder is fed 32 KiB pieces into an
-//! output buffer that is emptied after each, as the POP3 driver does.
+//! with a dot and needs stuffing. The encoder is fed the POP3 driver's
+//! pieces (`MESSAGE_PIECE`) into an output buffer that is emptied after
+//! each, as the driver does.
 //!
 //! ```text
 //! cargo bench --bench wire
@@ -16,11 +17,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use popgate::pop3::driver::MESSAGE_PIECE;
 use popgate_store::wire::{wire_size, Encoder};
 
 const MESSAGE_SIZE: usize = 8 << 20;
-const READ_CHUNK: usize = 32 * 1024;
-const WRITE_CHUNK: usize = 32 * 1024;
 
 /// About `MESSAGE_SIZE` bytes of mail-like lines (40 to 76 characters)
 /// ending in `line_end`; with `dots`, every other line starts with a dot.
@@ -58,9 +58,9 @@ fn message(line_end: &str, dots: bool) -> Vec<u8> {
 fn encode(message: &[u8], out: &mut Vec<u8>) -> usize {
     let mut encoder = Encoder::full();
     let mut sent = 0;
-    for chunk in message.chunks(READ_CHUNK) {
-        encoder.encode(chunk, out);
-        if out.len() >= WRITE_CHUNK {
+    for piece in message.chunks(MESSAGE_PIECE) {
+        encoder.encode(piece, out);
+        if out.len() >= MESSAGE_PIECE {
             sent += out.len();
             black_box(&out);
             out.clear();
@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     for (name, input) in &inputs {
         group.throughput(Throughput::Bytes(input.len() as u64));
-        let mut out = Vec::with_capacity(2 * WRITE_CHUNK + READ_CHUNK * 2);
+        let mut out = Vec::with_capacity(4 * MESSAGE_PIECE);
         group.bench_function(format!("encode/{name}"), |b| {
             b.iter(|| encode(black_box(input), &mut out))
         });

@@ -50,8 +50,9 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// each piece sent as soon as it is encoded. Small sends keep the client
 /// reading while the next piece is prepared; with 128 KiB pieces, one
 /// client's RETR of 1 MB messages ran about a fifth slower and took a third
-/// to a half more of the server's CPU (see docs/performance.md).
-const MESSAGE_PIECE: usize = 32 * 1024;
+/// to a half more of the server's CPU (see docs/performance.md). Public so
+/// the benchmarks and the boundary test of RETR follow it.
+pub const MESSAGE_PIECE: usize = 32 * 1024;
 
 type Pop3Session = Session<Arc<Mailbox>>;
 

@@ -303,7 +303,7 @@ fn a_changed_htpasswd_file_is_picked_up_without_restart() {
         .starts_with("-ERR [AUTH]"));
 }
 
-/// RETR reads a message's first 32 KiB together with opening it and
+/// RETR reads a message's first piece together with opening it and
 /// streams the rest: messages just under, at and over that size, and a
 /// large one, must arrive byte for byte (LF endings, dot lines crossing the
 /// boundary), and TOP must stop inside the first piece. Each size comes
@@ -314,7 +314,7 @@ fn a_changed_htpasswd_file_is_picked_up_without_restart() {
 fn messages_around_the_first_read_and_large_ones_arrive_byte_for_byte() {
     let server = Server::start();
     let maildir = server.maildir("alice");
-    let chunk = 32 * 1024;
+    let chunk = popgate::pop3::driver::MESSAGE_PIECE;
     let message = |size: usize| {
         let mut m = b"Subject: sized\n\n".to_vec();
         let mut n = 0;
