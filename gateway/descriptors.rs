@@ -6,16 +6,18 @@
 //!
 //! A connection holds up to [`PER_CONNECTION`] descriptors at once: its
 //! socket; the mailbox lock of a logged-in POP3 session (an open file, since
-//! the lock is an open file description lock); and the message RETR or TOP is
-//! sending. A submission session holds its socket and, while it hands a
+//! the lock is an open file description lock); the message RETR or TOP is
+//! sending; and, in a session that has had to wait for the disk, for a
+//! moment the next message, while the kernel is asked to load it (see
+//! `popgate_store::prefetch`). A submission session holds its socket and, while it hands a
 //! message on, the relay's connection or the file it delivers into. On top of
 //! that the process keeps [`RESERVE`] for itself: the listeners, the
 //! runtime's epoll and wake-up descriptors, the signal pipe, the metrics and
 //! control sockets, and what logins open for a moment beside their socket (a
 //! Maildir's directories while its snapshot is taken, PAM's files and sockets
 //! on the blocking threads). `max_connections` counts every service's
-//! connections together, so [`needed`] is `3 × max_connections + 256`:
-//! 30,256 for the default 10,000.
+//! connections together, so [`needed`] is `4 × max_connections + 256`:
+//! 40,256 for the default 10,000.
 //!
 //! # Raising the limit
 //!
@@ -69,7 +71,7 @@ use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 /// Descriptors one connection may hold at once (see the module header).
-pub const PER_CONNECTION: u64 = 3;
+pub const PER_CONNECTION: u64 = 4;
 
 /// Descriptors the process keeps besides its connections.
 pub const RESERVE: u64 = 256;
@@ -344,8 +346,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_need_is_three_per_connection_and_a_reserve() {
-        assert_eq!(needed(10_000), 30_256);
+    fn the_need_is_four_per_connection_and_a_reserve() {
+        assert_eq!(needed(10_000), 40_256);
         assert_eq!(needed(0), RESERVE);
         assert_eq!(needed(usize::MAX), u64::MAX);
     }
@@ -353,25 +355,25 @@ mod tests {
     #[test]
     fn the_soft_limit_is_raised_to_the_need_never_past_the_hard_one_nor_down() {
         assert_eq!(
-            Limit::plan(1024, 524_288, 30_256),
+            Limit::plan(1024, 524_288, 40_256),
             Limit::Raised {
                 from: 1024,
-                to: 30_256
+                to: 40_256
             }
         );
-        assert_eq!(Limit::plan(1024, 524_288, 30_256).new_soft(), Some(30_256));
-        let short = Limit::plan(1024, 4096, 30_256);
+        assert_eq!(Limit::plan(1024, 524_288, 40_256).new_soft(), Some(40_256));
+        let short = Limit::plan(1024, 4096, 40_256);
         assert_eq!(
             short,
             Limit::Short {
                 from: 1024,
                 hard: 4096,
-                needed: 30_256
+                needed: 40_256
             }
         );
         assert_eq!(short.new_soft(), Some(4096));
-        assert_eq!(Limit::plan(4096, 4096, 30_256).new_soft(), None);
-        let enough = Limit::plan(65_536, 65_536, 30_256);
+        assert_eq!(Limit::plan(4096, 4096, 40_256).new_soft(), None);
+        let enough = Limit::plan(65_536, 65_536, 40_256);
         assert!(matches!(enough, Limit::Enough { soft: 65_536, .. }));
         assert_eq!(enough.new_soft(), None);
     }

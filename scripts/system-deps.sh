@@ -16,7 +16,8 @@ build_packages=(build-essential pkg-config ca-certificates libpam0g-dev libclang
 # debootstrap makes the throwaway Debian root the package test installs the
 # .deb into (dpkg and debian-archive-keyring come with Debian itself).
 # python3-prometheus-client's parsers read back what the metrics listener serves.
-test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy debootstrap python3-prometheus-client)
+# util-linux-extra's fincore tells which messages are in the page cache.
+test_packages=(curl python3 fetchmail mpop python3-aiosmtpd msmtp libpam-wrapper libnss-wrapper fail2ban dovecot-core dovecot-pop3d haproxy debootstrap python3-prometheus-client util-linux-extra)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;

@@ -8,8 +8,9 @@
 //! opening the mailbox (creating a Maildir that does not exist yet, as the
 //! user's), all within the
 //! [login deadline](crate::login_deadline), streaming a message through the
-//! wire encoder, upgrading to TLS, and applying deletions at QUIT, once
-//! every earlier reply has been written. A refused login, whoever refused
+//! wire encoder (once a session has had to wait for the disk, with the
+//! next message loaded meanwhile), upgrading to TLS, and applying deletions
+//! at QUIT, once every earlier reply has been written. A refused login, whoever refused
 //! it, is the session's to answer ([`Session::login_refused`]). Every other
 //! way a connection ends — the client leaves, a timeout, shutdown, a kick
 //! (`popgate kick`, even one that comes with QUIT already read), an error,
@@ -83,6 +84,12 @@ struct Driver {
     user_slot: Option<Slot<String>>,
     /// The filesystem identity store calls run with (system users as root).
     identity: Option<Identity>,
+    /// Set once a message of this session had to be read from the disk:
+    /// from then on, each RETR has the kernel load the next message while
+    /// this one is sent (see [`popgate_store::prefetch`]).
+    cold: bool,
+    /// The load of the next message, while it is being started.
+    loading: Option<tokio::task::JoinHandle<()>>,
     /// Dropped last: the session leaves the registry only once its mailbox
     /// lock and user slot are released, so `popgate kick` returns with them
     /// free.
@@ -109,6 +116,8 @@ pub fn serve(service: Arc<Pop3Service>, conn: Connection) -> impl Future<Output 
         summary: Summary::default(),
         user_slot: None,
         identity: None,
+        cold: false,
+        loading: None,
         conn,
     })
     .serve()
@@ -377,6 +386,8 @@ impl Driver {
             // Opening the file and reading its first chunk is one blocking
             // call: most messages fit in that chunk, and then need no other.
             None => {
+                self.cold = true;
+                let mailbox = Arc::clone(&mailbox);
                 store_call(self.identity, move || {
                     let opened = mailbox.open_message(index)?;
                     let start = read::read_start(&opened.file, opened.len, MESSAGE_PIECE)?;
@@ -415,6 +426,9 @@ impl Driver {
                 return Ok(());
             }
         };
+        if body_lines.is_none() {
+            self.load_next(&mailbox, index + 1);
+        }
         let mut encoder = match body_lines {
             None => {
                 self.conn
@@ -464,6 +478,7 @@ impl Driver {
             let n = match read::read_nowait(&file, chunk)? {
                 Some(n) => n,
                 None => {
+                    self.cold = true;
                     let n;
                     (file, n) = read_blocking(file, chunk).await?;
                     n
@@ -479,6 +494,31 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// In a session that has met the disk, starts loading message `index`
+    /// into memory on a blocking thread, unless a load is still being
+    /// started (one at a time per session). Nothing waits for it: a load
+    /// that fails, or comes too late, only leaves RETR to read the message
+    /// from the disk as before.
+    fn load_next(&mut self, mailbox: &Mailbox, index: usize) {
+        if !self.cold
+            || self
+                .loading
+                .as_ref()
+                .is_some_and(|load| !load.is_finished())
+        {
+            return;
+        }
+        let Some(prefetch) = mailbox.prefetch(index) else {
+            return;
+        };
+        let identity = self.identity;
+        self.loading = Some(tokio::task::spawn_blocking(move || {
+            // Only a hint: an error here is met again, and answered, by
+            // the RETR of that message.
+            let _ = identity::run_as(identity, || prefetch.load());
+        }));
     }
 
     /// QUIT in TRANSACTION: the UPDATE state of RFC 1939 §6.

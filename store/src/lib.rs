@@ -19,7 +19,8 @@
 //!    file and stream it through a [`wire::Encoder`], the same code that
 //!    computed the size LIST reported. A message already in the kernel's
 //!    caches can be opened and read without ever waiting for the disk
-//!    ([`Mailbox::open_message_nowait`], [`read`]), so on an async thread.
+//!    ([`Mailbox::open_message_nowait`], [`read`]), so on an async thread;
+//!    one that is not can be loaded ahead of its RETR ([`prefetch`]).
 //! 3. **Update** ([`Mailbox::commit`]): after QUIT, apply the
 //!    leave-on-server policy ([`OnDele`]) to the messages marked deleted,
 //!    then unlock. A session that ends any other way just drops the
@@ -92,6 +93,7 @@ mod mailbox;
 pub mod migrate;
 mod name;
 mod policy;
+pub mod prefetch;
 pub mod read;
 mod size_cache;
 mod sizing;

@@ -611,6 +611,17 @@ impl Mailbox {
         }
     }
 
+    /// What [`Prefetch::load`](crate::prefetch::Prefetch::load) needs to
+    /// bring message `index` (0-based) into memory ahead of its RETR;
+    /// `None` for an index outside the snapshot.
+    pub fn prefetch(&self, index: usize) -> Option<crate::prefetch::Prefetch> {
+        let record = self.record(index)?;
+        let name = self.snapshot.names.os_str(record.name());
+        Some(crate::prefetch::Prefetch {
+            path: snapshot::path(&self.root, record.dir, name),
+        })
+    }
+
     /// UPDATE: applies the `on_dele` policy to the messages at `deleted`
     /// (0-based indices, in any order, repeats ignored), then releases the
     /// lock. A message that fails does not stop the others; see
@@ -730,7 +741,7 @@ fn open_existing(path: &Path) -> Result<(File, u64), StoreError> {
 }
 
 /// The error for a message file that could not be opened.
-fn open_error(err: OpenError, path: PathBuf) -> StoreError {
+pub(crate) fn open_error(err: OpenError, path: PathBuf) -> StoreError {
     match err {
         OpenError::NotFound => StoreError::Vanished,
         OpenError::NotRegular => StoreError::NotRegularFile(path),

@@ -227,7 +227,7 @@ fn open_many(
 }
 
 /// Started from a shell whose soft limit is 1,024, popgate raises it to
-/// what `max_connections` needs (3 per connection and 256: 3,256 for 1,000)
+/// what `max_connections` needs (4 per connection and 256: 4,256 for 1,000)
 /// when the hard limit allows, and says so; when the hard limit cannot
 /// cover it, it warns once, naming both figures and what to set. Caught:
 /// before, popgate kept the shell's 1,024 and said nothing, and refused
@@ -239,11 +239,11 @@ fn the_descriptor_limit_is_raised_to_what_max_connections_needs() {
         nofile: Some(nofile),
         ..Options::default()
     };
-    let server = Server::with(options((1024, 4096)));
-    assert_eq!(nofile_of(server.pid()), (3256, 4096));
+    let server = Server::with(options((1024, 8192)));
+    assert_eq!(nofile_of(server.pid()), (4256, 8192));
     let log = server.log();
     assert!(
-        log.contains("descriptor limit raised from 1024 to 3256 for max_connections = 1000"),
+        log.contains("descriptor limit raised from 1024 to 4256 for max_connections = 1000"),
         "{log}"
     );
     assert!(!log.contains("descriptor limit too low"), "{log}");
@@ -258,10 +258,10 @@ fn the_descriptor_limit_is_raised_to_what_max_connections_needs() {
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(
         warnings[0].contains("WARN")
-            && warnings[0].contains("max_connections = 1000 needs 3256")
+            && warnings[0].contains("max_connections = 1000 needs 4256")
             && warnings[0].contains("the hard limit is 1024")
-            && warnings[0].contains("LimitNOFILE=3256")
-            && warnings[0].contains("ulimit -n 3256"),
+            && warnings[0].contains("LimitNOFILE=4256")
+            && warnings[0].contains("ulimit -n 4256"),
         "{}",
         warnings[0]
     );

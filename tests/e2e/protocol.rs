@@ -349,6 +349,61 @@ fn messages_around_the_first_read_and_large_ones_arrive_byte_for_byte() {
     }
 }
 
+/// Once a RETR had to wait for the disk, the session has the kernel load
+/// the message after it while it sends this one: the next RETR finds it in
+/// memory. Only that one: the message after the next stays on disk.
+#[test]
+fn a_session_that_waited_for_the_disk_loads_the_next_message_ahead() {
+    let server = Server::start();
+    let maildir = server.maildir("alice");
+    let message: Vec<u8> = (0..20_000)
+        .flat_map(|n| format!("line {n:05} of a message read from the disk\n").into_bytes())
+        .collect();
+    let names: Vec<String> = (0..3)
+        .map(|i| deliver(&maildir, 1_700_000_000 + i, &message))
+        .collect();
+    let files: Vec<_> = names
+        .iter()
+        .map(|name| maildir.join("cur").join(format!("{name}:2,")))
+        .collect();
+    // Logging in reads every new message to learn its size.
+    let mut client = server.login("alice");
+    for file in &files {
+        drop_from_page_cache(file);
+        assert_eq!(resident(file), 0, "{} kept its pages", file.display());
+    }
+    let (_, body) = client.retrieve("RETR 1");
+    assert!(body == crlf(&message));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resident(&files[1]) < message.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "message 2 was not loaded ahead: {} of {} octets in memory",
+            resident(&files[1]),
+            message.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(resident(&files[2]), 0, "message 3 was loaded too");
+    let (_, body) = client.retrieve("RETR 2");
+    assert!(body == crlf(&message));
+}
+
+/// How many octets of `path` are in the page cache, as util-linux's
+/// `fincore` finds them (it asks the kernel without reading the file).
+fn resident(path: &std::path::Path) -> u64 {
+    let output = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (Debian's util-linux-extra) runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Writes `path` to disk and asks the kernel to forget its pages.
 fn drop_from_page_cache(path: &std::path::Path) {
     use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
