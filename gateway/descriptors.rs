@@ -4,20 +4,20 @@
 //!
 //! # How many
 //!
-//! A connection holds up to [`PER_CONNECTION`] descriptors at once: its
-//! socket; the mailbox lock of a logged-in POP3 session (an open file, since
-//! the lock is an open file description lock); the message RETR or TOP is
-//! sending; and, in a session that has had to wait for the disk, for a
-//! moment the next message, while the kernel is asked to load it (see
-//! `popgate_store::prefetch`). A submission session holds its socket and, while it hands a
-//! message on, the relay's connection or the file it delivers into. On top of
-//! that the process keeps [`RESERVE`] for itself: the listeners, the
+//! A connection holds up to [`PER_CONNECTION`] descriptors at once: its socket;
+//! the mailbox lock of a logged-in POP3 session (an open file, since the lock
+//! is an open file description lock); the message RETR or TOP is sending; and,
+//! in a session that has had to wait for the disk, for a moment the next
+//! message, while the kernel is asked to load it (see
+//! `popgate_store::prefetch`). A submission session holds its socket and, while
+//! it hands a message on, the relay's connection or the file it delivers into.
+//! On top of that the process keeps [`RESERVE`] for itself: the listeners, the
 //! runtime's epoll and wake-up descriptors, the signal pipe, the metrics and
 //! control sockets, and what logins open for a moment beside their socket (a
 //! Maildir's directories while its snapshot is taken, PAM's files and sockets
 //! on the blocking threads). `max_connections` counts every service's
-//! connections together, so [`needed`] is `4 × max_connections + 256`:
-//! 40,256 for the default 10,000.
+//! connections together, so [`needed`] is `4 × max_connections + 256`: 40,256
+//! for the default 10,000.
 //!
 //! # Raising the limit
 //!

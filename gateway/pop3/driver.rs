@@ -6,15 +6,15 @@
 //! failure delay), asking the mailbox's settings (its POP3 switch, session
 //! limit, `on_dele` and `order`, which the session keeps to its end) and
 //! opening the mailbox (creating a Maildir that does not exist yet, as the
-//! user's), all within the
-//! [login deadline](crate::login_deadline), streaming a message through the
-//! wire encoder (once a session has had to wait for the disk, with the
-//! next message loaded meanwhile), upgrading to TLS, and applying deletions
-//! at QUIT, once every earlier reply has been written. A refused login, whoever refused
-//! it, is the session's to answer ([`Session::login_refused`]). Every other
-//! way a connection ends — the client leaves, a timeout, shutdown, a kick
-//! (`popgate kick`, even one that comes with QUIT already read), an error,
-//! a reply that cannot be written before UPDATE — applies nothing.
+//! user's), all within the [login deadline](crate::login_deadline), streaming a
+//! message through the wire encoder (once a session has had to wait for the
+//! disk, with the next message loaded meanwhile), upgrading to TLS, and
+//! applying deletions at QUIT, once every earlier reply has been written. A
+//! refused login, whoever refused it, is the session's to answer
+//! ([`Session::login_refused`]). Every other way a connection ends — the client
+//! leaves, a timeout, shutdown, a kick (`popgate kick`, even one that comes
+//! with QUIT already read), an error, a reply that cannot be written before
+//! UPDATE — applies nothing.
 //!
 //! Replies go through the core's tap ([`Connection::reply`]), so the
 //! protocol log shows them; message bodies and listings are written past it

@@ -615,10 +615,9 @@ impl Mailbox {
     /// bring message `index` (0-based) into memory ahead of its RETR;
     /// `None` for an index outside the snapshot.
     pub fn prefetch(&self, index: usize) -> Option<crate::prefetch::Prefetch> {
-        let record = self.record(index)?;
-        let name = self.snapshot.names.os_str(record.name());
+        let message = self.file(index)?;
         Some(crate::prefetch::Prefetch {
-            path: snapshot::path(&self.root, record.dir, name),
+            path: snapshot::path(&self.root, message.dir, message.name),
         })
     }
 
